@@ -1,0 +1,145 @@
+"""One content-addressed cache for every model call and every tuned model.
+
+Key = SHA-256 of a canonical JSON document naming the backend, the exact model identity (base model plus
+adapter content hash), the request (messages, options, sampling parameters) and the sample index.
+Values are JSON. SQLite in WAL mode, one committed transaction per batch of answers, so a crash loses at
+most the batch in flight and never corrupts what was written before.
+
+Modes (``SELFAWARE_CACHE_MODE`` or :func:`set_mode`):
+  ``rw``      read, and write what was missing (default)
+  ``replay``  read only; a miss raises :class:`CacheMiss` (proves a warm run makes no call)
+  ``off``     neither read nor write
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .errors import CacheMiss, ConfigError
+from .paths import cache_dir
+
+MODES = ("rw", "replay", "off")
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def content_hash(obj: Any, length: int = 64) -> str:
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:length]
+
+
+@dataclass
+class Counters:
+    """What this process asked of models: hits came from the cache, computed went to a model."""
+
+    hits: int = 0
+    computed: int = 0
+    trainings: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cache_hits": self.hits, "model_calls": self.computed, "trainings": self.trainings,
+                "model_calls_by_kind": dict(self.by_kind)}
+
+
+COUNTERS = Counters()
+
+
+def reset_counters() -> None:
+    global COUNTERS
+    COUNTERS.hits = COUNTERS.computed = COUNTERS.trainings = 0
+    COUNTERS.by_kind.clear()
+
+
+class CallCache:
+    def __init__(self, path: Path | None = None, mode: str | None = None):
+        self.path = Path(path) if path else cache_dir() / "calls.sqlite"
+        self.mode = mode or os.environ.get("SELFAWARE_CACHE_MODE", "rw")
+        if self.mode not in MODES:
+            raise ConfigError(f"cache mode {self.mode!r} is not one of {', '.join(MODES)}")
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
+            self._local.conn = conn
+        return conn
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        if self.mode == "off" or not keys:
+            return {}
+        found: dict[str, Any] = {}
+        conn = self._conn()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            for key, value in conn.execute(f"SELECT key, value FROM calls WHERE key IN ({marks})", chunk):
+                found[key] = json.loads(value)
+        return found
+
+    def put_many(self, kind: str, items: Iterable[tuple[str, Any]]) -> None:
+        if self.mode != "rw":
+            return
+        rows = [(key, kind, canonical_json(value)) for key, value in items]
+        if not rows:
+            return
+        conn = self._conn()
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO calls (key, kind, value) VALUES (?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    def cached_call(self, kind: str, requests: Sequence[dict], compute: Callable[[list[dict]], list[Any]],
+                    flush_every: int | None = None) -> list[Any]:
+        """Answer each request from the cache, computing only the missing ones (in one call to ``compute``,
+        or in chunks of ``flush_every`` so that long batches are saved as they go)."""
+        keys = [content_hash({"kind": kind, **request}) for request in requests]
+        found = self.get_many(keys)
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        COUNTERS.hits += len(keys) - len(missing)
+        if missing and self.mode == "replay":
+            example = canonical_json(requests[missing[0]])[:300]
+            raise CacheMiss(f"replay-only cache has no answer for {len(missing)} {kind} request(s), e.g. {example}")
+        results: list[Any] = [found.get(key) for key in keys]
+        step = flush_every or max(len(missing), 1)
+        for start in range(0, len(missing), step):
+            chunk = missing[start:start + step]
+            answers = compute([requests[i] for i in chunk])
+            if len(answers) != len(chunk):
+                raise RuntimeError(f"{kind}: backend returned {len(answers)} answers for {len(chunk)} requests")
+            for i, answer in zip(chunk, answers):
+                results[i] = answer
+            self.put_many(kind, ((keys[i], answer) for i, answer in zip(chunk, answers)))
+            COUNTERS.computed += len(chunk)
+            COUNTERS.by_kind[kind] = COUNTERS.by_kind.get(kind, 0) + len(chunk)
+        return results
+
+
+_DEFAULT: CallCache | None = None
+
+
+def default_cache() -> CallCache:
+    global _DEFAULT
+    if _DEFAULT is None or _DEFAULT.mode != os.environ.get("SELFAWARE_CACHE_MODE", _DEFAULT.mode) \
+            or _DEFAULT.path != cache_dir() / "calls.sqlite":
+        _DEFAULT = CallCache()
+    return _DEFAULT
+
+
+def set_mode(mode: str) -> None:
+    os.environ["SELFAWARE_CACHE_MODE"] = mode
+    default_cache()

@@ -1,0 +1,21 @@
+"""Errors a researcher sees. Each one names the culprit in one line."""
+
+
+class SelfAwareError(Exception):
+    """Base class for every error the library raises on purpose."""
+
+
+class ConfigError(SelfAwareError):
+    """A profile, parameter or model spec is wrong."""
+
+
+class DatasetError(SelfAwareError):
+    """A dataset file is malformed; the message names file and line."""
+
+
+class ModelNotAvailable(SelfAwareError):
+    """A model cannot be loaded (missing package, missing directory, missing key)."""
+
+
+class CacheMiss(SelfAwareError):
+    """Replay-only cache mode was asked for something it has never seen."""

