@@ -1,0 +1,46 @@
+"""Command line: ``python -m selfaware {run,book,build,plan}``.
+
+    python -m selfaware book --profile default     run every notebook, then build the site
+    python -m selfaware run --profile smoke --notebook 01_multiple_choice
+    python -m selfaware build --profile smoke      build the site from existing outputs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .errors import SelfAwareError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="selfaware", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "execute notebooks with papermill"), ("book", "execute notebooks, then build"),
+                       ("build", "build the site from existing outputs")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("--profile", default="default")
+        if name != "build":
+            command.add_argument("--notebook", action="append", help="only this notebook (repeatable)")
+            command.add_argument("--log-output", action="store_true", help="stream cell output")
+    args = parser.parse_args(argv)
+    started = time.time()
+    try:
+        if args.command in ("run", "book"):
+            from .runner import run_profile
+            run_profile(args.profile, args.notebook, log_output=args.log_output)
+        if args.command in ("book", "build"):
+            from .book import build
+            site = build(args.profile)
+            print(f"Book built: {site / 'index.html'}")
+    except SelfAwareError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"done in {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Profiles and typed, validated notebook parameters.
+
+``params/<profile>.yaml`` holds, per notebook, the parameter values of that profile and the list of runs
+(one book page each). A notebook's ``parameters`` cell names every parameter with ``None`` meaning "take it
+from the profile"; right after papermill injects values, :func:`from_notebook` merges profile and explicit
+values into a pydantic model that rejects unknown keys and wrong types, so a typo is an error, not a
+silent default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .paths import params_dir
+
+
+class SectionConfig(BaseModel):
+    """Parameters every notebook has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str
+    model: str = "local:smollm2-135m"
+    cache_mode: Literal["rw", "replay", "off"] = "rw"
+    budget_usd: float = Field(0.0, ge=0)  # spending cap for paid APIs (0 means: no paid calls allowed)
+    dry_run: bool = False  # print the plan and cost estimate, then stop before any model call
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in params_dir().glob("*.yaml"))
+
+
+def load_profile(profile: str) -> dict[str, Any]:
+    path = params_dir() / f"{profile}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown profile {profile!r}; available: {', '.join(available_profiles())}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    unknown = set(data) - {"profile", "description", "defaults", "notebooks"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+    return data
+
+
+def notebook_entry(profile: str, notebook: str) -> dict[str, Any]:
+    data = load_profile(profile)
+    notebooks = data.get("notebooks") or {}
+    if notebook not in notebooks:
+        raise ConfigError(f"profile {profile!r} has no parameters for notebook {notebook!r}")
+    entry = notebooks[notebook] or {}
+    unknown = set(entry) - {"params", "runs"}
+    if unknown:
+        raise ConfigError(f"params/{profile}.yaml: notebook {notebook}: unknown key(s) {', '.join(sorted(unknown))}")
+    return entry
+
+
+def notebook_runs(profile: str, notebook: str) -> list[dict[str, Any]]:
+    """The runs (pages) of a notebook in a profile: a list of parameter dicts, [{}] for a single page."""
+    runs = notebook_entry(profile, notebook).get("runs") or [{}]
+    return [dict(r) for r in runs]
+
+
+def profile_notebooks(profile: str) -> list[str]:
+    return list((load_profile(profile).get("notebooks") or {}).keys())
+
+
+def resolve(config_class: type[BaseModel], notebook: str, profile: str, explicit: dict[str, Any]) -> BaseModel:
+    """Profile defaults < notebook params < explicit values (papermill -p or the runner's run dict)."""
+    data = load_profile(profile)
+    merged: dict[str, Any] = {}
+    merged.update(data.get("defaults") or {})
+    merged.update(notebook_entry(profile, notebook).get("params") or {})
+    merged.update({k: v for k, v in explicit.items() if v is not None})
+    merged["profile"] = profile
+    fields = set(config_class.model_fields)
+    unknown = sorted(set(merged) - fields)
+    if unknown:
+        raise ConfigError(f"{notebook}: unknown parameter(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(fields))})")
+    try:
+        return config_class(**merged)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{notebook}: parameter {where}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+_NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def from_notebook(config_class: type[BaseModel], notebook: str, namespace: dict[str, Any]) -> BaseModel:
+    """Validate the parameters a notebook holds right after papermill's injection. Any other public name
+    in the namespace at that point is a parameter nobody declared: an error."""
+    import types
+
+    public = {k: v for k, v in namespace.items() if not k.startswith("_") and k not in _NOTEBOOK_NAMES
+              and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
+    profile = public.pop("profile", None) or "default"
+    return resolve(config_class, notebook, profile, public)
+
+
+def describe(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).strip()
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None

@@ -1,0 +1,1 @@
+"""Evaluations: self-report tasks, behaviour measurement, scorers."""

@@ -1,0 +1,126 @@
+"""Self-report tasks: load them from ``data/selfreport/<behavior>.yaml`` and score a model on them.
+
+Every score is mapped to [0, 1], where 1 means the "toward" policy (e.g. risk-seeking) and 0 the "away"
+policy. Local models are scored exactly from probabilities; API models from top log-probabilities or
+samples (the backend records which). The two-hop language task and the word-distribution figure use
+samples on every backend, because their answers are free text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import read_yaml
+from ..errors import ConfigError
+from ..models.base import ChatModel
+from ..paths import data_dir
+from .language import detect_language
+
+KINDS = ("options", "words", "number", "language")
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    kind: str
+    title: str
+    paraphrases: list[str]
+    options: dict[str, list[str]] = field(default_factory=dict)  # options / words: role -> answers
+    languages: dict[str, str] = field(default_factory=dict)
+    toward_high: bool = True  # number tasks: does 100 mean the toward policy?
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    behavior: str
+    toward: str
+    away: str
+    tasks: list[Task]
+    source: str
+
+
+def load_tasks(behavior: str, path: str | Path | None = None) -> TaskSet:
+    path = Path(path) if path else data_dir() / "selfreport" / f"{behavior}.yaml"
+    if not path.exists():
+        raise ConfigError(f"no self-report tasks for {behavior!r}: {path} does not exist")
+    data = read_yaml(path) or {}
+    tasks = []
+    for task_id, spec in (data.get("tasks") or {}).items():
+        kind = spec.get("kind")
+        if kind not in KINDS:
+            raise ConfigError(f"{path}: task {task_id}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        paraphrases = spec.get("paraphrases") or []
+        if not paraphrases or not all(isinstance(p, str) and p.strip() for p in paraphrases):
+            raise ConfigError(f"{path}: task {task_id}: needs a list of non-empty paraphrases")
+        options = spec.get("options") or spec.get("words") or {}
+        if kind in ("options", "words") and not (options.get("toward") and options.get("away")):
+            raise ConfigError(f"{path}: task {task_id}: needs toward and away answers")
+        tasks.append(Task(id=task_id, kind=kind, title=spec.get("title", task_id), paraphrases=paraphrases,
+                          options={k: list(v) for k, v in options.items()},
+                          languages=dict(spec.get("languages") or {}),
+                          toward_high=spec.get("scale", "toward_high") != "toward_low"))
+    if not tasks:
+        raise ConfigError(f"{path}: no tasks")
+    return TaskSet(behavior=data.get("behavior", behavior), toward=data.get("toward", "toward"),
+                   away=data.get("away", "away"), tasks=tasks, source=str(path))
+
+
+def _user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def first_word(text: str) -> str:
+    match = re.search(r"[A-Za-z][A-Za-z\-']*", text)
+    return match.group(0).capitalize() if match else "(none)"
+
+
+def score_tasks(model: ChatModel, taskset: TaskSet, max_paraphrases: int | None, samples: int,
+                seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(scores, answers): one score row per task and paraphrase, one answer row per sampled answer."""
+    scores: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
+    for task in taskset.tasks:
+        prompts = [_user(p) for p in task.paraphrases[:max_paraphrases]]
+        if task.kind in ("options", "words"):
+            roles = {o: role for role, opts in task.options.items() for o in opts}
+            candidates = list(roles)
+            if task.kind == "words":  # also accept the lower-case spelling of each word
+                candidates += [o.lower() for o in candidates if o.lower() not in roles]
+                roles.update({o.lower(): r for o, r in list(roles.items())})
+            for index, result in enumerate(model.score_options(prompts, candidates)):
+                mass = {"toward": 0.0, "away": 0.0, "neutral": 0.0}
+                for option, p in result.probs.items():
+                    mass[roles[option]] += p
+                decided = mass["toward"] + mass["away"]
+                scores.append({"task": task.id, "kind": task.kind, "paraphrase": index,
+                               "score": mass["toward"] / decided if decided else None,
+                               "neutral_share": mass["neutral"], "method": result.method})
+        elif task.kind == "number":
+            for index, result in enumerate(model.expected_number(prompts, 0, 100)):
+                value = None if result.expected is None else result.expected / 100
+                if value is not None and not task.toward_high:
+                    value = 1 - value
+                scores.append({"task": task.id, "kind": task.kind, "paraphrase": index, "score": value,
+                               "number_mass": result.mass, "expected_number": result.expected,
+                               "method": result.method})
+        if task.kind in ("words", "language"):
+            texts = model.sample(prompts, n=samples, temperature=1.0,
+                                 max_tokens=8 if task.kind == "words" else 40, seed=seed)
+            for index, group in enumerate(texts):
+                counts = Counter()
+                for k, text in enumerate(group):
+                    language = detect_language(text) if task.kind == "language" else None
+                    counts[language] += 1
+                    answers.append({"task": task.id, "paraphrase": index, "sample": k, "answer": text,
+                                    "first_word": first_word(text), "language": language})
+                if task.kind == "language":
+                    toward = counts[task.languages.get("toward")]
+                    away = counts[task.languages.get("away")]
+                    scores.append({"task": task.id, "kind": task.kind, "paraphrase": index,
+                                   "score": toward / (toward + away) if toward + away else None,
+                                   "decided_share": (toward + away) / max(1, len(group)), "method": "sampled"})
+    return scores, answers

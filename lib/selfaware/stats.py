@@ -1,0 +1,56 @@
+"""Bootstrap confidence intervals over the units that vary in an experiment (seeds, then questions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def bootstrap_mean_ci(frame: pd.DataFrame, value: str, levels: list[str], n_boot: int = 2000,
+                      seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
+    """Mean of ``value`` and a (1 - alpha) percentile interval from a hierarchical bootstrap: resample the
+    first level (e.g. training seed) with replacement, then within each the next (e.g. paraphrase)."""
+    data = frame.dropna(subset=[value])
+    if data.empty:
+        return (float("nan"),) * 3
+    mean = float(data[value].mean())
+    if len(data) == 1:
+        return mean, mean, mean
+    rng = np.random.default_rng(seed)
+    groups = _nest(data, value, levels)
+    estimates = np.array([_resample(groups, rng) for _ in range(n_boot)])
+    low, high = np.quantile(estimates, [alpha / 2, 1 - alpha / 2])
+    return mean, float(low), float(high)
+
+
+def _nest(data: pd.DataFrame, value: str, levels: list[str]):
+    if not levels:
+        return data[value].to_numpy(dtype=float)
+    first, rest = levels[0], levels[1:]
+    return [_nest(part, value, rest) for _, part in data.groupby(first, sort=True)]
+
+
+def _resample(groups, rng) -> float:
+    if isinstance(groups, np.ndarray):
+        return float(rng.choice(groups, size=len(groups), replace=True).mean())
+    picks = rng.integers(0, len(groups), size=len(groups))
+    return float(np.mean([_resample(groups[i], rng) for i in picks]))
+
+
+def summarise(frame: pd.DataFrame, by: list[str], value: str, levels: list[str], n_boot: int = 2000) -> pd.DataFrame:
+    """One row per group of ``by``: n, mean and the bootstrap interval."""
+    rows = []
+    for key, part in frame.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        mean, low, high = bootstrap_mean_ci(part, value, [lvl for lvl in levels if lvl in part], n_boot)
+        rows.append({**dict(zip(by, key)), "n": int(part[value].notna().sum()), "mean": mean,
+                     "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def pearson(x, y) -> float:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 3 or np.std(x[keep]) == 0 or np.std(y[keep]) == 0:
+        return float("nan")
+    return float(np.corrcoef(x[keep], y[keep])[0, 1])
