@@ -19,3 +19,15 @@ class ModelNotAvailable(SelfAwareError):
 
 class CacheMiss(SelfAwareError):
     """Replay-only cache mode was asked for something it has never seen."""
+
+
+class BudgetExceeded(SelfAwareError):
+    """The estimated cost of a run is above its budget; nothing was spent."""
+
+
+class ModelCallFailed(SelfAwareError):
+    """A model API call still failed after its bounded retries (the message never carries a key)."""
+
+
+class FinetuneFailed(SelfAwareError):
+    """A finetuning job ended in failure or was cancelled; the message names the job."""

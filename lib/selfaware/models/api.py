@@ -1,0 +1,467 @@
+"""API backends: OpenAI, Fireworks and any server speaking the OpenAI chat API (vLLM, SGLang, TGI).
+
+All three send the same chat-completions request; they differ in client, key and defaults. Every batch
+runs as asyncio tasks under a per-backend concurrency limit. Retries are ours, not the SDK's
+(``max_retries=0``), so that they are bounded, counted, and honour ``Retry-After``.
+
+Scores: option probabilities and 0-100 distributions come from the first answer token's
+``top_logprobs`` where the server gives them (method ``"top_logprobs"``); where it does not, from
+counting ``FALLBACK_SAMPLES`` sampled answers (method ``"sampled"``). Every answer records its method.
+
+Keys are read from the environment at the first call, live only inside the client of one batch, and are
+never part of a cache key, an answer, a repr or an error message.
+
+Tuning knobs (environment, read at each batch so a notebook can change them between calls):
+  SELFAWARE_API_CONCURRENCY    requests in flight per backend (default 32 OpenAI, 16 Fireworks, 64 compatible)
+  SELFAWARE_API_TIMEOUT        seconds per request (default 60)
+  SELFAWARE_API_MAX_ATTEMPTS   attempts per request, first one included (default 8)
+  SELFAWARE_API_BACKOFF_BASE   first back-off in seconds, doubled each retry, with jitter (default 1)
+  SELFAWARE_API_BACKOFF_MAX    longest single wait in seconds (default 60)
+  SELFAWARE_API_TOTAL_SECONDS  give up on a request after this long, waits included (default 900)
+  SELFAWARE_PROGRESS           0 hides progress bars
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import email.utils
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import ModelCallFailed, ModelNotAvailable
+from . import ModelSpec
+from .base import ChatModel, sample_seed
+
+SCORING_VERSION = 1  # bump when a change here changes what a scoring answer contains
+FALLBACK_SAMPLES = 50  # answers sampled per prompt when a model gives no log-probabilities
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+# What this process's API calls went through; benchmarks and tests read it.
+API_STATS: Counter = Counter()
+_STATS_LOCK = threading.Lock()
+
+
+def _count(name: str, amount: int = 1) -> None:
+    with _STATS_LOCK:
+        API_STATS[name] += amount
+
+
+def reset_api_stats() -> None:
+    with _STATS_LOCK:
+        API_STATS.clear()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    concurrency: int
+    request_timeout: float
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+    total_seconds: float
+
+    @classmethod
+    def from_env(cls, default_concurrency: int) -> "RetryPolicy":
+        env = os.environ.get
+        return cls(concurrency=max(1, int(env("SELFAWARE_API_CONCURRENCY", default_concurrency))),
+                   request_timeout=float(env("SELFAWARE_API_TIMEOUT", 60)),
+                   max_attempts=max(1, int(env("SELFAWARE_API_MAX_ATTEMPTS", 8))),
+                   backoff_base=float(env("SELFAWARE_API_BACKOFF_BASE", 1.0)),
+                   backoff_max=float(env("SELFAWARE_API_BACKOFF_MAX", 60)),
+                   total_seconds=float(env("SELFAWARE_API_TOTAL_SECONDS", 900)))
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential back-off with jitter (so that many clients do not retry in lockstep); a server's
+        Retry-After is a floor, never shortened."""
+        exponential = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        delay = exponential * (0.5 + random.random() / 2)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_max))
+        return delay
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """The wait a server asked for: ``retry-after-ms``, or ``retry-after`` in seconds or as an HTTP date."""
+    if headers is None:
+        return None
+    with contextlib.suppress(TypeError, ValueError):
+        if headers.get("retry-after-ms") is not None:
+            return float(headers["retry-after-ms"]) / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    with contextlib.suppress(TypeError, ValueError):
+        return max(0.0, float(value))
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def _sdk_error_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(connection-or-timeout errors, HTTP status errors) of whichever SDKs are installed."""
+    connection, status = [], []
+    for module_name in ("openai", "fireworks"):
+        with contextlib.suppress(ImportError):
+            module = __import__(module_name)
+            connection.append(module.APIConnectionError)
+            status.append(module.APIStatusError)
+    return tuple(connection), tuple(status)
+
+
+def classify_error(error: BaseException) -> tuple[str | None, float | None]:
+    """(reason to retry, server-requested wait) or (None, None) for an error that retrying cannot fix."""
+    connection, status = _sdk_error_classes()
+    if isinstance(error, (asyncio.TimeoutError, TimeoutError)):
+        return "timeout", None
+    if connection and isinstance(error, connection):
+        return ("timeout" if "Timeout" in type(error).__name__ else "connection"), None
+    if status and isinstance(error, status):
+        code = getattr(error, "status_code", None)
+        if code in RETRYABLE_STATUS:
+            return f"http_{code}", retry_after_seconds(getattr(getattr(error, "response", None), "headers", None))
+    return None, None
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+            if len(secret) >= 8:  # a tail of a key is still a part of it
+                text = text.replace(secret[-8:], "[redacted]")
+    return text
+
+
+def run_coroutine_sync(make_coroutine: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a coroutine to completion from synchronous code. Inside Jupyter a loop is already running in
+    this thread, so the coroutine gets a fresh loop in a worker thread instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coroutine())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="selfaware-api") as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
+
+
+def _strip_userinfo(url: str) -> str:
+    """A base URL without ``user:password@``, so credentials in a URL never reach the cache key."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+_NUMBER = re.compile(r"^\s*(\d+)")
+
+
+def _normalise(text: str) -> str:
+    return text.strip().strip("\"'*`.:").strip().lower()
+
+
+def match_option(text: str, options: list[str]) -> str | None:
+    """The option an answer (or an answer's first token) stands for: the longest option the normalised text
+    starts with; or, for a first token shorter than the options, the one option it is a prefix of."""
+    answer = _normalise(text)
+    if not answer:
+        return None
+    starting = [o for o in options if answer.startswith(_normalise(o)) and _normalise(o)]
+    if starting:
+        return max(starting, key=lambda o: len(_normalise(o)))
+    prefix_of = [o for o in options if _normalise(o).startswith(answer)]
+    return prefix_of[0] if len(prefix_of) == 1 else None
+
+
+def first_token_alternatives(choice: dict) -> list[tuple[str, float]] | None:
+    """The (token, logprob) alternatives at the first answer position, from either log-probability format
+    (OpenAI's ``content`` list, or the legacy ``top_logprobs`` list of dicts some servers still send)."""
+    logprobs = choice.get("logprobs")
+    if not isinstance(logprobs, dict):
+        return None
+    content = logprobs.get("content")
+    if content:
+        first = content[0] or {}
+        alternatives = [(t["token"], float(t["logprob"])) for t in first.get("top_logprobs") or []]
+        if not alternatives and first.get("token") is not None:
+            alternatives = [(first["token"], float(first["logprob"]))]
+        return alternatives or None
+    legacy = logprobs.get("top_logprobs")
+    if legacy and isinstance(legacy[0], dict):
+        return [(token, float(lp)) for token, lp in legacy[0].items()] or None
+    return None
+
+
+class ApiChatModel(ChatModel):
+    """Shared machinery; subclasses name the client, key variable and defaults."""
+
+    backend = "api"
+    key_variable: str | None = None
+    base_url_variable: str | None = None
+    default_concurrency = 32
+    top_logprobs = 20
+    # answers saved per chunk: a few rounds of concurrent requests, so that a crash loses little
+    flush_every = 128
+
+    def __init__(self, spec: ModelSpec):
+        self.parsed = spec
+        identity = {"backend": spec.backend, "model": spec.name, "scoring": SCORING_VERSION,
+                    "top_logprobs": self.top_logprobs, "fallback_samples": FALLBACK_SAMPLES}
+        if spec.base_url:
+            identity["base_url"] = _strip_userinfo(spec.base_url)
+        super().__init__(str(spec), identity)
+        self._logprobs_unsupported = False
+        self._bar = None
+
+    # ---- keys and clients -----------------------------------------------------------------------------
+    def _api_key(self) -> str:
+        key = os.environ.get(self.key_variable or "", "")
+        if not key:
+            raise ModelNotAvailable(
+                f"{self.spec} needs the environment variable {self.key_variable} (an API key). Set it to run "
+                f"at paper scale, or use the offline profile: `make book` runs everything on the embedded model "
+                f"(local:smollm2-135m) with no key.")
+        return key
+
+    def _secrets(self) -> list[str]:
+        return [os.environ.get(self.key_variable or "", "")]
+
+    def _make_client(self, policy: RetryPolicy):  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    # ---- progress over a whole public call (the cache hands us chunks) ---------------------------------
+    @contextlib.contextmanager
+    def _progress(self, total: int, what: str):
+        from tqdm.auto import tqdm
+
+        show = os.environ.get("SELFAWARE_PROGRESS", "1") != "0" and total >= 50
+        self._bar = tqdm(total=total, desc=f"{self.parsed.name} {what}", disable=not show, leave=False)
+        try:
+            yield
+        finally:
+            self._bar.close()
+            self._bar = None
+
+    def sample(self, prompts, n=1, temperature=1.0, max_tokens=64, seed=0):
+        with self._progress(len(prompts) * n, "sample"):
+            return super().sample(prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+
+    def score_options(self, prompts, options):
+        with self._progress(len(prompts), "options"):
+            return super().score_options(prompts, options)
+
+    def expected_number(self, prompts, low=0, high=100):
+        with self._progress(len(prompts), "numbers"):
+            return super().expected_number(prompts, low=low, high=high)
+
+    # ---- the batch engine -----------------------------------------------------------------------------
+    def _run_batch(self, jobs: list[Callable[[Any], Awaitable[Any]]]) -> list[Any]:
+        """Run ``job(client)`` for every job concurrently, each under the retry policy; answers in order."""
+        self._api_key()  # fail with the clear message before any task starts
+        policy = RetryPolicy.from_env(self.default_concurrency)
+        bar = self._bar
+
+        async def run_all() -> list[Any]:
+            client = self._make_client(policy)
+            limit = asyncio.Semaphore(policy.concurrency)
+
+            async def run_one(job):
+                async with limit:
+                    answer = await self._with_retries(lambda: job(client), policy)
+                if bar is not None:
+                    bar.update(1)
+                return answer
+
+            try:
+                return await asyncio.gather(*(run_one(job) for job in jobs))
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.close()
+
+        return run_coroutine_sync(run_all)
+
+    async def _with_retries(self, attempt_call: Callable[[], Awaitable[Any]], policy: RetryPolicy) -> Any:
+        started = time.monotonic()
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                # the SDK has its own timeout; this one also bounds a server that trickles bytes forever
+                answer = await asyncio.wait_for(attempt_call(), policy.request_timeout + 5)
+                _count("requests_ok")
+                return answer
+            except Exception as error:  # noqa: BLE001 - classified below; anything else is re-raised clean
+                reason, server_wait = classify_error(error)
+                elapsed = time.monotonic() - started
+                if reason is None:
+                    raise self._clean_error(error, attempt) from None
+                _count(f"retry_{reason}")
+                delay = policy.backoff(attempt, server_wait)
+                if attempt == policy.max_attempts or elapsed + delay > policy.total_seconds:
+                    _count("requests_failed")
+                    raise self._clean_error(error, attempt, reason) from None
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _clean_error(self, error: BaseException, attempts: int, reason: str | None = None) -> Exception:
+        """Our own error, with the SDK's message (never its request, which carries the key) redacted."""
+        if isinstance(error, (ModelNotAvailable,)):
+            return error
+        detail = redact(f"{type(error).__name__}: {error}", self._secrets())[:500]
+        if reason:
+            return ModelCallFailed(f"{self.spec}: gave up after {attempts} attempt(s), last failure {reason} "
+                                   f"({detail})")
+        return ModelCallFailed(f"{self.spec}: request failed and retrying cannot fix it ({detail})")
+
+    async def _chat(self, client, **body) -> dict:
+        response = await client.chat.completions.create(model=self.parsed.name, **body)
+        return response.model_dump() if hasattr(response, "model_dump") else dict(response)
+
+    # ---- primitives -----------------------------------------------------------------------------------
+    def _sample(self, requests: list[dict]) -> list[str]:
+        def job(request):
+            async def call(client):
+                answer = await self._chat(client, messages=request["messages"],
+                                          temperature=request["temperature"],
+                                          max_tokens=request["max_tokens"], seed=request["seed"], n=1)
+                return answer["choices"][0]["message"].get("content") or ""
+            return call
+
+        return self._run_batch([job(r) for r in requests])
+
+    def _option_logprobs(self, requests: list[dict]) -> list[dict]:
+        def job(request):
+            async def call(client):
+                alternatives = await self._first_token_alternatives(client, request["messages"])
+                if alternatives is not None:
+                    mass: dict[str, float] = {o: 0.0 for o in request["options"]}
+                    for token, logprob in alternatives:
+                        option = match_option(token, request["options"])
+                        if option is not None:
+                            mass[option] += math.exp(logprob)
+                    return {"logprobs": {o: math.log(p) if p > 0 else float("-inf") for o, p in mass.items()},
+                            "method": "top_logprobs"}
+                answers = await self._fallback_answers(client, request["messages"],
+                                                       max_tokens=max(8, *(len(o) for o in request["options"])))
+                counts = Counter(match_option(a, request["options"]) for a in answers)
+                return {"logprobs": {o: math.log(counts[o] / len(answers)) if counts[o] else float("-inf")
+                                     for o in request["options"]},
+                        "method": "sampled", "samples": len(answers)}
+            return call
+
+        return self._run_batch([job(r) for r in requests])
+
+    def _number_distribution(self, requests: list[dict]) -> list[dict]:
+        def job(request):
+            low, high = request["low"], request["high"]
+
+            def in_range(text: str) -> int | None:
+                found = _NUMBER.match(text)
+                return int(found.group(1)) if found and low <= int(found.group(1)) <= high else None
+
+            async def call(client):
+                alternatives = await self._first_token_alternatives(client, request["messages"])
+                distribution: Counter = Counter()
+                if alternatives is not None:
+                    for token, logprob in alternatives:
+                        # a first token is a whole number only if it is all digits (no "1" of "15")
+                        if token.strip().isdigit() and (number := in_range(token)) is not None:
+                            distribution[number] += math.exp(logprob)
+                    return {"distribution": {str(k): v for k, v in sorted(distribution.items())},
+                            "method": "top_logprobs"}
+                answers = await self._fallback_answers(client, request["messages"], max_tokens=6)
+                for answer in answers:
+                    if (number := in_range(answer)) is not None:
+                        distribution[number] += 1 / len(answers)
+                return {"distribution": {str(k): v for k, v in sorted(distribution.items())},
+                        "method": "sampled", "samples": len(answers)}
+            return call
+
+        return self._run_batch([job(r) for r in requests])
+
+    async def _first_token_alternatives(self, client, messages) -> list[tuple[str, float]] | None:
+        """Top alternatives for the first answer token, or None if this model gives no log-probabilities."""
+        if self._logprobs_unsupported:
+            return None
+        try:
+            answer = await self._chat(client, messages=messages, max_tokens=1, temperature=0, seed=0,
+                                      logprobs=True, top_logprobs=self.top_logprobs)
+        except Exception as error:
+            if getattr(error, "status_code", None) == 400 and "logprob" in str(error).lower():
+                self._logprobs_unsupported = True
+                _count("logprobs_unsupported")
+                return None
+            raise
+        alternatives = first_token_alternatives(answer["choices"][0])
+        if alternatives is None:
+            self._logprobs_unsupported = True
+            _count("logprobs_unsupported")
+        return alternatives
+
+    async def _fallback_answers(self, client, messages, max_tokens: int) -> list[str]:
+        # one request with n answers: the prompt is paid once, and the seed makes it repeatable where the
+        # server honours seeds
+        answer = await self._chat(client, messages=messages, max_tokens=max_tokens, temperature=1.0,
+                                  seed=sample_seed(0, 0), n=FALLBACK_SAMPLES)
+        return [c["message"].get("content") or "" for c in answer["choices"]]
+
+
+class OpenAIChatModel(ApiChatModel):
+    backend = "openai"
+    key_variable = "OPENAI_API_KEY"
+    base_url_variable = "OPENAI_BASE_URL"
+    default_concurrency = 32
+    top_logprobs = 20
+
+    def _make_client(self, policy: RetryPolicy):
+        import openai
+
+        return openai.AsyncOpenAI(api_key=self._api_key(), base_url=os.environ.get("OPENAI_BASE_URL") or None,
+                                  max_retries=0, timeout=policy.request_timeout)
+
+
+class FireworksChatModel(ApiChatModel):
+    backend = "fireworks"
+    key_variable = "FIREWORKS_API_KEY"
+    base_url_variable = "FIREWORKS_BASE_URL"
+    default_concurrency = 16
+    top_logprobs = 5  # Fireworks' documented ceiling for chat top_logprobs
+
+    def _make_client(self, policy: RetryPolicy):
+        import fireworks
+
+        # With FIREWORKS_BASE_URL unset the SDK sends chat to https://api.fireworks.ai/inference/v1/...;
+        # with it set (tests, proxies) to <base>/v1/chat/completions.
+        return fireworks.AsyncFireworks(api_key=self._api_key(),
+                                        base_url=os.environ.get("FIREWORKS_BASE_URL") or None,
+                                        max_retries=0, timeout=policy.request_timeout)
+
+
+class OpenAICompatibleChatModel(ApiChatModel):
+    """vLLM, SGLang, TGI, llama.cpp's server...: a key is optional (OPENAI_COMPATIBLE_API_KEY if the server
+    was started with one)."""
+
+    backend = "openai-compatible"
+    key_variable = "OPENAI_COMPATIBLE_API_KEY"
+    default_concurrency = 64
+    top_logprobs = 20  # vLLM's default --max-logprobs
+
+    def _api_key(self) -> str:
+        return os.environ.get(self.key_variable, "") or "no-key"
+
+    def _make_client(self, policy: RetryPolicy):
+        import openai
+
+        return openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.parsed.base_url, max_retries=0,
+                                  timeout=policy.request_timeout)
+
+
+__all__ = ["API_STATS", "FireworksChatModel", "OpenAIChatModel", "OpenAICompatibleChatModel", "RetryPolicy",
+           "reset_api_stats", "run_coroutine_sync"]
