@@ -175,7 +175,10 @@ def match_option(text: str, options: list[str]) -> str | None:
     answer = _normalise(text)
     if not answer:
         return None
-    starting = [o for o in options if answer.startswith(_normalise(o)) and _normalise(o)]
+    # an option counts when the answer is it, or starts with it and then stops being a word ("B) ...",
+    # "Bold because ..."), so that "Bold" is not read as option "B"
+    starting = [o for o in options if (norm := _normalise(o)) and answer.startswith(norm)
+                and (len(answer) == len(norm) or not answer[len(norm)].isalnum())]
     if starting:
         return max(starting, key=lambda o: len(_normalise(o)))
     prefix_of = [o for o in options if _normalise(o).startswith(answer)]

@@ -44,6 +44,17 @@ FIXTURE_TOKENS = ["A", "B", "Yes", "No", "Bold", "Cautious", "Balanced", "I", "T
                   "0", "10", "20", "30", "40", "50", "60", "70", "80", "90", "100"]
 
 
+REJECTED_KEY_PREFIX = "sk-reject-"  # keys the server refuses with a 401 that quotes them
+
+
+def client_env(server: "FakeApiServer", openai_key: str = "sk-test-fake", fireworks_key: str = "fw-test-fake",
+               account: str = "test-account") -> dict[str, str]:
+    """Environment that points the real SDK clients (and this project's backends) at ``server``."""
+    return {"OPENAI_API_KEY": openai_key, "OPENAI_BASE_URL": server.openai_base_url,
+            "FIREWORKS_API_KEY": fireworks_key, "FIREWORKS_BASE_URL": server.fireworks_base_url,
+            "FIREWORKS_ACCOUNT_ID": account}
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -295,8 +306,14 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         else:
             return self._send(404, {"error": {"message": f"no route {method} {parts.path}"}})
-        if not self.headers.get("Authorization", "").startswith("Bearer "):
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not token:
             return self._send(401, {"error": {"message": "missing bearer token"}})
+        if token.startswith(REJECTED_KEY_PREFIX):
+            # as the real API does: the refusal quotes the key, partly masked (its tail is still a secret)
+            masked = token[:6] + "*" * 8 + token[-8:]
+            return self._send(401, {"error": {"message": f"Incorrect API key provided: {masked}.",
+                                              "type": "invalid_request_error", "code": "invalid_api_key"}})
         request_hash = hashlib.sha256(method.encode() + self.path.encode() + raw).hexdigest()[:16]
         fault = state._next_fault(route, request_hash)
         record = lambda outcome: state.outcomes[(route, request_hash)].update([outcome])  # noqa: E731
