@@ -269,6 +269,8 @@ class _Reply(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes; with Nagle on, keep-alive clients wait ~40 ms per response
+    disable_nagle_algorithm = True
     server_state: FakeApiServer
 
     def log_message(self, *args) -> None:  # quiet: tests read counters, not logs
