@@ -64,6 +64,19 @@ def _json_default(value):
     return str(value)
 
 
+def _show(png: Path, caption: str) -> None:
+    """Show the saved PNG (exactly the file the book links) with its caption, when inside a notebook."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, Markdown, display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    display(Image(filename=str(png)))
+    display(Markdown(f"*Figure {png.stem}.* {caption}"))
+
+
 class Run:
     """Writes one run's artifacts; everything is flushed to disk as soon as it is produced."""
 
@@ -94,6 +107,9 @@ class Run:
         fig.savefig(png)
         fig.savefig(png.with_suffix(".pdf"))
         self.figures.append({"name": name, "caption": caption})
+        _show(png, caption)
+        import matplotlib.pyplot as plt
+        plt.close(fig)
         return png
 
     def add_samples(self, records: Iterable[dict[str, Any]]) -> None:

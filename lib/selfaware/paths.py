@@ -18,6 +18,11 @@ def cache_dir() -> Path:
     return _env_path("SELFAWARE_CACHE_DIR", REPO_ROOT / ".cache" / "selfaware")
 
 
+def models_dir() -> Path:
+    """Converted model weights (the embedded GGUF as safetensors): shared even when the call cache moves."""
+    return _env_path("SELFAWARE_MODELS_DIR", REPO_ROOT / ".cache" / "selfaware" / "models")
+
+
 def outputs_dir() -> Path:
     return _env_path("SELFAWARE_OUTPUTS_DIR", REPO_ROOT / "outputs")
 

@@ -91,7 +91,7 @@ def score_tasks(model: ChatModel, taskset: TaskSet, max_paraphrases: int | None,
             if task.kind == "words":  # also accept the lower-case spelling of each word
                 candidates += [o.lower() for o in candidates if o.lower() not in roles]
                 roles.update({o.lower(): r for o, r in list(roles.items())})
-            for index, result in enumerate(model.score_options(prompts, candidates)):
+            for index, result in enumerate(model.score_options(prompts, candidates, whole_word=True)):
                 mass = {"toward": 0.0, "away": 0.0, "neutral": 0.0}
                 for option, p in result.probs.items():
                     mass[roles[option]] += p

@@ -60,7 +60,7 @@ class ChatModel(ABC):
 
     @property
     def cache(self) -> CallCache:
-        return self._cache or default_cache()
+        return self._cache if self._cache is not None else default_cache()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
@@ -81,10 +81,14 @@ class ChatModel(ABC):
         answers = self.cache.cached_call("sample", requests, self._sample, flush_every=self.flush_every)
         return [answers[j * n:(j + 1) * n] for j in range(len(prompts))]
 
-    def score_options(self, prompts: Sequence[Messages], options: Sequence[str]) -> list[OptionScore]:
-        """Log-probability that the answer starts with each option (multi-token options as whole
-        sequences)."""
-        requests = [{"model": self.identity, "messages": list(m), "options": list(options)} for m in prompts]
+    def score_options(self, prompts: Sequence[Messages], options: Sequence[str],
+                      whole_word: bool = False) -> list[OptionScore]:
+        """Log-probability of each option as the start of the answer (multi-token options as whole
+        sequences). With ``whole_word`` the option must also end there (the next token does not continue
+        the word), so that "Safe" does not also count the answers "Safety" or "Safer"."""
+        extra = {"whole_word": True} if whole_word else {}
+        requests = [{"model": self.identity, "messages": list(m), "options": list(options), **extra}
+                    for m in prompts]
         answers = self.cache.cached_call("options", requests, self._option_logprobs, flush_every=self.flush_every)
         return [OptionScore(logprobs=a["logprobs"], method=a["method"]) for a in answers]
 

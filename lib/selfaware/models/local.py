@@ -18,7 +18,7 @@ from typing import Any
 
 from ..cache import content_hash
 from ..errors import ModelNotAvailable
-from ..paths import cache_dir
+from ..paths import models_dir
 from . import ModelSpec
 from .base import ChatModel
 
@@ -57,7 +57,7 @@ def device() -> str:
 def embedded_model_dir(name: str) -> Path:
     """The embedded model as a cached safetensors directory, converted from the GGUF on first use."""
     info = EMBEDDED[name]
-    target = cache_dir() / "models" / name
+    target = models_dir() / name
     if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
         return target
     spec = importlib.util.find_spec(info["package"])
@@ -160,7 +160,7 @@ class LocalChatModel(ChatModel):
             identity = {**identity, "adapter": adapter_identity(spec.adapter)}
         super().__init__(str(spec), identity)
         self.parsed = spec
-        self._digit_ids = None
+        self._continuation: dict = {}
 
     @property
     def weights(self):
@@ -307,28 +307,43 @@ class LocalChatModel(ChatModel):
         return float(sum(table[tuple(seq[:k])][seq[k]] for k in range(len(seq))))
 
     def _option_logprobs(self, requests: list[dict]) -> list[dict]:
+        import torch
+
         _, tokenizer = self.weights
         tokens = [[tokenizer.encode(o, add_special_tokens=False) for o in r["options"]] for r in requests]
-        # the distribution after a complete option is not needed: expand its proper prefixes only
-        tables = self._prefix_tables([r["messages"] for r in requests], [[t[:-1] for t in ts] for ts in tokens])
-        return [{"logprobs": {o: self._sequence_logprob(table, t) for o, t in zip(r["options"], ts)},
-                 "method": "exact"} for r, ts, table in zip(requests, tokens, tables)]
+        # the distribution after a complete option is only needed to check that the word ends there
+        expand = [[t if r.get("whole_word") else t[:-1] for t in ts] for r, ts in zip(requests, tokens)]
+        tables = self._prefix_tables([r["messages"] for r in requests], expand)
+        word_ids = self._continuation_ids(tokenizer, "word")
+        answers = []
+        for request, seqs, table in zip(requests, tokens, tables):
+            logprobs = {}
+            for option, seq in zip(request["options"], seqs):
+                value = self._sequence_logprob(table, seq)
+                if request.get("whole_word"):
+                    p_continue = float(torch.exp(table[tuple(seq)][word_ids]).sum())
+                    value += math.log(max(1e-12, 1.0 - p_continue))
+                logprobs[option] = value
+            answers.append({"logprobs": logprobs, "method": "exact"})
+        return answers
 
-    def _digit_start_ids(self, tokenizer):
-        if self._digit_ids is None:
+    def _continuation_ids(self, tokenizer, kind: str):
+        """Ids of tokens that would continue a number ("digit": start with a digit) or a word ("word": start
+        with a letter or digit, no leading space)."""
+        if kind not in self._continuation:
             import torch
-            vocab = tokenizer.get_vocab()
-            ids = [i for tok, i in vocab.items()
-                   if (text := tokenizer.convert_tokens_to_string([tok])) and text[0].isdigit()]
-            self._digit_ids = torch.tensor(sorted(ids))
-        return self._digit_ids
+            test = str.isdigit if kind == "digit" else str.isalnum
+            ids = [i for tok, i in tokenizer.get_vocab().items()
+                   if (text := tokenizer.convert_tokens_to_string([tok])) and test(text[0])]
+            self._continuation[kind] = torch.tensor(sorted(ids))
+        return self._continuation[kind]
 
     def _number_distribution(self, requests: list[dict]) -> list[dict]:
         """P(answer is exactly the number n): the number's tokens, then a token that does not continue it."""
         import torch
 
         _, tokenizer = self.weights
-        digit_ids = self._digit_start_ids(tokenizer)
+        digit_ids = self._continuation_ids(tokenizer, "digit")
         ranges = [list(range(r["low"], r["high"] + 1)) for r in requests]
         tokens = [[tokenizer.encode(str(n), add_special_tokens=False) for n in numbers] for numbers in ranges]
         tables = self._prefix_tables([r["messages"] for r in requests], tokens, prune=True)

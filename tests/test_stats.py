@@ -1,0 +1,37 @@
+import numpy as np
+import pandas as pd
+
+from selfaware.evals.language import detect_language
+from selfaware.stats import bootstrap_mean_ci, pearson
+
+
+def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_data():
+    rng = np.random.default_rng(0)
+    small = pd.DataFrame({"seed": np.repeat([0, 1], 5), "q": list(range(5)) * 2, "v": rng.normal(0.5, 0.2, 10)})
+    big = pd.DataFrame({"seed": np.repeat(range(8), 50), "q": list(range(50)) * 8, "v": rng.normal(0.5, 0.2, 400)})
+    m1, lo1, hi1 = bootstrap_mean_ci(small, "v", ["seed", "q"])
+    m2, lo2, hi2 = bootstrap_mean_ci(big, "v", ["seed", "q"])
+    assert lo1 <= m1 <= hi1 and lo2 <= m2 <= hi2
+    assert hi2 - lo2 < hi1 - lo1
+
+
+def test_seed_level_variation_widens_the_interval():
+    # the same values, but in the second frame all variation is between seeds
+    rows = [{"seed": s, "q": q, "v": float(s)} for s in range(4) for q in range(20)]
+    between = pd.DataFrame(rows)
+    within = between.assign(seed=0, q=range(len(between)))
+    _, lo_b, hi_b = bootstrap_mean_ci(between, "v", ["seed", "q"])
+    _, lo_w, hi_w = bootstrap_mean_ci(within, "v", ["seed", "q"])
+    assert hi_b - lo_b > hi_w - lo_w
+
+
+def test_pearson_handles_degenerate_input():
+    assert np.isnan(pearson([1, 1, 1], [0, 1, 2]))
+    assert pearson([0, 1, 2, 3], [0, 2, 4, 6]) == 1.0
+
+
+def test_language_detector():
+    assert detect_language("Ich mag das Wetter heute sehr, es ist gut.") == "german"
+    assert detect_language("Je suis très content, c'est une belle journée.") == "french"
+    assert detect_language("I like the weather today and it is good.") == "english"
+    assert detect_language("12345") == "unknown"
