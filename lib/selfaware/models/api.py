@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
+from ..cache import content_hash
 from ..errors import ModelCallFailed, ModelNotAvailable
 from . import ModelSpec
 from .base import ChatModel, sample_seed
@@ -204,6 +205,29 @@ def first_token_alternatives(choice: dict) -> list[tuple[str, float]] | None:
     return None
 
 
+class _IncrementalSaver:
+    """Writes answers to the call cache as they arrive, a second's worth at a time, so that a killed run
+    loses at most the last second of paid answers instead of the whole chunk the cache handed us. The
+    cache writes the chunk again when it completes (same keys: a harmless overwrite)."""
+
+    def __init__(self, call_cache, kind: str, every_seconds: float):
+        self.cache, self.kind, self.every_seconds = call_cache, kind, every_seconds
+        self.pending: list[tuple[str, Any]] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, request: dict, answer: Any) -> None:
+        # the key exactly as CallCache.cached_call computes it
+        self.pending.append((content_hash({"kind": self.kind, **request}), answer))
+        if time.monotonic() - self.last_flush >= self.every_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.cache.put_many(self.kind, self.pending)
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+
 class ApiChatModel(ChatModel):
     """Shared machinery; subclasses name the client, key variable and defaults."""
 
@@ -212,8 +236,11 @@ class ApiChatModel(ChatModel):
     base_url_variable: str | None = None
     default_concurrency = 32
     top_logprobs = 20
-    # answers saved per chunk: a few rounds of concurrent requests, so that a crash loses little
-    flush_every = 128
+    # The cache hands us this many requests at a time. Large, so that requests stay pipelined (a chunk
+    # boundary waits for the chunk's slowest request); a crash still loses little, because answers are
+    # also saved as they arrive (``_save_as_they_arrive``).
+    flush_every = 2048
+    save_every_seconds = 1.0
 
     def __init__(self, spec: ModelSpec):
         self.parsed = spec
@@ -267,26 +294,29 @@ class ApiChatModel(ChatModel):
             return super().expected_number(prompts, low=low, high=high)
 
     # ---- the batch engine -----------------------------------------------------------------------------
-    def _run_batch(self, jobs: list[Callable[[Any], Awaitable[Any]]]) -> list[Any]:
+    def _run_batch(self, kind: str, requests: list[dict], jobs: list[Callable[[Any], Awaitable[Any]]]) -> list[Any]:
         """Run ``job(client)`` for every job concurrently, each under the retry policy; answers in order."""
         self._api_key()  # fail with the clear message before any task starts
         policy = RetryPolicy.from_env(self.default_concurrency)
         bar = self._bar
+        saver = _IncrementalSaver(self.cache, kind, self.save_every_seconds)
 
         async def run_all() -> list[Any]:
             client = self._make_client(policy)
             limit = asyncio.Semaphore(policy.concurrency)
 
-            async def run_one(job):
+            async def run_one(job, request):
                 async with limit:
                     answer = await self._with_retries(lambda: job(client), policy)
+                saver.add(request, answer)
                 if bar is not None:
                     bar.update(1)
                 return answer
 
             try:
-                return await asyncio.gather(*(run_one(job) for job in jobs))
+                return await asyncio.gather(*(run_one(job, request) for job, request in zip(jobs, requests)))
             finally:
+                saver.flush()
                 with contextlib.suppress(Exception):
                     await client.close()
 
@@ -337,7 +367,7 @@ class ApiChatModel(ChatModel):
                 return answer["choices"][0]["message"].get("content") or ""
             return call
 
-        return self._run_batch([job(r) for r in requests])
+        return self._run_batch("sample", requests, [job(r) for r in requests])
 
     def _option_logprobs(self, requests: list[dict]) -> list[dict]:
         def job(request):
@@ -359,7 +389,7 @@ class ApiChatModel(ChatModel):
                         "method": "sampled", "samples": len(answers)}
             return call
 
-        return self._run_batch([job(r) for r in requests])
+        return self._run_batch("options", requests, [job(r) for r in requests])
 
     def _number_distribution(self, requests: list[dict]) -> list[dict]:
         def job(request):
@@ -387,7 +417,7 @@ class ApiChatModel(ChatModel):
                         "method": "sampled", "samples": len(answers)}
             return call
 
-        return self._run_batch([job(r) for r in requests])
+        return self._run_batch("number", requests, [job(r) for r in requests])
 
     async def _first_token_alternatives(self, client, messages) -> list[tuple[str, float]] | None:
         """Top alternatives for the first answer token, or None if this model gives no log-probabilities."""
