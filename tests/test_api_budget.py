@@ -68,3 +68,13 @@ def test_an_unpriced_model_or_a_typo_is_an_error_not_a_free_run(tmp_path):
     prices.write_text("models:\n  - {pattern: 'openai:*', trainig: 25}\n")
     with pytest.raises(ConfigError, match="trainig"):
         RunPlan(prices).add_calls("openai:gpt-4o", 1, 1, 1)
+
+
+def test_a_section_plan_is_priced_as_a_whole():
+    section_plan = {"finetunes": [{"base": "openai:gpt-4o-2024-05-13", "conversations": CONVERSATIONS,
+                                   "hparams": {"n_epochs": 3}, "seeds": 5, "name": "risk-toward"}],
+                    "calls": [{"model": "openai:gpt-4o-2024-05-13", "what": "behaviour", "requests": 2750,
+                               "prompt_tokens": 90, "completion_tokens": 1}]}
+    plan = RunPlan().add_section_plan(section_plan)
+    assert [item.label for item in plan.items] == ["risk-toward", "behaviour"]
+    assert plan.items[0].jobs == 5 and plan.items[1].requests == 2750 and plan.total_usd > 0

@@ -115,6 +115,19 @@ class RunPlan:
         self.items.append(item)
         return item
 
+    def add_section_plan(self, section_plan: dict[str, Any]) -> "RunPlan":
+        """Add what a section's ``plan(...)`` returns: ``{"finetunes": [{"base", "conversations", "hparams",
+        "seeds", "name"}], "calls": [{"model", "what", "requests", "prompt_tokens", "completion_tokens"}]}``.
+        Calls are priced at the named model's rates (tuned OpenAI models cost somewhat more per token:
+        list them as ``openai:ft:...`` to price them as such)."""
+        for job in section_plan.get("finetunes", []):
+            self.add_finetune(job["base"], job["conversations"], job.get("hparams"), n_seeds=job.get("seeds", 1),
+                              label=job.get("name", ""))
+        for calls in section_plan.get("calls", []):
+            self.add_calls(calls["model"], calls["requests"], calls["prompt_tokens"], calls["completion_tokens"],
+                           label=calls.get("what", ""))
+        return self
+
     @property
     def total_usd(self) -> float:
         return sum(item.usd for item in self.items)
