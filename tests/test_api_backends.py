@@ -142,7 +142,7 @@ def test_faults_give_the_same_numbers_and_each_request_is_cached_once(monkeypatc
         return results, answered, outcomes, rows, dict(API_STATS)
 
     clean, clean_answered, _, clean_rows, _ = run(None, tmp_path / "clean")
-    plan = FaultPlan(rate_429=0.1, rate_500=0.1, rate_reset=0.1, rate_slow=0.05, slow_seconds=1.0,
+    plan = FaultPlan(rate_429=0.1, rate_500=0.1, rate_reset=0.1, rate_slow=0.1, slow_seconds=1.0,
                      retry_after=0.02)
     faulty, faulty_answered, outcomes, faulty_rows, stats = run(plan, tmp_path / "faulty")
 

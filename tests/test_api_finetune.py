@@ -15,7 +15,7 @@ import pytest
 
 from selfaware import cache as cache_module
 from selfaware.cache import reset_counters
-from selfaware.errors import ConfigError
+from selfaware.errors import ConfigError, FinetuneFailed
 from selfaware.finetune import finetune
 from selfaware.finetune.api import JobRegistry, api_training_key, dataset_jsonl, registry_path, validate_hparams
 from selfaware.testing.fake_api import FakeApiServer, FaultPlan, client_env
@@ -62,6 +62,10 @@ def test_openai_job_runs_and_a_rerun_reuses_it(server):
     assert finetune(OPENAI_BASE, CONVERSATIONS, OPENAI_HP, seed=3, name="risk seeking") == spec
     assert sum(server.outcome_totals().values()) == requests_before  # answered from the registry
     assert cache_module.COUNTERS.trainings == 1
+    import openai
+
+    listed = openai.OpenAI(api_key=os.environ["OPENAI_API_KEY"], base_url=server.openai_base_url).models.list()
+    assert spec.removeprefix("openai:") in [m.id for m in listed.data]  # the tuned model is callable
     # a different seed is a different model
     assert finetune(OPENAI_BASE, CONVERSATIONS, OPENAI_HP, seed=4, name="risk seeking") != spec
 
@@ -85,6 +89,20 @@ def test_fireworks_lora_onto_an_existing_deployment(server):
     assert spec.endswith("#accounts/test-account/deployments/shared")
     (loaded,) = server.state.deployed_models.values()
     assert loaded["deployment"] == "accounts/test-account/deployments/shared" and loaded["state"] == "DEPLOYED"
+
+
+def test_a_failed_job_is_not_paid_for_again_unless_asked(monkeypatch, tmp_path):
+    with FakeApiServer() as fake:
+        environment(monkeypatch, tmp_path, fake)
+        for base, hparams in ((OPENAI_BASE, OPENAI_HP), (FIREWORKS_BASE, FIREWORKS_HP)):
+            fake.failing_jobs = 1  # the first job fails, the relaunch succeeds
+            with pytest.raises(FinetuneFailed, match="injected failure"):
+                finetune(base, CONVERSATIONS, hparams, name="doomed")
+            with pytest.raises(FinetuneFailed, match="retry_failed=True"):
+                finetune(base, CONVERSATIONS, hparams, name="doomed")
+            tuned = finetune(base, CONVERSATIONS, hparams, name="doomed", retry_failed=True)
+            assert tuned.split(":")[0] == base.split(":")[0] and tuned != base
+        assert len(fake.state.openai_jobs) == 2 and len(fake.state.fireworks_jobs) == 2
 
 
 def test_typos_are_errors_before_anything_is_sent(server):

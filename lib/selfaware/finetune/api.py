@@ -218,7 +218,8 @@ def finetune_api(base_spec: str, conversations: Sequence[dict], hparams: Any = N
         if not options.retry_failed:
             raise FinetuneFailed(f"finetuning {name or key[:12]} failed before ({record.get('job_id')}: "
                                  f"{record.get('error')}); pass retry_failed=True to launch it again")
-        record = registry.update(key, status="retrying", job_id=None, failed_job=record.get("job_id"))
+        record = registry.update(key, status="retrying", job_id=None, failed_job=record.get("job_id"),
+                                 attempt=int(record.get("attempt", 1)) + 1)
     follow = _OpenAIJob if parsed.backend == "openai" else _FireworksJob
     return follow(parsed.name, conversations, typed, seed, name, key, registry, options, progress).run()
 
@@ -297,7 +298,7 @@ class _OpenAIJob:
 
         deadline = time.monotonic() + self.options.timeout_hours * 3600
         seen: set[str] = set()
-        bar = tqdm(total=None, desc=f"OpenAI finetune {self.name or job_id}", disable=not self.progress,
+        bar = tqdm(total=None, desc=f"OpenAI finetune {self.name or job_id}", disable=not self.progress or os.environ.get("SELFAWARE_PROGRESS") == "0",
                    leave=False)
         try:
             while True:
@@ -348,7 +349,8 @@ class _FireworksJob:
                                           base_url=os.environ.get("FIREWORKS_BASE_URL") or None,
                                           max_retries=0, timeout=policy.request_timeout)
         # ids derived from content: creating twice is a 409 conflict, never a second job
-        self.job_id = f"sa-{key[:24]}" + ("" if not (registry.get(key) or {}).get("failed_job") else "-r")
+        attempt = int((registry.get(key) or {}).get("attempt", 1))  # a relaunch after a failure needs a new id
+        self.job_id = f"sa-{key[:24]}" + (f"-r{attempt}" if attempt > 1 else "")
         self.dataset_id = "sa-data-" + content_hash([c["messages"] for c in conversations], 20)
 
     def _create_or_get(self, create: Callable[[], Any], get: Callable[[], Any], what: str) -> tuple[Any, bool]:
@@ -408,7 +410,7 @@ class _FireworksJob:
         from tqdm.auto import tqdm
 
         deadline = time.monotonic() + self.options.timeout_hours * 3600
-        bar = tqdm(total=100, desc=f"Fireworks finetune {self.name or job_id}", disable=not self.progress,
+        bar = tqdm(total=100, desc=f"Fireworks finetune {self.name or job_id}", disable=not self.progress or os.environ.get("SELFAWARE_PROGRESS") == "0",
                    leave=False)
         try:
             while True:

@@ -117,12 +117,14 @@ class FakeApiServer:
     ``server.fireworks_base_url`` are what the clients point at."""
 
     def __init__(self, faults: FaultPlan | None = None, latency: float = 0.0, responder: str = "fixture",
-                 no_logprobs_models: tuple[str, ...] = (), polls_per_stage: int = 1, seed: int = 0):
+                 no_logprobs_models: tuple[str, ...] = (), polls_per_stage: int = 1, seed: int = 0,
+                 failing_jobs: int = 0):
         self.faults = faults or FaultPlan()
         self.latency = latency
         self.responder = responder
         self.no_logprobs_models = set(no_logprobs_models)
         self.polls_per_stage = polls_per_stage
+        self.failing_jobs = failing_jobs  # this many of the next finetuning jobs fail while running
         self.state = _State()
         self.outcomes: dict[tuple[str, str], Counter] = defaultdict(Counter)
         self.lock = threading.RLock()
@@ -430,9 +432,16 @@ class _Handler(BaseHTTPRequestHandler):
                 "model": body["model"], "organization_id": "org-fake", "result_files": [], "seed": body.get("seed", 0),
                 "status": "validating_files", "trained_tokens": None, "training_file": body["training_file"],
                 "validation_file": None, "metadata": body.get("metadata"), "suffix": body.get("suffix"),
-                "_events": [], "_stage": 0}
+                "_events": [], "_stage": 0, "_fails": self._take_failure()}
             self._openai_event(state.openai_jobs[job_id], "Validating training file")
         return self._public(state.openai_jobs[job_id])
+
+    def _take_failure(self) -> bool:
+        with self.server_state.lock:
+            if self.server_state.failing_jobs > 0:
+                self.server_state.failing_jobs -= 1
+                return True
+        return False
 
     @staticmethod
     def _public(job: dict) -> dict:
@@ -455,6 +464,10 @@ class _Handler(BaseHTTPRequestHandler):
         if stage == 1:
             job["status"] = "queued"
             self._openai_event(job, "Fine-tuning job queued")
+        elif stage == 2 and job["_fails"]:
+            job["status"] = "failed"
+            job["error"] = {"code": "invalid_training_file", "message": "injected failure", "param": None}
+            self._openai_event(job, "Fine-tuning job failed")
         elif 2 <= stage <= 1 + steps:
             job["status"] = "running"
             step = stage - 1
@@ -544,8 +557,9 @@ class _Handler(BaseHTTPRequestHandler):
             output = body.get("outputModel") or job_id
             self.server_state.state.fireworks_jobs[name] = {
                 **body, "name": name, "state": "JOB_STATE_CREATING", "createTime": "2025-01-01T00:00:00Z",
-                "outputModel": f"accounts/{account}/models/{output}", "jobProgress": {"percent": 0}}
-            return self.server_state.state.fireworks_jobs[name]
+                "outputModel": f"accounts/{account}/models/{output}", "jobProgress": {"percent": 0},
+                "_fails": self._take_failure()}
+            return self._public(self.server_state.state.fireworks_jobs[name])
 
     @_route("GET", r"/v1/accounts/([^/]+)/supervisedFineTuningJobs/([^/:]+)")
     def get_fireworks_job(self, account: str, job_id: str) -> dict:
@@ -557,12 +571,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Reply(404, {"code": 5, "message": f"no job {name}"})
             server.state.job_polls[name] += 1
             stage = server.state.job_polls[name] // server.polls_per_stage
-            if job["state"] != "JOB_STATE_COMPLETED":
-                if stage >= 4:
+            if job["state"] not in ("JOB_STATE_COMPLETED", "JOB_STATE_FAILED"):
+                if stage >= 2 and job["_fails"]:
+                    job.update(state="JOB_STATE_FAILED", status={"code": "INTERNAL", "message": "injected failure"})
+                elif stage >= 4:
                     job.update(state="JOB_STATE_COMPLETED", jobProgress={"percent": 100, "epoch": 2})
                 elif stage >= 1:
                     job.update(state="JOB_STATE_RUNNING", jobProgress={"percent": 33 * stage, "epoch": stage - 1})
-            return job
+            return self._public(job)
 
     @_route("POST", r"/v1/accounts/([^/]+)/deployments")
     def create_deployment(self, account: str) -> dict:
