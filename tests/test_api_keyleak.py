@@ -38,9 +38,8 @@ def test_fake_keys_never_leak(monkeypatch, tmp_path, caplog, capfd):
     for name, value in {"SELFAWARE_API_TIMEOUT": "2", "SELFAWARE_API_BACKOFF_BASE": "0.01",
                         "SELFAWARE_API_MAX_ATTEMPTS": "3", "SELFAWARE_FINETUNE_POLL_SECONDS": "0.01"}.items():
         monkeypatch.setenv(name, value)
-    for logger in ("", "openai", "fireworks", "httpx", "httpx2", "httpcore"):
-        logging.getLogger(logger).setLevel(logging.DEBUG)
-    caplog.set_level(logging.DEBUG)
+    for logger in (None, "openai", "fireworks", "httpx", "httpx2", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=logger)  # restored by caplog after the test
     monkeypatch.setenv("OPENAI_LOG", "debug")
     monkeypatch.setenv("FIREWORKS_LOG", "debug")
     errors: list[BaseException] = []

@@ -32,7 +32,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -187,6 +187,10 @@ def _call(function: Callable[[], Any], what: str, secret: str) -> Any:
     raise AssertionError("unreachable")
 
 
+def _hide_progress(progress: bool) -> bool:
+    return not progress or os.environ.get("SELFAWARE_PROGRESS") == "0"
+
+
 def _status_code(error: BaseException) -> int | None:
     return getattr(error, "status_code", None)
 
@@ -298,7 +302,7 @@ class _OpenAIJob:
 
         deadline = time.monotonic() + self.options.timeout_hours * 3600
         seen: set[str] = set()
-        bar = tqdm(total=None, desc=f"OpenAI finetune {self.name or job_id}", disable=not self.progress or os.environ.get("SELFAWARE_PROGRESS") == "0",
+        bar = tqdm(total=None, desc=f"OpenAI finetune {self.name or job_id}", disable=_hide_progress(self.progress),
                    leave=False)
         try:
             while True:
@@ -410,7 +414,7 @@ class _FireworksJob:
         from tqdm.auto import tqdm
 
         deadline = time.monotonic() + self.options.timeout_hours * 3600
-        bar = tqdm(total=100, desc=f"Fireworks finetune {self.name or job_id}", disable=not self.progress or os.environ.get("SELFAWARE_PROGRESS") == "0",
+        bar = tqdm(total=100, desc=f"Fireworks finetune {self.name or job_id}", disable=_hide_progress(self.progress),
                    leave=False)
         try:
             while True:

@@ -36,7 +36,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 # The fixture vocabulary: the first answer token is always one of these, with request-dependent weights.
@@ -404,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
     def upload_file(self) -> dict:
         fields = self._multipart()
         content = fields.get("file") or b""
-        for number, line in enumerate(content.decode().splitlines(), 1):
+        for line in content.decode().splitlines():
             if line.strip():
                 json.loads(line)  # a malformed upload is the client's bug: fail loudly
         state = self.server_state.state
