@@ -198,3 +198,20 @@ def test_the_embedded_model_can_answer_behind_the_fake_server(monkeypatch, tmp_p
         answers = model.sample([[{"role": "user", "content": "Say hello."}]], n=2, temperature=1.0,
                                max_tokens=6, seed=3)[0]
         assert all(isinstance(a, str) for a in answers) and any(a.strip() for a in answers)
+
+
+def test_a_warm_rerun_needs_no_key_and_makes_no_call(server, monkeypatch):
+    from selfaware.finetune import finetune
+
+    monkeypatch.setenv("SELFAWARE_FINETUNE_POLL_SECONDS", "0.01")
+    conversations = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}]}]
+    tuned = finetune("openai:gpt-4o-2024-05-13", conversations, {"n_epochs": 1}, name="warm")
+    model = load_model(tuned)
+    cold = (model.sample(PROMPTS[:2], n=2), [s.probs for s in model.score_options(PROMPTS[:2], ["A", "B"])])
+    calls = sum(server.outcome_totals().values())
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.setenv("SELFAWARE_CACHE_MODE", "replay")
+    again = finetune("openai:gpt-4o-2024-05-13", conversations, {"n_epochs": 1}, name="warm")
+    assert again == tuned
+    assert (model.sample(PROMPTS[:2], n=2), [s.probs for s in model.score_options(PROMPTS[:2], ["A", "B"])]) == cold
+    assert sum(server.outcome_totals().values()) == calls

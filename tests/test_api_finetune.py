@@ -194,6 +194,8 @@ def test_sigkill_mid_job_then_rerun_follows_the_same_job(monkeypatch, tmp_path):
         assert spec == f"openai:{job['fine_tuned_model']}"
         assert creations(fake, "POST /v1/fine_tuning/jobs") == 1 and creations(fake, "POST /v1/files") == 1
         assert cache_module.COUNTERS.trainings == 0
+        with sqlite3.connect(registry_path()) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_sigkill_mid_batch_then_rerun_repeats_no_finished_call(monkeypatch, tmp_path):
