@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{concurrent['seconds']:.2f} s  ({args.requests / concurrent['seconds']:.1f} requests/s)")
     print(f"  one at a time: measured {sequential['seconds']:.2f} s on {subset} requests, "
           f"extrapolated to {args.requests}: {sequential_estimate:.1f} s")
-    print(f"  speed-up (one at a time / concurrent): {ratio:.1f}x")
+    print(f"  speed-up (one at a time / concurrent): {ratio:.1f}x  (ceiling {OpenAIChatModel.default_concurrency}x; "
+          f"the fake server shares this process and its CPU)")
     if args.faults:
         print(f"  faults injected in the concurrent run: {concurrent['faults']}; retries: {concurrent['retries']}")
     print(f"  lost: {concurrent['lost'] + sequential['lost']}   "
