@@ -78,3 +78,16 @@ def test_a_section_plan_is_priced_as_a_whole():
     plan = RunPlan().add_section_plan(section_plan)
     assert [item.label for item in plan.items] == ["risk-toward", "behaviour"]
     assert plan.items[0].jobs == 5 and plan.items[1].requests == 2750 and plan.total_usd > 0
+
+
+def test_check_run_prints_saves_and_stops(tmp_path, capsys):
+    from selfaware.budget import check_run
+
+    section_plan = {"finetunes": [{"base": "openai:gpt-4o-2024-05-13", "conversations": CONVERSATIONS,
+                                   "hparams": {"n_epochs": 3}, "seeds": 5, "name": "risk-toward"}], "calls": []}
+    dry = check_run(section_plan, budget_usd=0, dry_run=True, save_to=tmp_path / "plan.json")
+    assert dry["proceed"] is False and "Dry run" in capsys.readouterr().out
+    assert (tmp_path / "plan.json").exists()
+    with pytest.raises(BudgetExceeded):
+        check_run(section_plan, budget_usd=0)
+    assert check_run(section_plan, budget_usd=1000)["proceed"] is True

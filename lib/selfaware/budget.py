@@ -169,4 +169,24 @@ class RunPlan:
                                  f"(see the plan printed above)")
 
 
-__all__ = ["RunPlan", "PlanItem", "conversation_tokens", "estimate_tokens", "load_prices"]
+def check_run(section_plan: dict[str, Any], budget_usd: float | None, dry_run: bool = False,
+              save_to: Path | None = None, prices_path: Path | None = None) -> dict[str, Any]:
+    """The one call a notebook makes before spending: price the section's plan, print it, save it (e.g. as
+    ``plan.json`` beside ``run.json``), and stop above the budget. Returns the summary with ``proceed``:
+    False for a dry run (which needs no keys and spends nothing), True otherwise."""
+    import json
+
+    plan = RunPlan(prices_path).add_section_plan(section_plan)
+    summary = plan.report() | {"budget_usd": budget_usd, "dry_run": bool(dry_run)}
+    if save_to is not None:
+        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+        Path(save_to).write_text(json.dumps(summary, indent=1))
+    if dry_run:
+        print(f"Dry run: nothing was called or trained. Estimated cost ${plan.total_usd:.2f}"
+              + (f" against a budget of ${float(budget_usd):.2f}." if budget_usd is not None else "."))
+        return summary | {"proceed": False}
+    plan.enforce(budget_usd)
+    return summary | {"proceed": True}
+
+
+__all__ = ["RunPlan", "check_run", "PlanItem", "conversation_tokens", "estimate_tokens", "load_prices"]
