@@ -238,7 +238,7 @@ class ApiChatModel(ChatModel):
     top_logprobs = 20
     # The cache hands us this many requests at a time. Large, so that requests stay pipelined (a chunk
     # boundary waits for the chunk's slowest request); a crash still loses little, because answers are
-    # also saved as they arrive (``_save_as_they_arrive``).
+    # also saved as they arrive (``_IncrementalSaver``).
     flush_every = 2048
     save_every_seconds = 1.0
 
