@@ -215,3 +215,20 @@ def test_a_warm_rerun_needs_no_key_and_makes_no_call(server, monkeypatch):
     assert again == tuned
     assert (model.sample(PROMPTS[:2], n=2), [s.probs for s in model.score_options(PROMPTS[:2], ["A", "B"])]) == cold
     assert sum(server.outcome_totals().values()) == calls
+
+
+def test_both_logprob_formats_are_read():
+    from selfaware.models.api import first_token_alternatives
+
+    openai_style = {"logprobs": {"content": [{"token": "A", "logprob": -0.1,
+                                              "top_logprobs": [{"token": "A", "logprob": -0.1},
+                                                               {"token": "B", "logprob": -2.3}]}]}}
+    legacy_style = {"logprobs": {"tokens": ["A"], "token_logprobs": [-0.1], "top_logprobs": [{"A": -0.1, "B": -2.3}]}}
+    assert first_token_alternatives(openai_style) == first_token_alternatives(legacy_style) == [("A", -0.1),
+                                                                                                 ("B", -2.3)]
+    assert first_token_alternatives({"logprobs": None}) is None
+
+
+def test_credentials_in_a_server_url_stay_out_of_the_cache_key(monkeypatch):
+    model = load_model("openai-compatible:https://user:hunter2@gpu-node:8000/v1|llama")
+    assert "hunter2" not in str(model.identity) and model.identity["base_url"] == "https://gpu-node:8000/v1"
