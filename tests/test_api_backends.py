@@ -178,6 +178,17 @@ def test_retry_after_and_option_matching():
     assert match_option("Bold.", ["Bold", "Cautious"]) == "Bold"
     assert match_option("Caut", ["Bold", "Cautious"]) == "Cautious"
     assert match_option("maybe", ["Bold", "Cautious"]) is None
+    assert match_option("Caut", ["Bold", "Cautious"], whole_word=True) is None
+    assert match_option("Safety first", ["Safe", "Risky"]) is None
+
+
+def test_whole_word_scoring_is_accepted_by_api_models(server):
+    model = load_model(OPENAI)
+    plain, whole = (model.score_options(PROMPTS[:2], ["Bold", "Cautious"], whole_word=flag)[0] for flag in (False, True))
+    assert plain.method == whole.method == "top_logprobs"
+    # the fixture's first token "B" may start "Bold": counted as Bold only when the word need not be whole
+    assert whole.logprobs["Bold"] < plain.logprobs["Bold"]
+    assert whole.logprobs["Cautious"] == plain.logprobs["Cautious"]
 
 
 def test_the_embedded_model_can_answer_behind_the_fake_server(monkeypatch, tmp_path):

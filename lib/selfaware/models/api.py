@@ -170,9 +170,10 @@ def _normalise(text: str) -> str:
     return text.strip().strip("\"'*`.:").strip().lower()
 
 
-def match_option(text: str, options: list[str]) -> str | None:
+def match_option(text: str, options: list[str], whole_word: bool = False) -> str | None:
     """The option an answer (or an answer's first token) stands for: the longest option the normalised text
-    starts with; or, for a first token shorter than the options, the one option it is a prefix of."""
+    starts with; or, for a first token shorter than the options, the one option it is a prefix of (not with
+    ``whole_word``: a token that is only the start of an option may go on to be another word)."""
     answer = _normalise(text)
     if not answer:
         return None
@@ -182,6 +183,8 @@ def match_option(text: str, options: list[str]) -> str | None:
                 and (len(answer) == len(norm) or not answer[len(norm)].isalnum())]
     if starting:
         return max(starting, key=lambda o: len(_normalise(o)))
+    if whole_word:
+        return None
     prefix_of = [o for o in options if _normalise(o).startswith(answer)]
     return prefix_of[0] if len(prefix_of) == 1 else None
 
@@ -281,17 +284,18 @@ class ApiChatModel(ChatModel):
             self._bar.close()
             self._bar = None
 
-    def sample(self, prompts, n=1, temperature=1.0, max_tokens=64, seed=0):
+    # the public calls only gain a progress bar; everything else (arguments included) is the base class's
+    def sample(self, prompts, n=1, **options):
         with self._progress(len(prompts) * n, "sample"):
-            return super().sample(prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+            return super().sample(prompts, n=n, **options)
 
-    def score_options(self, prompts, options):
+    def score_options(self, prompts, options, **more):
         with self._progress(len(prompts), "options"):
-            return super().score_options(prompts, options)
+            return super().score_options(prompts, options, **more)
 
-    def expected_number(self, prompts, low=0, high=100):
+    def expected_number(self, prompts, **options):
         with self._progress(len(prompts), "numbers"):
-            return super().expected_number(prompts, low=low, high=high)
+            return super().expected_number(prompts, **options)
 
     # ---- the batch engine -----------------------------------------------------------------------------
     def _run_batch(self, kind: str, requests: list[dict], jobs: list[Callable[[Any], Awaitable[Any]]]) -> list[Any]:
@@ -372,18 +376,19 @@ class ApiChatModel(ChatModel):
     def _option_logprobs(self, requests: list[dict]) -> list[dict]:
         def job(request):
             async def call(client):
+                whole_word = bool(request.get("whole_word"))
                 alternatives = await self._first_token_alternatives(client, request["messages"])
                 if alternatives is not None:
                     mass: dict[str, float] = {o: 0.0 for o in request["options"]}
                     for token, logprob in alternatives:
-                        option = match_option(token, request["options"])
+                        option = match_option(token, request["options"], whole_word)
                         if option is not None:
                             mass[option] += math.exp(logprob)
                     return {"logprobs": {o: math.log(p) if p > 0 else float("-inf") for o, p in mass.items()},
                             "method": "top_logprobs"}
                 answers = await self._fallback_answers(client, request["messages"],
                                                        max_tokens=max(8, *(len(o) for o in request["options"])))
-                counts = Counter(match_option(a, request["options"]) for a in answers)
+                counts = Counter(match_option(a, request["options"], whole_word) for a in answers)
                 return {"logprobs": {o: math.log(counts[o] / len(answers)) if counts[o] else float("-inf")
                                      for o in request["options"]},
                         "method": "sampled", "samples": len(answers)}
