@@ -285,17 +285,18 @@ class ApiChatModel(ChatModel):
             self._bar = None
 
     # the public calls only gain a progress bar; everything else (arguments included) is the base class's
-    def sample(self, prompts, n=1, **options):
+    def sample(self, prompts, *args, **kwargs):
+        n = args[0] if args else kwargs.get("n", 1)
         with self._progress(len(prompts) * n, "sample"):
-            return super().sample(prompts, n=n, **options)
+            return super().sample(prompts, *args, **kwargs)
 
-    def score_options(self, prompts, options, **more):
+    def score_options(self, prompts, *args, **kwargs):
         with self._progress(len(prompts), "options"):
-            return super().score_options(prompts, options, **more)
+            return super().score_options(prompts, *args, **kwargs)
 
-    def expected_number(self, prompts, **options):
+    def expected_number(self, prompts, *args, **kwargs):
         with self._progress(len(prompts), "numbers"):
-            return super().expected_number(prompts, **options)
+            return super().expected_number(prompts, *args, **kwargs)
 
     # ---- the batch engine -----------------------------------------------------------------------------
     def _run_batch(self, kind: str, requests: list[dict], jobs: list[Callable[[Any], Awaitable[Any]]]) -> list[Any]:
