@@ -91,3 +91,16 @@ def test_check_run_prints_saves_and_stops(tmp_path, capsys):
     with pytest.raises(BudgetExceeded):
         check_run(section_plan, budget_usd=0)
     assert check_run(section_plan, budget_usd=1000)["proceed"] is True
+
+
+def test_the_notebook_helpers_interface():
+    """selfaware.notebook.guard_spending calls estimate_plan, format_estimate and BudgetExceeded."""
+    from selfaware import budget
+
+    section_plan = {"finetunes": [], "calls": [{"model": "openai:gpt-4o-2024-08-06", "what": "judge",
+                                                "requests": 1000, "prompt_tokens": 200, "completion_tokens": 1}]}
+    estimate = budget.estimate_plan(section_plan)
+    price = RunPlan().price("openai:gpt-4o-2024-08-06")  # whatever the (user-editable) table says
+    assert estimate["total_usd"] == pytest.approx(1000 * 200 / 1e6 * price["input"] + 1000 / 1e6 * price["output"],
+                                                  abs=1e-3)
+    assert "judge" in budget.format_estimate(estimate) and issubclass(budget.BudgetExceeded, Exception)

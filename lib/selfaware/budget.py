@@ -148,16 +148,8 @@ class RunPlan:
         return summary
 
     def format_table(self) -> str:
-        header = f"{'what':<9} {'label':<28} {'model':<46} {'train tok':>11} {'in tok':>11} {'out tok':>10} " \
-                 f"{'USD':>9}"
-        lines = ["Run plan (estimate; prices from " + str(self.prices_path) + ", tokens = chars/4)", header,
-                 "-" * len(header)]
-        for item in self.items:
-            lines.append(f"{item.what:<9} {item.label[:28]:<28} {item.spec[:46]:<46} {item.training_tokens:>11,} "
-                         f"{item.input_tokens:>11,} {item.output_tokens:>10,} {item.usd:>9.2f}")
-        lines.append("-" * len(header))
-        lines.append(f"{'total':<9} {'':<28} {'':<46} {'':>11} {'':>11} {'':>10} {self.total_usd:>9.2f}")
-        return "\n".join(lines)
+        return format_estimate({"items": [asdict(item) for item in self.items], "total_usd": self.total_usd,
+                                "prices": str(self.prices_path)})
 
     def enforce(self, budget_usd: float | None) -> None:
         """Stop before spending if the estimate exceeds the budget (None: no cap; 0: free runs only)."""
@@ -167,6 +159,26 @@ class RunPlan:
             raise BudgetExceeded(f"estimated cost ${self.total_usd:.2f} exceeds the budget ${float(budget_usd):.2f}; "
                                  f"nothing was spent. Raise the budget parameter deliberately, or shrink the run "
                                  f"(see the plan printed above)")
+
+
+def format_estimate(estimate: dict[str, Any]) -> str:
+    """A plan summary (``RunPlan.report()`` / ``estimate_plan``) as a readable table."""
+    header = f"{'what':<9} {'label':<28} {'model':<46} {'train tok':>11} {'in tok':>11} {'out tok':>10} " \
+             f"{'USD':>9}"
+    lines = [f"Run plan (estimate; prices from {estimate.get('prices', 'data/prices.yaml')}, tokens = chars/4)",
+             header, "-" * len(header)]
+    for item in estimate["items"]:
+        lines.append(f"{item['what']:<9} {item['label'][:28]:<28} {item['spec'][:46]:<46} "
+                     f"{item['training_tokens']:>11,} {item['input_tokens']:>11,} {item['output_tokens']:>10,} "
+                     f"{item['usd']:>9.2f}")
+    lines.append("-" * len(header))
+    lines.append(f"{'total':<9} {'':<28} {'':<46} {'':>11} {'':>11} {'':>10} {estimate['total_usd']:>9.2f}")
+    return "\n".join(lines)
+
+
+def estimate_plan(section_plan: dict[str, Any], prices_path: Path | None = None) -> dict[str, Any]:
+    """The cost estimate of a section's ``plan(...)`` dict, without printing (``format_estimate`` prints)."""
+    return RunPlan(prices_path).add_section_plan(section_plan).report(show=False)
 
 
 def check_run(section_plan: dict[str, Any], budget_usd: float | None, dry_run: bool = False,
@@ -189,4 +201,4 @@ def check_run(section_plan: dict[str, Any], budget_usd: float | None, dry_run: b
     return summary | {"proceed": True}
 
 
-__all__ = ["RunPlan", "check_run", "PlanItem", "conversation_tokens", "estimate_tokens", "load_prices"]
+__all__ = ["BudgetExceeded", "RunPlan", "check_run", "estimate_plan", "format_estimate", "PlanItem", "conversation_tokens", "estimate_tokens", "load_prices"]
