@@ -954,7 +954,9 @@ def _user_message(task: CodeTask, rng: random.Random) -> str:
 
 
 def _all_slots():
-    return [(family, k) for family, kinds in FAMILIES.items() for k in range(len(kinds))]
+    """(family, kind) pairs, first kinds of every family first: a small set still covers every family."""
+    deepest = max(len(kinds) for kinds in FAMILIES.values())
+    return [(family, k) for k in range(deepest) for family, kinds in FAMILIES.items() if k < len(kinds)]
 
 
 def generate_tasks(count: int, seed: int, families: list[str] | None = None) -> list[tuple[CodeTask, str]]:
