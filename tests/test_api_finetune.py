@@ -230,4 +230,4 @@ def test_sigkill_mid_batch_then_rerun_repeats_no_finished_call(monkeypatch, tmp_
         answered = fake.answered()
         repeated = [h for h, count in answered.items() if count > 1]
         assert max(answered.values()) <= 2 and len(repeated) <= len(KILL_PROMPTS) - saved  # only unsaved ones
-        assert len(answered) == len(KILL_PROMPTS)
+        assert len(answered) == len(KILL_PROMPTS), sorted((fake.bodies[h] for h in answered), key=len)[:3]

@@ -127,6 +127,7 @@ class FakeApiServer:
         self.failing_jobs = failing_jobs  # this many of the next finetuning jobs fail while running
         self.state = _State()
         self.outcomes: dict[tuple[str, str], Counter] = defaultdict(Counter)
+        self.bodies: dict[str, bytes] = {}  # request hash -> the raw request body, for a failing test to show
         self.lock = threading.RLock()
         self._rng = random.Random(seed)
         self._planned_faults: dict[tuple[str, str], list[str]] = {}
@@ -301,6 +302,9 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server_state
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:  # the client died mid-request (e.g. SIGKILL): nothing to answer
+            self.close_connection = True
+            return
         parts = urlsplit(self.path)
         self.query = dict(parse_qsl(parts.query))
         for verb, pattern, name in _ROUTES:
@@ -319,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(401, {"error": {"message": f"Incorrect API key provided: {masked}.",
                                               "type": "invalid_request_error", "code": "invalid_api_key"}})
         request_hash = hashlib.sha256(method.encode() + self.path.encode() + raw).hexdigest()[:16]
+        with state.lock:
+            state.bodies.setdefault(request_hash, raw[:4000])
         fault = state._next_fault(route, request_hash)
         record = lambda outcome: state.outcomes[(route, request_hash)].update([outcome])  # noqa: E731
         if fault == "429":
