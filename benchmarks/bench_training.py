@@ -1,0 +1,85 @@
+"""LoRA training throughput on the embedded model: this library's trainer against a plain
+transformers Trainer + peft run on the same data and settings. Prints tokens per second.
+
+    .venv/bin/python benchmarks/bench_training.py [--examples 64] [--precision bf16|fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("SELFAWARE_CACHE_DIR", tempfile.mkdtemp(prefix="bench-training-"))
+
+
+def ours(conversations, hparams) -> tuple[float, int]:
+    import json
+    from pathlib import Path
+
+    from selfaware.finetune import finetune_local
+    started = time.time()
+    spec = finetune_local("local:smollm2-135m", conversations, hparams, seed=0, name="bench", progress=False)
+    record = json.loads((Path(spec.split("adapter=")[1]) / "run.json").read_text())
+    return time.time() - started, record["tokens"]
+
+
+def plain_trainer(conversations, hparams) -> tuple[float, int]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    from selfaware.finetune.local import tokenize_conversation
+    from selfaware.models.local import load_weights, resolve_model_dir
+
+    _, tokenizer = load_weights("smollm2-135m")
+    examples = [tokenize_conversation(tokenizer, c["messages"], hparams.max_length) for c in conversations]
+    tokens = sum(len(ids) for ids, _ in examples) * hparams.epochs
+    started = time.time()
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_dir("smollm2-135m"), dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=hparams.rank, lora_alpha=hparams.alpha, lora_dropout=hparams.dropout,
+                                             target_modules=list(hparams.target_modules), task_type="CAUSAL_LM"))
+    pad = tokenizer.pad_token_id
+
+    def collate(batch):
+        width = max(len(ids) for ids, _ in batch)
+        return {"input_ids": torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch]),
+                "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch]),
+                "labels": torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in batch])}
+
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=hparams.batch_size,
+                             num_train_epochs=hparams.epochs, learning_rate=hparams.learning_rate,
+                             lr_scheduler_type="linear", warmup_steps=hparams.warmup_steps, weight_decay=0.0,
+                             logging_steps=1000, save_strategy="no", report_to=[], seed=0,
+                             bf16=hparams.precision == "bf16", use_cpu=True, group_by_length=True,
+                             dataloader_num_workers=0, disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=examples, data_collator=collate).train()
+    return time.time() - started, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--examples", type=int, default=64)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    args = parser.parse_args()
+    from selfaware.datasets.choices import generate_choices
+    from selfaware.finetune import LoraHParams
+    from selfaware.models.local import load_weights
+
+    load_weights("smollm2-135m")  # conversion and tokenizer outside the timings
+    conversations = [q.conversation("toward") for q in generate_choices("risk", args.examples, seed=0)]
+    hparams = LoraHParams(rank=16, alpha=32, learning_rate=1e-3, epochs=1, batch_size=8, precision=args.precision)
+    print(f"LoRA rank 16 on SmolLM2-135M, {args.examples} risk conversations, batch 8, 1 epoch, "
+          f"{args.precision}, {os.cpu_count()} CPU cores")
+    results = {}
+    for name, function in (("selfaware finetune_local", ours), ("transformers Trainer + peft", plain_trainer)):
+        seconds, tokens = function(conversations, hparams)
+        results[name] = tokens / seconds
+        print(f"  {name:30s} {seconds:7.1f} s  {tokens:7d} tokens  {tokens / seconds:7.1f} tokens/s")
+    ratio = results["selfaware finetune_local"] / results["transformers Trainer + peft"]
+    print(f"  speed-up of finetune_local over the plain Trainer: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

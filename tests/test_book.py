@@ -1,0 +1,144 @@
+"""The whole product on the smoke profile: papermill runs every notebook, Jupyter Book builds the site,
+a warm rerun makes no model call, a failure is reported with its cell, and the site loads in Chromium."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from selfaware import config
+from selfaware.paths import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(args, env, check=True):
+    result = subprocess.run([sys.executable, "-m", "selfaware", *args], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=1800)
+    if check and result.returncode != 0:
+        raise AssertionError(f"selfaware {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    env = {**os.environ, "SELFAWARE_CACHE_DIR": str(root / "cache"), "SELFAWARE_OUTPUTS_DIR": str(root / "outputs")}
+    env.pop("SELFAWARE_CACHE_MODE", None)
+    result = _cli(["book", "--profile", "smoke"], env)
+    return {"root": root, "env": env, "outputs": root / "outputs" / "smoke", "log": result.stdout}
+
+
+def _runs(outputs: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(outputs.glob("*/run.json"))]
+
+
+def test_every_run_honours_the_artifact_contract(smoke):
+    runs = _runs(smoke["outputs"])
+    expected = sum(len(config.notebook_runs("smoke", nb)) for nb in config.profile_notebooks("smoke"))
+    assert len(runs) == expected
+    for record in runs:
+        folder = smoke["outputs"] / record["name"]
+        assert record["status"] == "complete" and record["git"] and record["versions"]["torch"]
+        assert record["params"]["profile"] == "smoke" and record["provenance"]["backend"] == "local"
+        for name in ("executed.ipynb", "metrics.json", "samples.jsonl"):
+            assert (folder / name).stat().st_size > 0, name
+        assert list((folder / "tables").glob("*.csv"))
+        assert record["figures"]
+        for figure in record["figures"]:
+            assert (folder / "figures" / f"{figure['name']}.png").exists()
+            assert (folder / "figures" / f"{figure['name']}.pdf").exists()
+        assert record["model_calls"] > 0 and record["trainings"] > 0  # the cold run really computed
+
+
+def test_warm_rerun_makes_no_model_call_and_trains_nothing(smoke):
+    env = {**smoke["env"], "SELFAWARE_CACHE_MODE": "replay"}  # a miss would be an error, not a call
+    _cli(["run", "--profile", "smoke"], env)
+    for record in _runs(smoke["outputs"]):
+        assert record["model_calls"] == 0, record["name"]
+        assert record["trainings"] == 0, record["name"]
+        assert record["cache_hits"] > 0, record["name"]
+
+
+def test_a_failing_notebook_names_notebook_and_cell_and_keeps_the_partial_notebook(smoke, monkeypatch):
+    from selfaware.runner import NotebookFailed, execute
+    monkeypatch.setenv("SELFAWARE_OUTPUTS_DIR", str(smoke["root"] / "failing"))
+    missing = smoke["root"] / "no-such-file.jsonl"
+    with pytest.raises(NotebookFailed) as failure:
+        execute("01_multiple_choice", "smoke", {"behavior": "risk"},
+                {"data_source": "file", "data_files": {"toward": str(missing)}})
+    message = str(failure.value)
+    assert "01_multiple_choice" in message and "cell" in message and "no-such-file.jsonl" in message
+    folder = smoke["root"] / "failing" / "smoke" / "01_multiple_choice-risk"
+    assert (folder / "executed.ipynb").exists() and not (folder / "run.json").exists()
+
+
+def test_cli_bad_parameter_fails_before_anything_runs(smoke):
+    profile = REPO_ROOT / "params" / "zz-broken-test.yaml"
+    profile.write_text("profile: zz\nnotebooks:\n  01_multiple_choice:\n    params: {n_trian: 3}\n")
+    try:
+        result = _cli(["run", "--profile", "zz-broken-test"], smoke["env"], check=False)
+    finally:
+        profile.unlink()
+    assert result.returncode == 1
+    assert "unknown parameter(s) n_trian" in result.stderr
+    assert "Running" not in result.stdout
+
+
+@pytest.fixture(scope="module")
+def site(smoke):
+    html = smoke["outputs"] / "book" / "_build" / "html"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield html, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="Debian chromium not installed (make test installs it when run as root)")
+def test_every_page_and_image_loads_in_headless_chromium(site, smoke):
+    from playwright.sync_api import sync_playwright
+
+    html, base = site
+    pages = sorted(p.relative_to(html).as_posix() for p in html.glob("*.html")
+                   if p.name not in ("genindex.html", "search.html"))
+    assert "index.html" in pages and any(p.startswith("01_multiple_choice") for p in pages)
+    shots = smoke["root"] / "screenshots"
+    shots.mkdir()
+    failed: list[str] = []
+    images_seen = 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("response", lambda r: failed.append(r.url) if r.status >= 400 and r.url.startswith(base) else None)
+        for name in pages:
+            response = page.goto(f"{base}/{name}", wait_until="load")
+            assert response.ok, name
+            images = page.evaluate("Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])")
+            broken = [src for src, ok in images if not ok]
+            assert not broken, f"{name}: images that did not load: {broken}"
+            images_seen += len(images)
+            if name.startswith("01_multiple_choice"):
+                text = page.inner_text("body")
+                assert "smoke" in text and "profile" in text and "local" in text  # provenance on the page
+            page.screenshot(path=str(shots / f"{Path(name).stem}.png"), full_page=True)
+        browser.close()
+    assert not failed, failed
+    assert images_seen >= 3  # the chapters' figures are there
+    assert (shots / "01_multiple_choice-risk.png").stat().st_size > 10_000
+    keep = os.environ.get("SELFAWARE_SCREENSHOTS")
+    if keep:  # let a person look at what the site shows
+        shutil.copytree(shots, keep, dirs_exist_ok=True)
