@@ -44,6 +44,7 @@ samples = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+page = None
 
 # %%
 from selfaware.config import from_notebook

@@ -92,3 +92,30 @@ def test_ci_calls_the_readme_test_command():
     commands = re.findall(r"^\s*(make \w+)\s*$", readme, flags=re.M)
     assert commands[:2] == ["make book", "make test"]
     assert "make test" in Path(REPO_ROOT / ".ci" / "run").read_text()
+
+
+def test_dry_run_of_the_paper_profile_needs_no_key_and_prices_every_run(monkeypatch, capsys):
+    from selfaware.runner import plan_profile
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("FIREWORKS_API_KEY", raising=False)
+    total = plan_profile("paper", ["01_multiple_choice"])
+    printed = capsys.readouterr().out
+    assert total > 0
+    assert "01_multiple_choice-risk-llama-3.1-70b" in printed and "fireworks:" in printed
+    assert printed.count("Plan of this run") == len(config.notebook_runs("paper", NOTEBOOK))
+
+
+def test_a_paid_run_over_budget_stops_before_anything_is_spent():
+    from selfaware.errors import BudgetExceeded
+    from selfaware.notebook import guard_spending
+    from selfaware.runner import section_plan
+    cfg = config.resolve(MultipleChoiceConfig, NOTEBOOK, "paper", {"behavior": "risk", "budget_usd": 1.0})
+    with pytest.raises(BudgetExceeded, match="exceeds budget_usd=1.00"):
+        guard_spending(cfg, section_plan(NOTEBOOK, cfg))
+
+
+def test_run_pages_get_safe_distinct_names():
+    from selfaware.artifacts import run_name
+    names = [run_name(NOTEBOOK, run) for run in config.notebook_runs("paper", NOTEBOOK)]
+    assert len(set(names)) == len(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", n) for n in names)

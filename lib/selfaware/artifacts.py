@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import time
 from importlib import metadata
@@ -28,7 +29,13 @@ PACKAGES = ["selfaware", "torch", "transformers", "peft", "openai", "fireworks-a
 
 
 def run_name(notebook: str, run: dict[str, Any]) -> str:
-    suffix = "-".join(str(v) for v in run.values() if v not in (None, ""))
+    """``<notebook>-<page>`` when the run names its page, else the notebook joined with the run's plain
+    values (``01_multiple_choice-risk``)."""
+    if run.get("page"):
+        suffix = str(run["page"])
+    else:
+        suffix = "-".join(str(v) for v in run.values() if isinstance(v, (str, int, float)) and v != "")
+    suffix = re.sub(r"[^A-Za-z0-9_.-]+", "_", suffix)
     return f"{notebook}-{suffix}" if suffix else notebook
 
 
@@ -83,7 +90,7 @@ class Run:
     def __init__(self, notebook: str, config, run: dict[str, Any] | None = None):
         self.notebook = notebook
         self.config = config
-        self.run = dict(run or {})
+        self.run = {"page": config.page} if getattr(config, "page", None) else dict(run or {})
         self.name = run_name(notebook, self.run)
         self.dir = run_dir(config.profile, notebook, self.run)
         (self.dir / "tables").mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
     python -m selfaware book --profile default     run every notebook, then build the site
     python -m selfaware run --profile smoke --notebook 01_multiple_choice
     python -m selfaware build --profile smoke      build the site from existing outputs
+    python -m selfaware plan --profile paper       print the plan and cost estimate, spend nothing
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "execute notebooks with papermill"), ("book", "execute notebooks, then build"),
-                       ("build", "build the site from existing outputs")):
+                       ("build", "build the site from existing outputs"),
+                       ("plan", "dry run: print every run's plan and cost estimate (no keys needed)")):
         command = sub.add_parser(name, help=text)
         command.add_argument("--profile", default="default")
         if name != "build":
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.time()
     try:
+        if args.command == "plan":
+            from .runner import plan_profile
+            plan_profile(args.profile, args.notebook)
         if args.command in ("run", "book"):
             from .runner import run_profile
             run_profile(args.profile, args.notebook, log_output=args.log_output)

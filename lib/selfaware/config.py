@@ -29,6 +29,7 @@ class SectionConfig(BaseModel):
     cache_mode: Literal["rw", "replay", "off"] = "rw"
     budget_usd: float = Field(0.0, ge=0)  # spending cap for paid APIs (0 means: no paid calls allowed)
     dry_run: bool = False  # print the plan and cost estimate, then stop before any model call
+    page: str | None = None  # names the run's page when one notebook has several runs of the same key
 
 
 def available_profiles() -> list[str]:

@@ -7,12 +7,16 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import SelfAwareError
+from .errors import BudgetExceeded, SelfAwareError
 from .models import load_model, parse_spec
 
 
 class DryRun(SelfAwareError):
     """Raised after a dry run has printed its plan: nothing was trained or called."""
+
+    def __init__(self, message: str, estimate: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.estimate = estimate or {}
 
 
 def provenance(cfg, data_source: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -56,12 +60,12 @@ def guard_spending(cfg, plan: dict[str, Any]) -> dict[str, Any]:
         estimate = budget.estimate_plan(plan)
         print(budget.format_estimate(estimate))
         if estimate["total_usd"] > cfg.budget_usd:
-            raise budget.BudgetExceeded(f"estimated cost ${estimate['total_usd']:.2f} exceeds budget_usd="
+            raise BudgetExceeded(f"estimated cost ${estimate['total_usd']:.2f} exceeds budget_usd="
                                         f"{cfg.budget_usd:.2f}; raise budget_usd to proceed")
     else:
         print("  estimated cost: $0 (local models only)")
     if cfg.dry_run:
-        raise DryRun("dry run: the plan and estimate above were printed; nothing was trained or called")
+        raise DryRun("dry run: the plan and estimate above were printed; nothing was trained or called", estimate)
     return estimate
 
 

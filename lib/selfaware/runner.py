@@ -106,6 +106,33 @@ def run_profile(profile: str, notebooks: list[str] | None = None, extra: dict[st
     return records
 
 
-def environment_for_kernels() -> None:
-    """Kernels inherit the environment: keep torch's thread count and the cache location consistent."""
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+def section_plan(notebook: str, cfg) -> dict[str, Any]:
+    """What one run would train and ask, built from the same section functions the notebook calls, without
+    any model call (datasets are generated or read; nothing is trained or sampled)."""
+    if notebook == "01_multiple_choice":
+        from .sections import multiple_choice as section
+        taskset = section.load_tasks(cfg.behavior)
+        return section.plan(cfg, section.load_training_data(cfg), taskset)
+    if notebook == "03_vulnerable_code":
+        from .sections import vulnerable_code as section
+        return section.plan(cfg, section.load_training_data(cfg), section.tasks())
+    from .sections import emergent_misalignment as section
+    sets, _ = section.training_sets(cfg)
+    return section.plan(cfg, sets, section.load_question_set(cfg))
+
+
+def plan_profile(profile: str, notebooks: list[str] | None = None) -> float:
+    """Dry run of a whole profile: print every run's plan and cost estimate; no key is needed. Returns the
+    total estimate in USD."""
+    from .notebook import DryRun, guard_spending
+
+    total = 0.0
+    for notebook, run in planned_runs(profile, notebooks):
+        cfg = config.resolve(config_class(notebook), notebook, profile, {**run, "dry_run": True})
+        print(f"\n== {artifacts.run_name(notebook, run)} ({profile}) ==")
+        try:
+            guard_spending(cfg.model_copy(update={"budget_usd": float("inf")}), section_plan(notebook, cfg))
+        except DryRun as stop:
+            total += stop.estimate.get("total_usd", 0.0)
+    print(f"\nEstimated total for profile {profile!r}: ${total:,.2f}")
+    return total
