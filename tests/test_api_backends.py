@@ -193,15 +193,9 @@ def test_whole_word_scoring_is_accepted_by_api_models(server):
 
 def test_the_embedded_model_can_answer_behind_the_fake_server(monkeypatch, tmp_path):
     """Heavy (loads the 135M model): the one test that answers from a real model over the wire."""
-    from selfaware.paths import REPO_ROOT
-
-    fast_retries(monkeypatch, tmp_path)
+    fast_retries(monkeypatch, tmp_path)  # converted weights are shared through SELFAWARE_MODELS_DIR (conftest)
     monkeypatch.setenv("SELFAWARE_API_TIMEOUT", "120")
     monkeypatch.setenv("SELFAWARE_TORCH_THREADS", "1")
-    converted = REPO_ROOT / ".cache" / "selfaware" / "models"
-    if converted.exists():  # reuse the converted weights instead of converting again
-        (tmp_path / "cache").mkdir(parents=True)
-        (tmp_path / "cache" / "models").symlink_to(converted)
     with FakeApiServer(responder="local") as fake:
         for name, value in client_env(fake).items():
             monkeypatch.setenv(name, value)
