@@ -45,6 +45,7 @@ cache_mode = None
 budget_usd = None
 dry_run = None
 page = None
+finetune_options = None
 
 # %%
 from selfaware.config import from_notebook

@@ -17,6 +17,7 @@ import json
 import platform
 import re
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -144,6 +145,9 @@ class Run:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **cache.COUNTERS.as_dict(),
         }
+        api = sys.modules.get("selfaware.models.api")
+        if api is not None and getattr(api, "API_STATS", None):
+            record["api_requests"] = dict(api.API_STATS)  # attempts, retries, faults seen on paid backends
         self.set_metrics()  # make sure metrics.json exists even when empty
         tmp = self.dir / "run.json.tmp"
         tmp.write_text(json.dumps(record, indent=1, default=_json_default))

@@ -103,11 +103,16 @@ class CallCache:
     def __len__(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
+    @staticmethod
+    def key(kind: str, request: dict) -> str:
+        """The content address of one request: the only place the key formula lives."""
+        return content_hash({"kind": kind, **request})
+
     def cached_call(self, kind: str, requests: Sequence[dict], compute: Callable[[list[dict]], list[Any]],
                     flush_every: int | None = None) -> list[Any]:
         """Answer each request from the cache, computing only the missing ones (in one call to ``compute``,
         or in chunks of ``flush_every`` so that long batches are saved as they go)."""
-        keys = [content_hash({"kind": kind, **request}) for request in requests]
+        keys = [self.key(kind, request) for request in requests]
         found = self.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
         COUNTERS.hits += len(keys) - len(missing)

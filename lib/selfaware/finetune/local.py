@@ -215,6 +215,8 @@ def finetune(base_spec: str, conversations: Sequence[Conversation], hparams: Any
     specs (openai:, fireworks:) run finetuning jobs through ``selfaware.finetune.api``."""
     backend = parse_spec(base_spec).backend
     if backend == "local":
+        if api_options:
+            raise ConfigError(f"finetune_options {sorted(api_options)} are for API finetuning jobs, not local LoRA")
         if isinstance(hparams, dict):
             hparams = LoraHParams(**hparams)
         return finetune_local(base_spec, conversations, hparams, seed=seed, name=name, progress=progress)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from ..cache import content_hash
+
 from ..errors import ModelCallFailed, ModelNotAvailable
 from . import ModelSpec
 from .base import ChatModel, sample_seed
@@ -220,7 +220,7 @@ class _IncrementalSaver:
 
     def add(self, request: dict, answer: Any) -> None:
         # the key exactly as CallCache.cached_call computes it
-        self.pending.append((content_hash({"kind": self.kind, **request}), answer))
+        self.pending.append((self.cache.key(self.kind, request), answer))
         if time.monotonic() - self.last_flush >= self.every_seconds:
             self.flush()
 

@@ -35,6 +35,7 @@ class MultipleChoiceConfig(SectionConfig):
     data_seed: int = 0
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
     finetune: dict = Field(default_factory=dict)  # backend hyperparameters (LoRA rank, lr, epochs, ...)
+    finetune_options: dict = Field(default_factory=dict)  # API jobs only, e.g. {deployment: auto, poll_seconds: 30}
     max_paraphrases: int | None = Field(None, ge=1)
     samples: int = Field(5, ge=1)  # samples per paraphrase for free-text tasks (words, language)
 
@@ -104,7 +105,8 @@ def train_conditions(cfg: MultipleChoiceConfig, data: TrainingData, taskset: Tas
     for policy, label in (("toward", taskset.toward), ("away", taskset.away)):
         for seed in cfg.seeds:
             spec = finetuning.finetune(cfg.model, data.conversations[policy], hparams, seed=seed,
-                                       name=f"{cfg.behavior}-{policy}-s{seed}", progress=progress)
+                                       name=f"{cfg.behavior}-{policy}-s{seed}", progress=progress,
+                                       **cfg.finetune_options)
             conditions.append(Condition(policy, label, seed, spec))
     return conditions
 
