@@ -119,3 +119,14 @@ def test_run_pages_get_safe_distinct_names():
     names = [run_name(NOTEBOOK, run) for run in config.notebook_runs("paper", NOTEBOOK)]
     assert len(set(names)) == len(names)
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", n) for n in names)
+
+
+def test_a_missing_local_model_fails_before_any_notebook_starts(tmp_path):
+    from selfaware.errors import ModelNotAvailable
+    profile = REPO_ROOT / "params" / "zz-missing-model-test.yaml"
+    profile.write_text(f"profile: zz\ndefaults:\n  model: local:{tmp_path}/absent\nnotebooks:\n  01_multiple_choice: {{}}\n")
+    try:
+        with pytest.raises(ModelNotAvailable, match="absent"):
+            planned_runs("zz-missing-model-test")
+    finally:
+        profile.unlink()

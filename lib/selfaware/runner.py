@@ -43,12 +43,15 @@ def notebook_source(notebook: str) -> Path:
 
 def planned_runs(profile: str, notebooks: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """(notebook, run) pairs of a profile, each validated before anything executes."""
+    from .models import load_model
+
     names = notebooks or config.profile_notebooks(profile)
     runs = []
     for notebook in names:
         notebook_source(notebook)
         for run in config.notebook_runs(profile, notebook):
-            config.resolve(config_class(notebook), notebook, profile, run)  # raises on a bad parameter
+            cfg = config.resolve(config_class(notebook), notebook, profile, run)  # raises on a bad parameter
+            load_model(cfg.model)  # a missing local model fails here, before any kernel starts
             runs.append((notebook, run))
     return runs
 
