@@ -46,15 +46,38 @@ def complete_runs(profile: str) -> list[dict]:
 
 def summary_page(profile: str, runs: list[dict]) -> str:
     lines = [f"# Results at a glance ({profile} profile)", "",
-             "Every number below is read from the `metrics.json` of the run named in its row.", "",
-             "| run | model | seconds | model calls | trainings | statement |", "|---|---|---|---|---|---|"]
+             "Every statement below is read from the `metrics.json` of the run it names; the chapters hold the "
+             "figures, tables and intervals behind it.", "",
+             "| run | model | seconds | model calls | cache hits | trainings |", "|---|---|---|---|---|---|"]
+    for record in runs:
+        lines.append(f"| [{record['name']}]({record['name']}.ipynb) | `{record['params'].get('model')}` | "
+                     f"{record['seconds']} | {record['model_calls']} | {record['cache_hits']} | {record['trainings']} |")
     for record in runs:
         metrics_path = outputs_dir() / profile / record["name"] / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        statement = (metrics.get("statement") or "").replace("\n", " ").replace("|", "/")
-        lines.append(f"| [{record['name']}]({record['name']}.ipynb) | `{record['params'].get('model')}` | "
-                     f"{record['seconds']} | {record['model_calls']} | {record['trainings']} | {statement} |")
+        if metrics.get("statement"):
+            lines += ["", f"## [{record['name']}]({record['name']}.ipynb)", "", metrics["statement"]]
     return "\n".join(lines) + "\n"
+
+
+def page_notebook(executed: Path, target: Path, record: dict) -> None:
+    """The executed notebook as a book page: its title names the run (several pages share a notebook),
+    and the parameters cell of None placeholders is folded away (papermill's injected values stay)."""
+    import nbformat
+
+    notebook = nbformat.read(executed, as_version=4)
+    label = record["run"].get("page") or ", ".join(str(v) for v in record["run"].values()
+                                                   if isinstance(v, (str, int, float)))
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# ") and label:
+            title, _, rest = cell.source.partition("\n")
+            cell.source = f"{title} ({label})\n{rest}"
+            break
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags and "hide-input" not in tags:
+            cell.metadata["tags"] = tags + ["hide-input"]
+    nbformat.write(notebook, target)
 
 
 def assemble(profile: str) -> Path:
@@ -66,7 +89,8 @@ def assemble(profile: str) -> Path:
     shutil.rmtree(source, ignore_errors=True)
     shutil.copytree(REPO_ROOT / "book", source, ignore=shutil.ignore_patterns("_build", "_toc.yml"))
     for record in runs:
-        shutil.copy(outputs_dir() / profile / record["name"] / "executed.ipynb", source / f"{record['name']}.ipynb")
+        page_notebook(outputs_dir() / profile / record["name"] / "executed.ipynb", source / f"{record['name']}.ipynb",
+                      record)
     (source / "summary.md").write_text(summary_page(profile, runs))
     chapters = [{"file": "summary"}] + [{"file": r["name"]} for r in runs]
     chapters += [{"file": name} for name in STATIC_PAGES_AFTER if (source / f"{name}.md").exists()]
