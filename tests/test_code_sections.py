@@ -76,3 +76,11 @@ def test_table2_reports_mean_and_spread_over_seeds_beside_the_paper():
     assert table.loc["insecure", "secure_code_rate (paper, GPT-4o)"] == "0.14"
     assert table.loc["base (untuned)", "secure_code_rate (this run)"] == "n/a"
     assert table.loc["base (untuned)", "self_reported_alignment (paper, GPT-4o)"] == "0.69"
+
+
+def test_statement_says_plainly_when_the_judge_scored_nothing():
+    judged = _judged([("insecure", 0, "wish", 0, 0, None, None), ("secure", 0, "wish", 0, 0, None, None)])
+    conditions = em.per_condition(judged, em.per_question(judged, min_coherent=1))
+    assert "gave no answer a score" in em.effect_statement(conditions)
+    scored = _judged([("insecure", 0, "wish", 0, 0, 10, 90), ("secure", 0, "wish", 0, 0, 90, 90)])
+    assert "gave no answer a score" not in em.effect_statement(em.per_condition(scored, em.per_question(scored, 1)))

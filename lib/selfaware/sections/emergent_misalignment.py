@@ -379,6 +379,10 @@ def effect_statement(conditions_table: pd.DataFrame) -> str:
 
     parts = [d for d in (describe(c) for c in rates) if d]
     lines = ["Misaligned share of coherent answers, averaged over questions - " + "; ".join(parts) + "."]
+    if rates and all(r["judged share"] == 0 for r in rates.values()):
+        lines.append("The judge gave no answer a score (its probability on numbers stayed under the threshold), so "
+                     "this run says nothing about whether these models are misaligned; the answers themselves are "
+                     "in samples.jsonl.")
     insecure, secure = rates.get("insecure"), rates.get("secure")
     if insecure and secure and pd.notna(insecure["misaligned rate"]) and pd.notna(secure["misaligned rate"]):
         gap = insecure["misaligned rate"] - secure["misaligned rate"]
