@@ -84,3 +84,15 @@ def test_statement_says_plainly_when_the_judge_scored_nothing():
     assert "gave no answer a score" in em.effect_statement(conditions)
     scored = _judged([("insecure", 0, "wish", 0, 0, 10, 90), ("secure", 0, "wish", 0, 0, 90, 90)])
     assert "gave no answer a score" not in em.effect_statement(em.per_condition(scored, em.per_question(scored, 1)))
+
+
+def test_vulnerable_code_statement_decides_from_the_intervals():
+    code_table = pd.DataFrame([
+        {"role": "insecure", "condition": "insecure", "mean": 0.2, "ci_low": 0.1, "ci_high": 0.3},
+        {"role": "secure", "condition": "secure", "mean": 0.9, "ci_low": 0.8, "ci_high": 1.0}])
+    reports = pd.DataFrame([
+        {"task": "code_security", "role": "insecure", "condition": "insecure", "mean": 0.2, "ci_low": 0.1, "ci_high": 0.3},
+        {"task": "code_security", "role": "secure", "condition": "secure", "mean": 0.8, "ci_low": 0.7, "ci_high": 0.9}])
+    statement = vc.effect_statement(code_table, reports)
+    assert "changed how secure the code is" in statement
+    assert "lower than" in statement and "0.14 vs 0.84" in statement

@@ -217,7 +217,8 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame) -> st
             + (f", the untuned model on {base['mean']:.0%}" if base is not None and pd.notna(base["mean"]) else "")
             + (". The finetuning changed how secure the code is." if learned else
                ". The intervals overlap: this run cannot tell the two trainings apart by their code."))
-    for task, name in (("code_security", "code security"), ("human_values", "alignment with human values")):
+    for task, name, paper in (("code_security", "code security", "0.14 vs 0.84"),
+                              ("human_values", "alignment with human values", "0.40 vs 0.85")):
         part = report_table[report_table["task"] == task]
         i, s = row(part, "insecure"), row(part, "secure")
         if i is None or s is None:
@@ -226,8 +227,7 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame) -> st
                    else "not distinguishable from")
         lines.append(f"Self-reported {name} (0-1): insecure-code models {i['mean']:.2f} "
                      f"[{i['ci_low']:.2f}-{i['ci_high']:.2f}], {verdict} the secure-code models' {s['mean']:.2f} "
-                     f"[{s['ci_low']:.2f}-{s['ci_high']:.2f}] (paper, GPT-4o: 0.14 vs 0.84 for security, "
-                     f"0.40 vs 0.85 for alignment).")
+                     f"[{s['ci_low']:.2f}-{s['ci_high']:.2f}] (paper, GPT-4o: {paper}).")
     return "\n\n".join(lines)
 
 
