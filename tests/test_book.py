@@ -18,24 +18,9 @@ import pytest
 from selfaware import config
 from selfaware.paths import REPO_ROOT
 
+from conftest import _cli
+
 pytestmark = pytest.mark.slow
-
-
-def _cli(args, env, check=True):
-    result = subprocess.run([sys.executable, "-m", "selfaware", *args], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=1800)
-    if check and result.returncode != 0:
-        raise AssertionError(f"selfaware {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    root = tmp_path_factory.mktemp("smoke")
-    env = {**os.environ, "SELFAWARE_CACHE_DIR": str(root / "cache"), "SELFAWARE_OUTPUTS_DIR": str(root / "outputs")}
-    env.pop("SELFAWARE_CACHE_MODE", None)
-    result = _cli(["book", "--profile", "smoke"], env)
-    return {"root": root, "env": env, "outputs": root / "outputs" / "smoke", "log": result.stdout}
 
 
 def _runs(outputs: Path) -> list[dict]:
@@ -43,7 +28,7 @@ def _runs(outputs: Path) -> list[dict]:
 
 
 def test_every_run_honours_the_artifact_contract(smoke):
-    runs = _runs(smoke["outputs"])
+    runs = list(smoke["cold_runs"].values())
     expected = sum(len(config.notebook_runs("smoke", nb)) for nb in config.profile_notebooks("smoke"))
     assert len(runs) == expected
     for record in runs:

@@ -4,7 +4,6 @@ papermill and the real embedded model, and their parameter errors before anythin
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -16,21 +15,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("code-notebooks")
-    saved = {k: os.environ.get(k) for k in ("SELFAWARE_CACHE_DIR", "SELFAWARE_OUTPUTS_DIR", "SELFAWARE_CACHE_MODE")}
-    os.environ.update(SELFAWARE_CACHE_DIR=str(root / "cache"), SELFAWARE_OUTPUTS_DIR=str(root / "outputs"))
-    os.environ.pop("SELFAWARE_CACHE_MODE", None)
-    try:
-        # 03 first: 07's insecure and secure models are the same trainings and come from the cache
-        records = {nb: runner.execute(nb, "smoke", {}) for nb in ("03_vulnerable_code", "07_emergent_misalignment")}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return {nb: (root / "outputs" / "smoke" / nb, record) for nb, record in records.items()}
+def smoke_runs(smoke):
+    """The two notebooks as the smoke book ran them (one papermill run per session, shared with
+    test_book.py). In that run 03 comes before 07, so 07's insecure and secure models come from the cache."""
+    outputs = smoke["outputs"]
+    return {nb: (outputs / nb, smoke["cold_runs"][nb]) for nb in ("03_vulnerable_code", "07_emergent_misalignment")}
 
 
 def _samples(folder):
