@@ -51,6 +51,7 @@ generator_check_size = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+page = None
 
 # %%
 from selfaware.config import from_notebook

@@ -53,6 +53,7 @@ min_coherent = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+page = None
 
 # %%
 from selfaware.config import from_notebook
