@@ -41,6 +41,7 @@ seeds = None
 finetune = None
 max_paraphrases = None
 samples = None
+sweep = None
 cache_mode = None
 budget_usd = None
 dry_run = None
@@ -85,6 +86,16 @@ run.add_samples(behaviour.assign(kind="behaviour").to_dict("records"))
 behaviour_table = mc.behaviour_summary(behaviour)
 run.save_table(behaviour_table, "behaviour")
 display(behaviour_table.round(3))
+
+# %% [markdown]
+# ### How sensitive is the learned behaviour to the training recipe?
+# The settings a researcher would try (learning rate, epochs, rank), each trained on the same data toward
+# the behaviour with the first seed, beside the setting this page uses. Empty when the profile tries none.
+
+# %%
+tried = mc.sweep_settings(cfg, data, behaviour)
+run.save_table(tried, "what_we_tried")
+display(tried.round(3))
 
 # %% [markdown]
 # ## Self-reports

@@ -20,7 +20,7 @@ from ..datasets.jsonl import read_chat_jsonl
 from ..errors import ConfigError, DatasetError
 from ..evals.selfreport import TaskSet, load_tasks, score_tasks
 from ..models import load_model
-from ..stats import pearson, summarise
+from ..stats import bootstrap_mean_ci, pearson, summarise
 
 NOTEBOOK = "01_multiple_choice"
 
@@ -38,6 +38,9 @@ class MultipleChoiceConfig(SectionConfig):
     finetune_options: dict = Field(default_factory=dict)  # API jobs only, e.g. {deployment: auto, poll_seconds: 30}
     max_paraphrases: int | None = Field(None, ge=1)
     samples: int = Field(5, ge=1)  # samples per paraphrase for free-text tasks (words, language)
+    # other training settings to try, each a set of overrides of `finetune` (toward policy, first seed):
+    # the record of what a researcher tried before settling on `finetune`
+    sweep: list[dict] = Field(default_factory=list)
 
 
 @dataclass
@@ -109,6 +112,27 @@ def train_conditions(cfg: MultipleChoiceConfig, data: TrainingData, taskset: Tas
                                        **cfg.finetune_options)
             conditions.append(Condition(policy, label, seed, spec))
     return conditions
+
+
+def sweep_settings(cfg: MultipleChoiceConfig, data: TrainingData, chosen: pd.DataFrame,
+                   progress: bool = True) -> pd.DataFrame:
+    """Behaviour learned under each alternative training setting (toward policy, first seed), beside the
+    chosen setting's, so a reader sees how sensitive the result is to the recipe."""
+    rows = []
+    first = chosen[(chosen["role"] == "toward") & (chosen["seed"] == cfg.seeds[0])]
+    settings = [("chosen", cfg.finetune, first)]
+    for overrides in cfg.sweep:
+        hparams = finetuning.validate_hparams(cfg.model, {**cfg.finetune, **overrides})
+        spec = finetuning.finetune(cfg.model, data.conversations["toward"], hparams, seed=cfg.seeds[0],
+                                   name=f"{cfg.behavior}-toward-sweep", progress=progress, **cfg.finetune_options)
+        measured = measure_behaviour([Condition("toward", "sweep", cfg.seeds[0], spec)], data.heldout)
+        settings.append((", ".join(f"{k}={v}" for k, v in overrides.items()), {**cfg.finetune, **overrides}, measured))
+    for label, hparams, measured in settings:
+        mean, low, high = bootstrap_mean_ci(measured, "chose_toward", ["question"])
+        rows.append({"setting": label, **{k: hparams.get(k) for k in ("rank", "learning_rate", "epochs")},
+                     "examples": len(data.conversations["toward"]), "toward_rate": mean, "ci_low": low,
+                     "ci_high": high})
+    return pd.DataFrame(rows)
 
 
 def measure_behaviour(conditions: list[Condition], heldout: list[choices.ChoiceQuestion]) -> pd.DataFrame:
