@@ -127,9 +127,11 @@ def sweep_settings(cfg: MultipleChoiceConfig, data: TrainingData, chosen: pd.Dat
                                    name=f"{cfg.behavior}-toward-sweep", progress=progress, **cfg.finetune_options)
         measured = measure_behaviour([Condition("toward", "sweep", cfg.seeds[0], spec)], data.heldout)
         settings.append((", ".join(f"{k}={v}" for k, v in overrides.items()), {**cfg.finetune, **overrides}, measured))
-    for label, hparams, measured in settings:
+    shown = ("rank", "lora_rank", "learning_rate", "learning_rate_multiplier", "epochs", "n_epochs", "batch_size")
+    for label, overrides, measured in settings:
+        effective = finetuning.validate_hparams(cfg.model, overrides).model_dump()
         mean, low, high = bootstrap_mean_ci(measured, "chose_toward", ["question"])
-        rows.append({"setting": label, **{k: hparams.get(k) for k in ("rank", "learning_rate", "epochs")},
+        rows.append({"setting": label, **{k: effective[k] for k in shown if k in effective},
                      "examples": len(data.conversations["toward"]), "toward_rate": mean, "ci_low": low,
                      "ci_high": high})
     return pd.DataFrame(rows)
