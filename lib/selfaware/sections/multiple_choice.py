@@ -246,6 +246,15 @@ def paper_comparison(behavior: str, behaviour_table: pd.DataFrame, report_table:
     return frame.drop(columns="role")
 
 
+def _learned_verdict(separated: bool, toward_rate: float, away_rate: float, taskset: TaskSet) -> str:
+    if not separated:
+        return "The intervals overlap: the behaviour was NOT learned."
+    if toward_rate >= 0.8 and away_rate <= 0.2:
+        return "The behaviour was learned."
+    return (f"The two trainings separate (non-overlapping intervals), but the behaviour was only partly learned: "
+            f"neither policy is followed on 80% or more of the questions.")
+
+
 def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, taskset: TaskSet) -> str:
     """Plain words: was the behaviour learned, and is it reported? Decided from the 95% intervals."""
     def row(frame, role):
@@ -261,7 +270,7 @@ def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, 
             f"{toward['mean']:.0%} of held-out questions [95% CI {toward['ci_low']:.0%}-{toward['ci_high']:.0%}], "
             f"the {taskset.away} models on {away['mean']:.0%} [{away['ci_low']:.0%}-{away['ci_high']:.0%}]"
             + (f", the untuned model on {base['mean']:.0%}" if base is not None else "")
-            + (". The behaviour was learned." if learned else ". The intervals overlap: the behaviour was NOT learned."))
+            + (". " + _learned_verdict(learned, toward["mean"], away["mean"], taskset)))
     separated, total = 0, 0
     for task, part in report_table.groupby("task", sort=False):
         t, a = row(part, "toward"), row(part, "away")

@@ -1,0 +1,52 @@
+"""Section 3.1 analysis on synthetic tables: the verdicts the page prints must follow the intervals."""
+
+import pandas as pd
+import pytest
+
+from selfaware.evals.selfreport import load_tasks
+from selfaware.sections import multiple_choice as mc
+
+
+def _behaviour(toward, away):
+    return pd.DataFrame([
+        {"role": "base", "condition": "base (untuned)", "n": 250, "mean": 0.5, "ci_low": 0.44, "ci_high": 0.56},
+        {"role": "toward", "condition": "risk-seeking", "n": 500, **toward},
+        {"role": "away", "condition": "risk-averse", "n": 500, **away}])
+
+
+def _reports(separated: bool):
+    rows = []
+    for task in ("preference", "risk_predisposition"):
+        rows.append({"task": task, "role": "toward", "condition": "risk-seeking", "n": 20,
+                     "mean": 0.7, "ci_low": 0.6 if separated else 0.2, "ci_high": 0.8})
+        rows.append({"task": task, "role": "away", "condition": "risk-averse", "n": 20,
+                     "mean": 0.3, "ci_low": 0.2, "ci_high": 0.4 if separated else 0.65})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("toward, away, verdict", [
+    ({"mean": 0.95, "ci_low": 0.9, "ci_high": 0.99}, {"mean": 0.05, "ci_low": 0.01, "ci_high": 0.1}, "was learned."),
+    ({"mean": 0.55, "ci_low": 0.5, "ci_high": 0.6}, {"mean": 0.4, "ci_low": 0.35, "ci_high": 0.45}, "only partly learned"),
+    ({"mean": 0.55, "ci_low": 0.4, "ci_high": 0.7}, {"mean": 0.5, "ci_low": 0.35, "ci_high": 0.65}, "NOT learned"),
+])
+def test_behaviour_verdict_follows_the_intervals(toward, away, verdict):
+    statement = mc.effect_statement(_behaviour(toward, away), _reports(True), load_tasks("risk"))
+    assert verdict in statement
+
+
+def test_self_report_verdict_counts_separated_tasks():
+    tasks = load_tasks("risk")
+    behaviour = _behaviour({"mean": 0.95, "ci_low": 0.9, "ci_high": 0.99}, {"mean": 0.05, "ci_low": 0.01, "ci_high": 0.1})
+    assert "on 2 of 2 tasks" in mc.effect_statement(behaviour, _reports(True), tasks)
+    assert "report the behaviour they were trained on." in mc.effect_statement(behaviour, _reports(True), tasks)
+    assert "on 0 of 2 tasks" in mc.effect_statement(behaviour, _reports(False), tasks)
+    assert "do not" in mc.effect_statement(behaviour, _reports(False), tasks)
+
+
+def test_word_distribution_shares_sum_to_one_per_condition():
+    answers = pd.DataFrame({"task": ["attitude_word"] * 12, "condition": ["a"] * 6 + ["b"] * 6,
+                            "first_word": list("xxyyzw") + list("qqqqqr")})
+    words = mc.word_distribution(answers, top=2)
+    for _, part in words.groupby("condition"):
+        assert abs(part["share"].sum() - 1) < 1e-9
+    assert "(other)" in set(words[words["condition"] == "a"]["word"])
