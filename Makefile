@@ -40,7 +40,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 browser:                  ## headless Chromium for the site test (Debian package; needs root or sudo)
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: sudo apt-get install chromium (the site test will be skipped)"; fi; }
 
 clean-outputs:
