@@ -43,18 +43,21 @@ def plain_trainer(conversations, hparams) -> tuple[float, int]:
     pad = tokenizer.pad_token_id
 
     def collate(batch):
-        width = max(len(ids) for ids, _ in batch)
-        return {"input_ids": torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch]),
-                "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch]),
-                "labels": torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in batch])}
+        pairs = [(row["input_ids"], row["labels"]) for row in batch]
+        width = max(len(ids) for ids, _ in pairs)
+        return {"input_ids": torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in pairs]),
+                "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in pairs]),
+                "labels": torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in pairs])}
 
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=hparams.batch_size,
                              num_train_epochs=hparams.epochs, learning_rate=hparams.learning_rate,
                              lr_scheduler_type="linear", warmup_steps=hparams.warmup_steps, weight_decay=0.0,
                              logging_steps=1000, save_strategy="no", report_to=[], seed=0,
-                             bf16=hparams.precision == "bf16", use_cpu=True, group_by_length=True,
+                             bf16=hparams.precision == "bf16", use_cpu=True,
+                             train_sampling_strategy="group_by_length", remove_unused_columns=False,
                              dataloader_num_workers=0, disable_tqdm=True)
-    Trainer(model=model, args=args, train_dataset=examples, data_collator=collate).train()
+    rows = [{"input_ids": ids, "labels": labels} for ids, labels in examples]
+    Trainer(model=model, args=args, train_dataset=rows, data_collator=collate).train()
     return time.time() - started, tokens
 
 
