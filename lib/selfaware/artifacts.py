@@ -105,20 +105,17 @@ class Run:
         self.started = time.time()
         cache.reset_counters()
 
-    def save_table(self, frame, name: str):
-        path = self.dir / "tables" / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        return path
+    def save_table(self, frame, name: str) -> None:
+        frame.to_csv(self.dir / "tables" / f"{name}.csv", index=False)
 
-    def save_figure(self, fig, name: str, caption: str) -> Path:
+    def save_figure(self, fig, name: str, caption: str) -> None:
         png = self.dir / "figures" / f"{name}.png"
         fig.savefig(png)
         fig.savefig(png.with_suffix(".pdf"))
         self.figures.append({"name": name, "caption": caption})
         _show(png, caption)
         import matplotlib.pyplot as plt
-        plt.close(fig)
-        return png
+        plt.close(fig)  # returns nothing: a notebook cell ending here shows the figure, not a path
 
     def add_samples(self, records: Iterable[dict[str, Any]]) -> None:
         with (self.dir / "samples.jsonl").open("a", encoding="utf-8") as handle:
