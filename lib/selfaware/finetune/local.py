@@ -19,7 +19,7 @@ from .. import cache as cache_module
 from ..cache import content_hash
 from ..errors import ConfigError
 from ..models import parse_spec
-from ..models.local import base_identity, chat_ids, device, load_weights, torch_threads
+from ..models.local import base_identity, chat_ids, device, resolve_model_dir, torch_threads
 from ..paths import cache_dir
 
 TRAINER_VERSION = 1  # bump when a change to this file changes what training produces
@@ -126,11 +126,11 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_threads()
-    _, tokenizer = load_weights(base_name)
-    from ..models.local import resolve_model_dir
+    # only the tokenizer: loading the inference copy of the weights too would cost memory for nothing
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(base_name))
     model = AutoModelForCausalLM.from_pretrained(resolve_model_dir(base_name),
                                                  dtype=torch.float32 if device() == "cpu" else torch.bfloat16)
     model.to(device())
