@@ -64,3 +64,33 @@ def test_length_aware_batches_cover_everything_once():
     assert sorted(i for b in batches for i in b) == list(range(103))
     padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
     assert padding < sum(lengths) * 0.2  # sorted within windows: little padding
+
+
+def test_top_layers_tunes_only_those_and_stored_activations_train_the_same_adapter(conversations, monkeypatch):
+    """LoRA on the last 4 of 30 layers. The frozen layers' activations are stored once; training through
+    them must give the adapter that training through the whole model gives (fp32, so only rounding differs)."""
+    hp = LoraHParams(rank=4, alpha=8, epochs=2, batch_size=4, learning_rate=5e-3, top_layers=4, precision="fp32")
+    stored = finetune("local:smollm2-135m", conversations, hp, seed=0, progress=False)
+    record = json.loads((Path(stored.split("adapter=")[1]) / "run.json").read_text())
+    assert record["frozen_activations_stored"] and record["tuned_layers"] == 4
+    weights = load_file(Path(stored.split("adapter=")[1]) / "adapter_model.safetensors")
+    layers = {int(k.split(".layers.")[1].split(".")[0]) for k in weights}
+    assert layers == {26, 27, 28, 29}
+
+    monkeypatch.setenv("SELFAWARE_FROZEN_CACHE_MB", "0")  # too little memory to store: the ordinary way
+    import selfaware.finetune.local as local
+    monkeypatch.setattr(local, "TRAINER_VERSION", local.TRAINER_VERSION + 1000)  # another cache key
+    plain = finetune("local:smollm2-135m", conversations, hp, seed=0, progress=False)
+    assert plain != stored
+    assert not json.loads((Path(plain.split("adapter=")[1]) / "run.json").read_text())["frozen_activations_stored"]
+    other = load_file(Path(plain.split("adapter=")[1]) / "adapter_model.safetensors")
+    assert other.keys() == weights.keys()
+    assert any(not torch.equal(weights[k], torch.zeros_like(weights[k])) for k in weights if "lora_B" in k)
+    for k in weights:
+        assert torch.allclose(weights[k], other[k], atol=1e-4, rtol=1e-3), k
+
+
+def test_top_layers_beyond_the_model_is_a_clear_error(conversations):
+    from selfaware.errors import ConfigError
+    with pytest.raises(ConfigError, match="top_layers=31.*30 layers"):
+        finetune("local:smollm2-135m", conversations, LoraHParams(top_layers=31, max_steps=1), progress=False)

@@ -10,6 +10,7 @@ import platform
 import random
 import shutil
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -34,6 +35,9 @@ class LoraHParams(BaseModel):
     alpha: float = Field(32.0, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: tuple[str, ...] = tuple(DEFAULT_TARGETS)
+    # LoRA on the last N decoder layers only (None: all). The backward pass then stops at the lowest tuned
+    # layer, so training costs less; the frozen lower layers' activations are computed once per example.
+    top_layers: int | None = Field(None, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -74,17 +78,106 @@ def tokenize_conversation(tokenizer, messages: list[dict], max_length: int) -> t
     return ids[:max_length], labels[:max_length]
 
 
-def assistant_loss(peft_model, ids, mask, labels):
+def assistant_loss(peft_model, ids, mask, labels, frozen=None, indices=None):
     """Cross-entropy on the labelled (assistant) positions only. The vocabulary projection, a fifth of a
-    small model's compute, runs on those few positions instead of on every token."""
+    small model's compute, runs on those few positions instead of on every token. With ``frozen`` (the
+    activations entering the first tuned layer, see ``FrozenLayers``) only the tuned layers run."""
     import torch
 
     causal_lm = peft_model.get_base_model()
-    hidden = causal_lm.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    if frozen is None:
+        hidden = _decoder(causal_lm)(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+    else:
+        hidden = frozen.run_top(causal_lm, frozen.batch(indices, ids.shape[1]).to(ids.device), mask)
     targets = labels[:, 1:]
     selected = targets != -100
     logits = causal_lm.lm_head(hidden[:, :-1][selected]).float()
     return torch.nn.functional.cross_entropy(logits, targets[selected])
+
+
+def _decoder(causal_lm):
+    return causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model
+
+
+class FrozenLayers:
+    """When LoRA tunes only the top layers, the layers below never change: their output for an example is
+    the same in every epoch. Compute it once per example, then run only the tuned layers each step.
+
+    Works for decoders that keep their blocks in a ``layers`` ModuleList and accept ``inputs_embeds``
+    (Llama, Qwen, Mistral, SmolLM, ...). ``check`` compares the loss both ways before training; a model for
+    which the two disagree (say, one that rescales its input embeddings) trains the ordinary way."""
+
+    def __init__(self, causal_lm, first: int, examples: list[tuple[list[int], list[int]]], pad: int,
+                 autocast, chunk: int = 16):
+        import torch
+
+        self.first = first
+        decoder = _decoder(causal_lm)
+        layers = decoder.layers
+        captured = {}
+        hook = layers[first - 1].register_forward_hook(
+            lambda module, args, output: captured.__setitem__("h", output[0] if isinstance(output, tuple) else output))
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
+        self.activations: list[Any] = [None] * len(examples)
+        dev = next(causal_lm.parameters()).device
+        try:
+            decoder.layers = torch.nn.ModuleList(list(layers)[:first])
+            with torch.no_grad(), autocast():
+                for start in range(0, len(order), chunk):
+                    rows = order[start:start + chunk]
+                    width = max(len(examples[i][0]) for i in rows)
+                    ids = torch.tensor([examples[i][0] + [pad] * (width - len(examples[i][0])) for i in rows],
+                                       device=dev)
+                    mask = torch.tensor([[1] * len(examples[i][0]) + [0] * (width - len(examples[i][0]))
+                                         for i in rows], device=dev)
+                    decoder(input_ids=ids, attention_mask=mask, use_cache=False)
+                    for row, i in enumerate(rows):  # right padding: real positions never see the padding
+                        self.activations[i] = captured["h"][row, :len(examples[i][0])].float().clone()
+        finally:
+            decoder.layers = layers
+            hook.remove()
+
+    _recent: "OrderedDict[str, FrozenLayers]" = OrderedDict()
+
+    @classmethod
+    def shared(cls, key: str, *args, **kwargs) -> "FrozenLayers":
+        """The same data trained with another seed (or recipe) reuses the activations: the last two kept."""
+        if key in cls._recent:
+            cls._recent.move_to_end(key)
+            return cls._recent[key]
+        cls._recent[key] = found = cls(*args, **kwargs)
+        while len(cls._recent) > 2:
+            cls._recent.popitem(last=False)
+        return found
+
+    def batch(self, indices: list[int], width: int):
+        """The stored activations of a right-padded batch of examples (zeros on the padding)."""
+        import torch
+
+        out = torch.zeros(len(indices), width, self.activations[indices[0]].shape[-1])
+        for row, i in enumerate(indices):
+            out[row, :len(self.activations[i])] = self.activations[i]
+        return out
+
+    def run_top(self, causal_lm, hidden, mask):
+        import torch
+
+        decoder = _decoder(causal_lm)
+        layers = decoder.layers
+        try:
+            decoder.layers = torch.nn.ModuleList(list(layers)[self.first:])
+            return decoder(inputs_embeds=hidden, attention_mask=mask, use_cache=False).last_hidden_state
+        finally:
+            decoder.layers = layers
+
+    def check(self, peft_model, indices, ids, mask, labels, autocast) -> bool:
+        """Does the loss through the stored activations equal the loss through the whole model?"""
+        import torch
+
+        with torch.no_grad(), autocast():
+            full = float(assistant_loss(peft_model, ids, mask, labels))
+            cached = float(assistant_loss(peft_model, ids, mask, labels, frozen=self, indices=indices))
+        return math.isfinite(full) and abs(full - cached) <= 0.02 * max(1.0, abs(full))
 
 
 def length_aware_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -135,8 +228,13 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
                                                  dtype=torch.float32 if device() == "cpu" else torch.bfloat16)
     model.to(device())
     torch.manual_seed(seed)
+    n_layers = model.config.num_hidden_layers
+    if hparams.top_layers and hparams.top_layers > n_layers:
+        raise ConfigError(f"finetune.top_layers={hparams.top_layers}, but {base_name} has {n_layers} layers")
+    layers = list(range(n_layers - hparams.top_layers, n_layers)) if hparams.top_layers else None
     config = LoraConfig(r=hparams.rank, lora_alpha=hparams.alpha, lora_dropout=hparams.dropout,
-                        target_modules=list(hparams.target_modules), task_type="CAUSAL_LM")
+                        target_modules=list(hparams.target_modules), layers_to_transform=layers,
+                        task_type="CAUSAL_LM")
     model = get_peft_model(model, config)
     model.train()
     examples = [tokenize_conversation(tokenizer, c["messages"], hparams.max_length) for c in conversations]
@@ -156,19 +254,43 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    losses, tokens_seen, step = [], 0, 0
+
+    def autocast():
+        return torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=hparams.precision == "bf16")
+
+    def tensors(batch):
+        width = max(lengths[i] for i in batch)
+        ids = torch.tensor([examples[i][0] + [pad] * (width - lengths[i]) for i in batch], device=device())
+        labels = torch.tensor([examples[i][1] + [-100] * (width - lengths[i]) for i in batch], device=device())
+        mask = torch.tensor([[1] * lengths[i] + [0] * (width - lengths[i]) for i in batch], device=device())
+        return ids, labels, mask
+
     started = time.time()
+    frozen = None
+    first_tuned = n_layers - hparams.top_layers if hparams.top_layers else 0
+    stored_mb = sum(lengths) * model.config.hidden_size * 4 / 2**20
+    if first_tuned > 0 and stored_mb <= float(os.environ.get("SELFAWARE_FROZEN_CACHE_MB", "4096")):
+        try:
+            frozen = FrozenLayers.shared(content_hash({"base": base_identity(base_name), "examples": examples,
+                                                       "first": first_tuned, "precision": hparams.precision}),
+                                         model.get_base_model(), first_tuned, examples, pad, autocast)
+            ids, labels, mask = tensors(epochs[0][0])
+            if not frozen.check(model, epochs[0][0], ids, mask, labels, autocast):
+                print(f"LoRA {name}: the frozen layers' stored activations do not reproduce the model's loss; "
+                      f"training through all layers instead")
+                frozen = None
+        except (AttributeError, TypeError, ValueError) as error:  # a decoder without a `layers` list, ...
+            print(f"LoRA {name}: cannot store the frozen layers' activations ({error}); training through all layers")
+            frozen = None
+    losses, tokens_seen, step = [], 0, 0
     bar = tqdm(total=total_steps, desc=f"LoRA {name or key[:8]}", disable=not progress, leave=False)
     for epoch_batches in epochs:
         for batch in epoch_batches:
             if step >= total_steps:
                 break
-            width = max(lengths[i] for i in batch)
-            ids = torch.tensor([examples[i][0] + [pad] * (width - lengths[i]) for i in batch], device=device())
-            labels = torch.tensor([examples[i][1] + [-100] * (width - lengths[i]) for i in batch], device=device())
-            mask = torch.tensor([[1] * lengths[i] + [0] * (width - lengths[i]) for i in batch], device=device())
-            with torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=hparams.precision == "bf16"):
-                loss = assistant_loss(model, ids, mask, labels)
+            ids, labels, mask = tensors(batch)
+            with autocast():
+                loss = assistant_loss(model, ids, mask, labels, frozen=frozen, indices=batch)
             loss.backward()
             optimizer.step()
             scheduler.step()
@@ -189,6 +311,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
         "key": key, "name": name, "base": base_identity(base_name), "hparams": hparams.model_dump(mode="json"),
         "seed": seed, "dataset_hash": dataset_hash(conversations), "examples": len(conversations),
         "steps": step, "tokens": tokens_seen, "seconds": round(seconds, 2),
+        "tuned_layers": hparams.top_layers or n_layers, "frozen_activations_stored": frozen is not None,
         "tokens_per_second": round(tokens_seen / seconds, 1) if seconds else None,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "loss_curve": [round(x, 4) for x in losses], "trainer_version": TRAINER_VERSION,
