@@ -65,3 +65,19 @@ def test_whole_word_scoring_separates_a_word_from_its_longer_forms(tiny_model):
     whole = tiny_model.score_options(prompt, ["Safe", "Safety"], whole_word=True)[0].logprobs
     assert whole["Safe"] < prefix["Safe"]  # "Safe" as a prefix also counted "Safety", "Safer", ...
     assert whole["Safety"] <= prefix["Safety"]
+
+
+def test_token_draws_follow_the_softmax_and_temperature_zero_is_greedy():
+    import torch
+    from selfaware.models.local import draw_tokens
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -30.0]])
+    expected = torch.softmax(logits[0] / 0.7, -1)
+    generators = [torch.Generator().manual_seed(1)]
+    draws = torch.stack([draw_tokens(logits, [0.7], generators) for _ in range(20000)]).flatten()
+    observed = torch.bincount(draws, minlength=5) / len(draws)
+    assert torch.allclose(observed, expected, atol=0.012)
+    assert observed[4] == 0  # a token with ~1e-13 probability is never drawn
+    assert draw_tokens(logits.repeat(2, 1), [0.0, 0.0], [torch.Generator()] * 2).tolist() == [0, 0]
+    again = [torch.Generator().manual_seed(1)]
+    assert [int(draw_tokens(logits, [0.7], again)) for _ in range(50)] == draws[:50].tolist()

@@ -149,6 +149,20 @@ def load_weights(name: str, adapter: str | None = None):
     return model, tokenizer
 
 
+def draw_tokens(logits, temperatures: list[float], generators: list) -> "torch.Tensor":
+    """One token per row: argmax at temperature 0, otherwise a draw from softmax(logits / temperature) by
+    inverse CDF with one uniform number from the row's own generator. Exact, and far cheaper than a
+    torch.multinomial call per row on a 49k-token vocabulary."""
+    import torch
+
+    temps = torch.tensor([max(t, 1e-6) for t in temperatures]).unsqueeze(1)
+    cdf = torch.softmax(logits.float() / temps, dim=-1).cumsum(-1)
+    uniform = torch.stack([torch.rand((), generator=g) for g in generators]).unsqueeze(1)
+    sampled = torch.searchsorted(cdf, uniform * cdf[:, -1:]).squeeze(1).clamp(max=logits.shape[1] - 1)
+    greedy = logits.argmax(-1)
+    return torch.where(torch.tensor([t <= 0 for t in temperatures]), greedy, sampled)
+
+
 def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
     if isinstance(ids, dict) or hasattr(ids, "keys"):
@@ -218,16 +232,13 @@ class LocalChatModel(ChatModel):
                             cache=past, use_cache=True, logits_to_keep=1)
                 past = out.cache
                 logits = out.logits[:, -1, :].float().cpu()
+                sampled = draw_tokens(logits, temperatures, generators)
                 next_ids = []
-                for row, temperature in enumerate(temperatures):
+                for row in range(len(temperatures)):
                     if done[row]:
                         next_ids.append(pad)
                         continue
-                    if temperature <= 0:
-                        token = int(logits[row].argmax())
-                    else:
-                        probs = torch.softmax(logits[row] / temperature, dim=-1)
-                        token = int(torch.multinomial(probs, 1, generator=generators[row]))
+                    token = int(sampled[row])
                     if token in stops:
                         done[row] = True
                     else:
