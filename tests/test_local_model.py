@@ -81,3 +81,24 @@ def test_token_draws_follow_the_softmax_and_temperature_zero_is_greedy():
     assert draw_tokens(logits.repeat(2, 1), [0.0, 0.0], [torch.Generator()] * 2).tolist() == [0, 0]
     again = [torch.Generator().manual_seed(1)]
     assert [int(draw_tokens(logits, [0.7], again)) for _ in range(50)] == draws[:50].tolist()
+
+
+def test_scoring_many_prompts_with_a_shared_head_matches_scoring_each_alone(monkeypatch):
+    """Several prompts share the chat template's head, whose keys/values are computed once and copied into
+    each batch; the prompts' rest is left-padded after it. In float32 the scores must equal those of each
+    prompt scored alone, through the whole model (no shared head, no padding)."""
+    monkeypatch.setenv("SELFAWARE_DTYPE", "float32")
+    cache.set_mode("off")
+    try:
+        model = load_model("local:smollm2-135m")
+        prompts = [QUESTION, [{"role": "user", "content": "Pick one. A) a sure 5 apples B) a coin flip for 10"}],
+                   [{"role": "user", "content": "Hi"}]]
+        together = model.score_options(prompts, ["A", "B", "Bold"], whole_word=True)
+        numbers = model.expected_number(prompts, 0, 100)
+        for k, prompt in enumerate(prompts):
+            alone = model.score_options([prompt], ["A", "B", "Bold"], whole_word=True)[0]
+            for option, value in alone.logprobs.items():
+                assert math.isclose(together[k].logprobs[option], value, abs_tol=2e-4), (k, option)
+            assert math.isclose(numbers[k].mass, model.expected_number([prompt], 0, 100)[0].mass, abs_tol=2e-4)
+    finally:
+        cache.set_mode("rw")

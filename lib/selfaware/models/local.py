@@ -265,30 +265,48 @@ class LocalChatModel(ChatModel):
         Prompts run in left-padded batches; continuations are decoded as a tree, one level per token, each
         distinct prefix costing one token of compute on its parent's key/value cache. With ``prune``,
         prefixes less likely than ``prune_logprob`` are not expanded (and are absent from the table)."""
+        import torch
+
         model, tokenizer = self.weights
         encoded = [chat_ids(tokenizer, m, True) for m in prompts]
+        # the chat template's head (system prompt, user tag) is the same for every prompt: run it once
+        shared = min(len(os.path.commonprefix(encoded)), min(len(e) for e in encoded) - 1)
+        head = None
+        if shared >= 8 and len(prompts) > 1:
+            with torch.no_grad():
+                head = model(input_ids=torch.tensor([encoded[0][:shared]], device=model.device),
+                             use_cache=True, logits_to_keep=1).cache
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         tables: list[dict] = [{} for _ in prompts]
         for start in range(0, len(order), self.score_batch):
             rows = order[start:start + self.score_batch]
             for i, table in zip(rows, self._prefix_tables_batch([encoded[i] for i in rows],
-                                                                [sequences[i] for i in rows], prune)):
+                                                                [sequences[i] for i in rows], prune,
+                                                                head, shared if head is not None else 0)):
                 tables[i] = table
         return tables
 
-    def _prefix_tables_batch(self, encoded, sequences, prune):
+    def _prefix_tables_batch(self, encoded, sequences, prune, head=None, shared: int = 0):
+        import copy
+
         import torch
 
         model, tokenizer = self.weights
         dev = model.device
-        width = max(len(e) for e in encoded)
-        ids = torch.tensor([[0] * (width - len(e)) + e for e in encoded], device=dev)
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=dev)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # with a shared head: its cached keys/values, then the rest of each prompt left-padded after it
+        width = max(len(e) - shared for e in encoded)
+        ids = torch.tensor([[0] * (width - len(e) + shared) + e[shared:] for e in encoded], device=dev)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(e) + shared) + [1] * (len(e) - shared)
+                             for e in encoded], device=dev)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        cache = None
+        if head is not None:
+            cache = copy.deepcopy(head)
+            cache.batch_select_indices(torch.zeros(len(encoded), dtype=torch.long, device=dev))
         tables = [dict() for _ in encoded]
         cumulative = [{(): 0.0} for _ in encoded]
         with torch.no_grad():
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                         logits_to_keep=1)
             logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
             for b in range(len(encoded)):
