@@ -108,8 +108,9 @@ def score_tasks(model: ChatModel, taskset: TaskSet, max_paraphrases: int | None,
                                "number_mass": result.mass, "expected_number": result.expected,
                                "method": result.method})
         if task.kind in ("words", "language"):
+            # a word needs a few tokens; a sentence of 24 tokens (~15 words) shows its language
             texts = model.sample(prompts, n=samples, temperature=1.0,
-                                 max_tokens=8 if task.kind == "words" else 40, seed=seed)
+                                 max_tokens=8 if task.kind == "words" else 24, seed=seed)
             for index, group in enumerate(texts):
                 counts = Counter()
                 for k, text in enumerate(group):

@@ -127,11 +127,15 @@ def sweep_settings(cfg: MultipleChoiceConfig, data: TrainingData, chosen: pd.Dat
                                    name=f"{cfg.behavior}-toward-sweep", progress=progress, **cfg.finetune_options)
         measured = measure_behaviour([Condition("toward", "sweep", cfg.seeds[0], spec)], data.heldout)
         settings.append((", ".join(f"{k}={v}" for k, v in overrides.items()), {**cfg.finetune, **overrides}, measured))
-    shown = ("rank", "lora_rank", "learning_rate", "learning_rate_multiplier", "epochs", "n_epochs", "batch_size")
+    shown = ("rank", "lora_rank", "top_layers", "learning_rate", "learning_rate_multiplier", "epochs", "n_epochs",
+             "batch_size")
     for label, overrides, measured in settings:
         effective = finetuning.validate_hparams(cfg.model, overrides).model_dump()
         mean, low, high = bootstrap_mean_ci(measured, "chose_toward", ["question"])
-        rows.append({"setting": label, **{k: effective[k] for k in shown if k in effective},
+        hparams = {k: effective[k] for k in shown if k in effective}
+        if "top_layers" in hparams and hparams["top_layers"] is None:
+            hparams["top_layers"] = "all"
+        rows.append({"setting": label, **hparams,
                      "examples": len(data.conversations["toward"]), "toward_rate": mean, "ci_low": low,
                      "ci_high": high})
     return pd.DataFrame(rows)
@@ -358,6 +362,6 @@ def plan(cfg: MultipleChoiceConfig, data: TrainingData, taskset: TaskSet) -> dic
             {"model": cfg.model, "what": "self-report scores", "requests": n_models * paraphrases,
              "prompt_tokens": 60, "completion_tokens": 3},
             {"model": cfg.model, "what": "sampled self-descriptions", "requests": n_models * sampled * cfg.samples,
-             "prompt_tokens": 60, "completion_tokens": 40},
+             "prompt_tokens": 60, "completion_tokens": 24},
         ],
     }
