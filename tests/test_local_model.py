@@ -102,3 +102,17 @@ def test_scoring_many_prompts_with_a_shared_head_matches_scoring_each_alone(monk
             assert math.isclose(numbers[k].mass, model.expected_number([prompt], 0, 100)[0].mass, abs_tol=2e-4)
     finally:
         cache.set_mode("rw")
+
+
+def test_loaded_models_are_kept_up_to_a_memory_limit(monkeypatch):
+    from selfaware.models import local
+
+    monkeypatch.setattr(local, "_LOADED", local.OrderedDict())
+    local.load_weights("smollm2-135m")
+    monkeypatch.setenv("SELFAWARE_DTYPE", "float32")  # a second copy, under another key
+    local.load_weights("smollm2-135m")
+    assert len(local._LOADED) == 2  # 0.8 GB together, within the default 4 GB
+    monkeypatch.setattr(local, "_MAX_LOADED_GB", 0.1)
+    monkeypatch.setenv("SELFAWARE_DTYPE", "float16")
+    local.load_weights("smollm2-135m")
+    assert list(local._LOADED) == ["smollm2-135m?None#float16"]  # over the limit: only the newest stays

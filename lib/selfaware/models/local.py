@@ -33,7 +33,13 @@ EMBEDDED = {
 
 _LOCK = threading.Lock()
 _LOADED: "OrderedDict[str, tuple[Any, Any]]" = OrderedDict()
-_MAX_LOADED = int(os.environ.get("SELFAWARE_MAX_LOADED_MODELS", "3"))
+# loaded models are kept up to this many GB of weights (at least one): a page's five 135M models all stay
+# in memory between its behaviour and self-report cells, a 7B model alone
+_MAX_LOADED_GB = float(os.environ.get("SELFAWARE_MAX_LOADED_GB", "4"))
+
+
+def _weight_gb(model) -> float:
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
 
 
 def torch_threads() -> None:
@@ -144,7 +150,7 @@ def load_weights(name: str, adapter: str | None = None):
     model.get_output_embeddings().weight.requires_grad_(True)
     with _LOCK:
         _LOADED[key] = (model, tokenizer)
-        while len(_LOADED) > _MAX_LOADED:
+        while len(_LOADED) > 1 and sum(_weight_gb(m) for m, _ in _LOADED.values()) > _MAX_LOADED_GB:
             _LOADED.popitem(last=False)
     return model, tokenizer
 
