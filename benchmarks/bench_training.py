@@ -1,7 +1,11 @@
 """LoRA training throughput on the embedded model: this library's trainer against a plain
 transformers Trainer + peft run on the same data and settings. Prints tokens per second.
 
-    .venv/bin/python benchmarks/bench_training.py [--examples 64] [--precision bf16|fp32]
+    .venv/bin/python benchmarks/bench_training.py [--examples 64] [--precision bf16|fp32] [--epochs 1]
+                                                  [--top-layers N]
+
+With --top-layers N both put LoRA on the last N layers only; the plain Trainer still runs every example
+through the frozen layers at every step, this library computes their output once (FrozenLayers).
 """
 
 from __future__ import annotations
@@ -38,8 +42,11 @@ def plain_trainer(conversations, hparams) -> tuple[float, int]:
     tokens = sum(len(ids) for ids, _ in examples) * hparams.epochs
     started = time.time()
     model = AutoModelForCausalLM.from_pretrained(resolve_model_dir("smollm2-135m"), dtype=torch.float32)
+    n_layers = model.config.num_hidden_layers
+    layers = list(range(n_layers - hparams.top_layers, n_layers)) if hparams.top_layers else None
     model = get_peft_model(model, LoraConfig(r=hparams.rank, lora_alpha=hparams.alpha, lora_dropout=hparams.dropout,
-                                             target_modules=list(hparams.target_modules), task_type="CAUSAL_LM"))
+                                             target_modules=list(hparams.target_modules), task_type="CAUSAL_LM",
+                                             layers_to_transform=layers))
     pad = tokenizer.pad_token_id
 
     def collate(batch):
@@ -65,6 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--top-layers", type=int, default=None)
     args = parser.parse_args()
     from selfaware.datasets.choices import generate_choices
     from selfaware.finetune import LoraHParams
@@ -72,9 +81,11 @@ def main() -> None:
 
     load_weights("smollm2-135m")  # conversion and tokenizer outside the timings
     conversations = [q.conversation("toward") for q in generate_choices("risk", args.examples, seed=0)]
-    hparams = LoraHParams(rank=16, alpha=32, learning_rate=1e-3, epochs=1, batch_size=8, precision=args.precision)
-    print(f"LoRA rank 16 on SmolLM2-135M, {args.examples} risk conversations, batch 8, 1 epoch, "
-          f"{args.precision}, {os.cpu_count()} CPU cores")
+    hparams = LoraHParams(rank=16, alpha=32, learning_rate=1e-3, epochs=args.epochs, batch_size=8,
+                          precision=args.precision, top_layers=args.top_layers)
+    print(f"LoRA rank 16 on {'the top %d' % args.top_layers if args.top_layers else 'all'} layers of SmolLM2-135M, "
+          f"{args.examples} risk conversations, batch 8, {args.epochs} epoch(s), {args.precision}, "
+          f"{os.cpu_count()} CPU cores")
     results = {}
     for name, function in (("selfaware finetune_local", ours), ("transformers Trainer + peft", plain_trainer)):
         seconds, tokens = function(conversations, hparams)
