@@ -11,6 +11,7 @@ import random
 import shutil
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -99,6 +100,19 @@ def _decoder(causal_lm):
     return causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model
 
 
+@contextmanager
+def _only_layers(decoder, part: slice):
+    """Run the decoder with only ``part`` of its blocks (the rest of its forward pass unchanged)."""
+    import torch
+
+    layers = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(layers)[part])
+    try:
+        yield
+    finally:
+        decoder.layers = layers
+
+
 class FrozenLayers:
     """When LoRA tunes only the top layers, the layers below never change: their output for an example is
     the same in every epoch. Compute it once per example, then run only the tuned layers each step.
@@ -107,34 +121,26 @@ class FrozenLayers:
     (Llama, Qwen, Mistral, SmolLM, ...). ``check`` compares the loss both ways before training; a model for
     which the two disagree (say, one that rescales its input embeddings) trains the ordinary way."""
 
-    def __init__(self, causal_lm, first: int, examples: list[tuple[list[int], list[int]]], pad: int,
-                 autocast, chunk: int = 16):
+    def __init__(self, causal_lm, first: int, lengths: Sequence[int], tensors, autocast, chunk: int = 16):
+        """``tensors(indices)`` gives a right-padded batch (ids, labels, mask) of the training examples."""
         import torch
 
         self.first = first
         decoder = _decoder(causal_lm)
-        layers = decoder.layers
         captured = {}
-        hook = layers[first - 1].register_forward_hook(
+        hook = decoder.layers[first - 1].register_forward_hook(
             lambda module, args, output: captured.__setitem__("h", output[0] if isinstance(output, tuple) else output))
-        order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
-        self.activations: list[Any] = [None] * len(examples)
-        dev = next(causal_lm.parameters()).device
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        self.activations: list[Any] = [None] * len(lengths)
         try:
-            decoder.layers = torch.nn.ModuleList(list(layers)[:first])
-            with torch.no_grad(), autocast():
+            with _only_layers(decoder, slice(None, first)), torch.no_grad(), autocast():
                 for start in range(0, len(order), chunk):
                     rows = order[start:start + chunk]
-                    width = max(len(examples[i][0]) for i in rows)
-                    ids = torch.tensor([examples[i][0] + [pad] * (width - len(examples[i][0])) for i in rows],
-                                       device=dev)
-                    mask = torch.tensor([[1] * len(examples[i][0]) + [0] * (width - len(examples[i][0]))
-                                         for i in rows], device=dev)
+                    ids, _, mask = tensors(rows)
                     decoder(input_ids=ids, attention_mask=mask, use_cache=False)
                     for row, i in enumerate(rows):  # right padding: real positions never see the padding
-                        self.activations[i] = captured["h"][row, :len(examples[i][0])].float().clone()
+                        self.activations[i] = captured["h"][row, :lengths[i]].float().clone()
         finally:
-            decoder.layers = layers
             hook.remove()
 
     _recent: "OrderedDict[str, FrozenLayers]" = OrderedDict()
@@ -160,15 +166,9 @@ class FrozenLayers:
         return out
 
     def run_top(self, causal_lm, hidden, mask):
-        import torch
-
         decoder = _decoder(causal_lm)
-        layers = decoder.layers
-        try:
-            decoder.layers = torch.nn.ModuleList(list(layers)[self.first:])
+        with _only_layers(decoder, slice(self.first, None)):
             return decoder(inputs_embeds=hidden, attention_mask=mask, use_cache=False).last_hidden_state
-        finally:
-            decoder.layers = layers
 
     def check(self, peft_model, indices, ids, mask, labels, autocast) -> bool:
         """Does the loss through the stored activations equal the loss through the whole model?"""
@@ -273,7 +273,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
         try:
             frozen = FrozenLayers.shared(content_hash({"base": base_identity(base_name), "examples": examples,
                                                        "first": first_tuned, "precision": hparams.precision}),
-                                         model.get_base_model(), first_tuned, examples, pad, autocast)
+                                         model.get_base_model(), first_tuned, lengths, tensors, autocast)
             ids, labels, mask = tensors(epochs[0][0])
             if not frozen.check(model, epochs[0][0], ids, mask, labels, autocast):
                 print(f"LoRA {name}: the frozen layers' stored activations do not reproduce the model's loss; "
