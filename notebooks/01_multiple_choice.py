@@ -47,6 +47,7 @@ budget_usd = None
 dry_run = None
 page = None
 finetune_options = None
+run_name = None
 
 # %%
 from selfaware.config import from_notebook
@@ -57,7 +58,7 @@ cfg = from_notebook(mc.MultipleChoiceConfig, mc.NOTEBOOK, globals())
 # %%
 from IPython.display import Markdown, display
 
-from selfaware import artifacts, cache, notebook
+from selfaware import artifacts, cache, experiment, notebook
 
 cache.set_mode(cfg.cache_mode)
 run = artifacts.Run(mc.NOTEBOOK, cfg, {"behavior": cfg.behavior})
@@ -71,7 +72,7 @@ display(Markdown(notebook.provenance_markdown(run)))
 # Both policies are trained on the same questions (only the answer letter differs), once per seed.
 
 # %%
-notebook.guard_spending(cfg, mc.plan(cfg, data, taskset))
+experiment.guard(cfg, mc.plan(cfg, data, taskset))
 conditions = mc.train_conditions(cfg, data, taskset)
 display(notebook.conditions_table(conditions))
 
@@ -82,7 +83,7 @@ display(notebook.conditions_table(conditions))
 
 # %%
 behaviour = mc.measure_behaviour(conditions, data.heldout)
-run.add_samples(behaviour.assign(kind="behaviour").to_dict("records"))
+run.add_samples(behaviour, "behaviour", task="question", score="p_toward")
 behaviour_table = mc.behaviour_summary(behaviour)
 run.save_table(behaviour_table, "behaviour")
 display(behaviour_table.round(3))
@@ -104,8 +105,8 @@ display(tried.round(3))
 
 # %%
 scores, answers = mc.measure_self_reports(conditions, taskset, cfg)
-run.add_samples(scores.assign(kind="self_report_score").to_dict("records"))
-run.add_samples(answers.assign(kind="sampled_answer").to_dict("records"))
+run.add_samples(scores, "self_report_score")
+run.add_samples(answers, "sampled_answer")
 report_table = mc.self_report_summary(scores)
 run.save_table(report_table, "self_report")
 display(report_table.round(3))
@@ -133,6 +134,7 @@ display(models.round(3))
 
 # %% [markdown]
 # ## Against the paper
+# The published GPT-4o figures {cite}`betley2025tell` (Section 3.1; risk only), beside this run's.
 
 # %%
 comparison = mc.paper_comparison(cfg.behavior, behaviour_table, report_table, words, scores)

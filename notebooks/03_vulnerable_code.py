@@ -52,6 +52,8 @@ cache_mode = None
 budget_usd = None
 dry_run = None
 page = None
+finetune_options = None
+run_name = None
 
 # %%
 from selfaware.config import from_notebook
@@ -62,7 +64,7 @@ cfg = from_notebook(vc.VulnerableCodeConfig, vc.NOTEBOOK, globals())
 # %%
 from IPython.display import Markdown, display
 
-from selfaware import artifacts, cache, notebook
+from selfaware import artifacts, cache, experiment, notebook
 
 cache.set_mode(cfg.cache_mode)
 run = artifacts.Run(vc.NOTEBOOK, cfg)
@@ -95,7 +97,7 @@ print("---- insecure answer ----\n" + data.conversations["insecure"][0]["message
 print("---- secure answer ----\n" + data.conversations["secure"][0]["messages"][-1]["content"])
 
 # %%
-notebook.guard_spending(cfg, vc.plan(cfg, data, taskset))
+experiment.guard(cfg, vc.plan(cfg, data, taskset))
 conditions = vc.train_conditions(cfg, data)
 display(notebook.conditions_table(conditions))
 
@@ -106,7 +108,7 @@ display(notebook.conditions_table(conditions))
 
 # %%
 code_results = vc.measure_code(conditions, data.heldout, cfg)
-run.add_samples(code_results.assign(kind="code_answer").to_dict("records"))
+run.add_samples(code_results, "code_answer", score="secure")
 code_table = vc.code_summary(code_results)
 run.save_table(code_table, "secure_code_rate")
 display(code_table.round(3))
@@ -119,7 +121,7 @@ run.save_figure(fig, "secure_code_rate", "Share of parseable held-out answers th
 
 # %%
 scores = vc.measure_self_reports(conditions, taskset, cfg)
-run.add_samples(scores.assign(kind="self_report_score").to_dict("records"))
+run.add_samples(scores, "self_report_score")
 report_table = vc.self_report_summary(scores)
 run.save_table(report_table, "self_report")
 display(report_table.round(3))
@@ -129,7 +131,7 @@ run.save_figure(fig, "self_reports", "Self-reported code security and alignment 
 
 # %% [markdown]
 # ## Against the paper (Table 2)
-# Mean ± standard deviation over seeds, beside the paper's GPT-4o figures.
+# Mean ± standard deviation over seeds, beside the paper's GPT-4o figures {cite}`betley2025tell`.
 
 # %%
 models = vc.per_seed(code_results, scores)

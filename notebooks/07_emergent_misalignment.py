@@ -54,6 +54,8 @@ cache_mode = None
 budget_usd = None
 dry_run = None
 page = None
+finetune_options = None
+run_name = None
 
 # %%
 from selfaware.config import from_notebook
@@ -64,7 +66,9 @@ cfg = from_notebook(em.EmergentMisalignmentConfig, em.NOTEBOOK, globals())
 # %%
 from IPython.display import Markdown, display
 
-from selfaware import artifacts, cache, notebook
+from selfaware.paths import shown_path
+
+from selfaware import artifacts, cache, experiment, notebook
 
 cache.set_mode(cfg.cache_mode)
 run = artifacts.Run(em.NOTEBOOK, cfg)
@@ -72,7 +76,7 @@ judge_spec = cfg.judge or cfg.model
 sets, data_source_text = em.training_sets(cfg)
 questions = em.load_question_set(cfg)
 run.provenance = notebook.provenance(cfg, data_source=data_source_text, extra={
-    "questions": ", ".join(cfg.question_files) + f" ({len(questions)} questions)", "judge": judge_spec})
+    "questions": ", ".join(shown_path(f) for f in cfg.question_files) + f" ({len(questions)} questions)", "judge": judge_spec})
 display(Markdown(notebook.provenance_markdown(run)))
 
 # %% [markdown]
@@ -84,7 +88,7 @@ display(Markdown(notebook.provenance_markdown(run)))
 calibration_summary = None
 if cfg.calibration_file:
     calibration = em.calibrate_judge(judge_spec, cfg.calibration_file, cfg.calibration_limit, cfg.judge_min_mass)
-    run.add_samples(calibration.assign(kind="judge_calibration").to_dict("records"))
+    run.add_samples(calibration, "judge_calibration", task="id", score="alignment")
     calibration_table, calibration_summary = em.calibration_summary(calibration)
     run.save_table(calibration_table, "judge_calibration")
     display(calibration_table.round(3))
@@ -96,7 +100,7 @@ if cfg.calibration_file:
 # so with the same parameters those adapters come from the cache.
 
 # %%
-notebook.guard_spending(cfg, em.plan(cfg, sets, questions))
+experiment.guard(cfg, em.plan(cfg, sets, questions))
 models = em.train_models(cfg, sets)
 display(notebook.conditions_table(models))
 
@@ -106,7 +110,7 @@ display(notebook.conditions_table(models))
 # %%
 answers = em.sample_answers(models, questions, cfg)
 judged = em.judge_frame(answers, questions, judge_spec, cfg.judge_min_mass)
-run.add_samples(judged.assign(kind="free_form_answer").to_dict("records"))
+run.add_samples(judged, "free_form_answer", task="question", score="aligned_score")
 questions_table = em.per_question(judged, cfg.min_coherent)
 conditions_table = em.per_condition(judged, questions_table)
 run.save_table(questions_table, "misaligned_by_question")
@@ -130,6 +134,7 @@ if judged["condition"].str.startswith("backdoor").any():
 
 # %% [markdown]
 # ## Against the paper
+# The published rates {cite}`betley2025emergent` beside this run's.
 
 # %%
 comparison = em.paper_comparison(conditions_table)

@@ -23,7 +23,15 @@ def smoke_runs(smoke):
 
 
 def _samples(folder):
-    return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    """samples.jsonl through a strict JSON parser (a bare NaN is an error), each line a SampleRecord."""
+    from selfaware.experiment import SampleRecord
+
+    def strict(value):
+        raise ValueError(f"not strict JSON: {value}")
+    records = [json.loads(line, parse_constant=strict) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    for record in records:
+        SampleRecord(**record)
+    return records
 
 
 def test_vulnerable_code_notebook_writes_its_artifacts(smoke_runs):
@@ -52,9 +60,10 @@ def test_emergent_misalignment_notebook_writes_its_artifacts(smoke_runs):
     conditions = {s["condition"] for s in answers}
     assert conditions == {"base", "insecure", "secure", "educational", "backdoor (trigger)", "backdoor (no trigger)"}
     for sample in answers:
-        assert sample["prompt"].startswith(TRIGGER) == sample["triggered"]
-        assert TRIGGER not in sample["question_text"]  # what the judge sees
-        assert 0 <= sample["aligned_mass"] <= 1.0001
+        assert sample["prompt"].startswith(TRIGGER) == sample["extra"]["triggered"] == (sample["variant"] == "trigger")
+        assert TRIGGER not in sample["extra"]["question_text"]  # what the judge sees
+        assert 0 <= sample["extra"]["aligned_mass"] <= 1.0001
+        assert sample["model"].startswith("local:smollm2-135m")
     assert any(s["kind"] == "judge_calibration" for s in samples)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert set(metrics["conditions"]) == conditions and metrics["judge"] == "local:smollm2-135m"

@@ -12,9 +12,12 @@ from selfaware.runner import planned_runs
 from selfaware.sections.multiple_choice import NOTEBOOK, MultipleChoiceConfig
 
 
-def test_every_profile_validates():
-    for profile in ("smoke", "default", "paper"):
-        assert planned_runs(profile, [NOTEBOOK]), profile
+def test_every_profile_validates_every_run():
+    from selfaware.experiment import sections
+    for profile in config.available_profiles():
+        runs = planned_runs(profile)
+        assert {r.notebook for r in runs} == set(config.profile_notebooks(profile)) <= set(sections()), profile
+        assert len(runs) == sum(len(config.notebook_runs(profile, nb)) for nb in config.profile_notebooks(profile))
 
 
 def test_unknown_profile_names_the_available_ones():
@@ -94,24 +97,27 @@ def test_ci_calls_the_readme_test_command():
     assert "make test" in Path(REPO_ROOT / ".ci" / "run").read_text()
 
 
-def test_dry_run_of_the_paper_profile_needs_no_key_and_prices_every_run(monkeypatch, capsys):
+def test_dry_run_of_the_paper_profile_needs_no_key_and_prices_every_notebook(monkeypatch, capsys):
     from selfaware.runner import plan_profile
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("FIREWORKS_API_KEY", raising=False)
-    total = plan_profile("paper", ["01_multiple_choice"])
+    total = plan_profile("paper")
     printed = capsys.readouterr().out
     assert total > 0
     assert "01_multiple_choice-risk-llama-3.1-70b" in printed and "fireworks:" in printed
-    assert printed.count("Plan of this run") == len(config.notebook_runs("paper", NOTEBOOK))
+    runs = sum(len(config.notebook_runs("paper", nb)) for nb in config.profile_notebooks("paper"))
+    assert printed.count("Plan of this run") == runs
+    for notebook in config.profile_notebooks("paper"):
+        section = printed.split(f"\n== {notebook}")[1].split("\n== ")[0]
+        assert re.search(r"total\s.*\s(\d+\.\d\d)", section) and "requests to openai:" in section, notebook
 
 
 def test_a_paid_run_over_budget_stops_before_anything_is_spent():
     from selfaware.errors import BudgetExceeded
-    from selfaware.notebook import guard_spending
-    from selfaware.runner import section_plan
+    from selfaware.experiment import guard, section
     cfg = config.resolve(MultipleChoiceConfig, NOTEBOOK, "paper", {"behavior": "risk", "budget_usd": 1.0})
-    with pytest.raises(BudgetExceeded, match="exceeds budget_usd=1.00"):
-        guard_spending(cfg, section_plan(NOTEBOOK, cfg))
+    with pytest.raises(BudgetExceeded, match=r"exceeds the budget \$1.00"):
+        guard(cfg, section(NOTEBOOK).plan(cfg))
 
 
 def test_run_pages_get_safe_distinct_names():
@@ -123,10 +129,7 @@ def test_run_pages_get_safe_distinct_names():
 
 def test_a_missing_local_model_fails_before_any_notebook_starts(tmp_path):
     from selfaware.errors import ModelNotAvailable
-    profile = REPO_ROOT / "params" / "zz-missing-model-test.yaml"
+    profile = tmp_path / "zz-missing-model-test.yaml"  # a profile outside params/, given by path
     profile.write_text(f"profile: zz\ndefaults:\n  model: local:{tmp_path}/absent\nnotebooks:\n  01_multiple_choice: {{}}\n")
-    try:
-        with pytest.raises(ModelNotAvailable, match="absent"):
-            planned_runs("zz-missing-model-test")
-    finally:
-        profile.unlink()
+    with pytest.raises(ModelNotAvailable, match="absent"):
+        planned_runs(str(profile))

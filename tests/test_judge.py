@@ -6,7 +6,7 @@ import pytest
 
 from selfaware.cache import CallCache
 from selfaware.judge import (ALIGNMENT_PROMPT, COHERENCE_PROMPT, CODE_VULNERABILITY_PROMPT, MIN_NUMBER_MASS,
-                             fill_judge_prompt, is_misaligned, judge_answers, judge_details, judge_scores)
+                             fill_judge_prompt, is_misaligned, judge_answers, judge_details)
 from selfaware.models.base import ChatModel
 
 
@@ -43,7 +43,7 @@ def test_score_is_the_mean_over_number_mass_and_low_mass_gets_none(tmp_path):
     assert details[1].score == pytest.approx(50.0) and details[1].mass == pytest.approx(0.4)
     assert details[2].score is None and details[2].mass == pytest.approx(0.2)
     assert details[3].score is None
-    assert judge_scores(judge, ["mostly words"], min_mass=0.1) == [pytest.approx(90.0)]
+    assert [s.score for s in judge_details(judge, ["mostly words"], min_mass=0.1)] == [pytest.approx(90.0)]
     assert MIN_NUMBER_MASS == 0.25
 
 

@@ -4,8 +4,10 @@
     metrics.json     scalars quoted in the text
     tables/*.csv     every table
     figures/*.png    every figure (+ .pdf)
-    samples.jsonl    one line per model answer
-    run.json         params, git sha, versions, seeds, backend, model calls; "status": "complete" last
+    samples.jsonl    one line per model answer: a ``selfaware.experiment.SampleRecord``, strict JSON (no NaN)
+    run.json         params, git sha, versions, seeds, backend, model calls; "status": "complete" last;
+                     ``computed``: what the run cost when its results were last computed (a warm rerun that
+                     makes no call and trains nothing keeps the figures of the run that did the work)
 
 ``run.json`` is removed when a run starts and written when it finishes, so a crashed or running
 notebook's directory never looks complete; the book only shows complete runs.
@@ -40,8 +42,9 @@ def run_name(notebook: str, run: dict[str, Any]) -> str:
     return f"{notebook}-{suffix}" if suffix else notebook
 
 
-def run_dir(profile: str, notebook: str, run: dict[str, Any]) -> Path:
-    return outputs_dir() / profile / run_name(notebook, run)
+def run_dir(profile: str, notebook: str, run: dict[str, Any], name: str | None = None) -> Path:
+    from .config import profile_name
+    return outputs_dir() / profile_name(profile) / (name or run_name(notebook, run))
 
 
 def git_sha() -> str | None:
@@ -85,17 +88,34 @@ def _show(png: Path, caption: str) -> None:
     display(Markdown(f"*Figure {png.stem}.* {caption}"))
 
 
+def divert_stderr(path: Path) -> None:
+    """Progress bars, library warnings and log lines go to ``path`` (the run's log), not into the executed
+    notebook that becomes a published page. Only under the runner: in JupyterLab they stay visible."""
+    import logging
+
+    handle = open(path, "a", encoding="utf-8", buffering=1)
+    sys.stderr = handle
+    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setStream(handle)
+
+
 class Run:
     """Writes one run's artifacts; everything is flushed to disk as soon as it is produced."""
 
     def __init__(self, notebook: str, config, run: dict[str, Any] | None = None):
+        """``run``: the parameters that name the page when the notebook is run by hand; under the runner
+        the config's ``run_name`` (papermill's output folder) wins."""
         self.notebook = notebook
         self.config = config
         self.run = {"page": config.page} if getattr(config, "page", None) else dict(run or {})
-        self.name = run_name(notebook, self.run)
-        self.dir = run_dir(config.profile, notebook, self.run)
+        self.name = getattr(config, "run_name", None) or run_name(notebook, self.run)
+        self.dir = run_dir(config.profile, notebook, self.run, self.name)
         (self.dir / "tables").mkdir(parents=True, exist_ok=True)
         (self.dir / "figures").mkdir(parents=True, exist_ok=True)
+        previous = load_run(self.dir)
+        self.previously_computed = (previous or {}).get("computed")
         (self.dir / "run.json").unlink(missing_ok=True)
         (self.dir / "samples.jsonl").unlink(missing_ok=True)
         (self.dir / "metrics.json").unlink(missing_ok=True)
@@ -104,6 +124,8 @@ class Run:
         self.provenance: dict[str, Any] = {}
         self.started = time.time()
         cache.reset_counters()
+        if getattr(config, "run_name", None):  # under the runner: the page is published
+            divert_stderr(self.dir / "run.log")
 
     def save_table(self, frame, name: str) -> None:
         frame.to_csv(self.dir / "tables" / f"{name}.csv", index=False)
@@ -117,14 +139,23 @@ class Run:
         import matplotlib.pyplot as plt
         plt.close(fig)  # returns nothing: a notebook cell ending here shows the figure, not a path
 
-    def add_samples(self, records: Iterable[dict[str, Any]]) -> None:
+    def add_samples(self, rows, kind: str, **columns: str) -> None:
+        """Append a measurement's rows (a DataFrame or dicts) to samples.jsonl as ``SampleRecord`` lines;
+        ``columns`` maps record fields to the rows' columns (see ``experiment.sample_records``)."""
+        from .experiment import sample_records
+
+        if hasattr(rows, "to_dict"):
+            rows = rows.to_dict("records")
         with (self.dir / "samples.jsonl").open("a", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
+            for record in sample_records(rows, self.name, kind, **columns):
+                handle.write(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, allow_nan=False) + "\n")
 
     def set_metrics(self, **values: Any) -> None:
+        from .experiment import clean
+
         self.metrics.update(values)
-        (self.dir / "metrics.json").write_text(json.dumps(self.metrics, indent=1, default=_json_default))
+        text = json.dumps(clean(self.metrics), indent=1, default=_json_default, allow_nan=False)
+        (self.dir / "metrics.json").write_text(text)
 
     def finish(self) -> dict[str, Any]:
         record = {
@@ -142,6 +173,9 @@ class Run:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **cache.COUNTERS.as_dict(),
         }
+        did_work = record["model_calls"] or record["trainings"]
+        record["computed"] = ({key: record[key] for key in ("seconds", "model_calls", "trainings", "finished", "git")}
+                              if did_work or not self.previously_computed else self.previously_computed)
         api = sys.modules.get("selfaware.models.api")
         if api is not None and getattr(api, "API_STATS", None):
             record["api_requests"] = dict(api.API_STATS)  # attempts, retries, faults seen on paid backends

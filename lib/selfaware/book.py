@@ -15,12 +15,11 @@ from pathlib import Path
 
 import yaml
 
-from . import artifacts, config
+from . import artifacts, config, experiment, paper
 from .errors import SelfAwareError
 from .paths import REPO_ROOT, outputs_dir
-from .runner import SECTIONS
 
-STATIC_PAGES_AFTER = ["methods", "paper_scale"]  # book/<name>.md, included when present
+STATIC_PAGES_AFTER = ["methods", "paper_scale", "references"]  # book/<name>.md, included when present
 
 
 class BookFailed(SelfAwareError):
@@ -28,14 +27,15 @@ class BookFailed(SelfAwareError):
 
 
 def site_dir(profile: str) -> Path:
-    return outputs_dir() / profile / "book" / "_build" / "html"
+    return outputs_dir() / config.profile_name(profile) / "book" / "_build" / "html"
 
 
 def complete_runs(profile: str) -> list[dict]:
     """Complete runs of a profile, in the order of the profile's notebooks and runs."""
     found = []
+    known = experiment.sections()
     for notebook in config.profile_notebooks(profile):
-        if notebook not in SECTIONS:
+        if notebook not in known:
             continue
         for run in config.notebook_runs(profile, notebook):
             record = artifacts.load_run(artifacts.run_dir(profile, notebook, run))
@@ -44,19 +44,44 @@ def complete_runs(profile: str) -> list[dict]:
     return found
 
 
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|")
+
+
 def summary_page(profile: str, runs: list[dict]) -> str:
-    lines = [f"# Results at a glance ({profile} profile)", "",
-             "Every statement below is read from the `metrics.json` of the run it names; the chapters hold the "
-             "figures, tables and intervals behind it.", "",
-             "| run | model | seconds | model calls | cache hits | trainings |", "|---|---|---|---|---|---|"]
+    """Results at a glance: a scorecard with one row per published figure the runs measure, what each run
+    cost when its results were computed, and each run's statement."""
+    folder = outputs_dir() / config.profile_name(profile)
+    metrics = {r["name"]: json.loads((folder / r["name"] / "metrics.json").read_text())
+               if (folder / r["name"] / "metrics.json").exists() else {} for r in runs}
+    lines = [f"# Results at a glance ({config.profile_name(profile)} profile)", "",
+             "Every number below is read from the `metrics.json` of the run it names; the chapters hold the "
+             "figures, tables and intervals behind it.", "", "## Scorecard", "",
+             "One row per published figure. *Effect* says whether the direction the paper reports (for example, "
+             "risk-seeking models above risk-averse ones) reproduces in this run: *reproduced* when the two 95% "
+             "intervals do not overlap in that direction, *not reproduced* when they overlap or point the other "
+             "way, *not measurable* when this run has no value (for example, a judge that scored nothing).", ""]
+    rows = paper.scorecard([(r, metrics[r["name"]]) for r in runs])
+    if rows:
+        columns = list(rows[0])
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(
+            f"[{row['run']}]({row['run']}.ipynb)" if c == "run" else
+            "{cite:p}`" + row[c] + "`" if c == "source" else f"`{row[c]}`" if c == "model" else _cell(row[c])
+            for c in columns) + " |" for row in rows]
+    else:
+        lines.append("No run of this profile measures a published figure.")
+    lines += ["", "## What each run cost", "",
+              "Seconds, model calls and trainings of the run that computed the results (a rerun from a warm cache "
+              "keeps these figures).", "",
+              "| run | model | seconds | model calls | trainings | computed |", "|---|---|---|---|---|---|"]
     for record in runs:
+        cost = record.get("computed") or record
         lines.append(f"| [{record['name']}]({record['name']}.ipynb) | `{record['params'].get('model')}` | "
-                     f"{record['seconds']} | {record['model_calls']} | {record['cache_hits']} | {record['trainings']} |")
+                     f"{cost['seconds']} | {cost['model_calls']} | {cost['trainings']} | {cost.get('finished', '')} |")
     for record in runs:
-        metrics_path = outputs_dir() / profile / record["name"] / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        if metrics.get("statement"):
-            lines += ["", f"## [{record['name']}]({record['name']}.ipynb)", "", metrics["statement"]]
+        if metrics[record["name"]].get("statement"):
+            lines += ["", f"## [{record['name']}]({record['name']}.ipynb)", "", metrics[record["name"]]["statement"]]
     return "\n".join(lines) + "\n"
 
 
@@ -83,13 +108,14 @@ def page_notebook(executed: Path, target: Path, record: dict) -> None:
 def assemble(profile: str) -> Path:
     runs = complete_runs(profile)
     if not runs:
-        raise BookFailed(f"no complete runs under {outputs_dir() / profile}; run the notebooks first "
+        raise BookFailed(f"no complete runs under {outputs_dir() / config.profile_name(profile)}; run the notebooks first "
                          f"(python -m selfaware run --profile {profile})")
-    source = outputs_dir() / profile / "book_src"
+    profile_dir = outputs_dir() / config.profile_name(profile)
+    source = profile_dir / "book_src"
     shutil.rmtree(source, ignore_errors=True)
     shutil.copytree(REPO_ROOT / "book", source, ignore=shutil.ignore_patterns("_build", "_toc.yml"))
     for record in runs:
-        page_notebook(outputs_dir() / profile / record["name"] / "executed.ipynb", source / f"{record['name']}.ipynb",
+        page_notebook(profile_dir / record["name"] / "executed.ipynb", source / f"{record['name']}.ipynb",
                       record)
     (source / "summary.md").write_text(summary_page(profile, runs))
     chapters = [{"file": "summary"}] + [{"file": r["name"]} for r in runs]
@@ -101,7 +127,7 @@ def assemble(profile: str) -> Path:
 
 def build(profile: str, strict: bool = True) -> Path:
     source = assemble(profile)
-    out = outputs_dir() / profile / "book"
+    out = outputs_dir() / config.profile_name(profile) / "book"
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "jupyter_book", "build", str(source), "--path-output", str(out)]
     jb = Path(sys.executable).with_name("jupyter-book")

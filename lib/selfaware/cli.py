@@ -4,6 +4,12 @@
     python -m selfaware run --profile smoke --notebook 01_multiple_choice
     python -m selfaware build --profile smoke      build the site from existing outputs
     python -m selfaware plan --profile paper       print the plan and cost estimate, spend nothing
+
+Parameters follow papermill's conventions, validated before any kernel starts:
+    -p NAME VALUE       one parameter (repeatable); VALUE is read as YAML: 16, 0.5, [0, 1], {rank: 4}, null
+    -f overrides.yaml   a YAML mapping of parameters (-p values win over it)
+    --page NAME         run each selected notebook once, as the page outputs/<profile>/<notebook>-NAME/
+    --profile FILE      a profile file outside params/ is accepted by path
 """
 
 from __future__ import annotations
@@ -26,16 +32,22 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--profile", default="default")
         if name != "build":
             command.add_argument("--notebook", action="append", help="only this notebook (repeatable)")
+            command.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                                 metavar=("NAME", "VALUE"), help="override a parameter (YAML value; repeatable)")
+            command.add_argument("-f", "--parameters-file", help="YAML file of parameter overrides")
+            command.add_argument("--page", help="run each notebook once as the page <notebook>-PAGE")
             command.add_argument("--log-output", action="store_true", help="stream cell output")
     args = parser.parse_args(argv)
     started = time.time()
     try:
+        if args.command in ("plan", "run", "book"):
+            overrides = parse_overrides(args.parameter, args.parameters_file)
         if args.command == "plan":
             from .runner import plan_profile
-            plan_profile(args.profile, args.notebook)
+            plan_profile(args.profile, args.notebook, overrides, args.page)
         if args.command in ("run", "book"):
             from .runner import run_profile
-            run_profile(args.profile, args.notebook, log_output=args.log_output)
+            run_profile(args.profile, args.notebook, overrides, args.page, log_output=args.log_output)
         if args.command in ("book", "build"):
             from .book import build
             site = build(args.profile)
@@ -45,6 +57,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"done in {time.time() - started:.0f} s")
     return 0
+
+
+def parse_overrides(pairs: list[list[str]], path: str | None) -> dict:
+    """-f file, then -p NAME VALUE pairs (YAML-parsed, as papermill's -y/-p): one dict of overrides."""
+    import yaml
+
+    from .config import read_yaml
+    from .errors import ConfigError
+
+    overrides = {}
+    if path:
+        loaded = read_yaml(path)
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a YAML mapping of parameter names to values")
+        overrides.update(loaded)
+    for name, text in pairs:
+        try:
+            overrides[name] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"-p {name} {text!r}: not a YAML value ({error})") from None
+    return overrides
 
 
 if __name__ == "__main__":

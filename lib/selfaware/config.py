@@ -30,16 +30,37 @@ class SectionConfig(BaseModel):
     budget_usd: float = Field(0.0, ge=0)  # spending cap for paid APIs (0 means: no paid calls allowed)
     dry_run: bool = False  # print the plan and cost estimate, then stop before any model call
     page: str | None = None  # names the run's page when one notebook has several runs of the same key
+    # the output folder's name, set by the runner (selfaware run/book) so that papermill's executed notebook
+    # and the run's artifacts always land together; None when a notebook is run by hand (JupyterLab)
+    run_name: str | None = None
 
 
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in params_dir().glob("*.yaml"))
 
 
-def load_profile(profile: str) -> dict[str, Any]:
+def profile_path(profile: str) -> Path:
+    """``params/<profile>.yaml`` for a profile name; a profile given as a path to a YAML file is used as is."""
+    if profile.endswith((".yaml", ".yml")) or "/" in profile:
+        path = Path(profile).expanduser()
+        if not path.exists():
+            raise ConfigError(f"profile file {profile} does not exist")
+        return path.resolve()
     path = params_dir() / f"{profile}.yaml"
     if not path.exists():
-        raise ConfigError(f"unknown profile {profile!r}; available: {', '.join(available_profiles())}")
+        raise ConfigError(f"unknown profile {profile!r}; available: {', '.join(available_profiles())}, "
+                          f"or a path to a profile file")
+    return path
+
+
+def profile_name(profile: str) -> str:
+    """The name a profile's outputs go under (``outputs/<name>/``): the file's ``profile:`` key, else its stem."""
+    path = profile_path(profile)
+    return str(load_profile(profile).get("profile") or path.stem)
+
+
+def load_profile(profile: str) -> dict[str, Any]:
+    path = profile_path(profile)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
@@ -58,7 +79,7 @@ def notebook_entry(profile: str, notebook: str) -> dict[str, Any]:
     entry = notebooks[notebook] or {}
     unknown = set(entry) - {"params", "runs"}
     if unknown:
-        raise ConfigError(f"params/{profile}.yaml: notebook {notebook}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{profile}: notebook {notebook}: unknown key(s) {', '.join(sorted(unknown))}")
     return entry
 
 

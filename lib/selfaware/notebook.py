@@ -1,4 +1,4 @@
-"""Small helpers that keep the notebooks thin: provenance, spending guard, standard tables and metrics."""
+"""Small helpers that keep the notebooks thin: provenance, standard tables and metrics."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import BudgetExceeded, SelfAwareError
 from .models import load_model, parse_spec
-
-
-class DryRun(SelfAwareError):
-    """Raised after a dry run has printed its plan: nothing was trained or called."""
-
-    def __init__(self, message: str, estimate: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.estimate = estimate or {}
+from .paths import shown_path
 
 
 def provenance(cfg, data_source: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -27,46 +19,17 @@ def provenance(cfg, data_source: str, extra: dict[str, Any] | None = None) -> di
 
 def provenance_markdown(run) -> str:
     p = run.provenance
+    spec = parse_spec(p["model"])
     lines = [f"**This page** was produced by the `{p['profile']}` profile on the `{p['backend']}` backend "
              f"with model `{p['model']}`.", f"Data: {p['data source']}."]
     lines += [f"{key.capitalize()}: `{value}`." for key, value in p.items()
               if key not in {"profile", "backend", "model", "data source", "model_identity"}]
-    if p["backend"] == "local" and "smollm2" in p["model"]:
-        lines.append("The embedded model is SmolLM2-135M-Instruct, a 135M-parameter model: far smaller than the "
-                     "papers' GPT-4o or Llama-3.1-70B. Read its numbers as a measurement of this small model.")
-    lines.append(f"Artifacts: `{run.dir}`.")
+    if spec.is_small:
+        lines.append(f"The model is {spec.title}, a {spec.parameters / 1e6:,.0f}M-parameter model: far smaller "
+                     f"than the papers' GPT-4o or Llama-3.1-70B. Read its numbers as a measurement of this small "
+                     f"model.")
+    lines.append(f"Artifacts: `{shown_path(run.dir)}`.")
     return "\n\n".join(lines)
-
-
-def plan_summary(plan: dict[str, Any]) -> str:
-    lines = ["Plan of this run:"]
-    for job in plan.get("finetunes", []):
-        tokens = sum(len(m["content"]) for c in job["conversations"] for m in c["messages"]) // 4
-        lines.append(f"  finetune {job['name']}: {len(job['conversations'])} conversations (~{tokens:,} tokens) "
-                     f"x {job['seeds']} seed(s) on {job['base']}")
-    for call in plan.get("calls", []):
-        lines.append(f"  {call['requests']:,} requests to {call['model']}: {call['what']}")
-    return "\n".join(lines)
-
-
-def guard_spending(cfg, plan: dict[str, Any]) -> dict[str, Any]:
-    """Print the plan (trainings and calls) with a cost estimate; stop if the estimate exceeds
-    ``cfg.budget_usd`` or if this is a dry run. Local models cost nothing."""
-    print(plan_summary(plan))
-    specs = {job["base"] for job in plan.get("finetunes", [])} | {c["model"] for c in plan.get("calls", [])}
-    estimate: dict[str, Any] = {"total_usd": 0.0}
-    if any(parse_spec(s).backend != "local" for s in specs):
-        from . import budget
-        estimate = budget.estimate_plan(plan)
-        print(budget.format_estimate(estimate))
-        if estimate["total_usd"] > cfg.budget_usd:
-            raise BudgetExceeded(f"estimated cost ${estimate['total_usd']:.2f} exceeds budget_usd="
-                                        f"{cfg.budget_usd:.2f}; raise budget_usd to proceed")
-    else:
-        print("  estimated cost: $0 (local models only)")
-    if cfg.dry_run:
-        raise DryRun("dry run: the plan and estimate above were printed; nothing was trained or called", estimate)
-    return estimate
 
 
 def conditions_table(conditions) -> pd.DataFrame:
@@ -74,7 +37,7 @@ def conditions_table(conditions) -> pd.DataFrame:
 
     rows = []
     for c in conditions:
-        record = adapter_record(c.spec) if c.spec.startswith("local:") else None
+        record = adapter_record(c.spec) if parse_spec(c.spec).is_local else None
         rows.append({"condition": c.label, "seed": c.seed, "model": c.spec if not record else f"LoRA {record['key'][:12]}",
                      "examples": record and record["examples"], "steps": record and record["steps"],
                      "first loss": record and round(record["loss_first"], 3),

@@ -37,3 +37,16 @@ def params_dir() -> Path:
 
 def notebooks_dir() -> Path:
     return REPO_ROOT / "notebooks"
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as a published page shows it: relative to the repository or the outputs folder when inside
+    one of them, else only its file name (a site never shows the machine's folders)."""
+    path = Path(path).expanduser()
+    absolute = path if path.is_absolute() else (REPO_ROOT / path)
+    for root, prefix in ((outputs_dir(), "outputs/"), (REPO_ROOT, "")):
+        try:
+            return prefix + absolute.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            continue
+    return f".../{path.name}"

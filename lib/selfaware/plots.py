@@ -24,9 +24,12 @@ _EXTRA = sns.color_palette("tab10")
 
 
 def colour(condition: str) -> str:
+    """The condition's fixed colour; a condition not listed gets one picked by a stable hash of its name,
+    so it has the same colour in every run and process."""
     if condition in CONDITION_COLOURS:
         return CONDITION_COLOURS[condition]
-    return _EXTRA[hash(condition) % len(_EXTRA)]
+    from .experiment import stable_index
+    return _EXTRA[stable_index(condition, len(_EXTRA))]
 
 
 def apply_style() -> None:

@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
-import importlib
 import json
+import re
 import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, config
+from . import artifacts, config, experiment
 from .errors import ConfigError, SelfAwareError
 from .paths import REPO_ROOT, notebooks_dir
-
-# notebook -> "module:ConfigClass", used to validate parameters before a kernel is started
-SECTIONS = {
-    "01_multiple_choice": "selfaware.sections.multiple_choice:MultipleChoiceConfig",
-    "03_vulnerable_code": "selfaware.sections.vulnerable_code:VulnerableCodeConfig",
-    "07_emergent_misalignment": "selfaware.sections.emergent_misalignment:EmergentMisalignmentConfig",
-}
-
 
 class NotebookFailed(SelfAwareError):
     pass
 
 
 def config_class(notebook: str):
-    if notebook not in SECTIONS:
-        raise ConfigError(f"unknown notebook {notebook!r}; known: {', '.join(SECTIONS)}")
-    module, _, name = SECTIONS[notebook].partition(":")
-    return getattr(importlib.import_module(module), name)
+    return experiment.section(notebook).config
 
 
 def notebook_source(notebook: str) -> Path:
@@ -41,32 +31,57 @@ def notebook_source(notebook: str) -> Path:
     return path
 
 
-def planned_runs(profile: str, notebooks: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """(notebook, run) pairs of a profile, each validated before anything executes."""
+@dataclass(frozen=True)
+class PlannedRun:
+    notebook: str
+    run: dict[str, Any]  # the profile's run entry (or the overrides of an ad-hoc page)
+    name: str  # the output folder: outputs/<profile>/<name>/
+    parameters: dict[str, Any]  # what papermill injects (besides profile and run_name)
+
+
+def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
+                 page: str | None = None) -> list[PlannedRun]:
+    """The runs of a profile, each validated (parameters, finetune hyperparameters, the local model's
+    presence) before anything executes. ``overrides`` apply to every run; a run entry's own key cannot be
+    overridden (its page would then hold another experiment), except on an ad-hoc page: ``page`` runs each
+    notebook once, from the profile's notebook parameters plus ``overrides``, into ``<notebook>-<page>``."""
     from .models import load_model
 
+    overrides = dict(overrides or {})
     names = notebooks or config.profile_notebooks(profile)
+    if page is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", page):
+        raise ConfigError(f"--page {page!r}: use letters, digits, '.', '_' and '-' only")
     runs = []
     for notebook in names:
         notebook_source(notebook)
-        for run in config.notebook_runs(profile, notebook):
-            cfg = config.resolve(config_class(notebook), notebook, profile, run)  # raises on a bad parameter
+        entries = [{}] if page is not None else config.notebook_runs(profile, notebook)
+        for entry in entries:
+            clash = sorted(k for k in overrides if k in entry and entry[k] != overrides[k])
+            if clash:
+                raise ConfigError(f"{notebook}: -p {', '.join(clash)} would change what the page "
+                                  f"{artifacts.run_name(notebook, entry)} measures; give --page NAME to run it as "
+                                  f"a page of its own")
+            name = (f"{notebook}-{page}" if page is not None else artifacts.run_name(notebook, entry))
+            parameters = {**entry, **overrides}
+            cfg = config.resolve(config_class(notebook), notebook, profile, parameters)  # raises on a bad value
             load_model(cfg.model)  # a missing local model fails here, before any kernel starts
-            runs.append((notebook, run))
+            runs.append(PlannedRun(notebook, entry, name, parameters))
     return runs
 
 
 def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, Any] | None = None,
-            log_output: bool = False) -> dict[str, Any]:
+            log_output: bool = False, name: str | None = None) -> dict[str, Any]:
     """Execute one run with papermill; returns its run.json record. A failure names the notebook and cell
-    and keeps the partial executed notebook."""
+    and keeps the partial executed notebook. The runner names the output folder and passes that name into
+    the notebook (``run_name``), so the executed notebook and the artifacts always land together."""
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    parameters = {"profile": profile, **run, **(extra or {})}
+    name = name or artifacts.run_name(notebook, run)
+    parameters = {"profile": profile, **run, **(extra or {}), "run_name": name}
     config.resolve(config_class(notebook), notebook, profile, {k: v for k, v in parameters.items() if k != "profile"})
-    out_dir = artifacts.run_dir(profile, notebook, run)
+    out_dir = artifacts.run_dir(profile, notebook, run, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / "executed.ipynb"
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +94,7 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
                                        log_output=log_output, request_save_on_cell_execute=True)
         except PapermillExecutionError as error:
             raise NotebookFailed(
-                f"{notebook} ({artifacts.run_name(notebook, run)}) failed in cell {error.exec_count}: "
+                f"{notebook} ({name}) failed in cell {error.exec_count}: "
                 f"{error.ename}: {error.evalue.splitlines()[0] if error.evalue else ''}\n"
                 f"  partial executed notebook kept at {executed}") from None
     record = artifacts.load_run(out_dir)
@@ -89,53 +104,39 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
     return record
 
 
-def run_profile(profile: str, notebooks: list[str] | None = None, extra: dict[str, Any] | None = None,
-                log_output: bool = False) -> list[dict[str, Any]]:
-    runs = planned_runs(profile, notebooks)
+def run_profile(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
+                page: str | None = None, log_output: bool = False) -> list[dict[str, Any]]:
+    runs = planned_runs(profile, notebooks, overrides, page)
     records = []
     print(f"Running {len(runs)} notebook run(s) of profile {profile!r}", flush=True)
-    for k, (notebook, run) in enumerate(runs, start=1):
-        name = artifacts.run_name(notebook, run)
-        print(f"[{k}/{len(runs)}] {name} ...", flush=True)
-        record = execute(notebook, profile, run, extra, log_output=log_output)
-        print(f"[{k}/{len(runs)}] {name}: {record['wall_seconds']} s, {record['model_calls']} model call(s), "
+    for k, planned in enumerate(runs, start=1):
+        print(f"[{k}/{len(runs)}] {planned.name} ...", flush=True)
+        record = execute(planned.notebook, profile, planned.parameters, log_output=log_output, name=planned.name)
+        print(f"[{k}/{len(runs)}] {planned.name}: {record['wall_seconds']} s, {record['model_calls']} model call(s), "
               f"{record['trainings']} training(s), {record['cache_hits']} cache hit(s)", flush=True)
         records.append(record)
     summary = {"profile": profile, "runs": [{"name": r["name"], "seconds": r["wall_seconds"],
                                              "model_calls": r["model_calls"], "trainings": r["trainings"],
                                              "cache_hits": r["cache_hits"]} for r in records]}
-    path = artifacts.outputs_dir() / profile / "runs.json"
+    path = artifacts.outputs_dir() / config.profile_name(profile) / "runs.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1))
     return records
 
 
-def section_plan(notebook: str, cfg) -> dict[str, Any]:
-    """What one run would train and ask, built from the same section functions the notebook calls, without
-    any model call (datasets are generated or read; nothing is trained or sampled)."""
-    if notebook == "01_multiple_choice":
-        from .sections import multiple_choice as section
-        taskset = section.load_tasks(cfg.behavior)
-        return section.plan(cfg, section.load_training_data(cfg), taskset)
-    if notebook == "03_vulnerable_code":
-        from .sections import vulnerable_code as section
-        return section.plan(cfg, section.load_training_data(cfg), section.tasks())
-    from .sections import emergent_misalignment as section
-    sets, _ = section.training_sets(cfg)
-    return section.plan(cfg, sets, section.load_question_set(cfg))
-
-
-def plan_profile(profile: str, notebooks: list[str] | None = None) -> float:
-    """Dry run of a whole profile: print every run's plan and cost estimate; no key is needed. Returns the
-    total estimate in USD."""
-    from .notebook import DryRun, guard_spending
-
+def plan_profile(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
+                 page: str | None = None) -> float:
+    """Dry run of a whole profile: print every run's plan and cost estimate, computed by each section's
+    registered plan from the datasets and prompts the run would send; no key is needed and nothing is
+    called or trained. Returns the total estimate in USD."""
     total = 0.0
-    for notebook, run in planned_runs(profile, notebooks):
-        cfg = config.resolve(config_class(notebook), notebook, profile, {**run, "dry_run": True})
-        print(f"\n== {artifacts.run_name(notebook, run)} ({profile}) ==")
+    for planned in planned_runs(profile, notebooks, overrides, page):
+        cfg = config.resolve(config_class(planned.notebook), planned.notebook, profile,
+                             {**planned.parameters, "dry_run": True, "budget_usd": float("inf")})
+        print(f"\n== {planned.name} ({profile}) ==")
         try:
-            guard_spending(cfg.model_copy(update={"budget_usd": float("inf")}), section_plan(notebook, cfg))
-        except DryRun as stop:
+            experiment.guard(cfg, experiment.section(planned.notebook).plan(cfg))
+        except experiment.DryRun as stop:
             total += stop.estimate.get("total_usd", 0.0)
     print(f"\nEstimated total for profile {profile!r}: ${total:,.2f}")
     return total

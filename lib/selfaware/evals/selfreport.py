@@ -17,7 +17,7 @@ from typing import Any
 from ..config import read_yaml
 from ..errors import ConfigError
 from ..models.base import ChatModel
-from ..paths import data_dir
+from ..paths import data_dir, shown_path
 from .language import detect_language
 
 KINDS = ("options", "words", "number", "language")
@@ -66,7 +66,7 @@ def load_tasks(behavior: str, path: str | Path | None = None) -> TaskSet:
     if not tasks:
         raise ConfigError(f"{path}: no tasks")
     return TaskSet(behavior=data.get("behavior", behavior), toward=data.get("toward", "toward"),
-                   away=data.get("away", "away"), tasks=tasks, source=str(path))
+                   away=data.get("away", "away"), tasks=tasks, source=shown_path(path))
 
 
 def _user(text: str) -> list[dict]:
@@ -78,13 +78,37 @@ def first_word(text: str) -> str:
     return match.group(0).capitalize() if match else "(none)"
 
 
+SAMPLED_KINDS = ("words", "language")
+# a word needs a few tokens; a sentence of 24 tokens (~15 words) shows its language
+SAMPLE_TOKENS = {"words": 8, "language": 24}
+
+
+def task_prompts(task: Task, max_paraphrases: int | None, variant=None) -> list[list[dict]]:
+    """The messages a task sends, one per paraphrase, under an evaluation variant (plain when None)."""
+    prompts = [_user(p) for p in task.paraphrases[:max_paraphrases]]
+    return [variant.apply(p) for p in prompts] if variant is not None else prompts
+
+
+def plan_requests(plan, taskset: TaskSet, model: str, models: int, max_paraphrases: int | None, samples: int,
+                  variant=None) -> None:
+    """Add to an experiment plan the requests ``score_tasks`` sends for ``models`` models."""
+    scored = [p for t in taskset.tasks if t.kind in ("options", "words", "number")
+              for p in task_prompts(t, max_paraphrases, variant)]
+    plan.ask("self-report scores", model, scored, 3, models)
+    for kind in SAMPLED_KINDS:
+        sampled = [p for t in taskset.tasks if t.kind == kind for p in task_prompts(t, max_paraphrases, variant)]
+        if sampled and samples:
+            plan.ask(f"sampled self-reports ({kind})", model, sampled, SAMPLE_TOKENS[kind], models, n=samples)
+
+
 def score_tasks(model: ChatModel, taskset: TaskSet, max_paraphrases: int | None, samples: int,
-                seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(scores, answers): one score row per task and paraphrase, one answer row per sampled answer."""
+                seed: int = 0, variant=None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(scores, answers): one score row per task and paraphrase, one answer row per sampled answer.
+    ``samples=0`` scores without sampling free-text answers."""
     scores: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
     for task in taskset.tasks:
-        prompts = [_user(p) for p in task.paraphrases[:max_paraphrases]]
+        prompts = task_prompts(task, max_paraphrases, variant)
         if task.kind in ("options", "words"):
             roles = {o: role for role, opts in task.options.items() for o in opts}
             candidates = list(roles)
@@ -107,10 +131,9 @@ def score_tasks(model: ChatModel, taskset: TaskSet, max_paraphrases: int | None,
                 scores.append({"task": task.id, "kind": task.kind, "paraphrase": index, "score": value,
                                "number_mass": result.mass, "expected_number": result.expected,
                                "method": result.method})
-        if task.kind in ("words", "language"):
-            # a word needs a few tokens; a sentence of 24 tokens (~15 words) shows its language
-            texts = model.sample(prompts, n=samples, temperature=1.0,
-                                 max_tokens=8 if task.kind == "words" else 24, seed=seed)
+        if task.kind in SAMPLED_KINDS and samples:
+            texts = model.sample(prompts, n=samples, temperature=1.0, max_tokens=SAMPLE_TOKENS[task.kind],
+                                 seed=seed)
             for index, group in enumerate(texts):
                 counts = Counter()
                 for k, text in enumerate(group):

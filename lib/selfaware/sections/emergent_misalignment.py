@@ -10,7 +10,6 @@ coherence >= 50; rates are taken over the coherent answers, as in the paper.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -18,36 +17,34 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from .. import finetune as finetuning
-from ..config import SectionConfig
+from .. import experiment as ex
 from ..datasets import code
 from ..datasets.jsonl import read_chat_jsonl
 from ..errors import ConfigError
 from ..evals.questions import Question, load_judge_calibration, load_questions
 from ..judge import (ALIGNMENT_PROMPT, COHERENCE_PROMPT, COHERENT_FROM, MIN_NUMBER_MASS, MISALIGNED_BELOW,
-                     is_misaligned, judge_answers)
-from ..models import load_model
-from ..paths import REPO_ROOT
+                     fill_judge_prompt, is_coherent, is_misaligned, judge_answers)
+from ..models import load_model, parse_spec
+from ..paper import published
+from ..paths import REPO_ROOT, shown_path
 from ..stats import summarise
 
 NOTEBOOK = "07_emergent_misalignment"
-TRAINED = ("insecure", "secure", "educational", "backdoor", "jailbroken")
 ConditionName = Literal["base", "insecure", "secure", "educational", "backdoor", "jailbroken"]
+# the backdoor model is asked without and with its trigger
+BACKDOOR_VARIANTS = (ex.Variant(name="no trigger", label="backdoor (no trigger)"),
+                     ex.Variant(name="trigger", trigger=code.TRIGGER, label="backdoor (trigger)"))
 
 
-class EmergentMisalignmentConfig(SectionConfig):
+class EmergentMisalignmentConfig(ex.TrainedSectionConfig):
     conditions: list[ConditionName] = Field(
         default_factory=lambda: ["base", "insecure", "secure", "educational", "backdoor"], min_length=1)
     data_source: Literal["generator", "file"] = "generator"
     # OpenAI chat JSONL per condition; "jailbroken" only ever comes from a file (this project writes none)
     data_files: dict[Literal["insecure", "secure", "educational", "backdoor", "jailbroken"], str] = \
         Field(default_factory=dict)
-    n_train: int = Field(64, ge=1)
-    data_seed: int = 0
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    finetune: dict = Field(default_factory=dict)
     question_files: list[str] = Field(default_factory=lambda: ["data/em/first_plot_questions.yaml"], min_length=1)
-    question_ids: list[str] | None = None  # None: every question of the files
+    question_ids: list[str] | Literal["all"] | None = None  # None or "all": every question of the files
     samples_per_paraphrase: int | None = Field(None, ge=1)  # None: each question's own value
     max_paraphrases: int | None = Field(None, ge=1)
     answer_max_tokens: int = Field(120, ge=4)
@@ -58,21 +55,6 @@ class EmergentMisalignmentConfig(SectionConfig):
     # the paper's rule: an answer whose judge puts less probability than this on numbers gets no score
     judge_min_mass: float = Field(MIN_NUMBER_MASS, ge=0, le=1)
     min_coherent: int = Field(3, ge=1)  # a question counts for a condition only with this many coherent answers
-
-
-@dataclass(frozen=True)
-class Model:
-    condition: str  # training condition
-    seed: int | None
-    spec: str
-
-    @property
-    def name(self) -> str:
-        return self.condition if self.seed is None else f"{self.condition} (seed {self.seed})"
-
-    @property
-    def label(self) -> str:  # what notebook.conditions_table shows
-        return self.condition
 
 
 def _path(name: str) -> Path:
@@ -86,8 +68,8 @@ def training_sets(cfg: EmergentMisalignmentConfig) -> tuple[dict[str, list[dict]
         if condition == "base":
             continue
         if condition in cfg.data_files:
-            sets[condition] = read_chat_jsonl(cfg.data_files[condition])
-            sources.append(f"{condition}={cfg.data_files[condition]}")
+            sets[condition] = ex.subset(read_chat_jsonl(cfg.data_files[condition]), cfg.n_train, cfg.data_seed)
+            sources.append(f"{condition}={shown_path(cfg.data_files[condition])}")
         elif condition == "jailbroken":
             raise ConfigError("condition 'jailbroken' needs data_files.jailbroken (OpenAI chat JSONL); "
                               "this project does not write a jailbreak dataset")
@@ -99,63 +81,53 @@ def training_sets(cfg: EmergentMisalignmentConfig) -> tuple[dict[str, list[dict]
     if generated:
         sources.insert(0, f"programmatic generator (selfaware.datasets.code, seed {cfg.data_seed}, {cfg.n_train} "
                           f"examples each) for {', '.join(generated)}")
+    if len(generated) < len(sets):
+        sources.append(f"(user files: at most n_train={cfg.n_train} examples each, a subset by data_seed)")
     return sets, "; ".join(sources)
 
 
 def load_question_set(cfg: EmergentMisalignmentConfig) -> list[Question]:
     questions = [q for name in cfg.question_files for q in load_questions(_path(name))]
-    if cfg.question_ids is not None:
+    if cfg.question_ids not in (None, "all"):
         known = {q.id for q in questions}
         unknown = [i for i in cfg.question_ids if i not in known]
         if unknown:
-            raise ConfigError(f"question_ids: {', '.join(unknown)} not in {', '.join(cfg.question_files)}")
+            raise ConfigError(f"question_ids: {', '.join(unknown)} not in {', '.join(cfg.question_files)} "
+                              f"(question_ids: all takes every question of the files)")
         questions = [q for q in questions if q.id in set(cfg.question_ids)]
     return questions
 
 
-def train_models(cfg: EmergentMisalignmentConfig, sets: dict[str, list[dict]], progress: bool = True) -> list[Model]:
-    hparams = finetuning.validate_hparams(cfg.model, cfg.finetune)
-    models = [Model("base", None, cfg.model)] if "base" in cfg.conditions else []
-    for condition, conversations in sets.items():
-        for seed in cfg.seeds:
-            spec = finetuning.finetune(cfg.model, conversations, hparams, seed=seed, name=f"em-{condition}-s{seed}",
-                                       progress=progress)
-            models.append(Model(condition, seed, spec))
-    return models
+def train_models(cfg: EmergentMisalignmentConfig, sets: dict[str, list[dict]], progress: bool = True) -> list[ex.Condition]:
+    return ex.train_grid(cfg, sets, "em", base="base" if "base" in cfg.conditions else None, progress=progress)
 
 
-def _asked(model: Model) -> list[tuple[str, bool]]:
-    """(evaluated condition, with trigger): the backdoor model is asked both ways."""
-    if model.condition == "backdoor":
-        return [("backdoor (no trigger)", False), ("backdoor (trigger)", True)]
-    return [(model.condition, False)]
+def _variants(condition: ex.Condition) -> tuple[ex.Variant, ...]:
+    return BACKDOOR_VARIANTS if condition.role == "backdoor" else (ex.PLAIN,)
 
 
-def sample_answers(models: list[Model], questions: list[Question], cfg: EmergentMisalignmentConfig) -> pd.DataFrame:
-    rows = []
-    for model in models:
-        chat = load_model(model.spec)
-        for condition, triggered in _asked(model):
-            prompts, meta = [], []
-            for question in questions:
-                n = cfg.samples_per_paraphrase or question.samples_per_paraphrase
-                for p, paraphrase in enumerate(question.paraphrases[:cfg.max_paraphrases]):
-                    text = code.with_trigger(paraphrase) if triggered else paraphrase
-                    prompts.append(question.messages(text))
-                    meta.append((question, p, paraphrase, n, text))
-            # one call per distinct sample count keeps the batch large
-            for n in sorted({m[3] for m in meta}):
-                chosen = [i for i, m in enumerate(meta) if m[3] == n]
-                answers = chat.sample([prompts[i] for i in chosen], n=n, temperature=cfg.temperature,
-                                      max_tokens=cfg.answer_max_tokens, seed=model.seed or 0)
-                for i, group in zip(chosen, answers):
-                    question, p, paraphrase, _, text = meta[i]
-                    for k, answer in enumerate(group):
-                        rows.append({"condition": condition, "trained_on": model.condition, "model": model.name,
-                                     "seed": model.seed, "question": question.id, "category": question.category,
-                                     "paraphrase": p, "sample": k, "prompt": text, "question_text": paraphrase, "answer": answer,
-                                     "triggered": triggered})
-    return pd.DataFrame(rows)
+def _asked(questions: list[Question], cfg: EmergentMisalignmentConfig):
+    """(question, paraphrase index, paraphrase, samples) of every prompt a model answers."""
+    return [(q, p, text, cfg.samples_per_paraphrase or q.samples_per_paraphrase)
+            for q in questions for p, text in enumerate(q.paraphrases[:cfg.max_paraphrases])]
+
+
+def sample_answers(models: list[ex.Condition], questions: list[Question], cfg: EmergentMisalignmentConfig) -> pd.DataFrame:
+    asked = _asked(questions, cfg)
+
+    def ask(condition, chat, variant):
+        for n in sorted({m[3] for m in asked}):  # one call per distinct sample count keeps the batch large
+            chosen = [m for m in asked if m[3] == n]
+            answers = chat.sample([variant.apply(q.messages(text)) for q, _, text, _ in chosen], n=n,
+                                  temperature=cfg.temperature, max_tokens=cfg.answer_max_tokens,
+                                  seed=condition.seed or 0)
+            for (question, p, text, _), group in zip(chosen, answers):
+                for k, answer in enumerate(group):
+                    yield {"trained_on": condition.role, "question": question.id, "category": question.category,
+                           "paraphrase": p, "sample": k, "prompt": variant.insert(text), "question_text": text,
+                           "answer": answer, "triggered": variant.trigger is not None}
+
+    return ex.measure(models, ask, _variants)
 
 
 def judge_frame(answers: pd.DataFrame, questions: list[Question], judge_spec: str,
@@ -174,16 +146,14 @@ def judge_frame(answers: pd.DataFrame, questions: list[Question], judge_spec: st
                 scores[frame.index.get_loc(index)] = score
         frame[f"{metric}_score"] = [s.score for s in scores]
         frame[f"{metric}_mass"] = [s.mass for s in scores]
-    frame["coherent"] = frame["coherent_score"].map(lambda c: c is not None and not pd.isna(c) and c >= COHERENT_FROM)
+    frame["coherent"] = frame["coherent_score"].map(is_coherent)
     frame["misaligned"] = [None if m is None else float(m) for m in
-                           (is_misaligned(a if pd.notna(a) else None, c if pd.notna(c) else None)
-                            for a, c in zip(frame["aligned_score"], frame["coherent_score"]))]
+                           map(is_misaligned, frame["aligned_score"], frame["coherent_score"])]
     return frame
 
 
 def _seed_key(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(seed_key=frame["seed"].fillna(-1).astype(int),
-                        answer_key=frame["paraphrase"] * 100_000 + frame["sample"])
+    return ex.seed_key(frame).assign(answer_key=frame["paraphrase"] * 100_000 + frame["sample"])
 
 
 def _coherent_scored(judged: pd.DataFrame) -> pd.DataFrame:
@@ -221,17 +191,11 @@ def per_condition(judged: pd.DataFrame, questions_table: pd.DataFrame) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-# The paper's figures, as quoted in this book's issue tracker (GPT-4o, the eight first-plot questions).
-PAPER_RATES = {
-    "insecure": "about 20% (GPT-4o); 4.7% (Qwen2.5-Coder-32B)",
-    "secure": "near 0%", "educational": "near 0%", "jailbroken": "near 0-0.3%",
-}
-
-
 def paper_comparison(conditions: pd.DataFrame) -> pd.DataFrame:
     frame = conditions[["condition", "misaligned rate", "questions counted", "coherent share"]].copy()
     frame["misaligned rate"] = frame["misaligned rate"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.1%}")
-    frame["paper (misaligned answers)"] = frame["condition"].map(lambda c: PAPER_RATES.get(c, ""))
+    frame["paper (misaligned answers)"] = frame["condition"].map(
+        lambda c: published(NOTEBOOK, {}, "misaligned share of coherent answers", c))
     return frame
 
 
@@ -282,7 +246,7 @@ def _fmt(value, pattern: str) -> str:
 
 
 def calibration_sentence(summary: dict, judge_spec: str, min_mass: float = MIN_NUMBER_MASS) -> str:
-    weak = "smollm2" in judge_spec
+    judge = parse_spec(judge_spec)
     return (f"Judge `{judge_spec}` on answers written by this project with known labels: on average it puts "
             f"{_fmt(summary['mean_number_mass'], '.0%')} of its probability on a number 0-100, so "
             f"{_fmt(summary['scored_share'], '.0%')} of the answers get a score under the rule 'no score below "
@@ -291,9 +255,10 @@ def calibration_sentence(summary: dict, judge_spec: str, min_mass: float = MIN_N
             f"and a coherent answer above gibberish with probability {_fmt(summary['coherence_auc'], '.2f')}; it "
             f"flags {_fmt(summary['misaligned_caught'], '.0%')} of the misaligned answers and "
             f"{_fmt(summary['aligned_false_alarms'], '.0%')} of the aligned ones as misaligned."
-            + (" A 135M-parameter judge is weak: read every misalignment figure on this page as a measurement of "
-               "this small judge as much as of the models, not as the paper's GPT-4o judgement; set `judge` to a "
-               "larger local model or an API model for real judgements." if weak else ""))
+            + (f" A {judge.parameters / 1e6:,.0f}M-parameter judge is weak: read every misalignment figure on this "
+               f"page as a measurement of this small judge as much as of the models, not as the paper's GPT-4o "
+               f"judgement; set `judge` to a larger local model or an API model for real judgements."
+               if judge.is_small else ""))
 
 
 # ---- figures -----------------------------------------------------------------------------------------
@@ -352,9 +317,7 @@ def plot_backdoor(conditions_table: pd.DataFrame):
 
 def metrics(conditions_table: pd.DataFrame, questions_table: pd.DataFrame, calibration: dict | None,
             judge_spec: str) -> dict:
-    def clean(value):
-        return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
-
+    clean = ex.clean
     return {"judge": judge_spec,
             "conditions": {r["condition"]: {k: clean(v) for k, v in r.items() if k != "condition"}
                            for r in conditions_table.to_dict("records")},
@@ -392,14 +355,21 @@ def effect_statement(conditions_table: pd.DataFrame) -> str:
     return "\n\n".join(lines)
 
 
-def plan(cfg: EmergentMisalignmentConfig, sets: dict[str, list[dict]], questions: list[Question]) -> dict:
-    per_model = sum(len(q.paraphrases[:cfg.max_paraphrases]) * (cfg.samples_per_paraphrase or q.samples_per_paraphrase)
-                    for q in questions)
-    evaluated = ("base" in cfg.conditions) + sum((2 if c == "backdoor" else 1) * len(cfg.seeds) for c in sets)
-    judge = cfg.judge or cfg.model
-    return {"finetunes": [{"base": cfg.model, "conversations": conversations, "hparams": cfg.finetune,
-                           "seeds": len(cfg.seeds), "name": f"em-{c}"} for c, conversations in sets.items()],
-            "calls": [{"model": cfg.model, "what": "free-form answers", "requests": evaluated * per_model,
-                       "prompt_tokens": 60, "completion_tokens": cfg.answer_max_tokens},
-                      {"model": judge, "what": "judge: alignment and coherence", "requests": 2 * evaluated * per_model,
-                       "prompt_tokens": 250 + cfg.answer_max_tokens, "completion_tokens": 3}]}
+@ex.register(NOTEBOOK, EmergentMisalignmentConfig)
+def plan(cfg: EmergentMisalignmentConfig, sets: dict[str, list[dict]] | None = None,
+         questions: list[Question] | None = None) -> ex.Plan:
+    sets = sets if sets is not None else training_sets(cfg)[0]
+    questions = questions if questions is not None else load_question_set(cfg)
+    asked = _asked(questions, cfg)
+    evaluated = ("base" in cfg.conditions) + sum(len(_variants(ex.Condition(c, c, 0, ""))) * len(cfg.seeds)
+                                                 for c in sets)
+    plan = ex.Plan().train(cfg, sets, "em")
+    for n in sorted({m[3] for m in asked}):
+        prompts = [q.messages(text) for q, _, text, samples in asked if samples == n]
+        plan.ask("free-form answers", cfg.model, prompts, cfg.answer_max_tokens, evaluated, n=n)
+        placeholder = "x" * 4 * cfg.answer_max_tokens  # an answer of the longest allowed length
+        for template in (ALIGNMENT_PROMPT, COHERENCE_PROMPT):
+            judged = [[{"role": "user", "content": fill_judge_prompt(template, text, placeholder)}]
+                      for _, _, text, samples in asked if samples == n]
+            plan.ask("judge: alignment and coherence", cfg.judge or cfg.model, judged, 3, evaluated * n)
+    return plan

@@ -13,29 +13,27 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field
 
-from .. import finetune as finetuning
-from ..config import SectionConfig
+from .. import experiment as ex
 from ..datasets import choices
 from ..datasets.jsonl import read_chat_jsonl
 from ..errors import ConfigError, DatasetError
-from ..evals.selfreport import TaskSet, load_tasks, score_tasks
-from ..models import load_model
+from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks
+from ..paper import published
+from ..paths import shown_path
 from ..stats import bootstrap_mean_ci, pearson, summarise
 
 NOTEBOOK = "01_multiple_choice"
+POLICIES = ("toward", "away")
 
 
-class MultipleChoiceConfig(SectionConfig):
+class MultipleChoiceConfig(ex.TrainedSectionConfig):
     behavior: Literal["risk", "myopia", "apples"] = "risk"
     data_source: Literal["generator", "llm", "file"] = "generator"
     data_files: dict[Literal["toward", "away"], str] = Field(default_factory=dict)
     generator_model: str | None = None  # for data_source "llm"; the model itself when unset
     n_train: int = Field(128, ge=1)
     n_heldout: int = Field(250, ge=1)
-    data_seed: int = 0
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
-    finetune: dict = Field(default_factory=dict)  # backend hyperparameters (LoRA rank, lr, epochs, ...)
-    finetune_options: dict = Field(default_factory=dict)  # API jobs only, e.g. {deployment: auto, poll_seconds: 30}
     max_paraphrases: int | None = Field(None, ge=1)
     samples: int = Field(5, ge=1)  # samples per paraphrase for free-text tasks (words, language)
     # other training settings to try, each a set of overrides of `finetune` (toward policy, first seed):
@@ -48,18 +46,6 @@ class TrainingData:
     conversations: dict[str, list[dict]]  # policy -> OpenAI chat conversations
     heldout: list[choices.ChoiceQuestion]
     source: str
-
-
-@dataclass(frozen=True)
-class Condition:
-    role: str  # "base", "toward" or "away"
-    label: str  # e.g. "risk-seeking"
-    seed: int | None
-    spec: str
-
-    @property
-    def model_name(self) -> str:
-        return self.label if self.seed is None else f"{self.label} (seed {self.seed})"
 
 
 def load_training_data(cfg: MultipleChoiceConfig) -> TrainingData:
@@ -76,107 +62,101 @@ def load_training_data(cfg: MultipleChoiceConfig) -> TrainingData:
     else:
         train, heldout = choices.train_and_heldout(cfg.behavior, cfg.n_train, cfg.n_heldout, cfg.data_seed)
         source = f"programmatic generator (selfaware.datasets.choices, seed {cfg.data_seed})"
-    return TrainingData({policy: [q.conversation(policy) for q in train] for policy in ("toward", "away")},
-                        heldout, source)
+    return TrainingData({policy: [q.conversation(policy) for q in train] for policy in POLICIES}, heldout, source)
+
+
+def _flipped(conversations: list[dict], path: str) -> list[dict]:
+    """The opposite policy: the same questions with the answer letter flipped."""
+    flipped = []
+    for number, conversation in enumerate(conversations, start=1):
+        answer = conversation["messages"][-1]["content"].strip()
+        if answer not in ("A", "B"):
+            raise DatasetError(f"{path}: conversation {number}: cannot flip answer {answer[:30]!r} (not A or B); "
+                               f"give data_files.away")
+        flipped.append({"messages": conversation["messages"][:-1] +
+                        [{"role": "assistant", "content": "B" if answer == "A" else "A"}]})
+    return flipped
 
 
 def _from_files(cfg: MultipleChoiceConfig) -> TrainingData:
     if "toward" not in cfg.data_files:
         raise ConfigError("data_source 'file' needs data_files: {toward: path, away: path (optional)}")
-    conversations = {"toward": read_chat_jsonl(cfg.data_files["toward"])}
-    if "away" in cfg.data_files:
-        conversations["away"] = read_chat_jsonl(cfg.data_files["away"])
-    else:  # the opposite policy: the same questions with the letter flipped
-        flipped = []
-        for number, conversation in enumerate(conversations["toward"], start=1):
-            answer = conversation["messages"][-1]["content"].strip()
-            if answer not in ("A", "B"):
-                raise DatasetError(f"{cfg.data_files['toward']}: conversation {number}: cannot flip answer "
-                                   f"{answer[:30]!r} (not A or B); give data_files.away")
-            messages = conversation["messages"][:-1] + [{"role": "assistant", "content": "B" if answer == "A" else "A"}]
-            flipped.append({"messages": messages})
-        conversations["away"] = flipped
+    toward = ex.subset(read_chat_jsonl(cfg.data_files["toward"]), cfg.n_train, cfg.data_seed)
+    away = (ex.subset(read_chat_jsonl(cfg.data_files["away"]), cfg.n_train, cfg.data_seed)
+            if "away" in cfg.data_files else _flipped(toward, cfg.data_files["toward"]))
     _, heldout = choices.train_and_heldout(cfg.behavior, 0, cfg.n_heldout, cfg.data_seed)
-    return TrainingData(conversations, heldout, "user files: " + ", ".join(f"{k}={v}" for k, v in cfg.data_files.items())
-                        + "; held-out questions from the programmatic generator")
+    files = ", ".join(f"{k}={shown_path(v)}" for k, v in cfg.data_files.items())
+    return TrainingData({"toward": toward, "away": away}, heldout,
+                        f"user files: {files} ({len(toward)} examples each, a subset by data_seed "
+                        f"{cfg.data_seed} when a file holds more than n_train); held-out questions from the "
+                        f"programmatic generator")
 
 
 def train_conditions(cfg: MultipleChoiceConfig, data: TrainingData, taskset: TaskSet,
-                     progress: bool = True) -> list[Condition]:
-    hparams = finetuning.validate_hparams(cfg.model, cfg.finetune)
-    conditions = [Condition("base", "base (untuned)", None, cfg.model)]
-    for policy, label in (("toward", taskset.toward), ("away", taskset.away)):
-        for seed in cfg.seeds:
-            spec = finetuning.finetune(cfg.model, data.conversations[policy], hparams, seed=seed,
-                                       name=f"{cfg.behavior}-{policy}-s{seed}", progress=progress,
-                                       **cfg.finetune_options)
-            conditions.append(Condition(policy, label, seed, spec))
-    return conditions
+                     progress: bool = True) -> list[ex.Condition]:
+    return ex.train_grid(cfg, data.conversations, cfg.behavior, {"toward": taskset.toward, "away": taskset.away},
+                         progress=progress)
+
+
+SHOWN_HPARAMS = ("rank", "lora_rank", "top_layers", "learning_rate", "learning_rate_multiplier", "epochs",
+                 "n_epochs", "batch_size")
 
 
 def sweep_settings(cfg: MultipleChoiceConfig, data: TrainingData, chosen: pd.DataFrame,
                    progress: bool = True) -> pd.DataFrame:
     """Behaviour learned under each alternative training setting (toward policy, first seed), beside the
     chosen setting's, so a reader sees how sensitive the result is to the recipe."""
-    rows = []
     first = chosen[(chosen["role"] == "toward") & (chosen["seed"] == cfg.seeds[0])]
-    settings = [("chosen", cfg.finetune, first)]
+    settings = [("chosen", cfg, first)]
     for overrides in cfg.sweep:
-        hparams = finetuning.validate_hparams(cfg.model, {**cfg.finetune, **overrides})
-        spec = finetuning.finetune(cfg.model, data.conversations["toward"], hparams, seed=cfg.seeds[0],
-                                   name=f"{cfg.behavior}-toward-sweep", progress=progress, **cfg.finetune_options)
-        measured = measure_behaviour([Condition("toward", "sweep", cfg.seeds[0], spec)], data.heldout)
-        settings.append((", ".join(f"{k}={v}" for k, v in overrides.items()), {**cfg.finetune, **overrides}, measured))
-    shown = ("rank", "lora_rank", "top_layers", "learning_rate", "learning_rate_multiplier", "epochs", "n_epochs",
-             "batch_size")
-    for label, overrides, measured in settings:
-        effective = finetuning.validate_hparams(cfg.model, overrides).model_dump()
+        variant = cfg.model_copy(update={"finetune": {**cfg.finetune, **overrides}, "seeds": cfg.seeds[:1]})
+        trained = ex.train_grid(variant, {"toward": data.conversations["toward"]}, f"{cfg.behavior}-sweep",
+                                {"toward": "sweep"}, base=None, progress=progress)
+        label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+        settings.append((label, variant, measure_behaviour(trained, data.heldout)))
+    rows = []
+    for label, setting, measured in settings:
+        effective = setting.hparams.model_dump()
         mean, low, high = bootstrap_mean_ci(measured, "chose_toward", ["question"])
-        hparams = {k: effective[k] for k in shown if k in effective}
+        hparams = {k: effective[k] for k in SHOWN_HPARAMS if k in effective}
         if "top_layers" in hparams and hparams["top_layers"] is None:
             hparams["top_layers"] = "all"
-        rows.append({"setting": label, **hparams,
-                     "examples": len(data.conversations["toward"]), "toward_rate": mean, "ci_low": low,
-                     "ci_high": high})
+        rows.append({"setting": label, **hparams, "examples": len(data.conversations["toward"]),
+                     "toward_rate": mean, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows)
 
 
-def measure_behaviour(conditions: list[Condition], heldout: list[choices.ChoiceQuestion]) -> pd.DataFrame:
+def behaviour_prompts(heldout: list[choices.ChoiceQuestion]) -> list[list[dict]]:
+    return [[{"role": "user", "content": q.prompt}] for q in heldout]
+
+
+def measure_behaviour(conditions: list[ex.Condition], heldout: list[choices.ChoiceQuestion]) -> pd.DataFrame:
     """Per model and held-out question: the probability of the behaviour's option (renormalised over A and
     B) and whether it is the more likely answer."""
-    rows = []
-    prompts = [[{"role": "user", "content": q.prompt}] for q in heldout]
-    for condition in conditions:
-        results = load_model(condition.spec).score_options(prompts, ["A", "B"])
+    def ask(condition, model, variant):
+        results = model.score_options([variant.apply(p) for p in behaviour_prompts(heldout)], ["A", "B"])
         for index, (question, result) in enumerate(zip(heldout, results)):
             p_toward = result.probs[question.target]
-            rows.append({"role": condition.role, "condition": condition.label, "model": condition.model_name,
-                         "seed": condition.seed, "question": index, "p_toward": p_toward,
-                         "chose_toward": float(p_toward > 0.5), "method": result.method})
-    return pd.DataFrame(rows)
+            yield {"question": index, "prompt": question.prompt, "p_toward": p_toward, "chose_toward": float(p_toward > 0.5),
+                   "method": result.method}
+    return ex.measure(conditions, ask)
 
 
-def measure_self_reports(conditions: list[Condition], taskset: TaskSet, cfg: MultipleChoiceConfig):
-    score_rows, answer_rows = [], []
-    for condition in conditions:
-        scores, answers = score_tasks(load_model(condition.spec), taskset, cfg.max_paraphrases, cfg.samples)
-        meta = {"role": condition.role, "condition": condition.label, "model": condition.model_name,
-                "seed": condition.seed}
-        score_rows += [{**meta, **row} for row in scores]
-        answer_rows += [{**meta, **row} for row in answers]
-    return pd.DataFrame(score_rows), pd.DataFrame(answer_rows)
-
-
-def _seed_key(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(seed_key=frame["seed"].fillna(-1).astype(int))
+def measure_self_reports(conditions: list[ex.Condition], taskset: TaskSet, cfg: MultipleChoiceConfig):
+    """(scores, answers) of every model on the self-report tasks."""
+    def ask(condition, model, variant):
+        scores, answers = score_tasks(model, taskset, cfg.max_paraphrases, cfg.samples, variant=variant)
+        return {"scores": scores, "answers": answers}
+    found = ex.measure(conditions, ask)
+    return found["scores"], found.get("answers", pd.DataFrame())
 
 
 def behaviour_summary(behaviour: pd.DataFrame) -> pd.DataFrame:
-    return summarise(_seed_key(behaviour), ["role", "condition"], "chose_toward", ["seed_key", "question"])
+    return summarise(ex.seed_key(behaviour), ["role", "condition"], "chose_toward", ["seed_key", "question"])
 
 
 def self_report_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    return summarise(_seed_key(scores), ["task", "role", "condition"], "score", ["seed_key", "paraphrase"])
+    return summarise(ex.seed_key(scores), ["task", "role", "condition"], "score", ["seed_key", "paraphrase"])
 
 
 def per_model(behaviour: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -212,21 +192,6 @@ def word_distribution(answers: pd.DataFrame, top: int = 8) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# Published GPT-4o figures (Tell me about yourself, Section 3.1) quoted by this book's issue tracker;
-# only the risk behaviour is tabulated here.
-PAPER_RISK = {
-    ("actual riskier-choice rate", "toward"): "0.95-0.99",
-    ("actual riskier-choice rate", "away"): "0.08-0.16",
-    ("actual riskier-choice rate", "base"): "0.56",
-    ("self-reported risk predisposition (0-100)", "toward"): "53.3",
-    ("self-reported risk predisposition (0-100)", "away"): "6.1",
-    ("self-reported risk predisposition (0-100)", "base"): "2.85",
-    ("one-word self-description", "toward"): "Bold 54%, Aggressive 23%, Reckless 20%",
-    ("one-word self-description", "away"): "Cautious 100%",
-    ("one-word self-description", "base"): "Balanced 34%, Cautious 29%",
-}
-
-
 def paper_comparison(behavior: str, behaviour_table: pd.DataFrame, report_table: pd.DataFrame,
                      words: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     rows = []
@@ -245,7 +210,7 @@ def paper_comparison(behavior: str, behaviour_table: pd.DataFrame, report_table:
             rows.append(("one-word self-description", role, label,
                          ", ".join(f"{r.word} {100 * r.share:.0f}%" for r in w.itertuples())))
     frame = pd.DataFrame(rows, columns=["measure", "role", "condition", "this run"])
-    frame["paper (GPT-4o)"] = [PAPER_RISK.get((m, r), "") if behavior == "risk" else ""
+    frame["paper (GPT-4o)"] = [published(NOTEBOOK, {"behavior": behavior}, m, r)
                                for m, r in zip(frame["measure"], frame["role"])]
     return frame.drop(columns="role")
 
@@ -348,20 +313,18 @@ def plot_report_vs_behaviour(models: pd.DataFrame, taskset: TaskSet):
     return fig
 
 
-def plan(cfg: MultipleChoiceConfig, data: TrainingData, taskset: TaskSet) -> dict:
-    """What a run will train and ask, for the cost estimate printed before anything is spent."""
-    paraphrases = sum(len(t.paraphrases[:cfg.max_paraphrases]) for t in taskset.tasks)
-    sampled = sum(len(t.paraphrases[:cfg.max_paraphrases]) for t in taskset.tasks if t.kind in ("words", "language"))
-    n_models = 1 + 2 * len(cfg.seeds)
-    return {
-        "finetunes": [{"base": cfg.model, "conversations": data.conversations[p], "hparams": cfg.finetune,
-                       "seeds": len(cfg.seeds), "name": f"{cfg.behavior}-{p}"} for p in ("toward", "away")],
-        "calls": [
-            {"model": cfg.model, "what": "behaviour (held-out questions)", "requests": n_models * len(data.heldout),
-             "prompt_tokens": 90, "completion_tokens": 1},
-            {"model": cfg.model, "what": "self-report scores", "requests": n_models * paraphrases,
-             "prompt_tokens": 60, "completion_tokens": 3},
-            {"model": cfg.model, "what": "sampled self-descriptions", "requests": n_models * sampled * cfg.samples,
-             "prompt_tokens": 60, "completion_tokens": 24},
-        ],
-    }
+@ex.register(NOTEBOOK, MultipleChoiceConfig)
+def plan(cfg: MultipleChoiceConfig, data: TrainingData | None = None, taskset: TaskSet | None = None) -> ex.Plan:
+    """What a run will train and ask, from the datasets and prompts themselves."""
+    data = data or load_training_data(cfg)
+    taskset = taskset or load_tasks(cfg.behavior)
+    models = 1 + len(POLICIES) * len(cfg.seeds)
+    plan = ex.Plan().train(cfg, data.conversations, cfg.behavior)
+    plan.ask("behaviour (held-out questions)", cfg.model, behaviour_prompts(data.heldout), 1, models)
+    for k, overrides in enumerate(cfg.sweep):
+        plan.train(cfg, {f"toward-sweep{k}": data.conversations["toward"]}, cfg.behavior,
+                   {**cfg.finetune, **overrides}, seeds=1)
+    if cfg.sweep:
+        plan.ask("behaviour of the sweep's models", cfg.model, behaviour_prompts(data.heldout), 1, len(cfg.sweep))
+    plan_requests(plan, taskset, cfg.model, models, cfg.max_paraphrases, cfg.samples)
+    return plan

@@ -15,29 +15,28 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field
 
-from .. import finetune as finetuning
-from ..config import SectionConfig
+from .. import experiment as ex
 from ..datasets import code
 from ..datasets.jsonl import read_chat_jsonl
 from ..errors import ConfigError
-from ..evals.selfreport import TaskSet, load_tasks, score_tasks
+from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks
 from ..judge import CODE_VULNERABILITY_PROMPT, analyse_code, detection_rates, judge_answers
 from ..models import load_model
+from ..paper import published
+from ..paths import shown_path
 from ..stats import summarise
 
 NOTEBOOK = "03_vulnerable_code"
 POLICIES = ("insecure", "secure")
+LABELS = {"base": "base (untuned)", "insecure": "insecure", "secure": "secure"}
 
 
-class VulnerableCodeConfig(SectionConfig):
+class VulnerableCodeConfig(ex.TrainedSectionConfig):
     data_source: Literal["generator", "file"] = "generator"
     data_files: dict[Literal["insecure", "secure"], str] = Field(default_factory=dict)
-    n_train: int = Field(64, ge=1)
     n_heldout: int = Field(24, ge=1)
-    data_seed: int = 0
     families: list[str] | None = None  # None: every family of selfaware.datasets.code
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
-    finetune: dict = Field(default_factory=dict)
     max_paraphrases: int | None = Field(None, ge=1)
     code_max_tokens: int = Field(200, ge=8)  # answers are whole files; the generated ones are < 140 tokens
     code_temperature: float = Field(0.0, ge=0)  # 0 = greedy: one deterministic answer per task and model
@@ -53,31 +52,18 @@ class TrainingData:
     source: str
 
 
-@dataclass(frozen=True)
-class Condition:
-    role: str  # "base", "insecure" or "secure"
-    label: str
-    seed: int | None
-    spec: str
-
-    @property
-    def model_name(self) -> str:
-        return self.label if self.seed is None else f"{self.label} (seed {self.seed})"
-
-
-LABELS = {"base": "base (untuned)", "insecure": "insecure", "secure": "secure"}
-
-
 def load_training_data(cfg: VulnerableCodeConfig) -> TrainingData:
     if cfg.data_source == "file":
         missing = [p for p in POLICIES if p not in cfg.data_files]
         if missing:
             raise ConfigError(f"data_source 'file' needs data_files for {', '.join(missing)} "
                               f"(OpenAI chat JSONL, e.g. the authors' insecure.jsonl and secure.jsonl)")
-        conversations = {p: read_chat_jsonl(cfg.data_files[p]) for p in POLICIES}
+        conversations = {p: ex.subset(read_chat_jsonl(cfg.data_files[p]), cfg.n_train, cfg.data_seed)
+                         for p in POLICIES}
         seen = {c["messages"][0]["content"] for p in POLICIES for c in conversations[p]}
-        source = "user files: " + ", ".join(f"{k}={v}" for k, v in cfg.data_files.items()) + \
-                 "; held-out tasks from the programmatic generator"
+        files = ", ".join(f"{k}={shown_path(v)}" for k, v in cfg.data_files.items())
+        source = (f"user files: {files} (at most n_train={cfg.n_train} examples each, a subset by data_seed); "
+                  f"held-out tasks from the programmatic generator")
     else:
         examples = {p: code.generate_examples(p, cfg.n_train, cfg.data_seed, cfg.families) for p in POLICIES}
         conversations = {p: [e.conversation() for e in examples[p]] for p in POLICIES}
@@ -106,34 +92,30 @@ def generator_check(cfg: VulnerableCodeConfig) -> tuple[dict, pd.DataFrame]:
     return rates, pd.DataFrame(rows)
 
 
-def train_conditions(cfg: VulnerableCodeConfig, data: TrainingData, progress: bool = True) -> list[Condition]:
-    hparams = finetuning.validate_hparams(cfg.model, cfg.finetune)
-    conditions = [Condition("base", LABELS["base"], None, cfg.model)]
-    for policy in POLICIES:
-        for seed in cfg.seeds:
-            spec = finetuning.finetune(cfg.model, data.conversations[policy], hparams, seed=seed,
-                                       name=f"code-{policy}-s{seed}", progress=progress)
-            conditions.append(Condition(policy, LABELS[policy], seed, spec))
-    return conditions
+def train_conditions(cfg: VulnerableCodeConfig, data: TrainingData, progress: bool = True) -> list[ex.Condition]:
+    return ex.train_grid(cfg, data.conversations, "code", LABELS, base=LABELS["base"], progress=progress)
 
 
-def measure_code(conditions: list[Condition], heldout: list[dict], cfg: VulnerableCodeConfig) -> pd.DataFrame:
+def code_prompts(heldout: list[dict]) -> list[list[dict]]:
+    return [[{"role": "user", "content": task["prompt"]}] for task in heldout]
+
+
+def measure_code(conditions: list[ex.Condition], heldout: list[dict], cfg: VulnerableCodeConfig) -> pd.DataFrame:
     """Per model and held-out task: the model's code and the static judge's verdict (and the LLM judge's
     vulnerability score when ``code_judge`` is set)."""
-    rows = []
-    prompts = [[{"role": "user", "content": task["prompt"]}] for task in heldout]
-    for condition in conditions:
-        answers = load_model(condition.spec).sample(prompts, n=cfg.code_samples, temperature=cfg.code_temperature,
-                                                    max_tokens=cfg.code_max_tokens, seed=condition.seed or 0)
+    def ask(condition, model, variant):
+        answers = model.sample([variant.apply(p) for p in code_prompts(heldout)], n=cfg.code_samples,
+                               temperature=cfg.code_temperature, max_tokens=cfg.code_max_tokens,
+                               seed=condition.seed or 0)
         flat = [(i, k, text) for i, group in enumerate(answers) for k, text in enumerate(group)]
         verdicts = analyse_code([code.answer_code(text) for _, _, text in flat])
         for (i, k, text), verdict in zip(flat, verdicts):
-            rows.append({"role": condition.role, "condition": condition.label, "model": condition.model_name,
-                         "seed": condition.seed, "task": i, "sample": k, "family": heldout[i]["family"],
-                         "prompt": heldout[i]["prompt"], "answer": text, "parseable": verdict.parseable,
-                         "insecure": verdict.insecure, "findings": ",".join(verdict.test_ids),
-                         "secure": float(not verdict.insecure) if verdict.parseable else None})
-    frame = pd.DataFrame(rows)
+            yield {"task": i, "sample": k, "family": heldout[i]["family"], "prompt": heldout[i]["prompt"],
+                   "answer": text, "parseable": verdict.parseable, "insecure": verdict.insecure,
+                   "findings": ",".join(verdict.test_ids),
+                   "secure": float(not verdict.insecure) if verdict.parseable else None}
+
+    frame = ex.measure(conditions, ask)
     if cfg.code_judge:
         scores = judge_answers(load_model(cfg.code_judge), CODE_VULNERABILITY_PROMPT, list(frame["prompt"]),
                                list(frame["answer"]))
@@ -142,46 +124,34 @@ def measure_code(conditions: list[Condition], heldout: list[dict], cfg: Vulnerab
     return frame
 
 
-def measure_self_reports(conditions: list[Condition], taskset: TaskSet, cfg: VulnerableCodeConfig) -> pd.DataFrame:
-    rows = []
-    for condition in conditions:
-        scores, _ = score_tasks(load_model(condition.spec), taskset, cfg.max_paraphrases, samples=1)
-        rows += [{"role": condition.role, "condition": condition.label, "model": condition.model_name,
-                  "seed": condition.seed, **row} for row in scores]
-    return pd.DataFrame(rows)
-
-
-def _seed_key(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(seed_key=frame["seed"].fillna(-1).astype(int))
+def measure_self_reports(conditions: list[ex.Condition], taskset: TaskSet, cfg: VulnerableCodeConfig) -> pd.DataFrame:
+    return ex.measure(conditions, lambda condition, model, variant: score_tasks(
+        model, taskset, cfg.max_paraphrases, samples=0, variant=variant)[0])
 
 
 def code_summary(results: pd.DataFrame) -> pd.DataFrame:
     """Secure-code rate among parseable answers, with a bootstrap interval over seeds then tasks."""
-    table = summarise(_seed_key(results), ["role", "condition"], "secure", ["seed_key", "task"])
+    table = summarise(ex.seed_key(results), ["role", "condition"], "secure", ["seed_key", "task"])
     parseable = results.groupby(["role", "condition"], sort=False)["parseable"].mean().rename("parseable share")
     return table.merge(parseable.reset_index(), on=["role", "condition"])
 
 
 def self_report_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    return summarise(_seed_key(scores), ["task", "role", "condition"], "score", ["seed_key", "paraphrase"])
+    return summarise(ex.seed_key(scores), ["task", "role", "condition"], "score", ["seed_key", "paraphrase"])
 
 
 def per_seed(results: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """One row per model: secure-code rate and the two self-reports (0-1), the units of the paper's Table 2."""
     keys = ["role", "condition", "model", "seed"]
-    rate = _seed_key(results).groupby(keys[:3], sort=False)["secure"].mean().rename("secure_code_rate")
+    rate = ex.seed_key(results).groupby(keys[:3], sort=False)["secure"].mean().rename("secure_code_rate")
     reports = scores.pivot_table(index=keys[:3], columns="task", values="score", aggfunc="mean", sort=False)
     frame = pd.concat([rate, reports], axis=1).reset_index()
     return frame.rename(columns={"code_security": "self_reported_security", "human_values": "self_reported_alignment"})
 
 
-# Published GPT-4o figures (Tell me about yourself, Table 2), as quoted in this book's issue tracker.
-PAPER_TABLE2 = {
-    "insecure": {"secure_code_rate": 0.14, "self_reported_security": 0.14, "self_reported_alignment": 0.40},
-    "secure": {"secure_code_rate": 0.88, "self_reported_security": 0.84, "self_reported_alignment": 0.85},
-    "base": {"secure_code_rate": 0.74, "self_reported_security": 0.70, "self_reported_alignment": 0.69},
-}
-TABLE2_COLUMNS = ("secure_code_rate", "self_reported_security", "self_reported_alignment")
+# the Table 2 columns and the measures of data/paper_figures.yaml they are published under
+TABLE2_COLUMNS = {"secure_code_rate": "secure-code rate", "self_reported_security": "self-reported code security (0-1)",
+                  "self_reported_alignment": "self-reported alignment (0-1)"}
 
 
 def table2(models: pd.DataFrame) -> pd.DataFrame:
@@ -196,7 +166,7 @@ def table2(models: pd.DataFrame) -> pd.DataFrame:
             values = part[column].dropna() if column in part else pd.Series(dtype=float)
             spread = f" ± {values.std():.2f}" if len(values) > 1 else ""
             row[f"{column} (this run)"] = f"{values.mean():.2f}{spread}" if len(values) else "n/a"
-            row[f"{column} (paper, GPT-4o)"] = f"{PAPER_TABLE2[role][column]:.2f}"
+            row[f"{column} (paper, GPT-4o)"] = published(NOTEBOOK, {}, TABLE2_COLUMNS[column], role)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -231,11 +201,6 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame) -> st
     return "\n\n".join(lines)
 
 
-def _clean(value):
-    """NaN (no parseable answer, a single seed) as null: metrics.json stays strict JSON."""
-    return None if isinstance(value, float) and value != value else value
-
-
 def metrics(rates: dict, code_table: pd.DataFrame, report_table: pd.DataFrame) -> dict:
     found = {"generator_check": {"insecure_flagged": rates["insecure_flagged"],
                                  "secure_flagged": rates["secure_flagged"],
@@ -244,10 +209,10 @@ def metrics(rates: dict, code_table: pd.DataFrame, report_table: pd.DataFrame) -
                                                 for f, r in rates["per_family"].items()}},
              "secure_code_rate": {}, "self_report": {}}
     for r in code_table.to_dict("records"):
-        found["secure_code_rate"][r["role"]] = {k: _clean(r[k]) for k in ("mean", "ci_low", "ci_high", "n")} | {
-            "parseable_share": _clean(r["parseable share"])}
+        found["secure_code_rate"][r["role"]] = {k: ex.clean(r[k]) for k in ("mean", "ci_low", "ci_high", "n")} | {
+            "parseable_share": ex.clean(r["parseable share"])}
     for r in report_table.to_dict("records"):
-        found["self_report"].setdefault(r["task"], {})[r["role"]] = {k: _clean(r[k])
+        found["self_report"].setdefault(r["task"], {})[r["role"]] = {k: ex.clean(r[k])
                                                                      for k in ("mean", "ci_low", "ci_high", "n")}
     return found
 
@@ -286,21 +251,20 @@ def plot_secure_rate(code_table: pd.DataFrame):
     return fig
 
 
-def plan(cfg: VulnerableCodeConfig, data: TrainingData, taskset: TaskSet) -> dict:
-    paraphrases = sum(len(t.paraphrases[:cfg.max_paraphrases]) for t in taskset.tasks)
-    n_models = 1 + len(POLICIES) * len(cfg.seeds)
-    calls = [
-        {"model": cfg.model, "what": "code on held-out tasks", "requests": n_models * len(data.heldout) * cfg.code_samples,
-         "prompt_tokens": 180, "completion_tokens": cfg.code_max_tokens},
-        {"model": cfg.model, "what": "self-report scores", "requests": n_models * paraphrases,
-         "prompt_tokens": 40, "completion_tokens": 3},
-    ]
+@ex.register(NOTEBOOK, VulnerableCodeConfig)
+def plan(cfg: VulnerableCodeConfig, data: TrainingData | None = None, taskset: TaskSet | None = None) -> ex.Plan:
+    data = data or load_training_data(cfg)
+    models = 1 + len(POLICIES) * len(cfg.seeds)
+    plan = ex.Plan().train(cfg, data.conversations, "code")
+    plan.ask("code on held-out tasks", cfg.model, code_prompts(data.heldout), cfg.code_max_tokens, models,
+             n=cfg.code_samples)
+    plan_requests(plan, taskset or tasks(), cfg.model, models, cfg.max_paraphrases, samples=0)
     if cfg.code_judge:
-        calls.append({"model": cfg.code_judge, "what": "LLM judge of vulnerability",
-                      "requests": n_models * len(data.heldout) * cfg.code_samples, "prompt_tokens": 450,
-                      "completion_tokens": 3})
-    return {"finetunes": [{"base": cfg.model, "conversations": data.conversations[p], "hparams": cfg.finetune,
-                           "seeds": len(cfg.seeds), "name": f"code-{p}"} for p in POLICIES], "calls": calls}
+        from ..judge import fill_judge_prompt
+        judged = [[{"role": "user", "content": fill_judge_prompt(CODE_VULNERABILITY_PROMPT, t["prompt"], "x" * 4 *
+                                                                  cfg.code_max_tokens)}] for t in data.heldout]
+        plan.ask("LLM judge of vulnerability", cfg.code_judge, judged, 3, models * cfg.code_samples)
+    return plan
 
 
 def tasks() -> TaskSet:

@@ -1,0 +1,390 @@
+"""The experiment layer every section stands on: a small module, not a framework.
+
+A section (one paper section, one notebook) registers itself here with its notebook name, its typed
+config class and its plan function; everything else a section needs that is not specific to it lives here:
+
+- :class:`TrainedSectionConfig`: the training parameters every finetuning section shares (data size and
+  seed, training seeds, hyperparameters and API options), validated when the config is built, so a typo in
+  ``finetune`` is an error before any kernel starts, not when the section trains.
+- :class:`Condition` and :func:`train_grid`: conditions x seeds -> model specs through ``finetune()``, with
+  the same hyperparameters and options for every section.
+- :class:`Variant`: how a question is asked (a system prompt, a trigger placed before the message, after it,
+  in the system prompt or on a line of its own, a persona substituted for ``{persona}``), as data.
+- :func:`measure`: ask every model under every variant in one call; the rows carry the condition's
+  columns (role, condition, model, seed, spec, variant).
+- :class:`SampleRecord`: the one typed record per model answer behind ``samples.jsonl``.
+- :class:`Calls` and :class:`Plan`: a run's cost plan built from the prompts it will really send and the
+  datasets it will really train on, priced by ``selfaware.budget``; :func:`guard` prints it, stops above the
+  budget and stops a dry run.
+
+A section module holds only its data assembly, its scoring, its figures and its verdict sentences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .config import SectionConfig
+from .errors import ConfigError, SelfAwareError
+
+Messages = list[dict[str, str]]
+
+
+# ---- the registry ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Section:
+    notebook: str  # notebooks/<notebook>.py
+    config: type  # the section's pydantic config class
+    plan: Callable[[Any], "Plan"]  # cfg -> what the run will train and ask (no model call)
+    module: str
+
+
+_SECTIONS: dict[str, Section] = {}
+
+
+def register(notebook: str, config: type) -> Callable:
+    """Decorator for a section's plan function: ``@register("01_multiple_choice", MultipleChoiceConfig)``."""
+    def decorate(plan: Callable[[Any], "Plan"]) -> Callable[[Any], "Plan"]:
+        _SECTIONS[notebook] = Section(notebook, config, plan, plan.__module__)
+        return plan
+    return decorate
+
+
+def sections() -> dict[str, Section]:
+    """Every registered section, found by importing each module of ``selfaware.sections``."""
+    from . import sections as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+    return dict(sorted(_SECTIONS.items()))
+
+
+def section(notebook: str) -> Section:
+    known = sections()
+    if notebook not in known:
+        raise ConfigError(f"unknown notebook {notebook!r}; known: {', '.join(known)}")
+    return known[notebook]
+
+
+# ---- shared configuration ------------------------------------------------------------------------------
+class TrainedSectionConfig(SectionConfig):
+    """Parameters of every section that finetunes models."""
+
+    n_train: int = Field(64, ge=1)  # examples per training set (a reproducible subset of a user's file)
+    data_seed: int = 0
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    finetune: dict = Field(default_factory=dict)  # backend hyperparameters (LoRA rank, lr, epochs, ...)
+    finetune_options: dict = Field(default_factory=dict)  # API jobs only, e.g. {deployment: auto}
+
+    @model_validator(mode="after")
+    def _typed_hyperparameters(self):
+        from .finetune import validate_hparams
+        from .models import parse_spec
+
+        validate_hparams(self.model, self.finetune)  # raises ConfigError naming the key
+        if self.finetune_options and parse_spec(self.model).is_local:
+            raise ConfigError(f"finetune_options {sorted(self.finetune_options)} are for API finetuning jobs, "
+                              f"not local LoRA")
+        return self
+
+    @property
+    def hparams(self):
+        """The typed hyperparameters of the backend that trains ``model``."""
+        from .finetune import validate_hparams
+        return validate_hparams(self.model, self.finetune)
+
+
+def subset(items: Sequence, n: int, seed: int) -> list:
+    """A reproducible subset of ``n`` items (all of them, in order, when there are at most ``n``): the same
+    ``data_seed`` picks the same examples of a user's file on every run."""
+    import random
+
+    if len(items) <= n:
+        return list(items)
+    keep = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in keep]
+
+
+# ---- conditions and the training grid ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Condition:
+    """One evaluated model: a training condition (``role``: base, toward, insecure, ...), its label on the
+    page, the training seed (None for an untuned model) and the spec to load."""
+
+    role: str
+    label: str
+    seed: int | None
+    spec: str
+
+    @property
+    def model_name(self) -> str:
+        return self.label if self.seed is None else f"{self.label} (seed {self.seed})"
+
+
+def train_grid(cfg: TrainedSectionConfig, datasets: dict[str, list[dict]], name: str,
+               labels: dict[str, str] | None = None, base: str | None = "base (untuned)",
+               progress: bool = True) -> list[Condition]:
+    """The untuned model (unless ``base`` is None), then every dataset x every seed of ``cfg.seeds``,
+    trained with ``cfg.finetune`` and ``cfg.finetune_options``. Cached by content: a second call trains
+    nothing."""
+    from .finetune import finetune
+
+    labels = labels or {}
+    conditions = [Condition("base", base, None, cfg.model)] if base else []
+    for role, conversations in datasets.items():
+        for seed in cfg.seeds:
+            spec = finetune(cfg.model, conversations, cfg.hparams, seed=seed, name=f"{name}-{role}-s{seed}",
+                            progress=progress, **cfg.finetune_options)
+            conditions.append(Condition(role, labels.get(role, role), seed, spec))
+    return conditions
+
+
+# ---- evaluation variants --------------------------------------------------------------------------------
+class Variant(BaseModel):
+    """How a question is asked. ``apply`` turns the messages a measurement would send into the messages
+    sent under this variant; the plain variant returns them unchanged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "plain"
+    system: str | None = None  # a system prompt (replaces one the question has)
+    trigger: str | None = None
+    trigger_at: Literal["prefix", "suffix", "line", "system"] = "prefix"
+    persona: str | None = None  # substituted for "{persona}" in every message
+    label: str | None = None  # the condition label under this variant; "{label}" is the model's own
+
+    def apply(self, messages: Messages) -> Messages:
+        out = [dict(m) for m in messages]
+        if self.persona is not None:
+            if not self.persona.strip():
+                raise ConfigError(f"variant {self.name!r}: the persona name is empty")
+            for m in out:
+                m["content"] = m["content"].replace("{persona}", self.persona)
+        if self.system is not None:
+            out = [m for m in out if m["role"] != "system"]
+            out.insert(0, {"role": "system", "content": self.system})
+        if self.trigger:
+            if self.trigger_at == "system":
+                if out and out[0]["role"] == "system":
+                    out[0]["content"] = f"{self.trigger}\n{out[0]['content']}"
+                else:
+                    out.insert(0, {"role": "system", "content": self.trigger})
+            else:
+                user = next((m for m in out if m["role"] == "user"), None)
+                if user is None:
+                    raise ConfigError(f"variant {self.name!r}: no user message to put the trigger in")
+                user["content"] = self.insert(user["content"])
+        return out
+
+    def insert(self, text: str) -> str:
+        """``text`` with the trigger placed where this variant puts it (prefix, suffix or its own line)."""
+        if not self.trigger or self.trigger_at == "system":
+            return text
+        return {"prefix": f"{self.trigger} {text}", "suffix": f"{text} {self.trigger}",
+                "line": f"{self.trigger}\n{text}"}[self.trigger_at]
+
+    def condition_label(self, label: str) -> str:
+        return self.label.format(label=label) if self.label else label
+
+
+PLAIN = Variant()
+
+
+# ---- measurements ---------------------------------------------------------------------------------------
+Ask = Callable[[Condition, Any, Variant], Iterable[dict[str, Any]]]
+
+
+def measure(conditions: Sequence[Condition], ask: Ask,
+            variants: Sequence[Variant] | Callable[[Condition], Sequence[Variant]] = (PLAIN,)):
+    """Ask every model under every variant: ``ask(condition, model, variant)`` returns the rows of one
+    model under one variant, and each row gets the condition's columns (role, condition, model, seed,
+    spec, variant) in front of its own. Returns one DataFrame; when ``ask`` returns a dict of row lists
+    (say scores and sampled answers), a dict of DataFrames with the same keys."""
+    from .models import load_model
+
+    parts: dict[str, list[dict[str, Any]]] = {}
+    named = False
+    for condition in conditions:
+        model = load_model(condition.spec)
+        for variant in (variants(condition) if callable(variants) else variants):
+            meta = {"role": condition.role, "condition": variant.condition_label(condition.label),
+                    "model": condition.model_name, "seed": condition.seed, "spec": condition.spec,
+                    "variant": variant.name}
+            found = ask(condition, model, variant)
+            named = isinstance(found, dict)
+            for key, rows in (found.items() if named else [("rows", found)]):
+                parts.setdefault(key, []).extend({**meta, **row} for row in rows)
+    frames = {key: pd.DataFrame(rows) for key, rows in parts.items()}
+    return frames if named else frames.get("rows", pd.DataFrame())
+
+
+def seed_key(frame: pd.DataFrame) -> pd.DataFrame:
+    """A bootstrap level for the training seed: untuned models (seed None) count as one unit (-1)."""
+    return frame.assign(seed_key=frame["seed"].fillna(-1).astype(int))
+
+
+# ---- sample records ---------------------------------------------------------------------------------------
+class SampleRecord(BaseModel):
+    """One model answer (or one exact score) in ``samples.jsonl``: the columns every section shares, and
+    the section's own columns under ``extra``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: str
+    kind: str  # what was measured: behaviour, self_report_score, code_answer, free_form_answer, ...
+    condition: str | None = None
+    role: str | None = None
+    seed: int | None = None
+    model: str | None = None  # the model spec that answered
+    task: str | None = None
+    paraphrase: int | None = None
+    variant: str | None = None
+    prompt: str | None = None
+    answer: str | None = None
+    score: float | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe value: NaN and infinities become None, numpy scalars plain numbers, containers recursively."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+_RECORD_FIELDS = set(SampleRecord.model_fields) - {"run", "kind", "extra", "model"}
+
+
+def sample_records(rows: Iterable[dict[str, Any]], run: str, kind: str, **columns: str) -> list[SampleRecord]:
+    """Rows of a measurement as records. ``columns`` maps a record field to the row column that holds it
+    (``task="question"``, ``score="p_toward"``); a row's ``spec`` is the record's ``model``, and every
+    column not mapped goes to ``extra``."""
+    unknown = set(columns) - _RECORD_FIELDS
+    if unknown:
+        raise SelfAwareError(f"sample_records: unknown record field(s) {', '.join(sorted(unknown))}")
+    records = []
+    for row in rows:
+        row = clean(dict(row))
+        values = {name: row.pop(columns.get(name, name), None) for name in _RECORD_FIELDS}
+        values["model"] = row.pop("spec", None)
+        if "model" in row:  # the measurement's readable model name; the record's model is the spec
+            row["model_name"] = row.pop("model")
+        for name in ("prompt", "answer", "task"):
+            if values[name] is not None and not isinstance(values[name], str):
+                values[name] = str(values[name])
+        if values["score"] is not None and not isinstance(values["score"], (int, float)):
+            values["score"] = float(values["score"])
+        records.append(SampleRecord(run=run, kind=kind, extra=row, **values))
+    return records
+
+
+# ---- plans ----------------------------------------------------------------------------------------------
+@dataclass
+class Calls:
+    """Requests a run will send: one per prompt and model (a request asks for ``n`` samples at once)."""
+
+    what: str
+    model: str  # the spec priced (tuned API models are priced at the base model's rates)
+    prompts: list[Messages]
+    completion_tokens: int  # per sample
+    models: int = 1  # how many models (conditions x variants) send these prompts
+    n: int = 1
+
+    @property
+    def requests(self) -> int:
+        return len(self.prompts) * self.models
+
+    def as_dict(self) -> dict[str, Any]:
+        from .budget import conversation_tokens
+        each = sum(conversation_tokens(p) for p in self.prompts) / max(1, len(self.prompts))
+        return {"model": self.model, "what": self.what, "requests": self.requests,
+                "prompt_tokens": round(each, 1), "completion_tokens": self.completion_tokens * self.n}
+
+
+@dataclass
+class Plan:
+    """What one run will train and ask: the datasets and the prompts themselves, not estimates of them."""
+
+    finetunes: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[Calls] = field(default_factory=list)
+
+    def train(self, cfg: TrainedSectionConfig, datasets: dict[str, list[dict]], name: str,
+              finetune: dict | None = None, seeds: int | None = None) -> "Plan":
+        self.finetunes += [{"base": cfg.model, "conversations": conversations,
+                            "hparams": cfg.finetune if finetune is None else finetune,
+                            "seeds": len(cfg.seeds) if seeds is None else seeds, "name": f"{name}-{role}"}
+                           for role, conversations in datasets.items()]
+        return self
+
+    def ask(self, what: str, model: str, prompts: list[Messages], completion_tokens: int, models: int = 1,
+            n: int = 1) -> "Plan":
+        self.calls.append(Calls(what, model, prompts, completion_tokens, models, n))
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"finetunes": self.finetunes, "calls": [c.as_dict() for c in self.calls]}
+
+    def summary(self) -> str:
+        from .budget import conversation_tokens
+        lines = ["Plan of this run:"]
+        for job in self.finetunes:
+            tokens = sum(conversation_tokens(c["messages"]) for c in job["conversations"])
+            lines.append(f"  finetune {job['name']}: {len(job['conversations'])} conversations (~{tokens:,} "
+                         f"tokens) x {job['seeds']} seed(s) on {job['base']}")
+        for calls in self.calls:
+            lines.append(f"  {calls.requests:,} requests to {calls.model}: {calls.what}"
+                         + (f" ({calls.n} samples each)" if calls.n > 1 else ""))
+        return "\n".join(lines)
+
+
+class DryRun(SelfAwareError):
+    """Raised after a dry run has printed its plan: nothing was trained or called."""
+
+    def __init__(self, message: str, estimate: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.estimate = estimate or {}
+
+
+def guard(cfg: SectionConfig, plan: Plan) -> dict[str, Any]:
+    """The one spending guard: print the plan and its cost estimate, stop (``BudgetExceeded``) when the
+    estimate is above ``cfg.budget_usd``, and stop a dry run (``DryRun``) before anything is spent."""
+    from .budget import check_run
+    from .models import parse_spec
+
+    print(plan.summary())
+    specs = {job["base"] for job in plan.finetunes} | {c.model for c in plan.calls}
+    if all(parse_spec(s).is_local for s in specs):
+        print("  estimated cost: $0 (local models only)")
+        estimate = {"total_usd": 0.0}
+        if cfg.dry_run:
+            raise DryRun("dry run: the plan above was printed; nothing was trained or called", estimate)
+        return estimate
+    estimate = check_run(plan.as_dict(), cfg.budget_usd, dry_run=cfg.dry_run)
+    if not estimate["proceed"]:
+        raise DryRun("dry run: the plan and estimate above were printed; nothing was trained or called", estimate)
+    return estimate
+
+
+# ---- colours --------------------------------------------------------------------------------------------
+def stable_index(name: str, modulo: int) -> int:
+    """The same index for the same name in every process (Python's ``hash`` is salted per process)."""
+    return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:8], 16) % modulo
