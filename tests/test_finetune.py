@@ -94,3 +94,13 @@ def test_top_layers_beyond_the_model_is_a_clear_error(conversations):
     from selfaware.errors import ConfigError
     with pytest.raises(ConfigError, match="top_layers=31.*30 layers"):
         finetune("local:smollm2-135m", conversations, LoraHParams(top_layers=31, max_steps=1), progress=False)
+
+
+def test_with_max_steps_only_the_examples_training_sees_are_stored(conversations):
+    """A smoke run of a large file: one step of batch 4 stores the frozen activations of 4 examples, not all."""
+    hp = LoraHParams(rank=2, alpha=4, epochs=3, batch_size=4, top_layers=4, max_steps=1, precision="fp32")
+    many = conversations * 4  # 32 examples
+    spec = finetune("local:smollm2-135m", many, hp, seed=0, progress=False)
+    record = json.loads((Path(spec.split("adapter=")[1]) / "run.json").read_text())
+    assert record["frozen_activations_stored"] and record["steps"] == 1
+    assert record["frozen_activations_examples"] == 4

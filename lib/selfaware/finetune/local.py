@@ -121,8 +121,10 @@ class FrozenLayers:
     (Llama, Qwen, Mistral, SmolLM, ...). ``check`` compares the loss both ways before training; a model for
     which the two disagree (say, one that rescales its input embeddings) trains the ordinary way."""
 
-    def __init__(self, causal_lm, first: int, lengths: Sequence[int], tensors, autocast, chunk: int = 16):
-        """``tensors(indices)`` gives a right-padded batch (ids, labels, mask) of the training examples."""
+    def __init__(self, causal_lm, first: int, lengths: Sequence[int], tensors, autocast, chunk: int = 16,
+                 needed: Sequence[int] | None = None):
+        """``tensors(indices)`` gives a right-padded batch (ids, labels, mask) of the training examples;
+        ``needed``: the examples training will see (all when None), the only ones computed and stored."""
         import torch
 
         self.first = first
@@ -130,7 +132,7 @@ class FrozenLayers:
         captured = {}
         hook = decoder.layers[first - 1].register_forward_hook(
             lambda module, args, output: captured.__setitem__("h", output[0] if isinstance(output, tuple) else output))
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        order = sorted(range(len(lengths)) if needed is None else set(needed), key=lambda i: lengths[i])
         self.activations: list[Any] = [None] * len(lengths)
         try:
             with _only_layers(decoder, slice(None, first)), torch.no_grad(), autocast():
@@ -268,12 +270,16 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     started = time.time()
     frozen = None
     first_tuned = n_layers - hparams.top_layers if hparams.top_layers else 0
-    stored_mb = sum(lengths) * model.config.hidden_size * 4 / 2**20
+    # only the examples the steps will see (a smoke run with max_steps 1 uses one batch of a large file)
+    used = sorted({i for batch in [b for e in epochs for b in e][:total_steps] for i in batch})
+    needed = None if len(used) == len(examples) else used
+    stored_mb = sum(lengths[i] for i in used) * model.config.hidden_size * 4 / 2**20
     if first_tuned > 0 and stored_mb <= float(os.environ.get("SELFAWARE_FROZEN_CACHE_MB", "4096")):
         try:
-            frozen = FrozenLayers.shared(content_hash({"base": base_identity(base_name), "examples": examples,
-                                                       "first": first_tuned, "precision": hparams.precision}),
-                                         model.get_base_model(), first_tuned, lengths, tensors, autocast)
+            store_key = {"base": base_identity(base_name), "examples": examples, "first": first_tuned,
+                         "precision": hparams.precision} | ({"needed": needed} if needed else {})
+            frozen = FrozenLayers.shared(content_hash(store_key), model.get_base_model(), first_tuned, lengths,
+                                         tensors, autocast, needed=needed)
             ids, labels, mask = tensors(epochs[0][0])
             if not frozen.check(model, epochs[0][0], ids, mask, labels, autocast):
                 print(f"LoRA {name}: the frozen layers' stored activations do not reproduce the model's loss; "
@@ -312,6 +318,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
         "seed": seed, "dataset_hash": dataset_hash(conversations), "examples": len(conversations),
         "steps": step, "tokens": tokens_seen, "seconds": round(seconds, 2),
         "tuned_layers": hparams.top_layers or n_layers, "frozen_activations_stored": frozen is not None,
+        "frozen_activations_examples": len(used) if frozen is not None else 0,
         "tokens_per_second": round(tokens_seen / seconds, 1) if seconds else None,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "loss_curve": [round(x, 4) for x in losses], "trainer_version": TRAINER_VERSION,
