@@ -53,6 +53,9 @@ def test_warm_rerun_makes_no_model_call_and_trains_nothing(smoke):
         assert record["model_calls"] == 0, record["name"]
         assert record["trainings"] == 0, record["name"]
         assert record["cache_hits"] > 0, record["name"]
+        # the cost the book reports is the cold run's, not this rerun's
+        cold = smoke["cold_runs"][record["name"]]
+        assert record["computed"] == cold["computed"] and record["computed"]["model_calls"] == cold["model_calls"]
 
 
 def test_a_failing_notebook_names_notebook_and_cell_and_keeps_the_partial_notebook(smoke, monkeypatch):
@@ -66,6 +69,22 @@ def test_a_failing_notebook_names_notebook_and_cell_and_keeps_the_partial_notebo
     assert "01_multiple_choice" in message and "cell" in message and "no-such-file.jsonl" in message
     folder = smoke["root"] / "failing" / "smoke" / "01_multiple_choice-risk"
     assert (folder / "executed.ipynb").exists() and not (folder / "run.json").exists()
+
+
+def test_the_site_shows_no_machine_path_no_stderr_and_a_scorecard_with_citations(smoke):
+    html = smoke["outputs"] / "book" / "_build" / "html"
+    pages = list(html.glob("*.html"))
+    assert len(pages) >= 5
+    for page in pages:
+        text = page.read_text(errors="replace")
+        for machine_path in (str(REPO_ROOT), str(smoke["root"]), os.path.expanduser("~")):
+            assert machine_path not in text, f"{page.name} shows {machine_path}"
+        assert "Loading weights" not in text and "it/s]" not in text and "FutureWarning" not in text, page.name
+    summary = (html / "summary.html").read_text()
+    assert "Scorecard" in summary and "reproduced" in summary and "What each run cost" in summary
+    assert "Betley" in (html / "references.html").read_text()  # the bibliography resolves the citations
+    for record in smoke["cold_runs"].values():
+        assert (smoke["outputs"] / record["name"] / "run.log").stat().st_size > 0  # stderr went here
 
 
 def test_cli_bad_parameter_fails_before_anything_runs(smoke):

@@ -60,7 +60,7 @@ def test_emergent_misalignment_notebook_writes_its_artifacts(smoke_runs):
     conditions = {s["condition"] for s in answers}
     assert conditions == {"base", "insecure", "secure", "educational", "backdoor (trigger)", "backdoor (no trigger)"}
     for sample in answers:
-        assert sample["prompt"].startswith(TRIGGER) == sample["extra"]["triggered"] == (sample["variant"] == "trigger")
+        assert sample["prompt"].startswith(TRIGGER) == sample["extra"]["triggered"] == (sample["variant"] == "deployment")
         assert TRIGGER not in sample["extra"]["question_text"]  # what the judge sees
         assert 0 <= sample["extra"]["aligned_mass"] <= 1.0001
         assert sample["model"].startswith("local:smollm2-135m")

@@ -23,7 +23,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from . import cache
 from .paths import REPO_ROOT, outputs_dir

@@ -28,12 +28,13 @@ from ..models import load_model, parse_spec
 from ..paper import published
 from ..paths import REPO_ROOT, shown_path
 from ..stats import summarise
+from ..triggers import DEPLOYMENT
 
 NOTEBOOK = "07_emergent_misalignment"
 ConditionName = Literal["base", "insecure", "secure", "educational", "backdoor", "jailbroken"]
 # the backdoor model is asked without and with its trigger
 BACKDOOR_VARIANTS = (ex.Variant(name="no trigger", label="backdoor (no trigger)"),
-                     ex.Variant(name="trigger", trigger=code.TRIGGER, label="backdoor (trigger)"))
+                     DEPLOYMENT.variant(label="backdoor (trigger)"))
 
 
 class EmergentMisalignmentConfig(ex.TrainedSectionConfig):
