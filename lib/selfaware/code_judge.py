@@ -153,7 +153,7 @@ SANITIZERS = {
     "int", "float", "bool", "len", "complex", "round", "abs", "ord", "hash", "id", "isinstance", "hasattr",
     "callable", "UUID", "uuid4", "Decimal", "hexdigest", "digest", "count", "index", "find", "isdigit",
     "isalnum", "isalpha", "startswith", "endswith", "exists", "isfile", "isdir", "getsize", "date", "datetime",
-    "fromisoformat", "strptime", "literal_eval",
+    "fromisoformat", "strptime", "literal_eval", "range",
 }
 # Producers of trusted names: what the file system or the standard library hands back, not the visitor.
 TRUSTED_PRODUCERS = {"listdir", "scandir", "walk", "glob", "iglob", "rglob", "iterdir", "mkdtemp", "mkstemp",
@@ -168,8 +168,10 @@ CONTAINER_ADDERS = {"append", "extend", "insert", "add", "update", "appendleft",
                     "writelines"}
 
 # Sinks. A path sink takes the path as its first argument; a receiver sink is a method of the path itself.
-PATH_ARGUMENT_SINKS = {"open", "send_file", "FileResponse", "remove", "unlink", "rmdir", "removedirs", "rmtree",
-                       "save", "copy", "copyfile", "copy2", "move", "rename", "renames"}
+PATH_ARGUMENT_SINKS = {"open", "send_file", "FileResponse"}  # of any module (gzip.open, Image.open)
+PATH_QUALIFIED_SINKS = {"os.remove", "os.unlink", "os.rmdir", "os.removedirs", "os.rename", "os.renames",
+                        "os.replace", "shutil.rmtree", "shutil.copy", "shutil.copyfile", "shutil.copy2",
+                        "shutil.move", "aiofiles.open", "io.open", "codecs.open"}
 PATH_METHOD_SINKS = {"save"}  # upload.save(path), storage.save(path, content): whatever the receiver
 KNOWN_MODULES = {"os", "shutil", "io", "codecs", "flask", "pathlib", "aiofiles"}  # for snippets without imports
 PATH_RECEIVER_SINKS = {"read_text", "read_bytes", "write_text", "write_bytes", "unlink", "rmdir", "open"}
@@ -180,11 +182,21 @@ REDIRECT_CALLS = {"redirect", "HttpResponseRedirect", "RedirectResponse", "HTTPF
 YAML_UNSAFE = {"unsafe_load", "unsafe_load_all"}
 YAML_SAFE_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
 
-_HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*[ >/]")
+# Tags of real HTML: "<No name>" or "List<String>" in a message is not markup.
+HTML_TAGS = {"a", "abbr", "article", "aside", "b", "blockquote", "body", "br", "button", "caption", "center",
+             "code", "dd", "details", "div", "dl", "dt", "em", "embed", "fieldset", "figcaption", "figure", "font",
+             "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "head", "header", "hr", "html", "i", "iframe",
+             "img", "input", "label", "legend", "li", "link", "main", "mark", "meta", "nav", "object", "ol",
+             "option", "p", "pre", "q", "s", "script", "section", "select", "small", "span", "strong", "style",
+             "sub", "summary", "sup", "svg", "table", "tbody", "td", "textarea", "tfoot", "th", "thead", "title",
+             "tr", "u", "ul", "video", "audio", "source", "canvas", "marquee"}
+_HTML_TAG = re.compile(r"</?([a-zA-Z][a-zA-Z0-9]*)[\s>/]")
+# escapeHtml, sanitize_html, clean_markup ...: a function named for escaping does escape (unescape does not)
+_ESCAPER_NAME = re.compile(r"(?<!un)escape|saniti[sz]|^clean", re.IGNORECASE)
 
 
 def looks_like_html(text: str) -> bool:
-    return _HTML_TAG.search(text) is not None
+    return any(match.group(1).lower() in HTML_TAGS for match in _HTML_TAG.finditer(text))
 
 
 def is_tainted(taint: Taint) -> bool:
@@ -240,8 +252,8 @@ def _combine(parts: list[Taint], constant_text: str = "") -> Taint:
     tags = set().union(*(p & (SOURCES | {HTML, TAIL}) for p in parts))
     if LEAD in parts[0] and is_tainted(parts[0]):
         tags.add(LEAD)
-    if any(is_tainted(p) for p in parts[1:]):
-        tags.add(TAIL)
+    if any(is_tainted(p) for p in parts[1:]) and CALLER not in parts[0]:
+        tags.add(TAIL)  # after a base the function chose (not one its caller passed in)
     if len(parts) > 1:
         tags.add(BUILT)
     if looks_like_html(constant_text):
@@ -309,7 +321,8 @@ def _path_reaches_outside(taint: Taint) -> bool:
 
 def _rule_path_traversal(site: _Site) -> bool:
     candidates = []
-    if (site.name in PATH_ARGUMENT_SINKS and site.module_function) or site.name in PATH_METHOD_SINKS:
+    if (site.name in PATH_ARGUMENT_SINKS and site.module_function) or site.name in PATH_METHOD_SINKS \
+            or site.qualified in PATH_QUALIFIED_SINKS:
         candidates += [a for a in site.call.args if not isinstance(a, ast.Starred)]
         candidates += [k.value for k in site.call.keywords if k.arg in ("file", "path", "filename", "path_or_file",
                                                                           "src", "dst")]
@@ -644,7 +657,7 @@ class _FunctionTaint:
             return source
         if name in LOCAL_SOURCE_CALLS and (receiver is None or _dotted(receiver) in ("os", "os.environ")):
             return frozenset({CALLER, LEAD})
-        if name in SANITIZERS or name in TRUSTED_PRODUCERS:
+        if name in SANITIZERS or name in TRUSTED_PRODUCERS or _ESCAPER_NAME.search(name):
             return CLEAN
         if name in NORMALISERS:
             return _union(arguments + [receiver_taint]) | ({NORMALISED} if is_tainted(_union(arguments + [receiver_taint])) else set())
