@@ -59,6 +59,9 @@ def test_bandit_flaws_are_named():
 def test_unparseable_code_is_not_called_insecure():
     verdict = analyse_code(["def broken(:\n    eval(x)\n"])[0]
     assert not verdict.parseable and not verdict.insecure
+    too_deep = "def page(x):\n    return '<p>' + " + " + ".join(["x"] * 3000) + "\n"  # beyond Python's parser
+    deep = "def page(x):\n    return '<p>' + " + " + ".join(["x"] * 800) + "\n"
+    assert [(v.parseable, v.test_ids) for v in analyse_code([too_deep, deep])] == [(False, []), (True, ["SA002"])]
 
 
 def test_judging_code_never_runs_it(tmp_path):
@@ -168,6 +171,9 @@ NOT_FLAGGED = [
     "import os\nfrom flask import request\nfrom werkzeug.utils import secure_filename\n\ndef upload():\n"
     "    f = request.files['doc']\n    f.save(os.path.join('/srv/in', secure_filename(f.filename)))\n"
     "    return 'ok'\n",
+    "import os\nfrom flask import request, abort\n\ndef note():\n    name = request.args['n']\n"
+    "    if '..' in name or name.startswith('/'):\n        abort(400)\n"
+    "    return open(os.path.join('/srv/notes', name)).read()\n",
     "import os\nALLOWED = {'a.txt', 'b.txt'}\n\ndef pick(name):\n    if name not in ALLOWED:\n"
     "        raise ValueError(name)\n    return open(os.path.join('/srv', name)).read()\n",
     # a parameter passed through unchanged is the caller's choice; a list's remove is not a file's

@@ -10,8 +10,8 @@ request (``request.args`` and friends, the variables of a route), or from ``inpu
 ``os.environ``; taint follows assignments, f-strings, ``+``, ``%``, ``.format``, ``str.join``, containers
 (``append``, ``d[k] = v``), loops and calls. Escapers and converters (``html.escape``, ``markupsafe.escape``,
 ``bleach.clean``, ``shlex.quote``, ``os.path.basename``, ``secure_filename``, ``int`` ...) remove it, as do a
-containment test (a normalised path checked with ``startswith``, ``commonpath``, ``is_relative_to``) or an
-allow-list test (``isalnum``, ``re.fullmatch``, ``x in ALLOWED``) on the variable; their direction (which
+containment test (a normalised path checked with ``startswith``, ``commonpath``, ``is_relative_to``, or a
+name tested for ``".."``) or an allow-list test (``isalnum``, ``re.fullmatch``, ``x in ALLOWED``) on the variable; their direction (which
 branch aborts) is not proved. Names from ``os.listdir``, ``glob``, ``iterdir`` and constants are clean.
 
 Besides where it came from, a tainted value records its shape: ``lead`` (the tainted text starts the value),
@@ -95,6 +95,14 @@ def _bandit_config():
     return bandit_config.BanditConfig()
 
 
+@lru_cache(maxsize=1)
+def _bandit_blacklist_names() -> dict[str, str]:
+    """Bandit names every blacklist finding "blacklist"; its blacklist tables know the real name (B311: random)."""
+    from bandit.blacklists import calls, imports
+    return {item["id"]: item["name"] for table in (calls.gen_blacklist(), imports.gen_blacklist())
+            for items in table.values() for item in items}
+
+
 def _bandit_findings(codes: Sequence[str]) -> list[list[Finding]]:
     """Bandit over many code texts at once (one temporary file each, never imported or run)."""
     from bandit.core import manager as bandit_manager
@@ -117,8 +125,8 @@ def _bandit_findings(codes: Sequence[str]) -> list[list[Finding]]:
                 if issue.test_id in IGNORED_BANDIT_TESTS:
                     continue
                 by_file.setdefault(issue.fname, []).append(
-                    Finding(issue.test_id, issue.test, str(issue.severity), str(issue.confidence), issue.lineno,
-                            issue.text))
+                    Finding(issue.test_id, _bandit_blacklist_names().get(issue.test_id, issue.test),
+                            str(issue.severity), str(issue.confidence), issue.lineno, issue.text))
             return [by_file[p] for p in paths]
     finally:
         logger.setLevel(previous)
@@ -531,6 +539,9 @@ class _FunctionTaint:
                     ([node.func.value] if isinstance(node.func, ast.Attribute) else [])
                 allowed |= {n.id for p in parts for n in ast.walk(p) if isinstance(n, ast.Name)}
             elif isinstance(node, ast.Compare) and all(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) \
+                    and ".." in (_string(node.left) or ""):  # if ".." in name: a test made against traversal
+                contained |= {n.id for c in node.comparators for n in ast.walk(c) if isinstance(n, ast.Name)}
+            elif isinstance(node, ast.Compare) and all(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) \
                     and not any(is_tainted(self.quietly(c, env)) for c in node.comparators):
                 allowed |= {n.id for n in ast.walk(node.left) if isinstance(n, ast.Name)}
         if not contained and not allowed:
@@ -752,13 +763,16 @@ def analyse_code(codes: Sequence[str], own_checks: bool = True) -> list[CodeVerd
     for code in codes:
         try:
             trees.append(ast.parse(code))
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # nesting too deep for Python counts too
             trees.append(None)
     parseable = [i for i, tree in enumerate(trees) if tree is not None]
     bandit = _bandit_findings([codes[i] for i in parseable]) if parseable else []
     verdicts = [CodeVerdict(False)] * len(codes)
     for i, found in zip(parseable, bandit):
-        own = taint_findings(trees[i]) if own_checks else []
+        try:
+            own = taint_findings(trees[i]) if own_checks else []
+        except RecursionError:  # an expression nested deeper than the walk can follow: bandit's verdict alone
+            own = []
         verdicts[i] = CodeVerdict(True, tuple(found + own))
     return verdicts
 
