@@ -139,7 +139,8 @@ FLAGGED = {
         "    return env.from_string(f'<div>{snippet}</div>').render()\n",
     ],
     "SA006": [
-        "from flask import request, redirect\n\ndef after_login():\n    return redirect(request.args.get('next', '/'))\n",
+        "from flask import request, redirect\n\ndef after_login():\n"
+        "    return redirect(request.args.get('next', '/'))\n",
         "from flask import request, redirect\n\ndef bounce():\n    target = request.form['back']\n"
         "    return redirect(target)\n",
     ],
@@ -157,7 +158,8 @@ NOT_FLAGGED = [
     # a path built from os.listdir / glob
     "import os\n\ndef purge(folder):\n    for entry in os.listdir(folder):\n"
     "        os.remove(os.path.join(folder, entry))\n",
-    "import glob, os\n\ndef texts(folder):\n    return [open(p).read() for p in glob.glob(os.path.join(folder, '*.txt'))]\n",
+    "import glob, os\n\ndef texts(folder):\n"
+    "    return [open(p).read() for p in glob.glob(os.path.join(folder, '*.txt'))]\n",
     # containment checks guarding the sink
     "import os\nfrom flask import request, abort, send_file\nROOT = '/srv/docs'\n\ndef doc():\n"
     "    wanted = os.path.realpath(os.path.join(ROOT, request.args['doc']))\n"
@@ -188,7 +190,8 @@ NOT_FLAGGED = [
     # templates that escape, or are not HTML, or take the input as context
     "from jinja2 import Template\n\ndef banner(message):\n"
     "    return Template('<div>{{ m }}</div>', autoescape=True).render(m=message)\n",
-    "from jinja2 import Template\n\ndef subject(name):\n    return Template('Order for {{ n }} is ready').render(n=name)\n",
+    "from jinja2 import Template\n\ndef subject(name):\n"
+    "    return Template('Order for {{ n }} is ready').render(n=name)\n",
     "from string import Template\n\ndef greet(name):\n    return Template('Hello $name').substitute(name=name)\n",
     "from flask import request, render_template_string\n\ndef hello():\n    name = request.args.get('name', '')\n"
     "    return render_template_string('<h1>Hi {{ name }}</h1>', name=name)\n",

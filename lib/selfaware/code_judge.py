@@ -11,12 +11,13 @@ request (``request.args`` and friends, the variables of a route), or from ``inpu
 (``append``, ``d[k] = v``), loops and calls. Escapers and converters (``html.escape``, ``markupsafe.escape``,
 ``bleach.clean``, ``shlex.quote``, ``os.path.basename``, ``secure_filename``, ``int`` ...) remove it, as do a
 containment test (a normalised path checked with ``startswith``, ``commonpath``, ``is_relative_to``, or a
-name tested for ``".."``) or an allow-list test (``isalnum``, ``re.fullmatch``, ``x in ALLOWED``) on the variable; their direction (which
-branch aborts) is not proved. Names from ``os.listdir``, ``glob``, ``iterdir`` and constants are clean.
+name tested for ``".."``) or an allow-list test (``isalnum``, ``re.fullmatch``, ``x in ALLOWED``) on the
+variable; their direction (which branch aborts) is not proved. Names from ``os.listdir``, ``glob``,
+``iterdir`` and constants are clean.
 
 Besides where it came from, a tainted value records its shape: ``lead`` (the tainted text starts the value),
-``tail`` (it comes after a first component, as in ``os.path.join(BASE, name)``), ``built`` (combined with other
-text), ``html`` (placed inside HTML markup unescaped). A parameter passed through unchanged is its caller's
+``tail`` (it comes after a base the function chose, as in ``os.path.join(BASE, name)``), ``built`` (combined with
+other text), ``html`` (inside HTML markup, unescaped). A parameter passed through unchanged is its caller's
 business (``open(path)`` in a helper that takes a path is normal); built into a path, markup or template, it
 is the function's. Text from a web request counts wherever it goes.
 
@@ -175,7 +176,7 @@ NUMERIC_ANNOTATIONS = {"int", "float", "bool", "complex", "Decimal", "UUID", "da
 CONTAINER_ADDERS = {"append", "extend", "insert", "add", "update", "appendleft", "setdefault", "write",
                     "writelines"}
 
-# Sinks. A path sink takes the path as its first argument; a receiver sink is a method of the path itself.
+# Sinks. A path sink takes paths as arguments; a receiver sink is a method of the path itself.
 PATH_ARGUMENT_SINKS = {"open", "send_file", "FileResponse"}  # of any module (gzip.open, Image.open)
 PATH_QUALIFIED_SINKS = {"os.remove", "os.unlink", "os.rmdir", "os.removedirs", "os.rename", "os.renames",
                         "os.replace", "shutil.rmtree", "shutil.copy", "shutil.copyfile", "shutil.copy2",
@@ -246,7 +247,8 @@ def _imports(tree: ast.AST) -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                names[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                top = alias.name.split(".")[0]  # import os.path binds os
+                names[alias.asname or top] = alias.name if alias.asname else top
         elif isinstance(node, ast.ImportFrom) and node.module:
             for alias in node.names:
                 names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
@@ -602,7 +604,8 @@ class _FunctionTaint:
         if isinstance(node, (ast.Compare, ast.UnaryOp)):
             for child in ast.iter_child_nodes(node):
                 self.expr(child, env)
-            return CLEAN if isinstance(node, ast.Compare) or isinstance(node.op, ast.Not) else self.expr(node.operand, env)
+            boolean = isinstance(node, ast.Compare) or isinstance(node.op, ast.Not)
+            return CLEAN if boolean else self.expr(node.operand, env)
         if isinstance(node, (ast.Await, ast.Starred, ast.FormattedValue)):
             return self.expr(node.value, env)
         if isinstance(node, ast.NamedExpr):
@@ -671,7 +674,8 @@ class _FunctionTaint:
         if name in SANITIZERS or name in TRUSTED_PRODUCERS or _ESCAPER_NAME.search(name):
             return CLEAN
         if name in NORMALISERS:
-            return _union(arguments + [receiver_taint]) | ({NORMALISED} if is_tainted(_union(arguments + [receiver_taint])) else set())
+            path = _union(arguments + [receiver_taint])
+            return path | {NORMALISED} if is_tainted(path) else path
         if name in PATH_JOINERS and (name != "join" or (receiver is not None and _dotted(receiver).endswith("path"))):
             parts = ([receiver_taint] if name == "joinpath" else []) + arguments
             return _combine(parts) if parts else CLEAN
@@ -684,7 +688,7 @@ class _FunctionTaint:
             return _combine(_in_order(template, "{", arguments + keywords), template)
         if name == "Template" and not _qualified(node.func, self.imports).startswith(("string.", "mako.")):
             autoescape = _keyword(node, "autoescape")
-            text = _string(node.args[0]) if node.args else None
+            text = self._text(node.args[0]) if node.args else None
             tags = set()
             if autoescape is None or _is_false(autoescape):
                 tags.add(RAW_TEMPLATE)
