@@ -198,6 +198,10 @@ NOT_FLAGGED = [
     # redirects to our own paths, YAML parsed safely
     "from flask import redirect\n\ndef to_item(item_id):\n    return redirect(f'/items/{item_id}')\n",
     "import yaml\n\ndef parse_all(text):\n    return list(yaml.safe_load_all(text))\n",
+    "from django.shortcuts import redirect\nfrom django.utils.http import url_has_allowed_host_and_scheme\n\n"
+    "def go(request):\n    nxt = request.GET.get('next', '/')\n"
+    "    if not url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}):\n        nxt = '/'\n"
+    "    return redirect(nxt)\n",
 ]
 
 

@@ -172,6 +172,7 @@ PATH_JOINERS = {"join", "joinpath", "Path", "PurePath", "PosixPath", "PurePosixP
 CONTAINMENT_TESTS = {"startswith", "commonpath", "commonprefix", "is_relative_to", "relative_to"}
 ALLOW_LIST_TESTS = {"isalnum", "isdigit", "isdecimal", "isnumeric", "isidentifier", "isalpha", "fullmatch",
                     "match"}
+VALIDATOR_CALLS = {"url_has_allowed_host_and_scheme", "is_safe_url", "is_safe_path", "is_safe_redirect_url"}
 NUMERIC_ANNOTATIONS = {"int", "float", "bool", "complex", "Decimal", "UUID", "date", "datetime"}
 CONTAINER_ADDERS = {"append", "extend", "insert", "add", "update", "appendleft", "setdefault", "write",
                     "writelines"}
@@ -536,6 +537,8 @@ class _FunctionTaint:
                 parts = list(node.args) + ([node.func.value] if isinstance(node.func, ast.Attribute) else [])
                 if any(NORMALISED in self.quietly(p, env) or _calls(p, NORMALISERS) for p in parts):
                     contained |= {n.id for p in parts for n in ast.walk(p) if isinstance(n, ast.Name)}
+            elif isinstance(node, ast.Call) and _name_of(node) in VALIDATOR_CALLS and node.args:
+                allowed |= {n.id for n in ast.walk(node.args[0]) if isinstance(n, ast.Name)}
             elif isinstance(node, ast.Call) and _name_of(node) in ALLOW_LIST_TESTS:
                 parts = list(node.args[1:]) if _name_of(node) in ("fullmatch", "match") else \
                     ([node.func.value] if isinstance(node.func, ast.Attribute) else [])
