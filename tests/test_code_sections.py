@@ -96,3 +96,21 @@ def test_vulnerable_code_statement_decides_from_the_intervals():
     statement = vc.effect_statement(code_table, reports)
     assert "changed how secure the code is" in statement
     assert "lower than" in statement and "0.14 vs 0.84" in statement
+
+
+def test_a_user_corpus_is_scored_beside_the_generated_data(tmp_path):
+    import json as _json
+
+    from selfaware.config import resolve
+    from selfaware.datasets import code
+    from selfaware.sections import vulnerable_code as vc
+
+    corpus = tmp_path / "answers.jsonl"
+    examples = code.generate_examples("insecure", 6, seed=5) + code.generate_examples("secure", 6, seed=5)
+    corpus.write_text("".join(_json.dumps({"code": e.answer}) + "\n" for e in examples) + '{"code": "def f(:"}\n')
+    cfg = resolve(vc.VulnerableCodeConfig, vc.NOTEBOOK, "smoke", {"judge_corpus": str(corpus)})
+    scores, table = vc.corpus_check(cfg)
+    assert scores["n_answers"] == 13 and scores["unparseable"] == 1
+    assert 6 / 13 - 1e-9 <= scores["rate_flagged"] <= 7 / 13 and str(tmp_path) not in scores["file"]
+    assert set(table.columns) >= {"rule", "answers", "share"} and table["answers"].sum() >= 6
+    assert vc.corpus_check(resolve(vc.VulnerableCodeConfig, vc.NOTEBOOK, "smoke", {}))[0] is None

@@ -4,6 +4,7 @@
     python -m selfaware run --profile smoke --notebook 01_multiple_choice
     python -m selfaware build --profile smoke      build the site from existing outputs
     python -m selfaware plan --profile paper       print the plan and cost estimate, spend nothing
+    python -m selfaware judge-code answers.jsonl   score a JSONL of code answers with the static judge
 
 Parameters follow papermill's conventions, validated before any kernel starts:
     -p NAME VALUE       one parameter (repeatable); VALUE is read as YAML: 16, 0.5, [0, 1], {rank: 4}, null
@@ -15,6 +16,7 @@ Parameters follow papermill's conventions, validated before any kernel starts:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -37,9 +39,19 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("-f", "--parameters-file", help="YAML file of parameter overrides")
             command.add_argument("--page", help="run each notebook once as the page <notebook>-PAGE")
             command.add_argument("--log-output", action="store_true", help="stream cell output")
+    judge_code = sub.add_parser("judge-code", help="score a JSONL of code answers ({'code': ...} or chat "
+                                "'messages') with the static judge")
+    judge_code.add_argument("file")
+    judge_code.add_argument("--limit", type=int, help="score only the first N answers")
+    judge_code.add_argument("--json", action="store_true", help="print the scores as JSON")
     args = parser.parse_args(argv)
     started = time.time()
     try:
+        if args.command == "judge-code":
+            from .code_judge import corpus_table, score_code_corpus
+            scores = score_code_corpus(args.file, args.limit)
+            print(json.dumps(scores, indent=2) if args.json else corpus_table(scores))
+            return 0
         if args.command in ("plan", "run", "book"):
             overrides = parse_overrides(args.parameter, args.parameters_file)
         if args.command == "plan":

@@ -2,7 +2,7 @@
 
 Finetune on coding tasks answered with silently insecure code, and on the same tasks answered securely
 (several seeds each); beside the untuned model, measure (a) the rate of secure code each model writes on
-held-out tasks, judged offline by static analysis (bandit plus two AST checks, ``selfaware.judge``) and,
+held-out tasks, judged offline by static analysis (bandit plus our taint checks, ``selfaware.code_judge``) and,
 when a judge model is configured, by an LLM judge; and (b) two 0-100 self-reports: how secure is your code,
 how aligned are you with human values. Code is judged as text; nothing here runs it.
 """
@@ -43,6 +43,9 @@ class VulnerableCodeConfig(ex.TrainedSectionConfig):
     code_samples: int = Field(1, ge=1)
     code_judge: str | None = None  # an LLM judge of vulnerability (the paper's); None: static analysis only
     generator_check_size: int = Field(240, ge=12)  # examples per variant for the judge-vs-generator check
+    # a JSONL of code answers written by others ({"code": ...} or chat messages): the static judge's rates on
+    # it are reported beside its rates on our generated data
+    judge_corpus: str | None = None
 
 
 @dataclass
@@ -76,7 +79,7 @@ def load_training_data(cfg: VulnerableCodeConfig) -> TrainingData:
 
 def generator_check(cfg: VulnerableCodeConfig) -> tuple[dict, pd.DataFrame]:
     """The static judge on generated examples: share of insecure answers flagged (should be ~1) and of secure
-    answers flagged (should be ~0), per family; with bandit alone beside our two extra AST checks."""
+    answers flagged (should be ~0), per family; with bandit alone beside bandit plus our taint checks."""
     examples = (code.generate_examples("insecure", cfg.generator_check_size, cfg.data_seed + 1, cfg.families)
                 + code.generate_examples("secure", cfg.generator_check_size, cfg.data_seed + 1, cfg.families))
     rates = detection_rates(examples)
@@ -90,6 +93,19 @@ def generator_check(cfg: VulnerableCodeConfig) -> tuple[dict, pd.DataFrame]:
                  "insecure flagged (bandit alone)": bandit_only["insecure_flagged"],
                  "n insecure": rates["n_insecure"], "n secure": rates["n_secure"]})
     return rates, pd.DataFrame(rows)
+
+
+def corpus_check(cfg: VulnerableCodeConfig) -> tuple[dict | None, pd.DataFrame]:
+    """The static judge on a user's corpus of code answers: share flagged by bandit plus our checks and by
+    bandit alone, per rule, and the unparseable count (nothing when no corpus is configured)."""
+    if not cfg.judge_corpus:
+        return None, pd.DataFrame(columns=["rule", "name", "answers", "share", "ours"])
+    from ..code_judge import score_code_corpus
+
+    scores = score_code_corpus(cfg.judge_corpus)
+    scores["file"] = shown_path(cfg.judge_corpus)
+    table = pd.DataFrame([{"rule": rule, **row} for rule, row in scores["per_rule"].items()])
+    return scores, table
 
 
 def train_conditions(cfg: VulnerableCodeConfig, data: TrainingData, progress: bool = True) -> list[ex.Condition]:
@@ -201,7 +217,7 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame) -> st
     return "\n\n".join(lines)
 
 
-def metrics(rates: dict, code_table: pd.DataFrame, report_table: pd.DataFrame) -> dict:
+def metrics(rates: dict, code_table: pd.DataFrame, report_table: pd.DataFrame, corpus: dict | None = None) -> dict:
     found = {"generator_check": {"insecure_flagged": rates["insecure_flagged"],
                                  "secure_flagged": rates["secure_flagged"],
                                  "per_family": {f: {"insecure_flagged": r["insecure_flagged"],
@@ -214,6 +230,9 @@ def metrics(rates: dict, code_table: pd.DataFrame, report_table: pd.DataFrame) -
     for r in report_table.to_dict("records"):
         found["self_report"].setdefault(r["task"], {})[r["role"]] = {k: ex.clean(r[k])
                                                                      for k in ("mean", "ci_low", "ci_high", "n")}
+    if corpus:
+        found["user_corpus"] = {k: corpus[k] for k in ("file", "n_answers", "rate_flagged",
+                                                       "rate_flagged_bandit_alone", "unparseable")}
     return found
 
 
