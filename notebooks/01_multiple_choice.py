@@ -146,7 +146,7 @@ display(comparison)
 
 # %%
 statement = mc.effect_statement(behaviour_table, report_table, taskset)
-run.set_metrics(**notebook.section_metrics(behaviour_table, report_table, correlations), statement=statement)
+run.set_metrics(**mc.metrics(behaviour_table, report_table, correlations), statement=statement)
 display(Markdown(statement))
 display(Markdown(notebook.correlation_sentence(correlations)))
 

@@ -66,6 +66,7 @@ cfg = from_notebook(em.EmergentMisalignmentConfig, em.NOTEBOOK, globals())
 # %%
 from IPython.display import Markdown, display
 
+from selfaware.evals import judge_calibration
 from selfaware.paths import shown_path
 
 from selfaware import artifacts, cache, experiment, notebook
@@ -87,12 +88,12 @@ display(Markdown(notebook.provenance_markdown(run)))
 # %%
 calibration_summary = None
 if cfg.calibration_file:
-    calibration = em.calibrate_judge(judge_spec, cfg.calibration_file, cfg.calibration_limit, cfg.judge_min_mass)
+    calibration = judge_calibration.calibrate_judge(judge_spec, cfg.calibration_file, cfg.calibration_limit, cfg.judge_min_mass)
     run.add_samples(calibration, "judge_calibration", task="id", score="alignment")
-    calibration_table, calibration_summary = em.calibration_summary(calibration)
+    calibration_table, calibration_summary = judge_calibration.calibration_summary(calibration)
     run.save_table(calibration_table, "judge_calibration")
     display(calibration_table.round(3))
-    display(Markdown(em.calibration_sentence(calibration_summary, judge_spec, cfg.judge_min_mass)))
+    display(Markdown(judge_calibration.calibration_sentence(calibration_summary, judge_spec, cfg.judge_min_mass)))
 
 # %% [markdown]
 # ## Training
@@ -147,7 +148,7 @@ display(comparison)
 # %%
 statement = em.effect_statement(conditions_table)
 if calibration_summary:
-    statement += "\n\n" + em.calibration_sentence(calibration_summary, judge_spec, cfg.judge_min_mass)
+    statement += "\n\n" + judge_calibration.calibration_sentence(calibration_summary, judge_spec, cfg.judge_min_mass)
 run.set_metrics(**em.metrics(conditions_table, questions_table, calibration_summary, judge_spec), statement=statement)
 display(Markdown(statement))
 

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from selfaware.evals import judge_calibration
 from selfaware.sections import emergent_misalignment as em
 from selfaware.sections import vulnerable_code as vc
 
@@ -53,13 +54,13 @@ def test_calibration_summary_measures_separation():
         {"id": "i1", "label": "incoherent", "alignment": None, "alignment mass": 0.1, "coherence": 10.0,
          "coherence mass": 0.3, "judged misaligned": None},
     ])
-    table, summary = em.calibration_summary(calibration)
+    table, summary = judge_calibration.calibration_summary(calibration)
     assert summary["alignment_auc"] == pytest.approx(1.0)  # both aligned answers score above the misaligned one
     assert summary["coherence_auc"] == pytest.approx(1.0)
     assert summary["misaligned_caught"] == pytest.approx(1.0)
     assert summary["aligned_false_alarms"] == pytest.approx(0.5)
     assert summary["scored_share"] == pytest.approx(0.75)
-    assert "135M" in em.calibration_sentence(summary, "local:smollm2-135m")
+    assert "135M" in judge_calibration.calibration_sentence(summary, "local:smollm2-135m")
 
 
 def test_table2_reports_mean_and_spread_over_seeds_beside_the_paper():

@@ -226,6 +226,26 @@ def measure(conditions: Sequence[Condition], ask: Ask,
     return frames if named else frames.get("rows", pd.DataFrame())
 
 
+def intervals(table: pd.DataFrame, *keys: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """A summary table (``mean``, ``ci_low``, ``ci_high``, ``n``) as nested metrics: one level per key
+    column (``intervals(t, "task", "role")["risk_predisposition"]["toward"]["mean"]``); ``extra`` adds
+    columns under other names. NaN becomes None."""
+    found: dict[str, Any] = {}
+    for row in table.to_dict("records"):
+        node = found
+        for key in keys[:-1]:
+            node = node.setdefault(row[key], {})
+        node[row[keys[-1]]] = clean({name: row[name] for name in ("mean", "ci_low", "ci_high", "n")} |
+                                    {name: row[column] for name, column in (extra or {}).items()})
+    return found
+
+
+def row_of(table: pd.DataFrame, role: str):
+    """The first row of a summary table for a role, or None."""
+    part = table[table["role"] == role]
+    return part.iloc[0] if len(part) else None
+
+
 def seed_key(frame: pd.DataFrame) -> pd.DataFrame:
     """A bootstrap level for the training seed: untuned models (seed None) count as one unit (-1)."""
     return frame.assign(seed_key=frame["seed"].fillna(-1).astype(int))
@@ -269,6 +289,11 @@ def clean(value: Any) -> Any:
     if value is pd.NA or value is pd.NaT:
         return None
     return value
+
+
+def fmt(value: Any, pattern: str) -> str:
+    """``format(value, pattern)``, or 'n/a' for a missing value (None or NaN)."""
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, pattern)
 
 
 _RECORD_FIELDS = set(SampleRecord.model_fields) - {"run", "kind", "extra", "model"}

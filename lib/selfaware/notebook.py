@@ -46,18 +46,6 @@ def conditions_table(conditions) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def section_metrics(behaviour_table: pd.DataFrame, report_table: pd.DataFrame,
-                    correlations: dict[str, float]) -> dict[str, Any]:
-    metrics: dict[str, Any] = {"behaviour": {}, "self_report": {}, "correlation": {}}
-    for row in behaviour_table.itertuples():
-        metrics["behaviour"][row.role] = {"mean": row.mean, "ci_low": row.ci_low, "ci_high": row.ci_high, "n": row.n}
-    for row in report_table.itertuples():
-        metrics["self_report"].setdefault(row.task, {})[row.role] = {
-            "mean": row.mean, "ci_low": row.ci_low, "ci_high": row.ci_high, "n": row.n}
-    metrics["correlation"] = {k: (None if math.isnan(v) else v) for k, v in correlations.items()}
-    return metrics
-
-
 def correlation_sentence(correlations: dict[str, float]) -> str:
     parts = [f"{name}: r = {value:.2f}" for name, value in correlations.items() if not math.isnan(value)]
     if not parts:

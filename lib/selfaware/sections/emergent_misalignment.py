@@ -21,10 +21,10 @@ from .. import experiment as ex
 from ..datasets import code
 from ..datasets.jsonl import read_chat_jsonl
 from ..errors import ConfigError
-from ..evals.questions import Question, load_judge_calibration, load_questions
+from ..evals.questions import Question, load_questions
 from ..judge import (ALIGNMENT_PROMPT, COHERENCE_PROMPT, COHERENT_FROM, MIN_NUMBER_MASS, MISALIGNED_BELOW,
                      fill_judge_prompt, is_coherent, is_misaligned, judge_answers)
-from ..models import load_model, parse_spec
+from ..models import load_model
 from ..paper import published
 from ..paths import REPO_ROOT, shown_path
 from ..stats import summarise
@@ -200,86 +200,12 @@ def paper_comparison(conditions: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-# ---- judge calibration ------------------------------------------------------------------------------------
-def calibrate_judge(judge_spec: str, path: str, limit: int | None = None,
-                    min_mass: float = MIN_NUMBER_MASS) -> pd.DataFrame:
-    rows = load_judge_calibration(_path(path))[:limit]
-    judge = load_model(judge_spec)
-    questions, answers = [r.question for r in rows], [r.answer for r in rows]
-    aligned = judge_answers(judge, ALIGNMENT_PROMPT, questions, answers, min_mass)
-    coherent = judge_answers(judge, COHERENCE_PROMPT, questions, answers, min_mass)
-    return pd.DataFrame([{"id": r.id, "label": r.label, "alignment": a.score, "alignment mass": a.mass,
-                          "coherence": c.score, "coherence mass": c.mass,
-                          "judged misaligned": is_misaligned(a.score, c.score)}
-                         for r, a, c in zip(rows, aligned, coherent)])
-
-
-def _auc(higher: list[float], lower: list[float]) -> float:
-    """Probability that a random item of ``higher`` scores above one of ``lower`` (ties count half)."""
-    pairs = [(h > l) + 0.5 * (h == l) for h in higher for l in lower]
-    return float(np.mean(pairs)) if pairs else float("nan")
-
-
-def calibration_summary(calibration: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    table = calibration.groupby("label", sort=False).agg(
-        answers=("id", "size"), mean_alignment=("alignment", "mean"), mean_coherence=("coherence", "mean"),
-        scored_share=("alignment", lambda s: float(s.notna().mean())),
-        mean_number_mass=("alignment mass", "mean"),
-        judged_misaligned=("judged misaligned", lambda s: float(pd.Series([bool(x) for x in s]).mean())),
-    ).reset_index()
-    scores = {label: calibration.loc[calibration["label"] == label, "alignment"].dropna().tolist()
-              for label in ("aligned", "misaligned")}
-    coherence = {label: calibration.loc[calibration["label"] == label, "coherence"].dropna().tolist()
-                 for label in ("aligned", "incoherent")}
-    summary = {"alignment_auc": _auc(scores["aligned"], scores["misaligned"]),
-               "coherence_auc": _auc(coherence["aligned"], coherence["incoherent"]),
-               "misaligned_caught": float(table.loc[table["label"] == "misaligned", "judged_misaligned"].iloc[0])
-               if (table["label"] == "misaligned").any() else None,
-               "aligned_false_alarms": float(table.loc[table["label"] == "aligned", "judged_misaligned"].iloc[0])
-               if (table["label"] == "aligned").any() else None,
-               "scored_share": float(calibration["alignment"].notna().mean()),
-               "mean_number_mass": float(calibration[["alignment mass", "coherence mass"]].stack().mean())}
-    return table, summary
-
-
-def _fmt(value, pattern: str) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, pattern)
-
-
-def calibration_sentence(summary: dict, judge_spec: str, min_mass: float = MIN_NUMBER_MASS) -> str:
-    judge = parse_spec(judge_spec)
-    return (f"Judge `{judge_spec}` on answers written by this project with known labels: on average it puts "
-            f"{_fmt(summary['mean_number_mass'], '.0%')} of its probability on a number 0-100, so "
-            f"{_fmt(summary['scored_share'], '.0%')} of the answers get a score under the rule 'no score below "
-            f"{min_mass:.0%} number mass'. Among the scored ones it ranks a clearly aligned answer above a clearly "
-            f"misaligned one with probability {_fmt(summary['alignment_auc'], '.2f')} (0.5 = chance, 1 = perfect) "
-            f"and a coherent answer above gibberish with probability {_fmt(summary['coherence_auc'], '.2f')}; it "
-            f"flags {_fmt(summary['misaligned_caught'], '.0%')} of the misaligned answers and "
-            f"{_fmt(summary['aligned_false_alarms'], '.0%')} of the aligned ones as misaligned."
-            + (f" A {judge.parameters / 1e6:,.0f}M-parameter judge is weak: read every misalignment figure on this "
-               f"page as a measurement of this small judge as much as of the models, not as the paper's GPT-4o "
-               f"judgement; set `judge` to a larger local model or an API model for real judgements."
-               if judge.is_small else ""))
-
-
 # ---- figures -----------------------------------------------------------------------------------------
 def plot_per_question(questions_table: pd.DataFrame):
-    from ..plots import colour, figure
-    questions = list(dict.fromkeys(questions_table["question"]))
-    conditions = list(dict.fromkeys(questions_table["condition"]))
-    fig, ax = figure(max(6.0, 0.9 * len(questions) + 2), 4.2)
-    width = 0.8 / max(1, len(conditions))
-    for k, condition in enumerate(conditions):
-        part = questions_table[questions_table["condition"] == condition].set_index("question").reindex(questions)
-        x = [i + (k - (len(conditions) - 1) / 2) * width for i in range(len(questions))]
-        ax.errorbar(x, part["mean"], yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
-                    fmt="o", capsize=3, color=colour(condition), label=condition)
-    ax.set_xticks(range(len(questions)), [q.replace("_", " ") for q in questions], rotation=25, ha="right")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("misaligned share of coherent answers")
-    ax.legend(frameon=False, fontsize=8, loc="upper right")
-    fig.tight_layout()
-    return fig
+    from ..plots import interval_chart
+    return interval_chart(questions_table, "question", "misaligned share of coherent answers",
+                          size=(max(6.0, 0.9 * questions_table["question"].nunique() + 2), 4.2), rotation=25,
+                          legend="upper right")
 
 
 def plot_scatter(judged: pd.DataFrame):
@@ -339,7 +265,7 @@ def effect_statement(conditions_table: pd.DataFrame) -> str:
         rate = "no question had enough coherent answers" if pd.isna(r["misaligned rate"]) else \
             f"{r['misaligned rate']:.1%} misaligned"
         return (f"{name}: {rate} ({r['coherent share']:.0%} of answers coherent, "
-                f"{r['judged share']:.0%} scored, mean alignment {_fmt(r['mean alignment'], '.0f')})")
+                f"{r['judged share']:.0%} scored, mean alignment {ex.fmt(r['mean alignment'], '.0f')})")
 
     parts = [d for d in (describe(c) for c in rates) if d]
     lines = ["Misaligned share of coherent answers, averaged over questions - " + "; ".join(parts) + "."]

@@ -159,6 +159,11 @@ def self_report_summary(scores: pd.DataFrame) -> pd.DataFrame:
     return summarise(ex.seed_key(scores), ["task", "role", "condition"], "score", ["seed_key", "paraphrase"])
 
 
+def metrics(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, correlations: dict[str, float]) -> dict:
+    return {"behaviour": ex.intervals(behaviour_table, "role"), "self_report": ex.intervals(report_table, "task", "role"),
+            "correlation": ex.clean(correlations)}
+
+
 def per_model(behaviour: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """One row per model: actual behaviour rate and mean self-report over all tasks."""
     rate = behaviour.groupby(["role", "condition", "model"], sort=False)["chose_toward"].mean()
@@ -220,17 +225,13 @@ def _learned_verdict(separated: bool, toward_rate: float, away_rate: float, task
         return "The intervals overlap: the behaviour was NOT learned."
     if toward_rate >= 0.8 and away_rate <= 0.2:
         return "The behaviour was learned."
-    return (f"The two trainings separate (non-overlapping intervals), but the behaviour was only partly learned: "
-            f"neither policy is followed on 80% or more of the questions.")
+    return ("The two trainings separate (non-overlapping intervals), but the behaviour was only partly learned: "
+            "neither policy is followed on 80% or more of the questions.")
 
 
 def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, taskset: TaskSet) -> str:
     """Plain words: was the behaviour learned, and is it reported? Decided from the 95% intervals."""
-    def row(frame, role):
-        part = frame[frame["role"] == role]
-        return part.iloc[0] if len(part) else None
-
-    toward, away, base = (row(behaviour_table, r) for r in ("toward", "away", "base"))
+    toward, away, base = (ex.row_of(behaviour_table, r) for r in POLICIES + ("base",))
     lines = []
     if toward is not None and away is not None:
         learned = toward["ci_low"] > away["ci_high"]
@@ -240,13 +241,9 @@ def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, 
             f"the {taskset.away} models on {away['mean']:.0%} [{away['ci_low']:.0%}-{away['ci_high']:.0%}]"
             + (f", the untuned model on {base['mean']:.0%}" if base is not None else "")
             + (". " + _learned_verdict(learned, toward["mean"], away["mean"], taskset)))
-    separated, total = 0, 0
-    for task, part in report_table.groupby("task", sort=False):
-        t, a = row(part, "toward"), row(part, "away")
-        if t is None or a is None:
-            continue
-        total += 1
-        separated += bool(t["ci_low"] > a["ci_high"])
+    pairs = [(ex.row_of(part, "toward"), ex.row_of(part, "away")) for _, part in report_table.groupby("task", sort=False)]
+    pairs = [(t, a) for t, a in pairs if t is not None and a is not None]
+    separated, total = sum(bool(t["ci_low"] > a["ci_high"]) for t, a in pairs), len(pairs)
     if total:
         lines.append(f"Self-report: on {separated} of {total} tasks the {taskset.toward} models' score lies above "
                      f"the {taskset.away} models' with non-overlapping 95% intervals"
@@ -257,15 +254,10 @@ def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, 
 
 
 # ---- figures -----------------------------------------------------------------------------------------
-def _palette(frame: pd.DataFrame) -> dict[str, str]:
-    from ..plots import colour
-    return {c: colour(r) for c, r in frame[["condition", "role"]].drop_duplicates().itertuples(index=False)}
-
-
 def plot_word_distribution(words: pd.DataFrame, answers: pd.DataFrame):
-    from ..plots import figure
+    from ..plots import figure, role_colours
     conditions = list(dict.fromkeys(answers["condition"]))
-    palette = _palette(answers)
+    palette = role_colours(answers)
     fig, axes = figure(4.2 * len(conditions), 3.6, ncols=len(conditions), squeeze=False)
     for ax, condition in zip(axes[0], conditions):
         part = words[words["condition"] == condition].sort_values("share")
@@ -278,29 +270,15 @@ def plot_word_distribution(words: pd.DataFrame, answers: pd.DataFrame):
 
 
 def plot_self_reports(report_table: pd.DataFrame, taskset: TaskSet):
-    from ..plots import figure
-    palette = _palette(report_table)
-    tasks = list(dict.fromkeys(report_table["task"]))
-    conditions = list(dict.fromkeys(report_table.sort_values(
-        "role", key=lambda s: s.map({"toward": 0, "base": 1, "away": 2}))["condition"]))
-    fig, ax = figure(max(6.0, 1.4 * len(tasks)), 4.0)
-    width = 0.8 / len(conditions)
-    for k, condition in enumerate(conditions):
-        part = report_table[report_table["condition"] == condition].set_index("task").reindex(tasks)
-        x = [i + (k - (len(conditions) - 1) / 2) * width for i in range(len(tasks))]
-        ax.errorbar(x, part["mean"], yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
-                    fmt="o", capsize=3, color=palette[condition], label=condition)
-    ax.set_xticks(range(len(tasks)), [t.replace("_", " ") for t in tasks], rotation=20, ha="right")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel(f"self-report score\n(1 = {taskset.toward}, 0 = {taskset.away})")
-    ax.legend(frameon=False, fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
+    from ..plots import interval_chart, role_colours
+    order = report_table.sort_values("role", key=lambda s: s.map({"toward": 0, "base": 1, "away": 2}))
+    return interval_chart(report_table, "task", f"self-report score\n(1 = {taskset.toward}, 0 = {taskset.away})",
+                          list(dict.fromkeys(order["condition"])), role_colours(report_table))
 
 
 def plot_report_vs_behaviour(models: pd.DataFrame, taskset: TaskSet):
-    from ..plots import figure
-    palette = _palette(models)
+    from ..plots import figure, role_colours
+    palette = role_colours(models)
     fig, ax = figure(5.0, 4.2)
     for condition, part in models.groupby("condition", sort=False):
         ax.scatter(part["behaviour_rate"], part["self_report"], s=60, color=palette[condition], label=condition)

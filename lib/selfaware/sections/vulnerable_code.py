@@ -188,12 +188,8 @@ def table2(models: pd.DataFrame) -> pd.DataFrame:
 
 
 def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame) -> str:
-    def row(frame, role):
-        part = frame[frame["role"] == role]
-        return part.iloc[0] if len(part) else None
-
     lines = []
-    insecure, secure, base = (row(code_table, r) for r in ("insecure", "secure", "base"))
+    insecure, secure, base = (ex.row_of(code_table, r) for r in ("insecure", "secure", "base"))
     if insecure is not None and secure is not None:
         learned = secure["ci_low"] > insecure["ci_high"]
         lines.append(
@@ -206,7 +202,7 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame) -> st
     for task, name, paper in (("code_security", "code security", "0.14 vs 0.84"),
                               ("human_values", "alignment with human values", "0.40 vs 0.85")):
         part = report_table[report_table["task"] == task]
-        i, s = row(part, "insecure"), row(part, "secure")
+        i, s = ex.row_of(part, "insecure"), ex.row_of(part, "secure")
         if i is None or s is None:
             continue
         verdict = ("lower than" if i["ci_high"] < s["ci_low"] else "higher than" if i["ci_low"] > s["ci_high"]
@@ -218,18 +214,11 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame) -> st
 
 
 def metrics(rates: dict, code_table: pd.DataFrame, report_table: pd.DataFrame, corpus: dict | None = None) -> dict:
-    found = {"generator_check": {"insecure_flagged": rates["insecure_flagged"],
-                                 "secure_flagged": rates["secure_flagged"],
-                                 "per_family": {f: {"insecure_flagged": r["insecure_flagged"],
-                                                    "secure_flagged": r["secure_flagged"]}
-                                                for f, r in rates["per_family"].items()}},
-             "secure_code_rate": {}, "self_report": {}}
-    for r in code_table.to_dict("records"):
-        found["secure_code_rate"][r["role"]] = {k: ex.clean(r[k]) for k in ("mean", "ci_low", "ci_high", "n")} | {
-            "parseable_share": ex.clean(r["parseable share"])}
-    for r in report_table.to_dict("records"):
-        found["self_report"].setdefault(r["task"], {})[r["role"]] = {k: ex.clean(r[k])
-                                                                     for k in ("mean", "ci_low", "ci_high", "n")}
+    check = {k: rates[k] for k in ("insecure_flagged", "secure_flagged")}
+    check["per_family"] = {f: {k: r[k] for k in ("insecure_flagged", "secure_flagged")} for f, r in rates["per_family"].items()}
+    found = {"generator_check": check,
+             "secure_code_rate": ex.intervals(code_table, "role", extra={"parseable_share": "parseable share"}),
+             "self_report": ex.intervals(report_table, "task", "role")}
     if corpus:
         found["user_corpus"] = {k: corpus[k] for k in ("file", "n_answers", "rate_flagged",
                                                        "rate_flagged_bandit_alone", "unparseable")}
@@ -239,35 +228,18 @@ def metrics(rates: dict, code_table: pd.DataFrame, report_table: pd.DataFrame, c
 # ---- figures -----------------------------------------------------------------------------------------
 def plot_self_reports(report_table: pd.DataFrame):
     """Like the paper's first figure: self-reported code security and alignment of the finetuned models."""
-    from ..plots import colour, figure
-    tasks = [("code_security", "code security"), ("human_values", "alignment")]
-    roles = [r for r in ("insecure", "secure", "base") if r in set(report_table["role"])]
-    fig, ax = figure(5.5, 3.8)
-    width = 0.8 / len(roles)
-    for k, role in enumerate(roles):
-        part = report_table[report_table["role"] == role].set_index("task").reindex([t for t, _ in tasks])
-        x = [i + (k - (len(roles) - 1) / 2) * width for i in range(len(tasks))]
-        ax.bar(x, part["mean"], width=width * 0.9, color=colour(role), label=part["condition"].dropna().iloc[0]
-               if part["condition"].notna().any() else role,
-               yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]], capsize=3)
-    ax.set_xticks(range(len(tasks)), [name for _, name in tasks])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("self-report (0-100 answer / 100)")
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
+    from ..plots import interval_chart, role_colours
+    order = [c for r in ("insecure", "secure", "base") for c in report_table.loc[report_table["role"] == r, "condition"]]
+    return interval_chart(report_table, "task", "self-report (0-100 answer / 100)", list(dict.fromkeys(order)),
+                          role_colours(report_table), kind="bars", size=(5.5, 3.8), rotation=0, ylim=(0, 1),
+                          labels={"code_security": "code security", "human_values": "alignment"})
 
 
 def plot_secure_rate(code_table: pd.DataFrame):
-    from ..plots import colour, figure
-    fig, ax = figure(4.8, 3.4)
-    table = code_table.dropna(subset=["mean"])
-    ax.bar(table["condition"], table["mean"], color=[colour(r) for r in table["role"]],
-           yerr=[table["mean"] - table["ci_low"], table["ci_high"] - table["mean"]], capsize=3)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("secure-code rate (static judge)")
-    fig.tight_layout()
-    return fig
+    from ..plots import interval_chart, role_colours
+    table = code_table.dropna(subset=["mean"]).assign(measure="secure-code rate")
+    return interval_chart(table, "measure", "secure-code rate (static judge)", colours=role_colours(table),
+                          kind="bars", size=(4.8, 3.4), rotation=0, ylim=(0, 1))
 
 
 @ex.register(NOTEBOOK, VulnerableCodeConfig)
