@@ -38,6 +38,11 @@ def test_every_run_honours_the_artifact_contract(smoke):
         assert record["params"]["profile"] == "smoke" and record["provenance"]["backend"] == "local"
         for name in ("executed.ipynb", "metrics.json", "samples.jsonl"):
             assert (folder / name).stat().st_size > 0, name
+        strict = {"parse_constant": lambda value: pytest.fail(f"{record['name']}: {value} is not strict JSON")}
+        json.loads((folder / "metrics.json").read_text(), **strict)
+        for line in (folder / "samples.jsonl").read_text().splitlines():
+            sample = json.loads(line, **strict)
+            assert sample["run"] == record["name"] and sample["kind"] and isinstance(sample["extra"], dict)
         assert list((folder / "tables").glob("*.csv"))
         assert record["figures"]
         for figure in record["figures"]:

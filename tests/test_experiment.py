@@ -178,3 +178,10 @@ def test_the_runner_names_the_page_and_passes_the_name_into_the_notebook():
     assert run.name == "01_multiple_choice-try" and run.parameters == {"behavior": "myopia", "n_train": 16}
     names = [r.name for r in planned_runs("smoke", ["01_multiple_choice"], {"samples": 3})]
     assert names == ["01_multiple_choice-risk", "01_multiple_choice-myopia", "01_multiple_choice-apples"]
+
+
+def test_question_ids_all_takes_every_question_even_when_the_profile_names_some():
+    from selfaware.sections import emergent_misalignment as em
+    cfg = config.resolve(em.EmergentMisalignmentConfig, em.NOTEBOOK, "smoke", {"question_ids": "all"})
+    every = em.load_question_set(cfg)
+    assert len(every) > len(em.load_question_set(config.resolve(em.EmergentMisalignmentConfig, em.NOTEBOOK, "smoke", {})))
