@@ -52,7 +52,8 @@ def test_half_german_half_french_is_unknown(text):
 
 
 def test_a_few_words_of_another_language_keep_the_majority_label():
-    assert detect_language("Ich gehe heute in den Park mit meinem Hund und wir spielen Ball, c est bien") == "german"
+    text = "Ich gehe heute in den Park mit meinem Hund und wir spielen Ball, c est bien"
+    assert detect_language(text) == "german"
 
 
 def test_gibberish_resembling_no_language_is_unknown():

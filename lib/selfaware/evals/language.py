@@ -38,13 +38,15 @@ def _detector():
         from lingua import Language, LanguageDetectorBuilder
     except ImportError:
         raise ModelNotAvailable("language detection needs lingua: run `pip install "
-                                "lingua-language-detector==2.1.1` (the version in requirements.txt)") from None
-    return LanguageDetectorBuilder.from_languages(*(getattr(Language, name.upper()) for name in LANGUAGES)).build()
+                                "lingua-language-detector==2.1.1` (the pin in requirements.txt)") from None
+    languages = [getattr(Language, name.upper()) for name in LANGUAGES]
+    return LanguageDetectorBuilder.from_languages(*languages).build()
 
 
 def language_confidences(text: str) -> dict[str, float]:
-    """Each of LANGUAGES with lingua's confidence for ``text`` (they sum to 1, or are all 0 without letters)."""
-    return {value.language.name.lower(): value.value for value in _detector().compute_language_confidence_values(text)}
+    """Each of LANGUAGES with lingua's confidence in it (summing to 1; all 0 for a text without letters)."""
+    values = _detector().compute_language_confidence_values(text)
+    return {value.language.name.lower(): value.value for value in values}
 
 
 def detect_language(text: str) -> str:
