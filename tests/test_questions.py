@@ -138,7 +138,8 @@ def test_a_file_listed_twice_is_an_error(tmp_path):
 
 def test_ignored_judges_are_named_in_one_warning_per_call(tmp_path):
     authors = write(tmp_path, AUTHORS_FORMAT, "authors.yaml")
-    ours = write(tmp_path, OUR_FORMAT.replace("q_one", "own_two") + "    judge: local:smollm2-135m\n", "ours.yaml")
+    own_judge = "    judge: local:smollm2-135m\n"
+    ours = write(tmp_path, OUR_FORMAT.replace("q_one", "own_two") + own_judge, "ours.yaml")
     with pytest.warns(IgnoredJudgeWarning) as caught:
         questions = load_question_files([authors, ours])
     assert [q.id for q in questions] == ["q_one", "q_one_json", "own_one", "own_two"]
