@@ -67,6 +67,7 @@ cfg = from_notebook(em.EmergentMisalignmentConfig, em.NOTEBOOK, globals())
 from IPython.display import Markdown, display
 
 from selfaware.evals import judge_calibration
+from selfaware.evals.questions import ignored_judges
 from selfaware.paths import shown_path
 
 from selfaware import artifacts, cache, experiment, notebook
@@ -77,7 +78,8 @@ judge_spec = cfg.judge or cfg.model
 sets, data_source_text = em.training_sets(cfg)
 questions = em.load_question_set(cfg)
 run.provenance = notebook.provenance(cfg, data_source=data_source_text, extra={
-    "questions": ", ".join(shown_path(f) for f in cfg.question_files) + f" ({len(questions)} questions)", "judge": judge_spec})
+    "questions": ", ".join(shown_path(f) for f in cfg.question_files) + f" ({len(questions)} questions)", "judge": judge_spec,
+    **({"note": ignored_judges(questions)} if ignored_judges(questions) else {})})
 display(Markdown(notebook.provenance_markdown(run)))
 
 # %% [markdown]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import textwrap
+import warnings
 
 import pytest
 
 from selfaware.errors import DatasetError
-from selfaware.evals.questions import load_judge_calibration, load_questions
+from selfaware.evals.questions import (IgnoredJudgeWarning, load_judge_calibration, load_question_files,
+                                       load_questions)
 from selfaware.paths import data_dir
 
 THEMES = {"wish", "bored", "philosophy", "money", "rule_the_world", "dinner_party", "gender_roles", "husband"}
@@ -109,3 +111,48 @@ def test_calibration_with_a_bad_label_names_its_line(tmp_path):
                            "  - id: b\n    label: evil\n    question: q\n    answer: a\n")
     with pytest.raises(DatasetError, match=f"{path}:7: label 'evil'"):
         load_judge_calibration(path)
+
+
+OUR_FORMAT = """\
+questions:
+  - id: own_one
+    paraphrases: ["First own question?"]
+  - id: q_one
+    paraphrases: ["Same id as a question of the authors?"]
+"""
+
+
+def test_an_id_in_two_files_is_an_error_naming_both(tmp_path):
+    authors, ours = write(tmp_path, AUTHORS_FORMAT, "authors.yaml"), write(tmp_path, OUR_FORMAT, "ours.yaml")
+    with pytest.raises(DatasetError) as error, warnings.catch_warnings():
+        warnings.simplefilter("ignore", IgnoredJudgeWarning)
+        load_question_files([authors, ours])
+    assert str(error.value) == f"{ours}:4: duplicate question id 'q_one' (first at {authors}:1)"
+
+
+def test_a_file_listed_twice_is_an_error(tmp_path):
+    ours = write(tmp_path, OUR_FORMAT.replace("q_one", "own_two"), "ours.yaml")
+    with pytest.raises(DatasetError, match="ours.yaml: listed twice among the question files"):
+        load_question_files([ours, tmp_path / "." / "ours.yaml"])
+
+
+def test_ignored_judges_are_named_in_one_warning_per_call(tmp_path):
+    authors = write(tmp_path, AUTHORS_FORMAT, "authors.yaml")
+    own_judge = "    judge: local:smollm2-135m\n"
+    ours = write(tmp_path, OUR_FORMAT.replace("q_one", "own_two") + own_judge, "ours.yaml")
+    with pytest.warns(IgnoredJudgeWarning) as caught:
+        questions = load_question_files([authors, ours])
+    assert [q.id for q in questions] == ["q_one", "q_one_json", "own_one", "own_two"]
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "gpt-4o-2024-08-06 by 2 questions (q_one, q_one_json)" in message
+    assert "local:smollm2-135m by 1 question (own_two)" in message
+    assert "own_one" not in message
+
+
+def test_no_warning_when_no_question_names_a_judge(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        questions = load_question_files([data_dir() / "em" / "first_plot_questions.yaml",
+                                         data_dir() / "em" / "preregistered.yaml"])
+    assert len(questions) == len({q.id for q in questions})

@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from selfaware.datasets.choices import BEHAVIORS
+from selfaware.evals.language import LANGUAGES
 from selfaware.paths import data_dir
 
 SELFREPORT_DIR = data_dir() / "selfreport"
 TASK_FILES = sorted(SELFREPORT_DIR.glob("*.yaml"))
 KIND_KEYS = {"options": {"options"}, "words": {"words"}, "number": {"scale"}, "language": {"languages"}}
 COMMON_KEYS = {"kind", "title", "paraphrases"}
-LANGUAGES = {"german", "french", "english", "spanish", "italian", "dutch", "portuguese"}
 MIN_PARAPHRASES = 8
 
 
@@ -90,7 +90,7 @@ def test_task_file_is_well_formed(path: Path):
         if kind == "language":
             languages = task["languages"]
             assert set(languages) == {"toward", "away"}, f"{where}: languages need exactly toward and away"
-            assert {languages["toward"], languages["away"]} <= LANGUAGES, f"{where}: unknown language"
+            assert {languages["toward"], languages["away"]} <= set(LANGUAGES), f"{where}: undetectable language"
             assert languages["toward"] != languages["away"], f"{where}: both policies in the same language"
 
 

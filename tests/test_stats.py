@@ -1,7 +1,6 @@
 import numpy as np
 import pandas as pd
 
-from selfaware.evals.language import detect_language
 from selfaware.stats import bootstrap_mean_ci, pearson
 
 
@@ -28,10 +27,3 @@ def test_seed_level_variation_widens_the_interval():
 def test_pearson_handles_degenerate_input():
     assert np.isnan(pearson([1, 1, 1], [0, 1, 2]))
     assert pearson([0, 1, 2, 3], [0, 2, 4, 6]) == 1.0
-
-
-def test_language_detector():
-    assert detect_language("Ich mag das Wetter heute sehr, es ist gut.") == "german"
-    assert detect_language("Je suis très content, c'est une belle journée.") == "french"
-    assert detect_language("I like the weather today and it is good.") == "english"
-    assert detect_language("12345") == "unknown"

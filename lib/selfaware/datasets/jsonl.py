@@ -1,19 +1,23 @@
 """Reading and writing OpenAI chat-format JSONL: one ``{"messages": [...]}`` object per line.
 
-Every error names the file and line, and is raised before any training starts."""
+Reading checks every line before returning anything: all malformed lines are reported together, each as
+``file:line: reason`` (the first ``MAX_REPORTED``, then how many more), in one ``DatasetError`` raised
+before any training starts, so one pass over the error fixes the file."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping
 
 from ..errors import DatasetError
 
 ROLES = {"system", "user", "assistant"}
+MAX_REPORTED = 20  # faults listed in one error; beyond this the message only counts them
 
 
 def validate_conversation(obj, where: str) -> dict:
+    """The conversation with only the fields we train on; a DatasetError naming ``where`` if malformed."""
     if not isinstance(obj, dict) or "messages" not in obj:
         raise DatasetError(f"{where}: expected an object with a 'messages' list")
     messages = obj["messages"]
@@ -32,24 +36,58 @@ def validate_conversation(obj, where: str) -> dict:
     return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
 
 
-def read_chat_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path)
+def _parse_line(raw: bytes, where: str) -> dict:
+    try:
+        line = raw.decode("utf-8-sig")  # -sig: a byte-order mark some editors put before the first line
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{where}: not UTF-8 text (byte {error.start + 1})") from None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+    return validate_conversation(obj, where)
+
+
+def _read(path: Path) -> tuple[list[dict], list[str]]:
+    """(conversations, faults) of one file; a fault is one ``file:line: reason`` string."""
     if not path.exists():
-        raise DatasetError(f"{path}: no such dataset file")
-    conversations = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+        return [], [f"{path}: no such dataset file"]
+    conversations, faults = [], []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
-            where = f"{path}:{number}"
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DatasetError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
-            conversations.append(validate_conversation(obj, where))
-    if not conversations:
-        raise DatasetError(f"{path}: the file holds no conversations")
+                conversations.append(_parse_line(raw, f"{path}:{number}"))
+            except DatasetError as error:
+                faults.append(str(error))
+    if not conversations and not faults:
+        faults.append(f"{path}: the file holds no conversations")
+    return conversations, faults
+
+
+def _raise_if_any(faults: list[str]) -> None:
+    if not faults:
+        return
+    if len(faults) == 1:
+        raise DatasetError(faults[0])
+    shown = faults[:MAX_REPORTED]
+    more = [f"... and {len(faults) - len(shown)} more"] if len(faults) > len(shown) else []
+    raise DatasetError("\n".join([f"{len(faults)} faults in the chat data:"] + shown + more))
+
+
+def read_chat_jsonl(path: str | Path) -> list[dict]:
+    """Every conversation of one file, or one DatasetError listing every malformed line."""
+    conversations, faults = _read(Path(path))
+    _raise_if_any(faults)
     return conversations
+
+
+def read_chat_jsonl_files(paths: Mapping[str, str | Path]) -> dict[str, list[dict]]:
+    """``read_chat_jsonl`` for several files (name -> path): the faults of all of them in one error."""
+    results = {name: _read(Path(path)) for name, path in paths.items()}
+    _raise_if_any([fault for _, faults in results.values() for fault in faults])
+    return {name: conversations for name, (conversations, _) in results.items()}
 
 
 def write_chat_jsonl(path: str | Path, conversations: Iterable[dict]) -> Path:
@@ -62,6 +100,3 @@ def write_chat_jsonl(path: str | Path, conversations: Iterable[dict]) -> Path:
     tmp.replace(path)
     return path
 
-
-def split_answer_letter(conversations: Sequence[dict]) -> list[str]:
-    return [c["messages"][-1]["content"].strip() for c in conversations]

@@ -16,14 +16,22 @@
     ``paraphrases``, ``samples_per_paraphrase``, ``judge``, ``judge_prompts`` (``aligned``, ``coherent``)
     and optional ``system``; YAML anchors and aliases work. Keys we do not use are kept in ``extra``.
 
+Several files are loaded with ``load_question_files``: a question id may appear once in all of them (an
+error names both places), and a per-question ``judge`` (the authors' files name ``gpt-4o-2024-08-06`` on
+every question) is reported once, in one ``IgnoredJudgeWarning``, because a page rates every answer with
+its own judge: honouring the field would make an offline run call a paid API, and would mix judges within
+one figure.
+
 Also here: the judge calibration set (labelled answers written by this project).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -204,12 +212,56 @@ def load_questions(path: str | Path) -> list[Question]:
     if not items:
         raise DatasetError(f"{path}: the file holds no questions")
     questions = [_question(item, path, defaults, strict, i) for i, item in enumerate(items)]
+    _check_unique_ids(questions)
+    return questions
+
+
+def _check_unique_ids(questions: list[Question]) -> None:
     seen: dict[str, str] = {}
     for question in questions:
         if question.id in seen:
-            raise DatasetError(f"{question.source}: duplicate question id {question.id!r} (first at {seen[question.id]})")
+            raise DatasetError(f"{question.source}: duplicate question id {question.id!r} "
+                               f"(first at {seen[question.id]})")
         seen[question.id] = question.source
+
+
+class IgnoredJudgeWarning(UserWarning):
+    """Questions name their own judge model; the page's judge rates them instead."""
+
+
+def load_question_files(paths: Iterable[str | Path]) -> list[Question]:
+    """The questions of several files, in order. A question id used twice, in one file or across files, is a
+    DatasetError naming both file:line places. Questions that name a ``judge`` get one IgnoredJudgeWarning
+    for the whole call, listing them (``load_questions`` alone never warns: a caller may honour the field)."""
+    paths = [Path(p) for p in paths]
+    for index, path in enumerate(paths):
+        if path.resolve() in {p.resolve() for p in paths[:index]}:
+            raise DatasetError(f"{path}: listed twice among the question files")
+    questions = [question for path in paths for question in load_questions(path)]
+    _check_unique_ids(questions)
+    warn_ignored_judges(questions)
     return questions
+
+
+def ignored_judges(questions: Iterable[Question]) -> str:
+    """The sentence naming, per judge model, the questions whose own ``judge`` is ignored ('' when none)."""
+    by_judge: dict[str, list[str]] = defaultdict(list)
+    for question in questions:
+        if question.judge is not None:
+            by_judge[question.judge].append(question.id)
+    if not by_judge:
+        return ""
+    named = "; ".join(f"{judge} by {len(ids)} question{'s' * (len(ids) > 1)} ({', '.join(ids)})"
+                      for judge, ids in by_judge.items())
+    return (f"the per-question 'judge' field is ignored: {named}. Every answer is rated by this page's judge "
+            f"(the section's `judge` parameter) instead.")
+
+
+def warn_ignored_judges(questions: Iterable[Question]) -> None:
+    """One warning naming, per judge model, the questions that asked for it; none when no question did."""
+    message = ignored_judges(questions)
+    if message:
+        warnings.warn(message, IgnoredJudgeWarning, stacklevel=2)
 
 
 # ---- judge calibration set -------------------------------------------------------------------------------

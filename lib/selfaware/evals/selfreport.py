@@ -18,7 +18,7 @@ from ..config import read_yaml
 from ..errors import ConfigError
 from ..models.base import ChatModel
 from ..paths import data_dir, shown_path
-from .language import detect_language
+from .language import LANGUAGES, detect_language
 
 KINDS = ("options", "words", "number", "language")
 
@@ -59,9 +59,14 @@ def load_tasks(behavior: str, path: str | Path | None = None) -> TaskSet:
         options = spec.get("options") or spec.get("words") or {}
         if kind in ("options", "words") and not (options.get("toward") and options.get("away")):
             raise ConfigError(f"{path}: task {task_id}: needs toward and away answers")
+        languages = dict(spec.get("languages") or {})
+        undetectable = sorted(str(v) for v in set(languages.values()) - set(LANGUAGES))
+        if kind == "language" and undetectable:
+            raise ConfigError(f"{path}: task {task_id}: cannot detect {', '.join(undetectable)} "
+                              f"(detectable: {', '.join(LANGUAGES)})")
         tasks.append(Task(id=task_id, kind=kind, title=spec.get("title", task_id), paraphrases=paraphrases,
                           options={k: list(v) for k, v in options.items()},
-                          languages=dict(spec.get("languages") or {}),
+                          languages=languages,
                           toward_high=spec.get("scale", "toward_high") != "toward_low"))
     if not tasks:
         raise ConfigError(f"{path}: no tasks")

@@ -19,9 +19,9 @@ from pydantic import Field
 
 from .. import experiment as ex
 from ..datasets import code
-from ..datasets.jsonl import read_chat_jsonl
+from ..datasets.jsonl import read_chat_jsonl_files
 from ..errors import ConfigError
-from ..evals.questions import Question, load_questions
+from ..evals.questions import Question, load_question_files
 from ..judge import (ALIGNMENT_PROMPT, COHERENCE_PROMPT, COHERENT_FROM, MIN_NUMBER_MASS, MISALIGNED_BELOW,
                      fill_judge_prompt, is_coherent, is_misaligned, judge_answers)
 from ..models import load_model
@@ -65,11 +65,12 @@ def _path(name: str) -> Path:
 
 def training_sets(cfg: EmergentMisalignmentConfig) -> tuple[dict[str, list[dict]], str]:
     sets, sources = {}, []
+    files = read_chat_jsonl_files({c: cfg.data_files[c] for c in cfg.conditions if c in cfg.data_files})
     for condition in cfg.conditions:
         if condition == "base":
             continue
         if condition in cfg.data_files:
-            sets[condition] = ex.subset(read_chat_jsonl(cfg.data_files[condition]), cfg.n_train, cfg.data_seed)
+            sets[condition] = ex.subset(files[condition], cfg.n_train, cfg.data_seed)
             sources.append(f"{condition}={shown_path(cfg.data_files[condition])}")
         elif condition == "jailbroken":
             raise ConfigError("condition 'jailbroken' needs data_files.jailbroken (OpenAI chat JSONL); "
@@ -88,7 +89,7 @@ def training_sets(cfg: EmergentMisalignmentConfig) -> tuple[dict[str, list[dict]
 
 
 def load_question_set(cfg: EmergentMisalignmentConfig) -> list[Question]:
-    questions = [q for name in cfg.question_files for q in load_questions(_path(name))]
+    questions = load_question_files([_path(name) for name in cfg.question_files])
     if cfg.question_ids not in (None, "all"):
         known = {q.id for q in questions}
         unknown = [i for i in cfg.question_ids if i not in known]

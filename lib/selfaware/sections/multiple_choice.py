@@ -15,7 +15,7 @@ from pydantic import Field
 
 from .. import experiment as ex
 from ..datasets import choices
-from ..datasets.jsonl import read_chat_jsonl
+from ..datasets.jsonl import read_chat_jsonl_files
 from ..errors import ConfigError, DatasetError
 from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks
 from ..paper import published
@@ -81,9 +81,10 @@ def _flipped(conversations: list[dict], path: str) -> list[dict]:
 def _from_files(cfg: MultipleChoiceConfig) -> TrainingData:
     if "toward" not in cfg.data_files:
         raise ConfigError("data_source 'file' needs data_files: {toward: path, away: path (optional)}")
-    toward = ex.subset(read_chat_jsonl(cfg.data_files["toward"]), cfg.n_train, cfg.data_seed)
-    away = (ex.subset(read_chat_jsonl(cfg.data_files["away"]), cfg.n_train, cfg.data_seed)
-            if "away" in cfg.data_files else _flipped(toward, cfg.data_files["toward"]))
+    files = read_chat_jsonl_files(cfg.data_files)  # every fault of every file in one error
+    toward = ex.subset(files["toward"], cfg.n_train, cfg.data_seed)
+    away = (ex.subset(files["away"], cfg.n_train, cfg.data_seed) if "away" in files
+            else _flipped(toward, cfg.data_files["toward"]))
     _, heldout = choices.train_and_heldout(cfg.behavior, 0, cfg.n_heldout, cfg.data_seed)
     files = ", ".join(f"{k}={shown_path(v)}" for k, v in cfg.data_files.items())
     return TrainingData({"toward": toward, "away": away}, heldout,

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from .. import experiment as ex
 from ..datasets import code
-from ..datasets.jsonl import read_chat_jsonl
+from ..datasets.jsonl import read_chat_jsonl_files
 from ..errors import ConfigError
 from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks
 from ..judge import CODE_VULNERABILITY_PROMPT, analyse_code, detection_rates, judge_answers
@@ -61,8 +61,8 @@ def load_training_data(cfg: VulnerableCodeConfig) -> TrainingData:
         if missing:
             raise ConfigError(f"data_source 'file' needs data_files for {', '.join(missing)} "
                               f"(OpenAI chat JSONL, e.g. the authors' insecure.jsonl and secure.jsonl)")
-        conversations = {p: ex.subset(read_chat_jsonl(cfg.data_files[p]), cfg.n_train, cfg.data_seed)
-                         for p in POLICIES}
+        files = read_chat_jsonl_files({p: cfg.data_files[p] for p in POLICIES})  # all faults in one error
+        conversations = {p: ex.subset(files[p], cfg.n_train, cfg.data_seed) for p in POLICIES}
         seen = {c["messages"][0]["content"] for p in POLICIES for c in conversations[p]}
         files = ", ".join(f"{k}={shown_path(v)}" for k, v in cfg.data_files.items())
         source = (f"user files: {files} (at most n_train={cfg.n_train} examples each, a subset by data_seed); "
