@@ -159,6 +159,16 @@ class VllmServer:
         return command
 
     def start(self, timeout: float = START_TIMEOUT) -> "VllmServer":
+        self.launch()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self) -> "VllmServer":
+        """Start the process and return at once (``wait_ready`` waits): several servers load in parallel."""
         self.port = self.port or free_port()
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GB, "VLLM_NO_USAGE_STATS": "1",
                "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True" if self.lora else "False"}
@@ -172,11 +182,6 @@ class VllmServer:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
         _RUNNING.add(self)
-        try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def log_tail(self, lines: int = 15) -> str:
@@ -277,8 +282,16 @@ def _served_name(local_spec: str) -> str:
     return f"{base}-lora-{adapter_identity(parsed.adapter)[:16]}" if parsed.adapter else base
 
 
+class ServedModels(dict):
+    """``{local spec: served spec}``, plus the servers behind them (empty when attached to a URL)."""
+
+    def __init__(self, mapping: dict[str, str], servers: Sequence[VllmServer] = ()):
+        super().__init__(mapping)
+        self.servers = list(servers)
+
+
 @contextlib.contextmanager
-def serve(specs: Sequence[str], url: str | None = None, progress=print) -> Iterator[dict[str, str]]:
+def serve(specs: Sequence[str], url: str | None = None, progress=print) -> Iterator[ServedModels]:
     """``{local spec: openai-compatible spec}`` for every spec, answered by vLLM until the block ends.
 
     Without ``url``: per base model, one server for the base (no LoRA) if a spec asks for the base, and
@@ -294,32 +307,39 @@ def serve(specs: Sequence[str], url: str | None = None, progress=print) -> Itera
         if p.backend != "local":
             raise EngineUnavailable(f"vLLM serves local models only; {spec!r} is a {p.backend} model")
     if url is not None:
-        yield {spec: served_spec(url.rstrip("/"), _served_name(spec), served_identity(spec)) for spec in specs}
+        yield ServedModels({spec: served_spec(url.rstrip("/"), _served_name(spec), served_identity(spec))
+                            for spec in specs})
         return
     by_base: dict[str, list[str]] = {}
     for spec, p in parsed.items():
         by_base.setdefault(p.name, []).append(spec)
-    mapping: dict[str, str] = {}
+    plan: list[tuple[VllmServer, list[str]]] = []  # each server and the specs it answers
+    for base, group in by_base.items():
+        model_dir = resolve_model_dir(base)
+        base_specs = [s for s in group if not parsed[s].adapter]
+        adapter_specs = [s for s in group if parsed[s].adapter]
+        if base_specs:
+            plan.append((VllmServer(model_dir, _served_name(base_specs[0])), base_specs))
+        if adapter_specs:
+            adapters = {_served_name(s): Path(parsed[s].adapter) for s in adapter_specs}
+            plan.append((VllmServer(model_dir, f"{Path(base).name}-adapter-host", adapters=adapters, lora=True,
+                                    max_lora_rank=lora_rank_slot(list(adapters.values())),
+                                    max_loras=len(adapters)), adapter_specs))
     with contextlib.ExitStack() as stack:
-        for base, group in by_base.items():
-            model_dir = resolve_model_dir(base)
-            base_specs = [s for s in group if not parsed[s].adapter]
-            adapter_specs = [s for s in group if parsed[s].adapter]
-            if base_specs:
-                progress(f"Starting vLLM for {base} (float32, eager; ~40-90 s)...")
-                server = stack.enter_context(VllmServer(model_dir, _served_name(base_specs[0])).start())
-                for spec in base_specs:
-                    mapping[spec] = served_spec(server.url, server.name, served_identity(spec))
-            if adapter_specs:
-                adapters = {_served_name(s): Path(parsed[s].adapter) for s in adapter_specs}
-                progress(f"Starting vLLM for {len(adapters)} adapter(s) of {base} (float32, eager; ~40-90 s)...")
-                server = stack.enter_context(VllmServer(
-                    model_dir, f"{Path(base).name}-adapter-host", adapters=adapters, lora=True,
-                    max_lora_rank=lora_rank_slot(list(adapters.values())),
-                    max_loras=len(adapters)).start())
-                for spec in adapter_specs:
-                    mapping[spec] = served_spec(server.url, _served_name(spec), served_identity(spec))
-        yield mapping
+        ensure_engine(progress)
+        progress(f"Starting {len(plan)} vLLM server(s) (float32, eager; ~40-90 s): "
+                 + ", ".join(f"{server.name} ({len(server.adapters)} adapters)" if server.lora else server.name
+                             for server, _ in plan))
+        for server, _ in plan:
+            stack.callback(server.stop)
+            server.launch()
+        deadline = time.monotonic() + START_TIMEOUT
+        for server, _ in plan:
+            server.wait_ready(max(1.0, deadline - time.monotonic()))
+        yield ServedModels({spec: served_spec(server.url, spec_name, served_identity(spec))
+                            for server, group in plan for spec in group
+                            for spec_name in [_served_name(spec) if parsed[spec].adapter else server.name]},
+                           [server for server, _ in plan])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
