@@ -360,7 +360,7 @@ def serve(specs: Sequence[str], url: str | None = None, progress=print) -> Itera
     with contextlib.ExitStack() as stack:
         ensure_engine(progress)
         progress(f"Starting {len(plan)} vLLM server(s) (float32, eager; ~40-90 s): "
-                 + ", ".join(f"{server.name} ({len(server.adapters)} adapters)" if server.lora else server.name
+                 + ", ".join(f"{server.name} ({len(server.adapters)} adapter(s))" if server.lora else server.name
                              for server, _ in plan))
         for server, _ in plan:
             stack.callback(server.stop)
