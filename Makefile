@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
 
-.PHONY: book test smoke site install browser lab bench clean-outputs
+.PHONY: book test smoke site install browser lab bench vllm clean-outputs
 
 book: $(STAMP)            ## run every notebook of $(PROFILE) with papermill, then build the site
 	$(BIN)/python -m selfaware book --profile $(PROFILE)
 
-test: $(STAMP) browser    ## the whole test suite (real model, real papermill, real Jupyter Book)
+test: $(STAMP) browser vllm  ## the whole test suite (real model, real papermill, real Jupyter Book, real vLLM)
 	$(BIN)/python -m pytest -q
 
 smoke: $(STAMP)           ## every notebook on tiny data + the book, in a few minutes
@@ -37,6 +37,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
 	touch $(STAMP)
+
+vllm: $(STAMP)            ## the vLLM engine in its own environment (.cache/selfaware/vllm-env, ~3.5 GB, ~90 s once)
+	@$(BIN)/python -m selfaware.vllm || echo "vLLM environment not created: tests/test_vllm.py will be skipped (reason above)"
 
 browser:                  ## headless Chromium for the site test (Debian package; needs root or sudo)
 	@command -v chromium >/dev/null 2>&1 || { \

@@ -237,3 +237,25 @@ def test_both_logprob_formats_are_read():
 def test_credentials_in_a_server_url_stay_out_of_the_cache_key(monkeypatch):
     model = load_model("openai-compatible:https://user:hunter2@gpu-node:8000/v1|llama")
     assert "hunter2" not in str(model.identity) and model.identity["base_url"] == "https://gpu-node:8000/v1"
+
+
+def test_a_served_identity_replaces_the_address_in_the_cache_key():
+    from selfaware.errors import ConfigError
+    from selfaware.models import parse_spec
+
+    first = load_model("openai-compatible:http://127.0.0.1:1111/v1|m?identity=abc123")
+    moved = load_model("openai-compatible:http://127.0.0.1:2222/v1|m?identity=abc123")
+    plain = load_model("openai-compatible:http://127.0.0.1:2222/v1|m")
+    assert first.identity == moved.identity != plain.identity and "base_url" not in first.identity
+    assert str(parse_spec(first.spec)) == first.spec and parse_spec(first.spec).name == "m"
+    with pytest.raises(ConfigError):
+        parse_spec("openai-compatible:http://127.0.0.1:1111/v1|m?identity=")
+
+
+def test_first_tokens_that_split_numbers_into_digits_are_recognised():
+    from selfaware.models.api import splits_digits
+
+    assert splits_digits([("2", -0.5), ("The", -1.0), ("1", -2.0)], high=100)  # SmolLM2, Qwen2.5
+    assert not splits_digits([("20", -0.5), ("2", -1.0)], high=100)  # GPT-4o, Llama 3: "20" is one token
+    assert not splits_digits([("2", -0.5)], high=9)  # one digit is the whole answer
+    assert not splits_digits([("The", -0.5)], high=100)  # no number offered: nothing to extend

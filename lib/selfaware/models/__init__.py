@@ -8,6 +8,9 @@ A model is named by one spec string, parsed here and nowhere else:
     openai:gpt-4o-2024-08-06                    OpenAI API (OPENAI_API_KEY)
     fireworks:accounts/fireworks/models/...     Fireworks API (FIREWORKS_API_KEY)
     openai-compatible:http://host:8000/v1|name  any server speaking the OpenAI chat API (vLLM, SGLang, TGI)
+    openai-compatible:http://...|name?identity=H   the same, answering as the model whose content hash is H
+                                                (``selfaware.vllm`` hands these out: the cache key then
+                                                names the model's content, not the server's address)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class ModelSpec:
     name: str
     adapter: str | None = None
     base_url: str | None = None
+    identity: str | None = None  # openai-compatible only: the served model's content hash
 
     # facts about the model, read from the spec and the embedded-model table, never from substrings
     @property
@@ -65,7 +69,7 @@ class ModelSpec:
 
     def __str__(self) -> str:
         if self.backend == "openai-compatible":
-            return f"{self.backend}:{self.base_url}|{self.name}"
+            return f"{self.backend}:{self.base_url}|{self.name}" + (f"?identity={self.identity}" if self.identity else "")
         return f"{self.backend}:{self.name}" + (f"?adapter={self.adapter}" if self.adapter else "")
 
 
@@ -81,7 +85,10 @@ def parse_spec(spec: str) -> ModelSpec:
         base_url, sep, name = rest.rpartition("|")
         if not sep or not base_url.startswith(("http://", "https://")) or not name:
             raise ConfigError(f"model spec {spec!r} must look like 'openai-compatible:http://host:port/v1|model'")
-        return ModelSpec(backend, name, base_url=base_url)
+        name, _, query = name.partition("?identity=")
+        if not name or (_ and not query):
+            raise ConfigError(f"model spec {spec!r}: '?identity=' needs a model name before it and a hash after it")
+        return ModelSpec(backend, name, base_url=base_url, identity=query or None)
     name, _, query = rest.partition("?")
     adapter = None
     if query:

@@ -4,9 +4,13 @@ All three send the same chat-completions request; they differ in client, key and
 runs as asyncio tasks under a per-backend concurrency limit. Retries are ours, not the SDK's
 (``max_retries=0``), so that they are bounded, counted, and honour ``Retry-After``.
 
-Scores: option probabilities and 0-100 distributions come from the first answer token's
-``top_logprobs`` where the server gives them (method ``"top_logprobs"``); where it does not, from
-counting ``FALLBACK_SAMPLES`` sampled answers (method ``"sampled"``). Every answer records its method.
+Scores: where the server can score given continuations (vLLM: a ``/tokenize`` endpoint and
+``prompt_logprobs``), every option and every number is scored as a whole continuation, exactly as the local
+backend does (method ``"exact"``, see ``models.served``). Otherwise option probabilities and 0-100
+distributions come from the first answer token's ``top_logprobs`` (method ``"top_logprobs"``); where the
+server gives none, or where the first tokens show a tokenizer that writes numbers one digit per token (so
+that the first token of "22" is "2"), from counting ``FALLBACK_SAMPLES`` sampled answers (method
+``"sampled"``). Every answer records its method.
 
 Keys are read from the environment at the first call, live only inside the client of one batch, and are
 never part of a cache key, an answer, a repr or an error message.
@@ -43,7 +47,7 @@ from ..errors import ModelCallFailed, ModelNotAvailable
 from . import ModelSpec
 from .base import ChatModel, sample_seed
 
-SCORING_VERSION = 1  # bump when a change here changes what a scoring answer contains
+SCORING_VERSION = 2  # bump when a change here changes what a scoring answer contains
 FALLBACK_SAMPLES = 50  # answers sampled per prompt when a model gives no log-probabilities
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -208,6 +212,14 @@ def first_token_alternatives(choice: dict) -> list[tuple[str, float]] | None:
     return None
 
 
+def splits_digits(alternatives: list[tuple[str, float]], high: int) -> bool:
+    """Whether the first-token alternatives show a tokenizer that writes numbers one digit per token
+    (SmolLM2, Qwen2.5): numbers above 9 are asked for, digits are among the alternatives, and none of them
+    is longer than one digit. A tokenizer with multi-digit tokens (GPT-4o, Llama 3) offers "50" or "70"."""
+    digits = [token.strip() for token, _ in alternatives if token.strip().isdigit()]
+    return high >= 10 and bool(digits) and all(len(d) == 1 for d in digits)
+
+
 class _IncrementalSaver:
     """Writes answers to the call cache as they arrive, a second's worth at a time, so that a killed run
     loses at most the last second of paid answers instead of the whole chunk the cache handed us. The
@@ -249,7 +261,9 @@ class ApiChatModel(ChatModel):
         self.parsed = spec
         identity = {"backend": spec.backend, "model": spec.name, "scoring": SCORING_VERSION,
                     "top_logprobs": self.top_logprobs, "fallback_samples": FALLBACK_SAMPLES}
-        if spec.base_url:
+        if spec.identity:  # the served model's content names it; the address is only where it is served
+            identity["served"] = spec.identity
+        elif spec.base_url:
             identity["base_url"] = _strip_userinfo(spec.base_url)
         super().__init__(str(spec), identity)
         self._logprobs_unsupported = False
@@ -408,6 +422,11 @@ class ApiChatModel(ChatModel):
             async def call(client):
                 alternatives = await self._first_token_alternatives(client, request["messages"])
                 distribution: Counter = Counter()
+                why_sampled = "no_logprobs"
+                if alternatives is not None and splits_digits(alternatives, high):
+                    # the first token of "22" is "2": the first token alone cannot say which number follows
+                    _count("digit_split_sampled")
+                    alternatives, why_sampled = None, "digit_split"
                 if alternatives is not None:
                     for token, logprob in alternatives:
                         # a first token is a whole number only if it is all digits (no "1" of "15")
@@ -420,7 +439,7 @@ class ApiChatModel(ChatModel):
                     if (number := in_range(answer)) is not None:
                         distribution[number] += 1 / len(answers)
                 return {"distribution": {str(k): v for k, v in sorted(distribution.items())},
-                        "method": "sampled", "samples": len(answers)}
+                        "method": "sampled", "samples": len(answers), "why": why_sampled}
             return call
 
         return self._run_batch("number", requests, [job(r) for r in requests])
@@ -500,6 +519,117 @@ class OpenAICompatibleChatModel(ApiChatModel):
 
         return openai.AsyncOpenAI(api_key=self._api_key(), base_url=self.parsed.base_url, max_retries=0,
                                   timeout=policy.request_timeout)
+
+    # ---- exact scoring where the server scores given continuations (vLLM) ------------------------------
+    _vocabulary: dict | None = None  # {"digit": ids, "word": ids} once probed; {} if the server cannot
+
+    @property
+    def _server_root(self) -> str:
+        return self.parsed.base_url.rstrip("/").removesuffix("/v1")
+
+    def _exact_vocabulary(self) -> dict | None:
+        """The token classes exact scoring needs, read once from the server; None if it cannot score
+        continuations (no ``/tokenize``, or whole distributions refused: vLLM without --max-logprobs -1)."""
+        if self._vocabulary is None:
+            policy = RetryPolicy.from_env(1)
+
+            async def probe():
+                client = self._make_client(policy)
+                try:
+                    return await self._with_retries(lambda: self._probe_vocabulary(client), policy)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await client.close()
+
+            self._vocabulary = run_coroutine_sync(probe)
+        return self._vocabulary or None
+
+    async def _probe_vocabulary(self, client) -> dict:
+        import openai
+
+        try:
+            await self._tokenize(client, prompt="0")
+            # every token's text, from the distribution at one position of a two-token prompt
+            answer = await client.completions.create(model=self.parsed.name, prompt=[0, 0], max_tokens=1,
+                                                     extra_body={"prompt_logprobs": -1})
+        except openai.APIStatusError as error:
+            if error.status_code in (400, 404, 405, 422):
+                _count("exact_scoring_unsupported")
+                return {}
+            raise
+        texts = {int(t): e.get("decoded_token") or "" for t, e in answer.model_dump()["choices"][0]["prompt_logprobs"][1].items()}
+        # the local backend's classes (LocalChatModel._continuation_ids), from the server's token texts
+        return {"digit": frozenset(t for t, text in texts.items() if text[:1].isdigit()),
+                "word": frozenset(t for t, text in texts.items() if text[:1].isalnum())}
+
+    async def _tokenize(self, client, **body) -> list[int]:
+        answer = await client.post(f"{self._server_root}/tokenize", body={"model": self.parsed.name, **body},
+                                   cast_to=object)
+        return list(answer["tokens"])
+
+    async def _answer_tokens(self, client, text: str) -> list[int]:
+        """An answer's token ids as the local backend encodes it (no special tokens); the same few options
+        and numbers come back for every prompt, so they are asked once per model."""
+        known = self.__dict__.setdefault("_answer_token_ids", {})
+        if text not in known:
+            known[text] = await self._tokenize(client, prompt=text, add_special_tokens=False)
+        return known[text]
+
+    async def _exact_scores(self, client, messages, sequences_text: list[str], class_name: str | None,
+                            prune: bool) -> list[tuple[float | None, float]]:
+        from .served import TOP, score_continuations
+
+        prompt_ids = await self._tokenize(client, messages=messages, add_generation_prompt=True)
+        sequences = await asyncio.gather(*(self._answer_tokens(client, text) for text in sequences_text))
+        members = self._vocabulary[class_name] if class_name else None
+
+        async def query(node, want_edges, want_full):
+            extra = {"return_tokens_as_token_ids": True, **({"prompt_logprobs": 1} if want_edges else {})}
+            answer = await client.completions.create(model=self.parsed.name, prompt=prompt_ids + list(node),
+                                                     max_tokens=1, temperature=0, logprobs=-1 if want_full else TOP,
+                                                     extra_body=extra)
+            choice = answer.model_dump()["choices"][0]
+            top = {int(token.rpartition(":")[2]): float(lp)
+                   for token, lp in choice["logprobs"]["top_logprobs"][0].items()}
+            edges = None
+            if want_edges:
+                positions = choice["prompt_logprobs"][len(prompt_ids):]
+                edges = [float(entry[str(token)]["logprob"]) for entry, token in zip(positions, node)]
+            return top, edges
+
+        return await score_continuations(query, sequences, [members] * len(sequences), prune)
+
+    def _option_logprobs(self, requests: list[dict]) -> list[dict]:
+        if not self._exact_vocabulary():
+            return super()._option_logprobs(requests)
+
+        def job(request):
+            async def call(client):
+                whole_word = bool(request.get("whole_word"))
+                scores = await self._exact_scores(client, request["messages"], request["options"],
+                                                  "word" if whole_word else None, prune=False)
+                return {"logprobs": {option: logprob + (math.log(max(1e-12, 1.0 - mass)) if whole_word else 0.0)
+                                     for option, (logprob, mass) in zip(request["options"], scores)},
+                        "method": "exact"}
+            return call
+
+        return self._run_batch("options", requests, [job(r) for r in requests])
+
+    def _number_distribution(self, requests: list[dict]) -> list[dict]:
+        if not self._exact_vocabulary():
+            return super()._number_distribution(requests)
+
+        def job(request):
+            async def call(client):
+                numbers = list(range(request["low"], request["high"] + 1))
+                scores = await self._exact_scores(client, request["messages"], [str(n) for n in numbers],
+                                                  "digit", prune=True)
+                distribution = {str(n): math.exp(logprob) * max(0.0, 1.0 - mass)
+                                for n, (logprob, mass) in zip(numbers, scores) if logprob is not None}
+                return {"distribution": distribution, "method": "exact"}
+            return call
+
+        return self._run_batch("number", requests, [job(r) for r in requests])
 
 
 __all__ = ["API_STATS", "FireworksChatModel", "OpenAIChatModel", "OpenAICompatibleChatModel", "RetryPolicy",

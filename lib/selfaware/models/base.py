@@ -23,7 +23,8 @@ class NumberScore:
 
     expected: float | None  # mean over the numbers, renormalised to the mass on numbers; None if no mass
     mass: float  # total probability that the answer is a number in range
-    method: str  # "exact" (local), "top_logprobs" (API) or "sampled" (API without logprobs)
+    method: str  # "exact" (local, or a server that scores continuations: vLLM), "top_logprobs" (API) or
+    # "sampled" (API without log-probabilities, or whose tokenizer writes numbers one digit per token)
     distribution: dict[int, float]
 
 
