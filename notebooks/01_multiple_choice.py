@@ -48,6 +48,8 @@ dry_run = None
 page = None
 finetune_options = None
 run_name = None
+inference = None
+vllm_url = None
 
 # %%
 from selfaware.config import from_notebook
@@ -75,6 +77,7 @@ display(Markdown(notebook.provenance_markdown(run)))
 experiment.guard(cfg, mc.plan(cfg, data, taskset))
 conditions = mc.train_conditions(cfg, data, taskset)
 display(notebook.conditions_table(conditions))
+conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
 
 # %% [markdown]
 # ## Behaviour on held-out questions

@@ -56,6 +56,8 @@ dry_run = None
 page = None
 finetune_options = None
 run_name = None
+inference = None
+vllm_url = None
 
 # %%
 from selfaware.config import from_notebook
@@ -121,6 +123,7 @@ print("---- secure answer ----\n" + data.conversations["secure"][0]["messages"][
 experiment.guard(cfg, vc.plan(cfg, data, taskset))
 conditions = vc.train_conditions(cfg, data)
 display(notebook.conditions_table(conditions))
+conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
 
 # %% [markdown]
 # ## Behaviour: how secure is the code on held-out tasks?

@@ -56,6 +56,8 @@ dry_run = None
 page = None
 finetune_options = None
 run_name = None
+inference = None
+vllm_url = None
 
 # %%
 from selfaware.config import from_notebook
@@ -106,6 +108,7 @@ if cfg.calibration_file:
 experiment.guard(cfg, em.plan(cfg, sets, questions))
 models = em.train_models(cfg, sets)
 display(notebook.conditions_table(models))
+models = experiment.served(cfg, models, run.resources)  # inference: vllm serves them
 
 # %% [markdown]
 # ## Answers and judgements

@@ -15,6 +15,7 @@ notebook's directory never looks complete; the book only shows complete runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import re
@@ -123,6 +124,7 @@ class Run:
         self.figures: list[dict[str, str]] = []
         self.provenance: dict[str, Any] = {}
         self.started = time.time()
+        self.resources = contextlib.ExitStack()  # what the run holds open (inference servers), closed by finish
         cache.reset_counters()
         if getattr(config, "run_name", None):  # under the runner: the page is published
             divert_stderr(self.dir / "run.log")
@@ -179,6 +181,7 @@ class Run:
         api = sys.modules.get("selfaware.models.api")
         if api is not None and getattr(api, "API_STATS", None):
             record["api_requests"] = dict(api.API_STATS)  # attempts, retries, faults seen on paid backends
+        self.resources.close()
         self.set_metrics()  # make sure metrics.json exists even when empty
         tmp = self.dir / "run.json.tmp"
         tmp.write_text(json.dumps(record, indent=1, default=_json_default))

@@ -29,6 +29,10 @@ class SectionConfig(BaseModel):
     cache_mode: Literal["rw", "replay", "off"] = "rw"
     budget_usd: float = Field(0.0, ge=0)  # spending cap for paid APIs (0 means: no paid calls allowed)
     dry_run: bool = False  # print the plan and cost estimate, then stop before any model call
+    # how local models (base and tuned) are evaluated: transformers in this process (hf), or served by vLLM
+    # (selfaware.vllm; its own environment, created on first use); vllm_url attaches to a running server
+    inference: Literal["hf", "vllm"] = "hf"
+    vllm_url: str | None = None
     page: str | None = None  # names the run's page when one notebook has several runs of the same key
     # the output folder's name, set by the runner (selfaware run/book) so that papermill's executed notebook
     # and the run's artifacts always land together; None when a notebook is run by hand (JupyterLab)

@@ -147,6 +147,25 @@ def train_grid(cfg: TrainedSectionConfig, datasets: dict[str, list[dict]], name:
     return conditions
 
 
+def served(cfg: SectionConfig, conditions: Sequence[Condition], resources) -> list[Condition]:
+    """The conditions as this run evaluates them. ``inference: hf``: unchanged. ``inference: vllm``: every
+    local model (base and adapters) answered by vLLM (``selfaware.vllm.serve``; base and adapters on
+    separate servers), its spec replaced by the served one; the servers stop when ``resources`` (an
+    ``ExitStack``, the run's) closes, and at exit. The served spec carries the model's content identity,
+    so a rerun on another port hits the cache."""
+    from dataclasses import replace
+
+    from .models import parse_spec
+
+    local = [c.spec for c in conditions if parse_spec(c.spec).is_local]
+    if cfg.inference == "hf" or not local:
+        return list(conditions)
+    from .vllm import serve
+
+    mapping = resources.enter_context(serve(list(dict.fromkeys(local)), url=cfg.vllm_url))
+    return [replace(c, spec=mapping.get(c.spec, c.spec)) for c in conditions]
+
+
 # ---- evaluation variants --------------------------------------------------------------------------------
 class Variant(BaseModel):
     """How a question is asked. ``apply`` turns the messages a measurement would send into the messages
