@@ -201,6 +201,25 @@ def test_an_adapter_registered_at_run_time_is_served_by_name(served, adapter, fl
         assert b.method == "exact" and all(abs(a.logprobs[o] - b.logprobs[o]) < TOLERANCE for o in options)
 
 
+def test_two_adapters_under_concurrent_load_equal_the_local_backend(served, adapter, float32):
+    """Many requests for two adapters at once on the adapter server (a mixed prefill/decode LoRA batch
+    stopped this CPU build's engine until the launcher served one sequence at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from selfaware.models import load_model
+
+    tuned = [s for s in served if "adapter=" in s]
+    assert len(tuned) >= 2  # the test above registered a second adapter
+    prompts = [[{"role": "user", "content": f"Option A: {k} coins for sure. Option B: a coin flip for {3 * k}. "
+                                            f"A or B?"}] for k in range(24)]
+    with ThreadPoolExecutor(len(tuned)) as pool:
+        remote = list(pool.map(lambda s: load_model(served[s]).score_options(prompts, ["A", "B"]), tuned))
+    for spec, scores in zip(tuned, remote):
+        local = load_model(spec).score_options(prompts[:4], ["A", "B"])
+        for a, b in zip(local, scores[:4]):
+            assert abs(a.logprobs["A"] - b.logprobs["A"]) < TOLERANCE
+
+
 def test_without_continuation_scoring_digit_splitting_is_detected(served, monkeypatch):
     """A server that gives first-token log-probabilities only: the number is sampled, not read as its first
     digit (the bug this backend had: 0.68 instead of 22.9)."""

@@ -165,7 +165,12 @@ class VllmServer:
                    "--max-logprobs", "-1", "--seed", "0", *self.extra_args]
         if self.lora:
             command += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank),
-                        "--max-loras", str(max(self.max_loras, len(self.adapters)))]
+                        "--max-loras", str(max(self.max_loras, len(self.adapters))),
+                        # a third bug of this CPU build: a batch that mixes requests of several adapters, some
+                        # in prefill and some decoding, stops the engine (the CPU LoRA fallback's einsum gets
+                        # one adapter index per request against one input row per token); one sequence at a
+                        # time on the adapter server avoids it (the adapter path is slow on CPU anyway)
+                        "--max-num-seqs", "1"]
             if self.adapters:
                 command += ["--lora-modules", *(f"{n}={d}" for n, d in self.adapters.items())]
         return command
