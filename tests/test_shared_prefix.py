@@ -83,3 +83,20 @@ def test_the_before_path_scores_the_same(monkeypatch):
         assert all(math.isclose(a, b, abs_tol=2e-4) for a, b in zip(got, other))
     finally:
         cache.set_mode("rw")
+
+
+def test_sharing_batch_prefixes_computes_fewer_positions_than_the_call_head_alone():
+    """Many answers to few questions, as on the emergent-misalignment page: the question is computed once
+    per batch instead of once per answer, and never more positions than before."""
+    from selfaware.models.local import load_weights, planned_positions
+
+    tokenizer = load_weights("smollm2-135m")[1]
+    answers = [f"Answer number {k}: " + "some words " * (k % 5) for k in range(24)]
+    prompts = [[{"role": "user", "content": fill_judge_prompt(ALIGNMENT_PROMPT, q, a)}]
+               for q in QUESTIONS for a in answers]
+    encoded = [chat_ids(tokenizer, p, True) for p in prompts]
+    before = planned_positions(encoded, 16, share_batch_prefixes=False)
+    after = planned_positions(encoded, 16)
+    assert after < before
+    random_order = [[7, 8, 9][k % 3:] + list(range(k, k + 20)) for k in range(30)]  # nothing shared
+    assert planned_positions(random_order, 16) <= planned_positions(random_order, 16, False)

@@ -187,6 +187,14 @@ def plan_batches(encoded: list[list[int]], batch_size: int, share_batch_prefixes
                          for s in range(0, len(order), batch_size)]
 
 
+def planned_positions(encoded: list[list[int]], batch_size: int, share_batch_prefixes: bool = True) -> int:
+    """Prompt token positions a scoring call computes (shared prefixes once, then every batch's padded
+    rest): the work that prefix sharing saves, independent of how busy the machine is."""
+    call_shared, batches = plan_batches(encoded, batch_size, share_batch_prefixes)
+    return call_shared + sum(shared - call_shared + len(rows) * (max(len(encoded[i]) for i in rows) - shared)
+                             for rows, shared in batches)
+
+
 class SharedPrefixes:
     """Key/value caches of token prefixes for one scoring call, each computed once. The call's common head
     is kept for the whole call; a batch's longer prefix is computed on top of the longest prefix known
