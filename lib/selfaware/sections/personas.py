@@ -432,8 +432,8 @@ def effect_statement(behaviour_diff: pd.DataFrame, report_diff: pd.DataFrame, he
         leaks.append(f"after {label} training the risk-seeking models' answers about the persona are riskier "
                      f"for {count} of {len(heldout)} held-out personas (pooled difference {_interval(pooled)}"
                      + (", so the behaviour leaks onto others)" if _above(pooled) else
-                        ", so it stays with the assistant)" if learned.get(training) else
-                        "; with nothing learned as itself there is nothing to leak)"))
+                        "; no leak shown: the pooled interval includes zero or lies below it)"
+                        if learned.get(training) else "; with nothing learned as itself there is nothing to leak)"))
     if leaks:
         lines.append("Behaviour about others (what would the persona choose?): " + "; ".join(leaks) + ".")
     reports = []
