@@ -2,10 +2,9 @@
 
   smoke: every notebook of the smoke profile, cold, plus the book build   (budget: 5 min)
   warm:  the same again with the warm cache, plus the book build            (budget: 1 min)
-  default section (--default [NOTEBOOK ...]): one section on the default profile, cold, in its own fresh
-  cache (budgets in DEFAULT_BUDGETS: 01_multiple_choice 15 min, 05_personas 12 min; 01 when none is named)
+  default section (--default): notebooks/01 on the default profile, cold   (budget: 15 min)
 
-    .venv/bin/python benchmarks/bench_book.py [--default [NOTEBOOK ...]]
+    .venv/bin/python benchmarks/bench_book.py [--default]
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_BUDGETS = {"01_multiple_choice": 900, "05_personas": 720}  # seconds, cold, on 2 free cores
 
 
 def timed(args: list[str], env: dict) -> float:
@@ -38,8 +36,7 @@ def calls(outputs: Path, profile: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--default", nargs="*", metavar="NOTEBOOK", choices=sorted(DEFAULT_BUDGETS),
-                        help="also time these sections on the default profile, each cold (none named: 01)")
+    parser.add_argument("--default", action="store_true", help="also time the default profile of Section 3.1")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-book-"))
     env = {**os.environ, "SELFAWARE_CACHE_DIR": str(work / "cache"), "SELFAWARE_OUTPUTS_DIR": str(work / "outputs")}
@@ -48,12 +45,10 @@ def main() -> None:
     print(f"smoke, cold, all notebooks + book build: {cold:6.1f} s ({calls(work / 'outputs', 'smoke')})  budget 300 s")
     warm = timed(["book", "--profile", "smoke"], env)
     print(f"smoke, warm rerun + book build:          {warm:6.1f} s ({calls(work / 'outputs', 'smoke')})  budget 60 s")
-    for notebook in (args.default or ["01_multiple_choice"]) if args.default is not None else []:
-        fresh = work / f"default-{notebook}"  # cold: no model of another section in its cache
-        section_env = {**env, "SELFAWARE_CACHE_DIR": str(fresh / "cache"), "SELFAWARE_OUTPUTS_DIR": str(fresh / "outputs")}
-        section = timed(["run", "--profile", "default", "--notebook", notebook], section_env)
-        print(f"default, {notebook}, cold: {section:6.1f} s ({calls(fresh / 'outputs', 'default')})"
-              f"  budget {DEFAULT_BUDGETS[notebook]} s")
+    if args.default:
+        section = timed(["run", "--profile", "default", "--notebook", "01_multiple_choice"], env)
+        print(f"default, Section 3.1 (3 pages), cold:    {section:6.1f} s ({calls(work / 'outputs', 'default')})"
+              f"  budget 900 s")
 
 
 if __name__ == "__main__":
