@@ -39,6 +39,27 @@ def _resample(groups, rng) -> float:
     return float(np.mean([_resample(groups[i], rng) for i in picks]))
 
 
+def bootstrap_difference_ci(first: pd.DataFrame, second: pd.DataFrame, value: str, levels: list[str],
+                            n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
+    """Mean of ``value`` in ``first`` minus its mean in ``second``, with a (1 - alpha) percentile interval:
+    each side resampled by the hierarchical bootstrap of :func:`bootstrap_mean_ci` (its own seeds, then its
+    own questions), independently, since the two sides are different models."""
+    rng = np.random.default_rng(seed)
+    sides = []
+    for frame in (first, second):
+        data = frame.dropna(subset=[value])
+        if data.empty:
+            return (float("nan"),) * 3
+        present = [level for level in levels if level in data]
+        if present and data.groupby(present).size().max() == 1:
+            present = present[:-1]
+        groups = _nest(data, value, present)
+        sides.append((float(data[value].mean()), np.array([_resample(groups, rng) for _ in range(n_boot)])))
+    (mean_first, boot_first), (mean_second, boot_second) = sides
+    low, high = np.quantile(boot_first - boot_second, [alpha / 2, 1 - alpha / 2])
+    return mean_first - mean_second, float(low), float(high)
+
+
 def summarise(frame: pd.DataFrame, by: list[str], value: str, levels: list[str], n_boot: int = 2000) -> pd.DataFrame:
     """One row per group of ``by``: n, mean and the bootstrap interval."""
     rows = []
