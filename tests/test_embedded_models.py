@@ -199,6 +199,20 @@ def test_model_facts_belong_to_the_model():
         EMBEDDED["qwen2.5-coder-0.5b"].source.sha256
 
 
+def test_the_scoring_batch_is_the_models_own_unless_the_user_sets_one(monkeypatch):
+    """The 1.5B model scores 4 prompts at a time without the user setting anything (16 ran out of 24 GiB);
+    SELFAWARE_SCORE_BATCH still wins, for a machine with less memory."""
+    from selfaware.models import load_model, parse_spec
+    from selfaware.models.local import scoring_batch
+
+    monkeypatch.delenv("SELFAWARE_SCORE_BATCH", raising=False)
+    assert scoring_batch(parse_spec("local:qwen2.5-coder-1.5b")) == 4
+    assert scoring_batch(parse_spec("local:smollm2-135m?adapter=/x")) == 16
+    assert load_model("local:qwen2.5-coder-1.5b").scoring_batch == 4  # lazy: no weights are loaded
+    monkeypatch.setenv("SELFAWARE_SCORE_BATCH", "2")
+    assert scoring_batch(parse_spec("local:qwen2.5-coder-1.5b")) == 2
+
+
 QWEN_05B = EMBEDDED["qwen2.5-coder-0.5b"]
 _qwen_missing = [p for p in QWEN_05B.source.packages if importlib.util.find_spec(p) is None]
 

@@ -49,6 +49,14 @@ def device() -> str:
     return os.environ.get("SELFAWARE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def scoring_batch(spec: ModelSpec) -> int:
+    """Prompts scored in one batch: SELFAWARE_SCORE_BATCH when set (a machine with less memory), else the
+    embedded model's own size (``EmbeddedModel.score_batch``: 4 for the 1.5B model), else 16."""
+    if os.environ.get("SELFAWARE_SCORE_BATCH"):
+        return int(os.environ["SELFAWARE_SCORE_BATCH"])
+    return spec.embedded.score_batch if spec.embedded else 16
+
+
 def resolve_model_dir(name: str) -> Path:
     if is_embedded(name):
         return embedded_model_dir(name)
@@ -247,6 +255,10 @@ class LocalChatModel(ChatModel):
     def weights(self):
         return load_weights(self.parsed.name, self.parsed.adapter)
 
+    @property
+    def scoring_batch(self) -> int:
+        return self.score_batch or scoring_batch(self.parsed)
+
     def _stop_ids(self, tokenizer) -> set[int]:
         stops = {tokenizer.eos_token_id}
         for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"):
@@ -318,7 +330,7 @@ class LocalChatModel(ChatModel):
     # ---- exact scoring ------------------------------------------------------------------------------
     # prefixes less likely than this are not expanded: a pruned number contributes < 1e-4 probability
     prune_logprob = math.log(1e-4)
-    score_batch = int(os.environ.get("SELFAWARE_SCORE_BATCH", "16"))
+    score_batch: int | None = None  # prompts scored per batch; None: scoring_batch(spec)
 
     # False: only the prefix common to all prompts of a call is shared (the behaviour before batch
     # prefixes; benchmarks/bench_judge.py compares the two)
@@ -335,7 +347,7 @@ class LocalChatModel(ChatModel):
         prefixes less likely than ``prune_logprob`` are not expanded (and are absent from the table)."""
         model, tokenizer = self.weights
         encoded = [chat_ids(tokenizer, m, True) for m in prompts]
-        call_shared, batches = plan_batches(encoded, self.score_batch, self.share_batch_prefixes)
+        call_shared, batches = plan_batches(encoded, self.scoring_batch, self.share_batch_prefixes)
         heads = SharedPrefixes(model)
         if call_shared:
             heads.pin(encoded[0][:call_shared])  # batches' longer prefixes are computed on top of it
