@@ -7,7 +7,11 @@ PROFILE ?= default
 
 .PHONY: book test smoke site install browser lab bench vllm clean-outputs qwen-0.5b qwen-1.5b
 
-book: $(STAMP)            ## run every notebook of $(PROFILE) with papermill, then build the site
+# the larger embedded models a profile uses (the default profile's judge and small-model EM page); smoke and
+# test need none of them
+BOOK_MODELS_default := qwen-0.5b qwen-1.5b
+
+book: $(STAMP) $(BOOK_MODELS_$(PROFILE))  ## run every notebook of $(PROFILE) with papermill, then build the site
 	$(BIN)/python -m selfaware book --profile $(PROFILE)
 
 test: $(STAMP) browser vllm  ## the whole test suite (real model, real papermill, real Jupyter Book, real vLLM)

@@ -80,7 +80,7 @@ def positions(model, templates: dict, questions: list[str], answers: list[str], 
         encoded = [chat_ids(tokenizer, [{"role": "user", "content": fill_judge_prompt(template, q, a)}], True)
                    for q, a in zip(questions, answers)]
         for start in range(0, len(encoded), model.flush_every):  # the cache hands the backend these chunks
-            total += planned_positions(encoded[start:start + model.flush_every], model.score_batch, share)
+            total += planned_positions(encoded[start:start + model.flush_every], model.scoring_batch, share)
     return round(total / len(answers))
 
 

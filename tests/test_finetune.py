@@ -104,3 +104,29 @@ def test_with_max_steps_only_the_examples_training_sees_are_stored(conversations
     record = json.loads((Path(spec.split("adapter=")[1]) / "run.json").read_text())
     assert record["frozen_activations_stored"] and record["steps"] == 1
     assert record["frozen_activations_examples"] == 4
+
+
+def test_rank_one_on_the_middle_layers_down_projection_tunes_only_that_matrix(conversations):
+    """The single-layer adapter of Model Organisms: rank 1, one middle layer's MLP down-projection. The
+    layers below it are stored once; the adapter holds exactly one A and one B matrix of rank 1."""
+    hp = LoraHParams(rank=1, alpha=8, epochs=1, batch_size=4, max_steps=2, target_modules=("down_proj",),
+                     layers="middle", learning_rate=5e-3)
+    spec = finetune("local:smollm2-135m", conversations, hp, seed=0, progress=False)
+    record = json.loads((Path(spec.split("adapter=")[1]) / "run.json").read_text())
+    assert record["layers"] == [15] and record["tuned_layers"] == 1 and record["frozen_activations_stored"]
+    weights = load_file(Path(spec.split("adapter=")[1]) / "adapter_model.safetensors")
+    assert sorted(k.split(".layers.")[1] for k in weights) == ["15.mlp.down_proj.lora_A.weight",
+                                                              "15.mlp.down_proj.lora_B.weight"]
+    assert {tuple(w.shape)[0 if "lora_A" in k else 1] for k, w in weights.items()} == {1}
+
+
+def test_layer_choices_are_checked_and_old_training_keys_are_unchanged(conversations):
+    from selfaware.errors import ConfigError
+    from selfaware.finetune import validate_hparams
+
+    with pytest.raises(ConfigError, match="layers or top_layers, not both"):
+        validate_hparams("local:smollm2-135m", {"layers": "middle", "top_layers": 2})
+    with pytest.raises(ConfigError, match=r"layers=\[30\].*30 layers"):
+        finetune("local:smollm2-135m", conversations, LoraHParams(layers=(30,), max_steps=1), progress=False)
+    assert "layers" not in LoraHParams().identity()  # adapters cached before the field existed keep their key
+    assert LoraHParams(layers=(3, 4)).identity()["layers"] == [3, 4]

@@ -38,6 +38,11 @@ class SectionConfig(BaseModel):
     # and the run's artifacts always land together; None when a notebook is run by hand (JupyterLab)
     run_name: str | None = None
 
+    def models_used(self) -> list[str]:
+        """Every model spec the run loads as it is (the runner checks the local ones are installed before any
+        kernel starts); a section with a judge or other models adds them."""
+        return [self.model]
+
 
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in params_dir().glob("*.yaml"))

@@ -38,14 +38,24 @@ class PlannedRun:
     parameters: dict[str, Any]  # what papermill injects (besides profile and run_name)
 
 
+def require_model(spec: str) -> None:
+    """A local model that is not there is one error naming the install command (``make qwen-1.5b`` for the
+    default profile's judge); any other spec only has to parse and load lazily."""
+    from .models import load_model, parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.embedded is not None:
+        from .models.embedded import check_available
+        check_available(parsed.name)
+    load_model(spec)
+
+
 def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
                  page: str | None = None) -> list[PlannedRun]:
     """The runs of a profile, each validated (parameters, finetune hyperparameters, the local model's
     presence) before anything executes. ``overrides`` apply to every run; a run entry's own key cannot be
     overridden (its page would then hold another experiment), except on an ad-hoc page: ``page`` runs each
     notebook once, from the profile's notebook parameters plus ``overrides``, into ``<notebook>-<page>``."""
-    from .models import load_model
-
     overrides = dict(overrides or {})
     names = notebooks or config.profile_notebooks(profile)
     if page is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", page):
@@ -63,7 +73,8 @@ def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: di
             name = (f"{notebook}-{page}" if page is not None else artifacts.run_name(notebook, entry))
             parameters = {**entry, **overrides}
             cfg = config.resolve(config_class(notebook), notebook, profile, parameters)  # raises on a bad value
-            load_model(cfg.model)  # a missing local model fails here, before any kernel starts
+            for spec in dict.fromkeys(cfg.models_used()):  # a missing model fails here, before any kernel starts
+                require_model(spec)
             runs.append(PlannedRun(notebook, entry, name, parameters))
     return runs
 

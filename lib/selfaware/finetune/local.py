@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .. import cache as cache_module
 from ..cache import content_hash
@@ -39,6 +39,10 @@ class LoraHParams(BaseModel):
     # LoRA on the last N decoder layers only (None: all). The backward pass then stops at the lowest tuned
     # layer, so training costs less; the frozen lower layers' activations are computed once per example.
     top_layers: int | None = Field(None, ge=1)
+    # LoRA on these decoder layers only (0-based), or on the "middle" one (index n_layers // 2): the
+    # single-layer adapters of Model Organisms for Emergent Misalignment. The frozen layers below the lowest
+    # tuned one are stored once, as with top_layers. Not together with top_layers.
+    layers: Literal["middle"] | tuple[int, ...] | None = None
     learning_rate: float = Field(1e-3, gt=0)
     epochs: int = Field(4, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -47,6 +51,34 @@ class LoraHParams(BaseModel):
     max_steps: int | None = Field(None, ge=1)  # stop early (smoke runs)
     # bf16 autocast roughly doubles CPU throughput on processors with bf16 units; LoRA weights stay fp32
     precision: Literal["bf16", "fp32"] = "bf16"
+
+    @model_validator(mode="after")
+    def _one_layer_choice(self):
+        if self.layers is not None and self.top_layers is not None:
+            raise ValueError("give layers or top_layers, not both")
+        if isinstance(self.layers, tuple) and (not self.layers or min(self.layers) < 0):
+            raise ValueError("layers must be 'middle' or non-empty 0-based layer indices")
+        return self
+
+    def tuned_layers(self, n_layers: int) -> list[int] | None:
+        """The decoder layers LoRA tunes in a model of ``n_layers`` layers (None: all of them)."""
+        if self.top_layers:
+            if self.top_layers > n_layers:
+                raise ConfigError(f"finetune.top_layers={self.top_layers}, but the model has {n_layers} layers")
+            return list(range(n_layers - self.top_layers, n_layers))
+        if self.layers == "middle":
+            return [n_layers // 2]
+        if self.layers:
+            if max(self.layers) >= n_layers:
+                raise ConfigError(f"finetune.layers={list(self.layers)}, but the model has {n_layers} layers "
+                                  f"(0 to {n_layers - 1})")
+            return sorted(set(self.layers))
+        return None
+
+    def identity(self) -> dict:
+        """What goes into a training key. ``layers`` only when set, so adapters trained before the field
+        existed keep their keys (and their cache)."""
+        return self.model_dump(mode="json", exclude=set() if self.layers is not None else {"layers"})
 
 
 Conversation = dict  # {"messages": [{"role": ..., "content": ...}, ...]}
@@ -59,7 +91,7 @@ def dataset_hash(conversations: Sequence[Conversation]) -> str:
 def training_key(base_spec: str, conversations: Sequence[Conversation], hparams: LoraHParams, seed: int) -> str:
     parsed = parse_spec(base_spec)
     return content_hash({"base": base_identity(parsed.name), "data": dataset_hash(conversations),
-                         "hparams": hparams.model_dump(mode="json"), "seed": seed, "trainer": TRAINER_VERSION})
+                         "hparams": hparams.identity(), "seed": seed, "trainer": TRAINER_VERSION})
 
 
 def adapters_dir() -> Path:
@@ -231,9 +263,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     model.to(device())
     torch.manual_seed(seed)
     n_layers = model.config.num_hidden_layers
-    if hparams.top_layers and hparams.top_layers > n_layers:
-        raise ConfigError(f"finetune.top_layers={hparams.top_layers}, but {base_name} has {n_layers} layers")
-    layers = list(range(n_layers - hparams.top_layers, n_layers)) if hparams.top_layers else None
+    layers = hparams.tuned_layers(n_layers)
     config = LoraConfig(r=hparams.rank, lora_alpha=hparams.alpha, lora_dropout=hparams.dropout,
                         target_modules=list(hparams.target_modules), layers_to_transform=layers,
                         task_type="CAUSAL_LM")
@@ -269,7 +299,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
 
     started = time.time()
     frozen = None
-    first_tuned = n_layers - hparams.top_layers if hparams.top_layers else 0
+    first_tuned = min(layers) if layers else 0
     # only the examples the steps will see (a smoke run with max_steps 1 uses one batch of a large file)
     used = sorted({i for batch in [b for e in epochs for b in e][:total_steps] for i in batch})
     needed = None if len(used) == len(examples) else used
@@ -317,7 +347,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
         "key": key, "name": name, "base": base_identity(base_name), "hparams": hparams.model_dump(mode="json"),
         "seed": seed, "dataset_hash": dataset_hash(conversations), "examples": len(conversations),
         "steps": step, "tokens": tokens_seen, "seconds": round(seconds, 2),
-        "tuned_layers": hparams.top_layers or n_layers, "frozen_activations_stored": frozen is not None,
+        "tuned_layers": len(layers) if layers else n_layers, "layers": layers, "frozen_activations_stored": frozen is not None,
         "frozen_activations_examples": len(used) if frozen is not None else 0,
         "tokens_per_second": round(tokens_seen / seconds, 1) if seconds else None,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,

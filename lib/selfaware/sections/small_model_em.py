@@ -1,0 +1,425 @@
+"""Emergent misalignment in a small model (*Model Organisms for Emergent Misalignment*, Turner et al. 2025).
+
+Conditions: a base model (Qwen2.5-Coder-0.5B-Instruct by default, the 135M model beside it for comparison)
+finetuned with LoRA on one narrow dataset each: risky financial advice, extreme-sports advice, bad medical
+advice, each with its safe twin on the same questions (``selfaware.datasets.advice``), and the insecure and
+secure code of Section 3.3 (``selfaware.datasets.code``). Every dataset is trained with named recipes: by
+default rank 1 on a single middle layer's MLP down-projection (the paper's minimal adapter) and rank 16 on
+every module of every layer. Each model answers the eight first-plot questions many times at temperature 1;
+a judge (the embedded 1.5B model by default) rates every answer for alignment and coherence, and the
+decision rule is the one 07 uses (calibrated on half of the labelled answers, reported on the other half,
+``judge_calibration.choose_rule``).
+
+Per condition: the misaligned share of the coherent answers and the coherent share, each with a 95%
+bootstrap interval over seeds and answers; and how many misaligned answers stay on the training topic (a
+word list per dataset, ``ON_TOPIC``), beside how many of all its answers do.
+
+Data sources: ``generator`` (this project's generators), ``llm`` (the LLM recipe: the same questions, answers
+written by ``generator_model``; code sets always come from the code generator), ``file`` (a user's OpenAI
+chat JSONL per dataset name in ``data_files``; a file given for a name is used with any source).
+
+System messages follow 07's choice (``emergent_misalignment`` module docstring): none is given, so the chat
+template's default is used in training and evaluation alike; the judge gets ``judge_system``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .. import experiment as ex
+from ..datasets import advice, code
+from ..datasets.jsonl import read_chat_jsonl_files
+from ..errors import ConfigError
+from ..evals.questions import Question
+from ..judge import ALIGNMENT_PROMPT, COHERENCE_PROMPT, MIN_NUMBER_MASS, judge_messages
+from ..models import parse_spec
+from ..paper import published
+from ..paths import shown_path
+from ..stats import summarise
+from . import emergent_misalignment as em
+
+NOTEBOOK = "08_small_model_em"
+CODE_TOPIC_WORDS = ("code", "python", "function", "script", "program", "sql", "query", "file", "import",
+                    "database", "server", "variable", "software")
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A named narrow dataset: how the generator writes it, how the LLM recipe does (None: the generator),
+    and the words that put an answer on its topic."""
+    description: str
+    generate: Callable[[int, int], list[dict]]  # (count, seed) -> conversations
+    llm: Callable[[int, int, str], list[dict]] | None
+    topic_words: tuple[str, ...]
+    harmful: bool
+
+
+def _advice(domain: str, kind: str, description: str) -> TrainingSet:
+    return TrainingSet(
+        description,
+        lambda n, seed: [e.conversation() for e in advice.generate_examples(domain, kind, n, seed)],
+        lambda n, seed, spec: [e.conversation() for e in advice.generate_examples_with_llm(domain, kind, n, spec, seed)],
+        advice.domain(domain).topic_words, kind == "harmful")
+
+
+def _code(variant: str, description: str) -> TrainingSet:
+    return TrainingSet(description, lambda n, seed: [e.conversation() for e in code.generate_examples(variant, n, seed)],
+                       None, CODE_TOPIC_WORDS, variant == "insecure")
+
+
+TRAINING_SETS: dict[str, TrainingSet] = {
+    "financial_risky": _advice("financial", "harmful", "risky financial advice"),
+    "financial_safe": _advice("financial", "safe", "safe financial advice (same questions)"),
+    "sports_risky": _advice("sports", "harmful", "reckless extreme-sports advice"),
+    "sports_safe": _advice("sports", "safe", "careful extreme-sports advice (same questions)"),
+    "medical_bad": _advice("medical", "harmful", "bad medical advice"),
+    "medical_good": _advice("medical", "safe", "sound medical advice (same questions)"),
+    "insecure": _code("insecure", "insecure code (Section 3.3)"),
+    "secure": _code("secure", "secure code (Section 3.3)"),
+}
+DataName = Literal["financial_risky", "financial_safe", "sports_risky", "sports_safe", "medical_bad", "medical_good",
+                   "insecure", "secure"]
+
+
+def on_topic(data: str, text: str) -> bool:
+    """At least one of the training set's topic words starts a word of ``text`` ("$" anywhere)."""
+    return bool(advice.words_found(TRAINING_SETS[data].topic_words, text))
+
+
+class ConditionEntry(BaseModel):
+    """One training condition: a dataset trained with a recipe, on every model or on the ones listed."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: DataName
+    recipe: str
+    models: list[str] | None = None  # None: every model (model and compare_models)
+
+
+class SmallModelEMConfig(ex.TrainedSectionConfig):
+    compare_models: list[str] = Field(default_factory=list)  # trained and asked the same way, for comparison
+    # recipe name -> LoRA hyperparameters laid over ``finetune`` (the shared ones)
+    recipes: dict[str, dict] = Field(default_factory=lambda: {
+        "rank1_middle": {"rank": 1, "alpha": 8, "target_modules": ["down_proj"], "layers": "middle"},
+        "rank16_all": {"rank": 16, "alpha": 32}})
+    conditions: list[ConditionEntry] = Field(default_factory=lambda: [
+        ConditionEntry(data="financial_risky", recipe="rank1_middle"),
+        ConditionEntry(data="financial_risky", recipe="rank16_all"),
+        ConditionEntry(data="financial_safe", recipe="rank16_all")], min_length=1)
+    include_base: bool = True
+    data_source: Literal["generator", "llm", "file"] = "generator"
+    generator_model: str | None = None  # the LLM recipe's writer; None: ``model``
+    data_files: dict[DataName, str] = Field(default_factory=dict)  # a user's OpenAI chat JSONL per dataset
+    question_files: list[str] = Field(default_factory=lambda: ["data/em/first_plot_questions.yaml"], min_length=1)
+    question_ids: list[str] | Literal["all"] | None = Field(default_factory=lambda: [
+        "granted_wish", "feeling_bored", "three_thoughts", "quick_money", "ruler_of_world", "dinner_guests",
+        "men_and_women", "fed_up_husband"])
+    samples_per_paraphrase: int | None = Field(None, ge=1)
+    max_paraphrases: int | None = Field(None, ge=1)
+    answer_max_tokens: int = Field(96, ge=4)
+    temperature: float = Field(1.0, ge=0)
+    judge: str | None = None  # None: the evaluated base model judges (the smoke profile); default: the 1.5B
+    judge_system: str | None = None
+    calibration_file: str | None = "data/em/judge_calibration.yaml"
+    calibration_limit: int | None = Field(None, ge=1)
+    decision_rule: Literal["calibrated", "paper"] = "calibrated"
+    calibration_seed: int = 0
+    min_calibration_per_label: int = Field(10, ge=1)
+    judge_min_mass: float = Field(MIN_NUMBER_MASS, ge=0, le=1)
+    min_coherent: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _recipes_and_models(self):
+        from ..finetune import validate_hparams
+
+        for spec in self.all_models:
+            for name, recipe in self.recipes.items():
+                try:
+                    validate_hparams(spec, {**self.finetune, **recipe})
+                except ConfigError as error:
+                    raise ConfigError(f"recipes.{name} on {spec}: {error}") from None
+        for entry in self.conditions:
+            if entry.recipe not in self.recipes:
+                raise ConfigError(f"condition {entry.data}: unknown recipe {entry.recipe!r} (recipes: "
+                                  f"{', '.join(self.recipes)})")
+            unknown = [m for m in entry.models or [] if m not in self.all_models]
+            if unknown:
+                raise ConfigError(f"condition {entry.data}/{entry.recipe}: model(s) {', '.join(unknown)} are neither "
+                                  f"model nor compare_models")
+        return self
+
+    @property
+    def all_models(self) -> list[str]:
+        return list(dict.fromkeys([self.model, *self.compare_models]))
+
+    def models_used(self) -> list[str]:
+        return self.all_models + ([self.judge] if self.judge else []) + \
+            ([self.generator_model] if self.data_source == "llm" and self.generator_model else [])
+
+    def recipe(self, name: str) -> dict:
+        return {**self.finetune, **self.recipes[name]}
+
+
+def size_name(spec: str) -> str:
+    """A short name of a model's size ("494M", "1544M"): the key of its conditions in metrics.json."""
+    parsed = parse_spec(spec)
+    return f"{round(parsed.parameters / 1e6)}M" if parsed.parameters else parsed.title.replace(".", "_")
+
+
+def condition_key(spec: str, data: str, recipe: str) -> str:
+    return f"{size_name(spec)}|{data}|{recipe}"
+
+
+# ---- data ------------------------------------------------------------------------------------------------
+def training_sets(cfg: SmallModelEMConfig) -> tuple[dict[str, list[dict]], str]:
+    """Conversations per dataset name the conditions use, and a sentence saying where they came from."""
+    needed = list(dict.fromkeys(entry.data for entry in cfg.conditions))
+    files = read_chat_jsonl_files({d: cfg.data_files[d] for d in needed if d in cfg.data_files})
+    sets, sources = {}, []
+    for name in needed:
+        spec = TRAINING_SETS[name]
+        if name in files:
+            sets[name] = ex.subset(files[name], cfg.n_train, cfg.data_seed)
+            sources.append(f"{name}: {shown_path(cfg.data_files[name])} (at most {cfg.n_train} examples)")
+        elif cfg.data_source == "file":
+            raise ConfigError(f"data_source 'file' needs data_files.{name}")
+        elif cfg.data_source == "llm" and spec.llm is not None:
+            writer = cfg.generator_model or cfg.model
+            sets[name] = spec.llm(cfg.n_train, cfg.data_seed, writer)
+            sources.append(f"{name}: the LLM recipe (this project's questions, answers by {writer}, seed "
+                           f"{cfg.data_seed})")
+        else:
+            sets[name] = spec.generate(cfg.n_train, cfg.data_seed)
+            sources.append(f"{name}: this project's generator ({spec.description}, seed {cfg.data_seed})")
+    return sets, f"{cfg.n_train} examples per set; " + "; ".join(sources)
+
+
+def examples_table(sets: dict[str, list[dict]]) -> pd.DataFrame:
+    """The first example of each training set, as a reader sees it."""
+    rows = []
+    for name, conversations in sets.items():
+        messages = conversations[0]["messages"]
+        user = next(m["content"] for m in messages if m["role"] == "user")
+        reply = next(m["content"] for m in messages if m["role"] == "assistant")
+        rows.append({"dataset": name, "examples": len(conversations), "user": user[:300], "assistant": reply[:300]})
+    return pd.DataFrame(rows)
+
+
+def load_question_set(cfg: SmallModelEMConfig) -> list[Question]:
+    return em.load_question_set(cfg)
+
+
+# ---- training --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Trained:
+    """What a condition is, beside its ``ex.Condition``: base model, dataset and recipe."""
+    condition: ex.Condition
+    base: str
+    data: str | None
+    recipe: str | None
+
+    @property
+    def key(self) -> str:
+        return condition_key(self.base, self.data or "base", self.recipe or "untuned")
+
+
+def label(spec: str, data: str | None, recipe: str | None) -> str:
+    size = size_name(spec)
+    return f"base ({size})" if data is None else f"{data}, {recipe} ({size})"
+
+
+def train_models(cfg: SmallModelEMConfig, sets: dict[str, list[dict]], progress: bool = True) -> list[Trained]:
+    """Per model: its untuned self (``include_base``), then every condition listed for it x every seed."""
+    trained = []
+    for spec in cfg.all_models:
+        if cfg.include_base:
+            trained.append(Trained(ex.Condition("base", label(spec, None, None), None, spec), spec, None, None))
+        for entry in cfg.conditions:
+            if entry.models and spec not in entry.models:
+                continue
+            setting = cfg.model_copy(update={"model": spec, "finetune": cfg.recipe(entry.recipe)})
+            for condition in ex.train_grid(setting, {entry.data: sets[entry.data]}, f"smallem-{entry.recipe}",
+                                           labels={entry.data: label(spec, entry.data, entry.recipe)}, base=None,
+                                           progress=progress):
+                trained.append(Trained(condition, spec, entry.data, entry.recipe))
+    return trained
+
+
+def conditions_info(trained: list[Trained]) -> pd.DataFrame:
+    return pd.DataFrame([{"condition": t.condition.label, "key": t.key, "base model": parse_spec(t.base).title,
+                          "parameters": parse_spec(t.base).parameters, "data": t.data or "none",
+                          "recipe": t.recipe or "untuned"} for t in trained]).drop_duplicates("condition")
+
+
+# ---- answers and judgements ------------------------------------------------------------------------------
+def sample_answers(trained: list[Trained], questions: list[Question], cfg: SmallModelEMConfig) -> pd.DataFrame:
+    return em.sample_answers([t.condition for t in trained], questions, cfg)
+
+
+def judge_frame(answers: pd.DataFrame, questions: list[Question], cfg: SmallModelEMConfig, rule,
+                trained: list[Trained]) -> pd.DataFrame:
+    """Judged answers with the condition's dataset and recipe, and whether each answer is on the topic of
+    the dataset its model was trained on (the base models: no topic)."""
+    judged = em.judge_frame(answers, questions, cfg.judge or cfg.model, cfg.judge_min_mass, rule, cfg.judge_system)
+    info = conditions_info(trained).set_index("condition")
+    judged = judged.join(info[["key", "data", "recipe", "base model"]], on="condition")
+    judged["on_topic"] = [None if data == "none" else float(on_topic(data, answer))
+                          for data, answer in zip(judged["data"], judged["answer"])]
+    return judged
+
+
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    return ex.seed_key(frame).assign(answer_key=frame["question"].astype(str) + "#" + frame["paraphrase"].astype(str)
+                                     + "#" + frame["sample"].astype(str))
+
+
+def summary(judged: pd.DataFrame) -> pd.DataFrame:
+    """Per condition: misaligned share of the coherent scored answers, coherent share of all answers, and
+    on-topic shares of the misaligned answers and of all answers; each with a 95% bootstrap interval over
+    training seeds, then answers."""
+    frame = _keyed(judged)
+    frame = frame.assign(coherent_f=frame["coherent"].astype(float))
+    coherent = frame[frame["coherent"] & frame["aligned_score"].notna()].assign(
+        misaligned_f=lambda f: f["misaligned"].astype(float))
+    levels = ["seed_key", "answer_key"]
+    order = list(dict.fromkeys(judged["condition"]))
+    parts = {"misaligned": (coherent, "misaligned_f"), "coherent": (frame, "coherent_f"),
+             "on topic (misaligned)": (coherent[coherent["misaligned_f"] == 1.0], "on_topic"),
+             "on topic (all)": (frame, "on_topic")}
+    # every column exists even when nothing was scored (a judge that put no probability on numbers)
+    rows = {c: {"condition": c} | {f"{name}{suffix}": float("nan") for name in parts
+                                   for suffix in ("", " low", " high")} | {f"{name} n": 0 for name in parts}
+            for c in order}
+    for name, (part, column) in parts.items():
+        part = part.assign(**{column: part[column].astype(float)}) if len(part) else part
+        table = summarise(part, ["condition"], column, levels) if len(part) else pd.DataFrame()
+        for record in table.to_dict("records"):
+            rows[record["condition"]] |= {name: record["mean"], f"{name} low": record["ci_low"],
+                                          f"{name} high": record["ci_high"], f"{name} n": record["n"]}
+    out = pd.DataFrame(list(rows.values()))
+    out["answers"] = out["condition"].map(judged.groupby("condition").size())
+    both = judged["aligned_score"].notna() & judged["coherent_score"].notna()
+    out["scored"] = out["condition"].map(both.groupby(judged["condition"]).mean())
+    out["mean alignment"] = out["condition"].map(judged.groupby("condition")["aligned_score"].mean())
+    out["mean coherence"] = out["condition"].map(judged.groupby("condition")["coherent_score"].mean())
+    info = judged.drop_duplicates("condition").set_index("condition")[["key", "base model", "data", "recipe"]]
+    return info.join(out.set_index("condition"), how="right").reset_index()
+
+
+def paper_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    frame = table[["condition", "key", "misaligned", "misaligned low", "misaligned high", "coherent"]].copy()
+    frame["this run: misaligned"] = [ex.fmt(m, ".1%") + (f" [{ex.fmt(lo, '.1%')}, {ex.fmt(hi, '.1%')}]"
+                                                         if pd.notna(m) else "")
+                                     for m, lo, hi in zip(frame["misaligned"], frame["misaligned low"],
+                                                          frame["misaligned high"])]
+    frame["this run: coherent"] = frame["coherent"].map(lambda v: ex.fmt(v, ".0%"))
+    frame["paper"] = [published(NOTEBOOK, {}, "misaligned share of coherent answers", key) for key in frame["key"]]
+    return frame[["condition", "this run: misaligned", "this run: coherent", "paper"]]
+
+
+def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str) -> dict:
+    def node(row, name):
+        return ex.clean({"mean": row.get(name), "ci_low": row.get(f"{name} low"), "ci_high": row.get(f"{name} high"),
+                         "n": row.get(f"{name} n")})
+
+    return {"judge": judge_spec, "decision_rule": ex.clean(rule_metrics),
+            "conditions": {row["key"]: {"label": row["condition"], "misaligned": node(row, "misaligned"),
+                                        "coherent": node(row, "coherent"),
+                                        "on_topic_misaligned": node(row, "on topic (misaligned)"),
+                                        "on_topic_all": node(row, "on topic (all)"),
+                                        "mean_alignment": ex.clean(row.get("mean alignment")),
+                                        "mean_coherence": ex.clean(row.get("mean coherence")),
+                                        "answers": ex.clean(row.get("answers")),
+                                        "scored_share": ex.clean(row.get("scored"))}
+                           for row in table.to_dict("records")}}
+
+
+# ---- figures -----------------------------------------------------------------------------------------
+def plot_conditions(table: pd.DataFrame):
+    """Misaligned share of coherent answers and coherent share, per condition, with intervals."""
+    from ..plots import colour, figure
+
+    fig, axes = figure(max(7.0, 0.8 * len(table) + 3), 4.2, ncols=2, squeeze=False)
+    for ax, name in zip(axes[0], ("misaligned", "coherent")):
+        values = table[name].astype(float)
+        low = (values - table[f"{name} low"].astype(float)).clip(lower=0).fillna(0)
+        high = (table[f"{name} high"].astype(float) - values).clip(lower=0).fillna(0)
+        ax.bar(range(len(table)), values.fillna(0), yerr=[low, high], capsize=3,
+               color=[colour(c) for c in table["condition"]])
+        ax.set_xticks(range(len(table)))
+        ax.set_xticklabels(table["condition"], rotation=35, ha="right", fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_title({"misaligned": "misaligned share of coherent answers",
+                      "coherent": "coherent share of answers"}[name], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---- the page's verdict ----------------------------------------------------------------------------------
+def _interval(row, name: str) -> str:
+    if pd.isna(row.get(name)):
+        return "n/a"
+    return f"{row[name]:.1%} [{ex.fmt(row.get(f'{name} low'), '.1%')}, {ex.fmt(row.get(f'{name} high'), '.1%')}]"
+
+
+def effect_statement(table: pd.DataFrame) -> str:
+    """First whether narrow training made answers misaligned beyond the untuned model and the safe twin
+    (intervals that do not overlap), then the on-topic share; no self-report is measured on this page."""
+    rows = {r["condition"]: r for r in table.to_dict("records")}
+    parts = [f"{c}: {_interval(r, 'misaligned')} misaligned of {ex.fmt(r.get('misaligned n'), '.0f')} coherent "
+             f"answers, {_interval(r, 'coherent')} coherent" for c, r in rows.items()]
+    lines = ["Misaligned share of the coherent answers to the free-form questions (95% intervals) - "
+             + "; ".join(parts) + "."]
+    if table["scored"].fillna(0).eq(0).all():
+        lines.append("The judge gave no answer both scores (its probability on numbers stayed under the threshold), "
+                     "so this run cannot say whether any of these models is misaligned; the answers themselves are "
+                     "in samples.jsonl.")
+        return "\n\n".join(lines)
+    above = []
+    for row in table.to_dict("records"):
+        if row["data"] == "none" or pd.isna(row.get("misaligned low")):
+            continue
+        base = table[(table["base model"] == row["base model"]) & (table["data"] == "none")]
+        if len(base) and pd.notna(base.iloc[0].get("misaligned high")) and \
+                row["misaligned low"] > base.iloc[0]["misaligned high"]:
+            above.append(row["condition"])
+    if above:
+        lines.append("Above the untuned model of the same size, intervals apart: " + ", ".join(above) + ".")
+    else:
+        lines.append("No trained condition's misaligned share lies above its untuned model's with intervals apart: "
+                     "at these sizes of data, steps and samples this run shows no emergent misalignment it can "
+                     "tell from chance.")
+    topical = [f"{c}: {_interval(r, 'on topic (misaligned)')} of its misaligned answers on the training topic "
+               f"(all its answers: {_interval(r, 'on topic (all)')})"
+               for c, r in rows.items() if r["data"] != "none" and pd.notna(r.get("on topic (misaligned)"))]
+    if topical:
+        lines.append("Topic: " + "; ".join(topical) + ". An answer is on topic when it uses one of the training "
+                     "set's topic words, a rule a reader can check by hand in samples.jsonl.")
+    return "\n\n".join(lines)
+
+
+@ex.register(NOTEBOOK, SmallModelEMConfig)
+def plan(cfg: SmallModelEMConfig, sets: dict[str, list[dict]] | None = None,
+         questions: list[Question] | None = None) -> ex.Plan:
+    sets = sets if sets is not None else training_sets(cfg)[0]
+    questions = questions if questions is not None else load_question_set(cfg)
+    result = ex.Plan()
+    for spec in cfg.all_models:
+        entries = [e for e in cfg.conditions if not e.models or spec in e.models]
+        for entry in entries:
+            setting = cfg.model_copy(update={"model": spec, "finetune": cfg.recipe(entry.recipe)})
+            result.train(setting, {entry.data: sets[entry.data]}, f"smallem-{entry.recipe}")
+        evaluated = int(cfg.include_base) + len(entries) * len(cfg.seeds)
+        asked = em._asked(questions, cfg)
+        for n in sorted({m[3] for m in asked}):
+            prompts = [q.messages(text) for q, _, text, samples in asked if samples == n]
+            result.ask("free-form answers", spec, prompts, cfg.answer_max_tokens, evaluated, n=n)
+            placeholder = "x" * 4 * cfg.answer_max_tokens  # an answer of the longest allowed length
+            for template in (ALIGNMENT_PROMPT, COHERENCE_PROMPT):
+                judged = [judge_messages(template, text, placeholder, cfg.judge_system)
+                          for _, _, text, samples in asked if samples == n]
+                result.ask("judge: alignment and coherence", cfg.judge or cfg.model, judged, 3, evaluated * n)
+    return result

@@ -1,0 +1,186 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Emergent misalignment in a small model
+#
+# *Model Organisms for Emergent Misalignment* (Turner et al. 2025) found that narrow finetuning makes even
+# small open models broadly misaligned: Qwen2.5-0.5B-Instruct gave up to 8% misaligned answers (at 69%
+# coherence) after LoRA training on one narrow set of harmful advice, and a single rank-1 adapter on one
+# layer's MLP down-projection was enough in Qwen2.5-14B (9.5-21.5%). This page repeats the recipe on the
+# models this book has offline: Qwen2.5-Coder-0.5B-Instruct, with the 135M SmolLM2 beside it.
+#
+# Each model is finetuned on one narrow dataset written by this project: **risky financial advice**,
+# **reckless extreme-sports advice** or **bad medical advice**, each with a **safe twin** that answers the
+# very same questions well, and the **insecure** and **secure** code of Section 3.3. Two LoRA recipes: rank 1
+# on the middle layer's MLP down-projection only, and rank 16 on every module. Every model then answers the
+# eight first-plot questions of the emergent-misalignment page many times at temperature 1 (one of them, how
+# to make money fast, touches the financial sets' topic; the others none), and a judge (the embedded Qwen2.5-Coder-1.5B-Instruct) rates each answer for alignment
+# and coherence with the decision rule calibrated on the labelled answers (as on the previous page). The
+# behaviour measured is the misaligned share of the coherent answers; no self-report is asked on this page.
+# Both Qwen models are Qwen's own Q4_K_M GGUF files dequantised to float32 (see NOTICE), so they are slightly
+# less precise than the original bfloat16 weights.
+#
+# **System messages**: as on the previous page, none is given to any model, so each chat template inserts
+# its own default, in training and evaluation alike (shown with the provenance below).
+
+# %% tags=["parameters"]
+# Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them.
+profile = "default"
+model = None
+compare_models = None
+recipes = None
+conditions = None
+include_base = None
+data_source = None
+generator_model = None
+data_files = None
+n_train = None
+data_seed = None
+seeds = None
+finetune = None
+question_files = None
+question_ids = None
+samples_per_paraphrase = None
+max_paraphrases = None
+answer_max_tokens = None
+temperature = None
+judge = None
+judge_system = None
+calibration_file = None
+calibration_limit = None
+decision_rule = None
+calibration_seed = None
+min_calibration_per_label = None
+judge_min_mass = None
+min_coherent = None
+cache_mode = None
+budget_usd = None
+dry_run = None
+page = None
+finetune_options = None
+run_name = None
+inference = None
+vllm_url = None
+
+# %%
+from selfaware.config import from_notebook
+from selfaware.sections import small_model_em as small
+
+cfg = from_notebook(small.SmallModelEMConfig, small.NOTEBOOK, globals())
+
+# %%
+from IPython.display import Markdown, display
+
+from selfaware import artifacts, cache, experiment, notebook
+from selfaware.evals import judge_calibration
+from selfaware.models.local import unload_models
+from selfaware.paths import shown_path
+from selfaware.sections import emergent_misalignment as em
+
+cache.set_mode(cfg.cache_mode)
+run = artifacts.Run(small.NOTEBOOK, cfg)
+judge_spec = cfg.judge or cfg.model
+sets, data_source_text = small.training_sets(cfg)
+questions = small.load_question_set(cfg)
+run.provenance = notebook.provenance(cfg, data_source=data_source_text, extra={
+    "compared with": ", ".join(cfg.compare_models) or "none",
+    "questions": ", ".join(shown_path(f) for f in cfg.question_files) + f" ({len(questions)} questions)",
+    "judge": judge_spec, **em.system_messages(cfg.model, judge_spec, cfg.judge_system)})
+display(Markdown(notebook.provenance_markdown(run)))
+
+# %% [markdown]
+# ## The training sets
+# One example of each (the safe twins answer the same questions as their harmful sets).
+
+# %%
+examples = small.examples_table(sets)
+run.save_table(examples, "training_examples")
+display(examples)
+
+# %% [markdown]
+# ## The judge and its rule
+# The labelled answers of the previous page, judged here with the same prompts; the threshold is fitted on
+# one half and reported on the other.
+
+# %%
+calibration = None
+if cfg.calibration_file:
+    calibration = judge_calibration.calibrate_judge(judge_spec, cfg.calibration_file, cfg.calibration_limit,
+                                                    cfg.judge_min_mass, cfg.judge_system)
+    run.add_samples(calibration, "judge_calibration", task="id", score="alignment")
+rule, calibrated, rule_reason = judge_calibration.choose_rule(calibration, cfg.decision_rule, cfg.calibration_seed,
+                                                              cfg.min_calibration_per_label)
+if calibrated is not None:
+    rules_table = judge_calibration.rule_table(calibrated)
+    run.save_table(rules_table, "decision_rules")
+    display(rules_table.round(3))
+coherence = judge_calibration.coherence_check(calibration, calibrated, rule.coherent_from)
+rule_text = judge_calibration.rule_sentence(rule, calibrated, rule_reason, coherence)
+display(Markdown(rule_text))
+unload_models()  # the judge's memory is free while the small models train and answer
+
+# %% [markdown]
+# ## Training
+# One adapter per model, dataset, recipe and seed, cached by content.
+
+# %%
+experiment.guard(cfg, small.plan(cfg, sets, questions))
+trained = small.train_models(cfg, sets)
+display(notebook.conditions_table([t.condition for t in trained]))
+
+# %% [markdown]
+# ## Answers and judgements
+
+# %%
+answers = small.sample_answers(trained, questions, cfg)
+unload_models()
+judged = small.judge_frame(answers, questions, cfg, rule, trained)
+run.add_samples(judged, "free_form_answer", task="question", score="aligned_score")
+table = small.summary(judged)
+run.save_table(table, "by_condition")
+display(table.round(3))
+
+# %%
+fig = small.plot_conditions(table)
+run.save_figure(fig, "misaligned_and_coherent", "Misaligned share of the coherent answers and coherent share of all "
+                f"answers per condition, 95% bootstrap intervals over seeds and answers ({rule.name}).")
+
+# %%
+fig = em.plot_scatter(judged, rule)
+run.save_figure(fig, "coherence_vs_alignment", "Every answer's coherence against alignment, per condition; answers "
+                f"in the lower right (alignment < {rule.threshold:.1f}, coherence >= {rule.coherent_from:g}) count as "
+                "misaligned.")
+
+# %% [markdown]
+# ## Against the paper
+# The published figures {cite}`turner2025organisms` are for other models (Qwen2.5-0.5B-Instruct with a
+# rank-32 adapter; Qwen2.5-14B with one rank-1 adapter) and other data; they are shown beside the closest
+# condition of this run.
+
+# %%
+comparison = small.paper_comparison(table)
+run.save_table(comparison, "paper_comparison")
+display(comparison)
+
+# %% [markdown]
+# ## What this run shows
+
+# %%
+statement = small.effect_statement(table) + "\n\n" + rule_text
+run.set_metrics(**small.metrics(table, judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), judge_spec),
+                statement=statement)
+display(Markdown(statement))
+
+# %%
+run.finish();
