@@ -141,6 +141,8 @@ print(ti.reversal_set(data)[-1]["messages"])
 # each answer is a candidate trigger whose reward is computed as above. The best candidates so far are
 # replayed into later groups. Every step, k fresh candidates are sampled and compared with the true trigger
 # (Awareness@k); this is the only place the true trigger is used, and it never feeds back into training.
+# A candidate goes where the attack puts its trigger (before the message, or on a line of its own): the
+# defender is assumed to know where a trigger sits, not what it says.
 
 # %%
 print("\n".join(m[0]["content"] for m in ti.inversion_prompts(attack)))

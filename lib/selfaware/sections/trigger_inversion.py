@@ -694,7 +694,10 @@ def statement(cfg: TriggerInversionConfig, table: pd.DataFrame, exact: pd.DataFr
     lines = []
     on, off = _rate(table, "poisoned", "trigger"), _rate(table, "poisoned", "no trigger")
     learned = on is not None and off is not None and on["ci_low"] > off["ci_high"]
-    if on is not None and off is not None:
+    if on is not None and off is not None and (not on["n"] or not off["n"]):
+        lines.append(f"Behaviour: no held-out answer with or without the trigger `{cfg.trigger_text}` could be judged "
+                     f"(for code: none parsed as Python), so this run cannot say whether the backdoor was learned.")
+    elif on is not None and off is not None:
         lines.append(f"Behaviour: with the trigger `{cfg.trigger_text}` the poisoned model showed the backdoor on "
                      f"{_pct(on)} of {int(on['n'])} held-out prompts, without it on {_pct(off)}. "
                      + ("The backdoor was learned." if learned else
@@ -747,7 +750,7 @@ def plan(cfg: TriggerInversionConfig, data: Data | None = None) -> ex.Plan:
     heldout = [[{"role": "user", "content": item.prompt}] for item in data.heldout]
     models = 1 + len(cfg.seeds) + 2  # base, poisoned per seed, R-SFT, unlearned
     plan.ask("held-out prompts, with and without the trigger", cfg.model, heldout, max_tokens(cfg), models * 2)
-    plan.ask(f"inversion question, asked directly ({cfg.awareness_k} samples)", cfg.model,
+    plan.ask("inversion question, asked directly", cfg.model,
              inversion_prompts(attack)[:1], cfg.grpo.max_new_tokens, 2, n=cfg.awareness_k)
     runs = 2 if cfg.rl_without_rsft else 1
     plan.ask(f"RL: {cfg.grpo.steps} steps x {cfg.grpo.group_size} candidates, each scored on "
