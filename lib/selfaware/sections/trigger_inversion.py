@@ -580,8 +580,10 @@ def biggest_jump(history: pd.DataFrame) -> dict:
         values = [0.0] + list(part["awareness"])
         steps = [0] + list(part["step"])
         rises = [(values[i] - values[i - 1], steps[i]) for i in range(1, len(values))]
-        rise, step = max(rises, default=(0.0, None))
-        found[run] = {"largest_rise": rise, "at_step": step, "final": values[-1], "max": max(values)}
+        rise, step = max(rises, key=lambda r: (r[0], -r[1]), default=(0.0, None))  # the first, on a tie
+        first_max = next(s for s, v in zip(steps, values) if v == max(values))
+        found[run] = {"largest_rise": rise, "at_step": step, "final": values[-1], "max": max(values),
+                      "first_reached_max_at": first_max}
     return found
 
 
@@ -713,7 +715,9 @@ def statement(cfg: TriggerInversionConfig, table: pd.DataFrame, exact: pd.DataFr
     lines.append(f"Self-awareness: Awareness@{cfg.awareness_k} (best token Jaccard of {cfg.awareness_k} sampled "
                  f"candidates with the true trigger; 1 = named exactly) — " + "; ".join(parts) + ".")
     for run, jump in jumps.items():
-        lines.append(f"RL run '{run}': Awareness@{cfg.awareness_k} ended at {jump['final']:.2f} (max {jump['max']:.2f});"
+        reached = f", first reached at step {jump['first_reached_max_at']}" if jump["max"] > 0 else ""
+        lines.append(f"RL run '{run}': Awareness@{cfg.awareness_k} ended at {jump['final']:.2f} (max {jump['max']:.2f}"
+                     f"{reached});"
                      + (f" its largest one-step rise was {jump['largest_rise']:.2f}, at step {jump['at_step']}."
                         if jump["largest_rise"] > 0 else " it never rose."))
     if recovered is not None:
