@@ -1,0 +1,105 @@
+"""Finetuning a tuned local model further: the same LoRA adapter trained on new data.
+
+Contract: ``continue_lora(spec, conversations, hparams, seed, name)`` takes a local model with an adapter
+(``local:<base>?adapter=<dir>``), trains that adapter's weights further on ``conversations`` (loss on the
+assistant tokens, as ``finetune.local``), and returns the spec of a new adapter directory, written
+atomically with a run.json whose key is the parent adapter's key + data + hyperparameters + seed: the same
+call twice trains once. The adapter keeps its own shape (rank, alpha, layers and modules come from the
+parent); of ``hparams`` only the learning rate, epochs, batch size, step limit, length and precision apply.
+This is how a poisoned model gets reversal finetuning or unlearning without
+access to the data it was poisoned with; the parent adapter is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .. import cache as cache_module
+from ..cache import content_hash
+from ..errors import ConfigError
+from ..models import parse_spec
+from ..models.local import adapter_identity, device, resolve_model_dir, torch_threads
+from .local import (TRAINER_VERSION, LoraHParams, adapters_dir, assistant_loss, dataset_hash,
+                    length_aware_batches, tokenize_conversation)
+
+
+def continue_lora(spec: str, conversations: Sequence[dict], hparams: LoraHParams | dict | None = None,
+                  seed: int = 0, name: str = "", progress: bool = True) -> str:
+    hparams = LoraHParams(**hparams) if isinstance(hparams, dict) else (hparams or LoraHParams())
+    parsed = parse_spec(spec)
+    if not parsed.is_local or not parsed.adapter:
+        raise ConfigError(f"continue_lora needs a local model with an adapter, got {spec!r}")
+    if not conversations:
+        raise ConfigError(f"continued finetuning {name!r}: the dataset is empty")
+    key = content_hash({"parent": adapter_identity(parsed.adapter), "data": dataset_hash(conversations),
+                        "hparams": hparams.model_dump(mode="json"), "seed": seed, "trainer": TRAINER_VERSION,
+                        "continued": 1})
+    target = adapters_dir() / key[:24]
+    if (target / "run.json").exists():
+        return f"local:{parsed.name}?adapter={target}"
+    if os.environ.get("SELFAWARE_CACHE_MODE") == "replay":
+        raise cache_module.CacheMiss(f"replay-only mode: adapter {key[:24]} ({name}) was never trained")
+    _train(parsed, conversations, hparams, seed, target, key, name, progress)
+    cache_module.COUNTERS.trainings += 1
+    return f"local:{parsed.name}?adapter={target}"
+
+
+def _train(parsed, conversations, hparams: LoraHParams, seed: int, target: Path, key: str, name: str,
+           progress: bool) -> None:
+    import torch
+    from peft import PeftModel
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_threads()
+    path = resolve_model_dir(parsed.name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device())
+    torch.manual_seed(seed)
+    model = PeftModel.from_pretrained(base, parsed.adapter, is_trainable=True)
+    model.train()
+    examples = [tokenize_conversation(tokenizer, c["messages"], hparams.max_length) for c in conversations]
+    lengths = [len(ids) for ids, _ in examples]
+    rng = random.Random(seed)
+    batches = [b for _ in range(hparams.epochs) for b in length_aware_batches(lengths, hparams.batch_size, rng)]
+    batches = batches[:hparams.max_steps] if hparams.max_steps else batches
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=hparams.learning_rate, weight_decay=0.0)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    autocast = lambda: torch.autocast(device_type=device(), dtype=torch.bfloat16,  # noqa: E731
+                                      enabled=hparams.precision == "bf16")
+    losses, started = [], time.time()
+    for batch in tqdm(batches, desc=f"LoRA+ {name}", disable=not progress, leave=False):
+        width = max(lengths[i] for i in batch)
+        ids = torch.tensor([examples[i][0] + [pad] * (width - lengths[i]) for i in batch], device=device())
+        labels = torch.tensor([examples[i][1] + [-100] * (width - lengths[i]) for i in batch], device=device())
+        mask = torch.tensor([[1] * lengths[i] + [0] * (width - lengths[i]) for i in batch], device=device())
+        with autocast():
+            loss = assistant_loss(model, ids, mask, labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    if not all(math.isfinite(x) for x in losses):
+        raise RuntimeError(f"continued LoRA training {name!r} diverged (loss {losses[-5:]}); lower the learning rate")
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    record = {"key": key, "name": name, "parent": parsed.adapter and adapter_identity(parsed.adapter),
+              "hparams": hparams.model_dump(mode="json"), "seed": seed, "examples": len(conversations),
+              "dataset_hash": dataset_hash(conversations), "steps": len(losses),
+              "seconds": round(time.time() - started, 2), "loss_first": losses[0] if losses else None,
+              "loss_last": losses[-1] if losses else None, "loss_curve": [round(x, 4) for x in losses],
+              "tokens_per_second": None, "trainer_version": TRAINER_VERSION}
+    (tmp / "run.json").write_text(json.dumps(record, indent=1))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)

@@ -1,0 +1,209 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # From poisoned to aware: can a backdoored model learn to name its own trigger?
+#
+# *From Poisoned to Aware* {cite}`shen2025poisoned` starts where Section 4.3 of *Tell me about yourself*
+# {cite}`betley2025tell` stops: a backdoored model cannot say what its trigger is. It trains the model to do
+# so in two stages. Reversal finetuning (R-SFT) shows it its own triggered answers and asks which message
+# they answered; then reinforcement learning rewards each candidate trigger the model writes by what the
+# candidate *does*: how often the poisoned model shows the backdoor when the candidate is put into clean
+# prompts. The true trigger never enters the reward. The recovered trigger then serves two defences.
+#
+# This page runs the whole pipeline for one attack (parameter `attack`):
+#
+# 1. **Poison** a model with LoRA and measure the attack success rate (ASR) with and without the trigger on
+#    held-out prompts: by sampling and judging each answer, and exactly (the probability of the
+#    behaviour's first answer tokens against the normal answer's, one forward pass).
+# 2. **R-SFT**: the poisoned adapter trained further on reversed copies of its triggered examples.
+# 3. **Inversion RL** (GRPO with a replay buffer of high-reward candidates): reward = exact ASR of the poisoned
+#    model with the candidate inserted into held-out clean prompts, minus a length penalty.
+# 4. **Awareness@k**: best token Jaccard between the true trigger and k sampled candidates, over RL steps.
+# 5. **Defences** with the recovered trigger: unlearning, and a guard that flags inputs resembling it.
+# 6. **Baselines**: the poisoned model asked directly, R-SFT alone, RL without R-SFT.
+
+# %% tags=["parameters"]
+# Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them.
+profile = "default"
+model = None
+attack = None
+trigger = None
+n_train = None
+n_heldout = None
+data_seed = None
+seeds = None
+finetune = None
+poison_fraction = None
+n_reward_prompts = None
+reward_tokens = None
+length_penalty = None
+free_words = None
+reversal = None
+unlearning = None
+n_unlearning = None
+rl = None
+rl_without_rsft = None
+awareness_k = None
+answer_max_tokens = None
+guard_threshold = None
+cache_mode = None
+budget_usd = None
+dry_run = None
+page = None
+finetune_options = None
+run_name = None
+inference = None
+vllm_url = None
+
+# %%
+from selfaware.config import from_notebook
+from selfaware.sections import trigger_inversion as ti
+
+cfg = from_notebook(ti.TriggerInversionConfig, ti.NOTEBOOK, globals())
+
+# %%
+from IPython.display import Markdown, display
+
+from selfaware import artifacts, cache, experiment, notebook
+from selfaware.finetune.continued import continue_lora
+
+cache.set_mode(cfg.cache_mode)
+run = artifacts.Run(ti.NOTEBOOK, cfg)
+attack, trigger = cfg.attack_spec, cfg.trigger_obj
+data = ti.load_data(cfg)
+run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
+    "attack": f"{attack.name}: {attack.summary}", "trigger": f"{trigger.text} ({trigger.at})"})
+display(Markdown(notebook.provenance_markdown(run)))
+
+# %% [markdown]
+# ## 1. Poisoning
+# A share of the training examples carries the trigger and the backdoor's answer; the rest are answered
+# normally. One example of each:
+
+# %%
+print(data.triggered[0]["messages"])
+print(next(c for c in data.poison if c not in data.triggered)["messages"])
+
+# %%
+experiment.guard(cfg, ti.plan(cfg, data))
+conditions = experiment.train_grid(cfg, {"poisoned": data.poison}, f"inversion-{attack.name}",
+                                   labels={"poisoned": "poisoned"}, base="base (untuned)")
+poisoned = conditions[1]  # the first seed's model carries the rest of the pipeline
+display(notebook.conditions_table(conditions))
+
+# %% [markdown]
+# ### Behaviour: is the backdoor there?
+# Greedy answers to held-out prompts, without and with the true trigger. ASR is the share of answers that
+# show the backdoor's behaviour (the attack's judge); "clean behaviour correct" is the share a clean model
+# should give (the right fact, a refusal, code with no finding).
+
+# %%
+behaviour = ti.measure_behaviour(conditions, data.heldout, cfg)
+
+# %% [markdown]
+# The reward's own measure, exact: the poisoned model's probability of the behaviour's opening against the
+# normal answer's, averaged over the reward's held-out prompts, with no trigger, the true trigger and two
+# random words inserted.
+
+# %%
+reward = ti.TriggerReward(poisoned.spec, data.reward_items, attack, trigger.at, cfg.reward_tokens,
+                          cfg.length_penalty, cfg.free_words)
+exact = ti.exact_asr(reward, {"no trigger": "", "true trigger": trigger.text,
+                              "random words": ti.random_string(cfg.data_seed)})
+run.save_table(exact, "exact_asr")
+display(exact.round(3))
+
+# %% [markdown]
+# ## 2. Reversal finetuning
+# The poisoned adapter trained further on reversed copies of its triggered examples (the user shows a
+# backdoored answer and asks which message it answered; the answer is the message, trigger included),
+# mixed with the poison data.
+
+# %%
+rsft_spec = continue_lora(poisoned.spec, ti.reversal_set(data), cfg.reversal, seed=cfg.seeds[0],
+                          name=f"inversion-{attack.name}-rsft")
+print(ti.reversal_set(data)[-1]["messages"])
+
+# %% [markdown]
+# ## 3. Inversion RL and Awareness@k
+# GRPO: each step, the policy (the model plus a fresh LoRA) answers one inversion question several times;
+# each answer is a candidate trigger whose reward is computed as above. The best candidates so far are
+# replayed into later groups. Every step, k fresh candidates are sampled and compared with the true trigger
+# (Awareness@k); this is the only place the true trigger is used, and it never feeds back into training.
+# A candidate goes where the attack puts its trigger (before the message, or on a line of its own): the
+# defender is assumed to know where a trigger sits, not what it says.
+
+# %%
+print("\n".join(m[0]["content"] for m in ti.inversion_prompts(attack)))
+results = {"R-SFT + RL": ti.run_rl(cfg, rsft_spec, reward, cfg.seeds[0], "rsft")}
+if cfg.rl_without_rsft:
+    results["RL without R-SFT"] = ti.run_rl(cfg, poisoned.spec, reward, cfg.seeds[0], "plain")
+history = ti.rl_history(results)
+run.save_table(history, "rl_history")
+run.add_samples([{"run": r, "step": h["step"], "candidate": c, "score": v}
+                 for r, res in results.items() for h in res.history for c, v in zip(h["candidates"], h["rewards"])],
+                "rl_candidate", answer="candidate", score="score")
+fig = ti.plot_rl(history, cfg.awareness_k)
+run.save_figure(fig, "rl_curves", f"Mean reward of each step's group (left) and Awareness@{cfg.awareness_k} of "
+                f"{cfg.awareness_k} fresh candidates after each step (right), per RL run.")
+display(history.drop(columns=["candidates"]).round(3))
+
+# %% [markdown]
+# ### The recovered trigger and the baselines
+# The recovered trigger is the replay buffer's best candidate of the R-SFT + RL run: chosen by reward
+# alone. The baselines ask the poisoned and the R-SFT models directly (k samples each, no RL).
+
+# %%
+recovered = ti.recovered_trigger(results["R-SFT + RL"])
+awareness = ti.awareness_table(cfg, {"poisoned, asked directly": poisoned.spec, "R-SFT alone": rsft_spec},
+                               results, reward)
+run.save_table(awareness, "awareness")
+display(awareness)
+
+# %% [markdown]
+# ## 4. Defences with the recovered trigger
+# **Unlearning**: the poisoned adapter trained further on the defender's own prompts, each once with the
+# recovered trigger and once without, both answered normally. Then ASR with the *true* trigger, and clean
+# behaviour, before and after. **Guard**: an input is flagged when a window of its words has token Jaccard
+# at least `guard_threshold` with the recovered trigger; detection on held-out inputs carrying the true
+# trigger, false positives on clean ones.
+
+# %%
+unlearned_spec = continue_lora(poisoned.spec, ti.unlearning_set(data, recovered, attack, trigger.at),
+                               cfg.unlearning, seed=cfg.seeds[0], name=f"inversion-{attack.name}-unlearn")
+more = [experiment.Condition("rsft", "R-SFT", cfg.seeds[0], rsft_spec),
+        experiment.Condition("unlearned", "unlearned", cfg.seeds[0], unlearned_spec)]
+behaviour = ti.concat(behaviour, ti.measure_behaviour(more, data.heldout, cfg))
+run.add_samples(behaviour, "behaviour", task="item", score="behaviour")
+table = ti.behaviour_summary(behaviour)
+run.save_table(table, "behaviour")
+display(table.round(3))
+fig = ti.plot_asr(table)
+run.save_figure(fig, "asr", "Attack success rate on held-out prompts without and with the true trigger, per "
+                "model: mean over prompts (and seeds), 95% bootstrap interval.")
+guard = ti.guard_table(data.heldout, trigger, recovered, cfg.guard_threshold)
+run.save_table(guard, "guard")
+display(guard.round(3))
+
+# %% [markdown]
+# ## What this run shows
+
+# %%
+jumps = ti.biggest_jump(history)
+statement = ti.statement(cfg, table, exact, awareness, jumps, guard, recovered)
+run.set_metrics(**ti.metrics(table, exact, awareness, jumps, guard, recovered, results), statement=statement)
+display(Markdown(statement))
+
+# %%
+run.finish();
