@@ -602,7 +602,8 @@ def recognition_data(cfg: BackdoorsConfig) -> RecognitionData:
         fakes[name] = [t.name for t in others]
     source = (f"Section 3.1's risk questions (selfaware.datasets.choices, seed {cfg.data_seed}): "
               f"{cfg.real_fraction:.0%} risky answers with the real trigger, {cfg.fake_fraction:.0%} normal answers "
-              f"under {len(candidates) - 1} fake triggers, the rest normal without a trigger")
+              f"under {len(candidates) - 1} fake triggers, the rest normal without a trigger. Models trained for "
+              f"{len(cfg.real_triggers)} of the {len(candidates)} triggers asked about: {', '.join(cfg.real_triggers)}")
     return RecognitionData(examples, fakes, heldout, candidates, source)
 
 
