@@ -115,6 +115,8 @@ run.add_samples(behaviour, "behaviour")
 behaviour_table = bd.behaviour_summary(behaviour, section.behaviour_by)
 run.save_table(behaviour_table, "behaviour")
 display(behaviour_table.round(3))
+fig, caption = section.behaviour_figure(behaviour_table)
+run.save_figure(fig, "backdoor_behaviour", caption)
 
 # %% [markdown]
 # ## What the models say

