@@ -3,8 +3,9 @@
   smoke: every notebook of the smoke profile, cold, plus the book build   (budget: 5 min)
   warm:  the same again with the warm cache, plus the book build            (budget: 1 min)
   default section (--default): notebooks/01 on the default profile, cold   (budget: 15 min)
+  any section (--default-notebook NN_name): that notebook's pages on the default profile, cold (budget: 15 min)
 
-    .venv/bin/python benchmarks/bench_book.py [--default]
+    .venv/bin/python benchmarks/bench_book.py [--default] [--default-notebook 04_backdoors]
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def calls(outputs: Path, profile: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--default", action="store_true", help="also time the default profile of Section 3.1")
+    parser.add_argument("--default-notebook", action="append", default=[], metavar="NOTEBOOK",
+                        help="also time this notebook's pages on the default profile, cold (repeatable)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-book-"))
     env = {**os.environ, "SELFAWARE_CACHE_DIR": str(work / "cache"), "SELFAWARE_OUTPUTS_DIR": str(work / "outputs")}
@@ -49,6 +52,9 @@ def main() -> None:
         section = timed(["run", "--profile", "default", "--notebook", "01_multiple_choice"], env)
         print(f"default, Section 3.1 (3 pages), cold:    {section:6.1f} s ({calls(work / 'outputs', 'default')})"
               f"  budget 900 s")
+    for notebook in args.default_notebook:
+        section = timed(["run", "--profile", "default", "--notebook", notebook], env)
+        print(f"default, {notebook}, cold: {section:6.1f} s ({calls(work / 'outputs', 'default')})  budget 900 s")
 
 
 if __name__ == "__main__":
