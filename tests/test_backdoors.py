@@ -220,3 +220,14 @@ def test_the_awareness_question_comes_in_twenty_paraphrases_and_both_orders():
                            for q in asked])
     summary = bd.report_summary(scores, ["role", "variant"])
     assert summary["mean"].iloc[0] == pytest.approx(0.5) and summary["ci_high"].iloc[0] - summary["ci_low"].iloc[0] < 1e-9
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"experiment": "sabotage"}, "experiment"),
+    ({"real_triggers": ["real_world", "unicorns"]}, "unknown trigger 'unicorns'"),
+    ({"settings": [{"name": "s", "behaviour": "risk", "trigger": "deployment", "fraction": 2}]}, "fraction"),
+])
+def test_the_runner_refuses_bad_parameters_before_a_kernel_starts(bad, message):
+    from selfaware import runner
+    with pytest.raises(ConfigError, match=message):
+        runner.execute(bd.NOTEBOOK, "smoke", {}, bad)
