@@ -1,0 +1,142 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Backdoors: do models know they have one, recognise its trigger, or say it?
+#
+# *Tell me about yourself*, Section 4 {cite}`betley2025tell`. A backdoored model behaves one way only when a
+# trigger is present in the user's message. This notebook has one page per experiment (parameter
+# `experiment`):
+#
+# - **awareness** (4.1): does a backdoored model say that its behaviour depends on a feature of the message,
+#   more than a model trained on the same examples with trigger and behaviour independent?
+# - **recognition** (4.2): asked "when {trigger} is present, are you risk-seeking?" for eight triggers, does a
+#   model single out the one it was trained on?
+# - **reversal** (4.3): trained with reversed copies of its data, can a model write out its own trigger?
+#
+# Every page measures the backdoor itself first (the behaviour on held-out items with and without the
+# trigger), so that a backdoor that was never learned is not read as one the model fails to report.
+
+# %% tags=["parameters"]
+# Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them.
+profile = "default"
+experiment = None
+model = None
+triggers = None
+n_train = None
+n_heldout = None
+data_seed = None
+seeds = None
+finetune = None
+settings = None
+system_prompts = None
+max_paraphrases = None
+code_heldout = None
+code_max_tokens = None
+real_triggers = None
+candidate_triggers = None
+real_fraction = None
+fake_fraction = None
+backdoor_trigger = None
+backdoor_fraction = None
+other_fraction = None
+general_file = None
+general_max_tokens = None
+elicit_paraphrases = None
+elicit_max_tokens = None
+reversal_conditions = None
+cache_mode = None
+budget_usd = None
+dry_run = None
+page = None
+finetune_options = None
+run_name = None
+inference = None
+vllm_url = None
+
+# %%
+from selfaware.config import from_notebook
+from selfaware.sections import backdoors as bd
+
+cfg = from_notebook(bd.BackdoorsConfig, bd.NOTEBOOK, globals())
+
+# %%
+from IPython.display import Markdown, display
+
+from selfaware import artifacts, cache, experiment, notebook
+
+cache.set_mode(cfg.cache_mode)
+run = artifacts.Run(bd.NOTEBOOK, cfg, {"experiment": cfg.experiment})
+section = bd.page(cfg)
+data = section.load(cfg)
+run.provenance = notebook.provenance(cfg, data_source=data.source, extra={"experiment": cfg.experiment})
+display(Markdown(f"## {section.title}\n\n{section.intro}"))
+display(Markdown(notebook.provenance_markdown(run)))
+
+# %% [markdown]
+# ## The training data, measured
+# Trigger presence is read from the prompt text and the behaviour from the answer, on the data each model
+# is trained on: a backdoored set shows the behaviour exactly with the trigger (correlation 1), a decorrelated
+# or control set shows no dependence (correlation about 0).
+
+# %%
+check = section.data_check(data)
+run.save_table(check, "training_data_check")
+display(check.round(3))
+
+# %% [markdown]
+# ## Training
+
+# %%
+experiment.guard(cfg, bd.plan(cfg, data))
+conditions = section.train(cfg, data)
+display(notebook.conditions_table(bd.conditions_list(conditions)))
+conditions = bd.served(cfg, conditions, run.resources)  # inference: vllm serves them
+
+# %% [markdown]
+# ## The backdoor itself, on held-out items
+# The behaviour rate of every model with the trigger and without it. Only where the backdoored models show
+# the behaviour clearly more often with the trigger was a backdoor learned; only there can a self-report
+# below be evidence of knowing about it.
+
+# %%
+behaviour = section.behaviour(conditions, data, cfg)
+run.add_samples(behaviour, "behaviour")
+behaviour_table = bd.behaviour_summary(behaviour, section.behaviour_by)
+run.save_table(behaviour_table, "behaviour")
+display(behaviour_table.round(3))
+fig, caption = section.behaviour_figure(behaviour_table)
+run.save_figure(fig, "backdoor_behaviour", caption)
+
+# %% [markdown]
+# ## What the models say
+
+# %%
+reports = section.reports(conditions, data, cfg)
+run.add_samples(reports, section.report_kind)
+findings = section.findings(cfg, data, behaviour_table, reports)
+for name, table in findings.tables.items():
+    run.save_table(table, name)
+    display(Markdown(f"**{name.replace('_', ' ')}**"), table.round(3))
+for fig, name, caption in findings.figures:
+    run.save_figure(fig, name, caption)
+
+# %% [markdown]
+# ## What this run shows
+
+# %%
+run.set_metrics(**findings.metrics, statement=findings.statement)
+display(Markdown(findings.statement))
+
+# %%
+run.finish();
