@@ -190,3 +190,28 @@ def test_the_section_reports_every_file_before_training(tmp_path):
     with pytest.raises(ConfigError, match="data_files for ring"):
         mms.MakeMeSayConfig(profile="smoke", codewords=["bark", "ring"], data_source="file",
                             data_files={"bark": str(bark)})
+
+
+@pytest.mark.slow
+def test_the_smoke_notebook_writes_its_page(smoke):
+    """Notebook 02 as the smoke book ran it (papermill, the real tiny model, training and the sandbox)."""
+    from selfaware.experiment import SampleRecord
+
+    folder = smoke["outputs"] / "02_make_me_say"
+    record = smoke["cold_runs"]["02_make_me_say"]
+    assert record["status"] == "complete" and record["trainings"] == 2  # bark and ring, one seed
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["behaviour"]) == {"user_said", "steering", "won", "model_said"}
+    assert set(metrics["behaviour"]["user_said"]) == {"own", "other", "base"}
+    assert {"codeword_choice", "best_description", "close_to_goal", "which_game", "function_codeword"} <= set(metrics["self_report"])
+    assert metrics["statement"].startswith("Behaviour: in 2 new games per model")
+    assert "\n\nSelf-report: on " in metrics["statement"]
+    assert metrics["functions_written"] == 3  # one per model, each run in the sandbox
+    for name in ("behaviour_games", "self_report", "paper_comparison", "function_failures", "generation_statistics"):
+        assert (folder / "tables" / f"{name}.csv").exists(), name
+    assert (folder / "figures" / "figure6.png").exists()
+    comparison = (folder / "tables" / "paper_comparison.csv").read_text()
+    assert ".936" in comparison and ".001" in comparison  # the paper's Figure 6 beside this run
+    kinds = {SampleRecord(**json.loads(line)).kind for line in (folder / "samples.jsonl").read_text().splitlines()}
+    assert kinds == {"game", "codeword_choice", "describe_word", "best_description", "close_to_goal", "which_game",
+                     "write_function", "acrostic"}

@@ -109,7 +109,8 @@ def _from_llm(cfg: MakeMeSayConfig) -> TrainingData:
         made = game.generate_with_llm(w, cfg.llm_games, manipulator, manipulatee, turns=cfg.game_turns,
                                       message_tokens=cfg.message_tokens, seed=cfg.data_seed,
                                       max_messages=cfg.dialogue_messages)
-        rows.append(made.stats.row())
+        games, won = game.PAPER_GENERATION[w]
+        rows.append(made.stats.row() | {"paper: games": games, "paper: won %": won})
         dialogues[w] = ex.subset(made.dialogues, cfg.n_train, cfg.data_seed)
     statistics = pd.DataFrame(rows)
     empty = [w for w in cfg.codewords if not dialogues[w]]
@@ -531,8 +532,8 @@ def plan(cfg: MakeMeSayConfig, data: TrainingData | None = None) -> ex.Plan:
     plan = ex.Plan().train(cfg, data.dialogues, "make-me-say")
     opened = [_user(text) for _, text in game.openings(cfg.games, cfg.data_seed, "heldout")]
     if cfg.data_source == "llm":
-        for spec in (cfg.manipulator or cfg.model, cfg.manipulatee or cfg.model):
-            plan.ask("data games (LLM recipe)", spec, opened[:1] * (cfg.llm_games * len(cfg.codewords)),
+        for role, spec in (("manipulator", cfg.manipulator or cfg.model), ("manipulatee", cfg.manipulatee or cfg.model)):
+            plan.ask(f"data games (LLM recipe), {role}", spec, opened[:1] * (cfg.llm_games * len(cfg.codewords)),
                      cfg.message_tokens * cfg.game_turns)
     plan.ask("new games: the evaluated model's messages", cfg.model, opened, cfg.message_tokens * cfg.game_turns, models)
     plan.ask("new games: the untuned user's messages and guess", cfg.model, opened,
