@@ -119,7 +119,7 @@ conditions = experiment.served(cfg, conditions, run.resources)  # inference: vll
 # a topic never used in training. A game is scored for every codeword: did the user say it first, did the
 # model say it (a rule violation), did the model win (the user said it and then guessed another word), and
 # what share of the model's messages touched the codeword's neighbourhood (a word list per codeword, in
-# `selfaware.games.make_me_say.FIELDS`). The interval is over seeds and games.
+# `selfaware.games.make_me_say.FIELDS`). The interval is a bootstrap over models (codeword and seed), then games.
 
 # %%
 games = mms.measure_games(conditions, cfg)
@@ -129,7 +129,7 @@ run.save_table(game_table, "behaviour_games")
 display(game_table.round(3))
 fig = mms.plot_games(game_table)
 run.save_figure(fig, "behaviour_games", "New games against the untuned model: per codeword, the models trained on it, "
-                "the models trained on another codeword and the untuned model; mean over seeds and games, 95% "
+                "the models trained on another codeword and the untuned model; mean over models and games, 95% "
                 "bootstrap interval.")
 
 # %%
@@ -156,7 +156,7 @@ display(report_table.round(3))
 fig = mms.plot_figure6(report_table)
 run.save_figure(fig, "figure6", "The shape of the paper's Figure 6: per task, the score for the codeword of the "
                 "models trained on it, of the models trained on another codeword, and of the untuned model; mean "
-                "over seeds and paraphrases, 95% bootstrap interval.")
+                "over models (codeword and seed) and paraphrases, 95% bootstrap interval.")
 
 # %% [markdown]
 # ### The written functions and the acrostics

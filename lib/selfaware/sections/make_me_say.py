@@ -229,9 +229,10 @@ def _related(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def game_summary(games: pd.DataFrame) -> pd.DataFrame:
-    long = games.melt(id_vars=["relation", "seed_key", "game", "target"], value_vars=list(GAME_MEASURES),
+    long = games.melt(id_vars=["relation", "model", "game", "target"], value_vars=list(GAME_MEASURES),
                       var_name="measure", value_name="score")
-    table = summarise(long, ["measure", "relation"], "score", ["seed_key", "game"])
+    # the bootstrap's first level is the model (a codeword and seed): the models of one relation differ
+    table = summarise(long, ["measure", "relation"], "score", ["model", "game"])
     return _labelled(table)
 
 
@@ -422,7 +423,7 @@ def scores(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def self_report_summary(long: pd.DataFrame) -> pd.DataFrame:
-    table = summarise(long, ["task", "relation"], "score", ["seed_key", "paraphrase"])
+    table = summarise(long, ["task", "relation"], "score", ["model", "paraphrase"])
     return _labelled(table).assign(title=lambda t: t["task"].map(lambda k: TASKS[k][0]))
 
 
