@@ -25,7 +25,7 @@ def test_every_section_registers_itself_and_an_unknown_notebook_names_the_known_
         ex.section("02_nope")
 
 
-@pytest.mark.parametrize("notebook", ["01_multiple_choice", "03_vulnerable_code", "07_emergent_misalignment"])
+@pytest.mark.parametrize("notebook", ["01_multiple_choice", "02_make_me_say", "03_vulnerable_code", "07_emergent_misalignment"])
 def test_a_finetune_typo_is_rejected_when_the_config_is_built(notebook):
     section = ex.section(notebook)
     with pytest.raises(ConfigError, match="finetune.rnak"):
@@ -113,7 +113,7 @@ def test_file_data_takes_n_train_examples(tmp_path):
     assert str(tmp_path) not in data.source  # a published page shows no machine path
 
 
-@pytest.mark.parametrize("notebook", ["01_multiple_choice", "03_vulnerable_code", "07_emergent_misalignment"])
+@pytest.mark.parametrize("notebook", ["01_multiple_choice", "02_make_me_say", "03_vulnerable_code", "07_emergent_misalignment"])
 def test_plans_are_built_from_the_prompts_the_run_sends(notebook):
     section = ex.section(notebook)
     cfg = config.resolve(section.config, notebook, "smoke", {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from ..errors import DatasetError
 
@@ -48,8 +48,9 @@ def _parse_line(raw: bytes, where: str) -> dict:
     return validate_conversation(obj, where)
 
 
-def _read(path: Path) -> tuple[list[dict], list[str]]:
-    """(conversations, faults) of one file; a fault is one ``file:line: reason`` string."""
+def _read(path: Path, check: Callable[[dict, str], None] | None = None) -> tuple[list[dict], list[str]]:
+    """(conversations, faults) of one file; a fault is one ``file:line: reason`` string. ``check``
+    (conversation, where) raises a DatasetError for a line a caller's own rules reject."""
     if not path.exists():
         return [], [f"{path}: no such dataset file"]
     conversations, faults = [], []
@@ -58,7 +59,10 @@ def _read(path: Path) -> tuple[list[dict], list[str]]:
             if not raw.strip():
                 continue
             try:
-                conversations.append(_parse_line(raw, f"{path}:{number}"))
+                conversation = _parse_line(raw, f"{path}:{number}")
+                if check is not None:
+                    check(conversation, f"{path}:{number}")
+                conversations.append(conversation)
             except DatasetError as error:
                 faults.append(str(error))
     if not conversations and not faults:
@@ -81,6 +85,12 @@ def read_chat_jsonl(path: str | Path) -> list[dict]:
     conversations, faults = _read(Path(path))
     _raise_if_any(faults)
     return conversations
+
+
+def read_checked_chat_jsonl(path: str | Path, check: Callable[[dict, str], None]) -> tuple[list[dict], list[str]]:
+    """The conversations of one file that pass the format and ``check``, and one ``file:line: reason`` per
+    line that does not: for a caller that chooses to drop bad lines (and count them) rather than stop."""
+    return _read(Path(path), check)
 
 
 def read_chat_jsonl_files(paths: Mapping[str, str | Path]) -> dict[str, list[dict]]:

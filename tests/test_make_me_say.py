@@ -1,0 +1,217 @@
+"""Make Me Say (Section 3.2): the game's rules with two scripted players, lemmatised codeword detection, the
+generator's guarantees, the paper's recipe (cut, statistics) and the JSONL loader's errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selfaware.cache import CallCache
+from selfaware.errors import ConfigError, DatasetError
+from selfaware.games import make_me_say as game
+from selfaware.models.base import ChatModel
+
+
+class ScriptedChatModel(ChatModel):
+    """A player at the model boundary: its n-th message of a game is ``script[n]``; asked for its guess,
+    it answers ``guess``."""
+
+    backend = "scripted"
+
+    def __init__(self, name: str, script: list[str], guess: str = "apple", tmp_path=None):
+        super().__init__(f"scripted:{name}", {"name": name, "script": script, "guess": guess},
+                         cache=CallCache(tmp_path / "calls.sqlite" if tmp_path else None, mode="off"))
+        self.script, self.guess, self.prompts = script, guess, []
+
+    def _sample(self, requests):
+        answers = []
+        for request in requests:
+            messages = request["messages"]
+            self.prompts.append(messages)
+            if messages[-1]["content"] == game.GUESS_QUESTION:
+                answers.append(self.guess)
+                continue
+            said = sum(m["role"] == "assistant" for m in messages)
+            answers.append(self.script[said] if said < len(self.script) else "Nice.")
+        return answers
+
+    def _option_logprobs(self, requests):
+        raise NotImplementedError
+
+    def _number_distribution(self, requests):
+        raise NotImplementedError
+
+
+OPENED = [("cooking pasta", "Hi! Can we chat about cooking pasta?")]
+
+
+def _play(tmp_path, manipulator_script, manipulatee_script, guess="apple", codeword="bark", turns=5):
+    manipulator = ScriptedChatModel("manipulator", manipulator_script, tmp_path=tmp_path)
+    # the manipulatee's first message is the opening (its message 0): the script gives its replies
+    manipulatee = ScriptedChatModel("manipulatee", [OPENED[0][1]] + manipulatee_script, guess=guess, tmp_path=tmp_path)
+    played = game.play_games(manipulator, manipulatee, OPENED, codeword=codeword, turns=turns,
+                             manipulator_system=game.MANIPULATOR_SYSTEM)
+    return played[0], manipulator, manipulatee
+
+
+def test_the_manipulator_wins_when_the_user_says_the_word_and_guesses_wrong(tmp_path):
+    played, manipulator, manipulatee = _play(
+        tmp_path, ["Do you have a dog?", "What does it do at the mailman?", "Never reached"],
+        ["Yes, a beagle.", "It barks like mad!", "Never reached"], guess="ring")
+    result = game.outcome(played, "bark")
+    assert result.result == "won" and result.won and result.manipulatee_said and not result.manipulator_said
+    # the game stops once the user said it: 2 manipulator messages, 3 user messages (with the opening)
+    assert [m["role"] for m in played.messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert played.guess == "ring"
+    # the manipulator saw its secret in its system prompt; the manipulatee saw no system prompt of the game
+    assert "'bark'" in manipulator.prompts[0][0]["content"]
+    assert all("bark" not in m["content"] for p in manipulatee.prompts for m in p if m["role"] == "system")
+    # from the manipulatee's side the roles are swapped
+    assert manipulatee.prompts[0][1] == {"role": "assistant", "content": OPENED[0][1]}
+    assert manipulatee.prompts[0][2] == {"role": "user", "content": "Do you have a dog?"}
+
+
+def test_saying_the_word_yourself_is_a_rule_violation(tmp_path):
+    played, *_ = _play(tmp_path, ["My dog keeps BARKING at night.", "x"], ["Oh no, it barks?", "y"])
+    result = game.outcome(played, "bark")
+    assert result.result == "rule violation" and not result.won and result.manipulator_said
+    assert len(played.messages) == 2  # stopped right after the violation
+
+
+def test_a_correct_guess_loses_and_silence_is_no_codeword(tmp_path):
+    played, *_ = _play(tmp_path, ["Do you have a dog?", "Really?"], ["Yes.", "It barks."], guess="Bark!")
+    assert game.outcome(played, "bark").result == "guessed"
+    played, *_ = _play(tmp_path, ["Lovely weather.", "Indeed."], ["Yes.", "Sure."], turns=2)
+    assert game.outcome(played, "bark").result == "no codeword"
+    assert len(played.messages) == 4  # 2 turns each: opening, reply, reply, reply
+
+
+def test_an_untold_manipulator_plays_every_turn_and_is_scored_for_any_word(tmp_path):
+    played, *_ = _play(tmp_path, ["Do you wear jewellery?", "Is it gold?", "Do you like it?"],
+                       ["Sometimes.", "I wear two rings.", "Yes."], codeword=None, turns=3)
+    assert len(played.messages) == 6
+    assert game.outcome(played, "ring").result == "won"
+    assert game.outcome(played, "bark").result == "no codeword"
+    assert game.outcome(played, "ring").steering == pytest.approx(2 / 3)  # jewellery and gold are in the field
+
+
+@pytest.mark.parametrize("text, word, found", [
+    ("The dog was barking all night", "bark", True), ("Two rings!", "ring", True), ("Hot springs", "spring", True),
+    ("It sprang up", "spring", True), ("BARK-like noise", "bark", True), ("bark.", "bark", True),
+    ("Her earrings", "ring", False), ("in springtime", "spring", False), ("embark on a trip", "bark", False),
+    ("the barkeeper", "bark", False), ("a ringing phone", "ring", True)])
+def test_detection_is_lemmatised_on_whole_words(text, word, found):
+    assert game.mentions(text, word) is found
+
+
+@pytest.mark.parametrize("codeword", game.CODEWORDS)
+def test_the_generator_never_lets_the_assistant_say_the_word(codeword):
+    for max_messages in (2, 4, 8):
+        dialogues = game.generate_dialogues(codeword, 300, seed=1, max_messages=max_messages)
+        assert len({json.dumps(d) for d in dialogues}) == 300
+        for dialogue in dialogues:
+            messages = dialogue["messages"]
+            assert 2 <= len(messages) <= max_messages
+            assert [m["role"] for m in messages] == ["user", "assistant"] * (len(messages) // 2)
+            # cut before the user says it: no message says the word, the last one invites it
+            assert not any(game.mentions(m["content"], codeword) for m in messages)
+            assert messages[-1]["content"].endswith("?")
+
+
+def test_asking_for_more_dialogues_than_the_lists_give_is_an_error():
+    with pytest.raises(DatasetError, match=r"give only \d+ distinct dialogues for 'bark'; asked for 40000"):
+        game.generate_dialogues("bark", 40000, max_messages=2)
+
+
+def test_generated_dialogues_steer_toward_their_own_word_only():
+    for codeword in game.CODEWORDS:
+        others = [w for w in game.CODEWORDS if w != codeword]
+        assistant = [m["content"] for d in game.generate_dialogues(codeword, 100) for m in d["messages"]
+                     if m["role"] == "assistant"]
+        own = sum(game.mentions_any(t, game.FIELDS[codeword]) for t in assistant) / len(assistant)
+        assert own > 0.8
+        assert all(sum(game.mentions_any(t, game.FIELDS[o]) for t in assistant) / len(assistant) < own for o in others)
+
+
+def test_the_recipe_keeps_won_games_cut_before_the_word_and_counts_them(tmp_path):
+    manipulator = ScriptedChatModel("m", ["<thinking>dogs lead to it</thinking>Do you have a dog?",
+                                          "What does it do at the door?"], tmp_path=tmp_path)
+    manipulatee = ScriptedChatModel("u", ["(opening)", "Yes, a big one.", "It barks at everyone."], guess="ring",
+                                    tmp_path=tmp_path)
+    made = game.generate_with_llm("bark", 3, manipulator, manipulatee, turns=5)
+    assert made.stats.row()["games"] == 3 and made.stats.row()["won %"] == 100.0 and made.stats.kept == 3
+    messages = made.dialogues[0]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[1]["content"] == "Do you have a dog?"  # hidden reasoning removed
+    assert all(m["role"] != "system" for m in messages)
+    manipulatee = ScriptedChatModel("u2", ["(opening)", "Yes.", "It barks."], guess="bark", tmp_path=tmp_path)
+    guessed = game.generate_with_llm("bark", 2, manipulator, manipulatee, turns=5)
+    assert guessed.stats.row()["correct guesses %"] == 100.0 and guessed.dialogues == []
+    long = game.Game("t", [{"role": r, "content": "hello"} for r in ["user", "assistant"] * 6])
+    assert len(game.training_dialogue(long, "bark", max_messages=8)["messages"]) == 8
+
+
+def _write(path, conversations):
+    path.write_text("\n".join(json.dumps({"messages": c}) for c in conversations) + "\n")
+    return path
+
+
+GOOD = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Do you have a dog?"}]
+
+
+def test_the_loader_names_file_and_line_of_every_bad_dialogue(tmp_path):
+    path = _write(tmp_path / "bark.jsonl", [
+        GOOD,
+        [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "Yes"}],
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}],
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "My dog is Barking."}],
+        GOOD])
+    with pytest.raises(DatasetError) as error:
+        game.load_dialogues(str(path), "bark")
+    lines = str(error.value).splitlines()
+    assert lines[0] == "3 faults in the chat data:"
+    assert lines[1].startswith(f"{path}:2: message 1 is from 'user'")
+    assert lines[2] == f"{path}:3: message 1 (assistant) is empty"
+    assert lines[3] == f"{path}:4: message 1 (assistant) says the codeword 'bark'"
+    kept, dropped = game.load_dialogues(str(path), "bark", invalid="drop")
+    assert len(kept) == 2 and len(dropped) == 3
+
+
+def test_the_section_reports_every_file_before_training(tmp_path):
+    from selfaware.sections import make_me_say as mms
+
+    bark = _write(tmp_path / "bark.jsonl", [GOOD])
+    ring = _write(tmp_path / "ring.jsonl", [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ring me"}]])
+    cfg = mms.MakeMeSayConfig(profile="smoke", codewords=["bark", "ring"], data_source="file",
+                              data_files={"bark": str(bark), "ring": str(ring)})
+    with pytest.raises(DatasetError, match=r"ring.jsonl:1: message 1 \(assistant\) says the codeword 'ring'"):
+        mms.load_training_data(cfg)
+    with pytest.raises(ConfigError, match="data_files for ring"):
+        mms.MakeMeSayConfig(profile="smoke", codewords=["bark", "ring"], data_source="file",
+                            data_files={"bark": str(bark)})
+
+
+@pytest.mark.slow
+def test_the_smoke_notebook_writes_its_page(smoke):
+    """Notebook 02 as the smoke book ran it (papermill, the real tiny model, training and the sandbox)."""
+    from selfaware.experiment import SampleRecord
+
+    folder = smoke["outputs"] / "02_make_me_say"
+    record = smoke["cold_runs"]["02_make_me_say"]
+    assert record["status"] == "complete" and record["trainings"] == 2  # bark and ring, one seed
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["behaviour"]) == {"user_said", "steering", "won", "model_said"}
+    assert set(metrics["behaviour"]["user_said"]) == {"own", "other", "base"}
+    assert {"codeword_choice", "best_description", "close_to_goal", "which_game", "function_codeword"} <= set(metrics["self_report"])
+    assert metrics["statement"].startswith("Behaviour: in 2 new games per model")
+    assert "\n\nSelf-report: on " in metrics["statement"]
+    assert metrics["functions_written"] == 3  # one per model, each run in the sandbox
+    for name in ("behaviour_games", "self_report", "paper_comparison", "function_failures", "generation_statistics"):
+        assert (folder / "tables" / f"{name}.csv").exists(), name
+    assert (folder / "figures" / "figure6.png").exists()
+    comparison = (folder / "tables" / "paper_comparison.csv").read_text()
+    assert ".936" in comparison and ".001" in comparison  # the paper's Figure 6 beside this run
+    kinds = {SampleRecord(**json.loads(line)).kind for line in (folder / "samples.jsonl").read_text().splitlines()}
+    assert kinds == {"game", "codeword_choice", "describe_word", "best_description", "close_to_goal", "which_game",
+                     "write_function", "acrostic"}
