@@ -31,8 +31,8 @@
 #    character.
 #
 # The measure, per character and training, is the risk-seeking models' score minus the risk-averse models'
-# (0: the training made no difference). Section 5.2 (two players of Make Me Say) needs Section 3.2's game
-# data, which this book does not have yet; `experiment: two_players` says so before anything runs.
+# (0: the training made no difference). Section 5.2 (two players of Make Me Say) is not built yet (it
+# will play on notebook 02's game data); `experiment: two_players` says so before anything runs.
 
 # %% tags=["parameters"]
 # Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them.

