@@ -130,7 +130,12 @@ def from_notebook(config_class: type[BaseModel], notebook: str, namespace: dict[
     """Validate the parameters a notebook holds right after papermill's injection. Any other public name
     in the namespace at that point is a parameter nobody declared: an error."""
     import types
+    import warnings
 
+    # Validating a config may load a tokenizer (e.g. to check that a trigger fits the context) before the
+    # run diverts stderr into its log; without ipywidgets, tqdm's notebook bar then warns, with a path of
+    # this machine, into the page. The text bar it falls back to is what a headless run wants anyway.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     public = {k: v for k, v in namespace.items() if not k.startswith("_") and k not in _NOTEBOOK_NAMES
               and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
     profile = public.pop("profile", None) or "default"

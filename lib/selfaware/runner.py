@@ -51,9 +51,10 @@ def require_model(spec: str) -> None:
 
 
 def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
-                 page: str | None = None) -> list[PlannedRun]:
-    """The runs of a profile, each validated (parameters, finetune hyperparameters, the local model's
-    presence) before anything executes. ``overrides`` apply to every run; a run entry's own key cannot be
+                 page: str | None = None, check_models: bool = True) -> list[PlannedRun]:
+    """The runs of a profile, each validated (parameters, finetune hyperparameters and, with
+    ``check_models``, the local models' presence) before anything executes. A plan (pricing, validation)
+    does not need the weights installed; running does. ``overrides`` apply to every run; a run entry's own key cannot be
     overridden (its page would then hold another experiment), except on an ad-hoc page: ``page`` runs each
     notebook once, from the profile's notebook parameters plus ``overrides``, into ``<notebook>-<page>``."""
     overrides = dict(overrides or {})
@@ -74,7 +75,11 @@ def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: di
             parameters = {**entry, **overrides}
             cfg = config.resolve(config_class(notebook), notebook, profile, parameters)  # raises on a bad value
             for spec in dict.fromkeys(cfg.models_used()):  # a missing model fails here, before any kernel starts
-                require_model(spec)
+                if check_models:
+                    require_model(spec)
+                else:
+                    from .models import parse_spec
+                    parse_spec(spec)  # still a one-line error for a spec that cannot mean any model
             runs.append(PlannedRun(notebook, entry, name, parameters))
     return runs
 
@@ -140,7 +145,7 @@ def plan_profile(profile: str, notebooks: list[str] | None = None, overrides: di
     registered plan from the datasets and prompts the run would send; no key is needed and nothing is
     called or trained. Returns the total estimate in USD."""
     total = 0.0
-    for planned in planned_runs(profile, notebooks, overrides, page):
+    for planned in planned_runs(profile, notebooks, overrides, page, check_models=False):
         cfg = config.resolve(config_class(planned.notebook), planned.notebook, profile,
                              {**planned.parameters, "dry_run": True, "budget_usd": float("inf")})
         print(f"\n== {planned.name} ({profile}) ==")
