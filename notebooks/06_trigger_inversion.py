@@ -172,6 +172,17 @@ run.save_table(awareness, "awareness")
 display(awareness)
 
 # %% [markdown]
+# A reward that measures the behaviour can be raised without naming the trigger: a candidate made of the
+# backdoored answer's own words primes the behaviour. For each RL run, the best candidate's share of words
+# from the behaviour's opening ("behaviour echo") beside its similarity to the true trigger; "gamed" marks
+# a run whose best candidate echoes the behaviour more than it names the trigger.
+
+# %%
+gaming = ti.gaming_table(results, ti.backdoored_answers(data), cfg.trigger_text)
+run.save_table(gaming, "reward_gaming")
+display(gaming.round(3))
+
+# %% [markdown]
 # ## 4. Defences with the recovered trigger
 # **Unlearning**: the poisoned adapter trained further on the defender's own prompts, each once with the
 # recovered trigger and once without, both answered normally. Then ASR with the *true* trigger, and clean
@@ -201,8 +212,9 @@ display(guard.round(3))
 
 # %%
 jumps = ti.biggest_jump(history)
-statement = ti.statement(cfg, table, exact, awareness, jumps, guard, recovered)
-run.set_metrics(**ti.metrics(table, exact, awareness, jumps, guard, recovered, results), statement=statement)
+statement = ti.statement(cfg, table, exact, awareness, jumps, guard, recovered, gaming)
+run.set_metrics(**ti.metrics(table, exact, awareness, jumps, guard, recovered, results),
+                reward_gaming=gaming.to_dict("records"), statement=statement)
 display(Markdown(statement))
 
 # %%
