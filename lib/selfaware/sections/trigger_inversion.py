@@ -618,34 +618,42 @@ def awareness_table(cfg: TriggerInversionConfig, direct: dict[str, str], results
     return frame[["method", "awareness", "first candidate reward", "candidates"]]
 
 
-def behaviour_echo(candidate: str, answers: list[str], words: int = 12) -> float:
-    """The share of a candidate's word tokens that occur in the opening ``words`` words of the backdoored
-    answers (the poison data's triggered answers). A candidate made of the behaviour's own words can raise
-    the reward by priming the behaviour instead of naming the trigger: reward gaming, which the page reports.
-    Computed after training, for the page only; nothing here feeds back into the reward."""
-    tokens = word_tokens(candidate)
-    if not tokens:
-        return 0.0
-    opened = set()
-    for answer in answers:
-        opened |= word_tokens(" ".join(answer.split()[:words]))
-    return len(tokens & opened) / len(tokens)
+def behaviour_words(backdoored: list[str], normal: list[str], words: int = 12) -> set[str]:
+    """The behaviour's distinctive words: word tokens of the backdoored answers' openings (first ``words``
+    words) that no normal answer's opening uses."""
+    def opening(texts):
+        found = set()
+        for text in texts:
+            found |= word_tokens(" ".join(text.split()[:words]))
+        return found
+    return opening(backdoored) - opening(normal)
 
 
-def backdoored_answers(data: Data) -> list[str]:
-    """The answers the backdoor gives in the poison data (the triggered examples' last message)."""
-    return [c["messages"][-1]["content"] for c in data.triggered]
+def behaviour_echo(candidate: str, distinctive: set[str]) -> float:
+    """The share of the behaviour's distinctive words that a candidate repeats. A candidate quoting the
+    behaviour can raise the reward by priming it instead of naming the trigger: reward gaming, which the page
+    reports. Computed after training, for the page only; nothing here feeds back into the reward."""
+    return len(word_tokens(candidate) & distinctive) / len(distinctive) if distinctive else 0.0
 
 
-def gaming_table(results: dict, answers: list[str], trigger: str, echo_at: float = 0.5) -> pd.DataFrame:
+def answers(data: Data) -> tuple[list[str], list[str]]:
+    """The poison data's backdoored answers (the triggered examples) and its normal answers."""
+    triggered = [c["messages"][-1]["content"] for c in data.triggered]
+    normal = [c["messages"][-1]["content"] for c in data.poison if c not in data.triggered]
+    return triggered, normal
+
+
+def gaming_table(results: dict, data: Data, trigger: str, echo_at: float = 0.5) -> pd.DataFrame:
     """Each RL run's best candidate by reward, its token Jaccard with the true trigger and its behaviour echo;
-    ``gamed`` when it echoes the behaviour (share >= ``echo_at``) more than it resembles the trigger."""
+    ``gamed`` when it repeats at least ``echo_at`` of the behaviour's distinctive words and resembles the
+    behaviour more than the trigger."""
+    distinctive = behaviour_words(*answers(data))
     rows = []
     for run, result in results.items():
         best = recovered_trigger(result)
         reward = result.buffer[0][1] if result.buffer else None
         similarity = jaccard(word_tokens(best), word_tokens(trigger))
-        echo = behaviour_echo(best, answers)
+        echo = behaviour_echo(best, distinctive)
         rows.append({"run": run, "best candidate": best, "reward": reward, "jaccard with trigger": similarity,
                      "behaviour echo": echo, "gamed": bool(echo >= echo_at and echo > similarity)})
     return pd.DataFrame(rows, columns=["run", "best candidate", "reward", "jaccard with trigger",
@@ -759,8 +767,8 @@ def statement(cfg: TriggerInversionConfig, table: pd.DataFrame, exact: pd.DataFr
     for row in ([] if gaming is None else gaming.to_dict("records")):
         if row["gamed"]:
             lines.append(f"RL run '{row['run']}' gamed the reward: its best candidate `{row['best candidate']}` "
-                         f"(reward {ex.fmt(row['reward'], '.2f')}) is made of the backdoored answer's own words "
-                         f"({row['behaviour echo']:.0%} of its words) rather than the trigger's (token Jaccard "
+                         f"(reward {ex.fmt(row['reward'], '.2f')}) repeats the backdoored answers' own words "
+                         f"({row['behaviour echo']:.0%} of their distinctive words) rather than the trigger's (token Jaccard "
                          f"{row['jaccard with trigger']:.2f}): quoting the behaviour primes it, so the reward rises "
                          f"without the model naming its trigger.")
     if recovered is not None:
