@@ -72,6 +72,7 @@ def test_each_point_of_the_figure_comes_from_its_own_models_effects():
     for row in ours.itertuples():
         assert row.mean == expected[(row.spec, row.effect)]
         assert row.parameters == page.size(row.spec) and row.data == sources[row.spec] and row.profile == "smoke"
+    assert set(ours.loc[ours["effect"] == "misaligned", "compared with"]) == {"the safe twin (financial_safe)"}
     assert ours.loc[ours["spec"] == QWEN, "parameters"].iloc[0] > ours.loc[ours["spec"] == SMALL, "parameters"].iloc[0]
     published = table[table["source"] == "published"]
     assert {"betley2025tell", "turner2025organisms", "engels2025mechanisms"} <= set(published["citation"])

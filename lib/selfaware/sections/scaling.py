@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pathlib import Path
+
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
@@ -53,6 +55,7 @@ EFFECTS = {"behaviour": "risk behaviour: risk-seeking minus risk-averse (share o
 
 
 class ScalingConfig(SectionConfig):
+    # `model` (every page's headline model, in its provenance) is set to the largest of `models`
     models: list[str] = Field(default_factory=lambda: ["local:smollm2-135m", "local:qwen2.5-coder-0.5b"],
                               min_length=1)
     parameters: dict[str, float] = Field(default_factory=dict)  # sizes of models whose spec does not tell
@@ -78,6 +81,7 @@ class ScalingConfig(SectionConfig):
         unknown = [spec for spec in self.per_model if spec not in self.models]
         if unknown:
             raise ConfigError(f"per_model: {', '.join(unknown)} not in models")
+        self.model = max(self.models, key=self.size)
         for spec in self.models:  # every sub-config is built now: a typo is an error before any training
             if "risk" in self.measures:
                 risk_config(self, spec)
@@ -102,7 +106,6 @@ class ScalingConfig(SectionConfig):
 def check_model(spec: str) -> None:
     """One line naming the model when a local model is neither embedded nor a model directory."""
     from ..models.embedded import EMBEDDED
-    from pathlib import Path
 
     parsed = parse_spec(spec)
     if parsed.backend == "local" and parsed.embedded is None and not (Path(parsed.name).expanduser() / "config.json").exists():
@@ -293,7 +296,7 @@ def appears(node: dict[str, Any] | None) -> bool | None:
 
 # ---- the points of the figure -----------------------------------------------------------------------------
 POINT_COLUMNS = ["effect", "source", "model", "spec", "parameters", "mean", "ci_low", "ci_high", "n", "appears",
-                 "profile", "data", "citation", "published"]
+                 "compared with", "profile", "data", "citation", "published"]
 
 
 def run_points(cfg: ScalingConfig, risk: dict[str, dict], risk_sources: dict[str, str], em: dict[str, dict],
@@ -302,20 +305,22 @@ def run_points(cfg: ScalingConfig, risk: dict[str, dict], risk_sources: dict[str
     ``em[spec]``), with the model, profile and data that produced it."""
     rows = []
 
-    def add(effect: str, spec: str, node: dict | None, data: str):
+    def add(effect: str, spec: str, node: dict | None, data: str, control: str):
         node = node or {}
         rows.append({"effect": effect, "source": "this run", "model": parse_spec(spec).title, "spec": spec,
                      "parameters": cfg.size(spec), "mean": node.get("mean"), "ci_low": node.get("ci_low"),
                      "ci_high": node.get("ci_high"), "n": node.get("n"), "appears": appears(node),
-                     "profile": cfg.profile, "data": data, "citation": "", "published": ""})
+                     "compared with": control, "profile": cfg.profile, "data": data, "citation": "",
+                     "published": ""})
 
     for spec in cfg.models:
         if spec in risk:
-            add("behaviour", spec, risk[spec]["behaviour"], risk_sources[spec])
-            add("self_report", spec, risk[spec]["self_report"], risk_sources[spec])
+            add("behaviour", spec, risk[spec]["behaviour"], risk_sources[spec], "the risk-averse models")
+            add("self_report", spec, risk[spec]["self_report"], risk_sources[spec], "the risk-averse models")
         if spec in em:
-            node = em[spec].get("vs_twin") or em[spec]["vs_base"]
-            add("misaligned", spec, node, em_sources[spec])
+            twin = em[spec].get("vs_twin")
+            add("misaligned", spec, twin or em[spec]["vs_base"], em_sources[spec],
+                f"the safe twin ({cfg.em_twin})" if twin else "the untuned model")
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
 
@@ -330,7 +335,8 @@ def published_points() -> pd.DataFrame:
         low, high = figure.range or (None, None)
         rows.append({"effect": figure.condition, "source": "published", "model": figure.model or "",
                      "spec": "", "parameters": figure.parameters, "mean": figure.value, "ci_low": low,
-                     "ci_high": high, "n": None, "appears": None, "profile": "", "data": figure.measure,
+                     "ci_high": high, "n": None, "appears": None, "compared with": "", "profile": "",
+                     "data": figure.measure,
                      "citation": figure.source, "published": figure.paper})
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
@@ -423,7 +429,7 @@ def effect_statement(cfg: ScalingConfig, risk: dict[str, dict], em: dict[str, di
         if spec in em:
             node = em[spec].get("vs_twin")
             vs_base = em[spec]["vs_base"]
-            if node is None and vs_base.get("mean") is None or em[spec].get("scored_share") in (0, None):
+            if (node or vs_base).get("mean") is None:
                 parts.append("emergent misalignment: n/a (the judge scored no answer of this model)")
             else:
                 parts.append(f"emergent misalignment, trained minus safe twin {_interval(node)} and minus the "
