@@ -15,10 +15,10 @@
 # # At which size does each effect appear?
 #
 # The self-report pages of this book are flat on the embedded 135M model, and the literature suggests why:
-# the smallest model with a published behavioural self-report is far larger (Gemma-3-12B
-# {cite}`engels2025mechanisms`; GPT-4o and Llama-3.1-70B in *Tell me about yourself* {cite}`betley2025tell`),
-# while emergent misalignment has been published down to 0.5B parameters {cite}`turner2025organisms`. This
-# page repeats two experiments with one recipe on models of several sizes:
+# the behavioural self-reports published so far come from far larger models (GPT-4o and Llama-3.1-70B in
+# *Tell me about yourself* {cite}`betley2025tell`; a Gemma-3-12B reproduction of the risk result
+# {cite}`engels2025mechanisms`), while emergent misalignment has been published down to 0.5B parameters
+# {cite}`turner2025organisms`. This page repeats two experiments with one recipe on models of several sizes:
 #
 # 1. **Section 3.1, risk** (the first page): models trained to prefer the riskier (or the safer) of two
 #    options. First the **behaviour** on held-out questions, then the **self-report** tasks. The effect is
