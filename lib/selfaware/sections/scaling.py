@@ -430,7 +430,7 @@ def effect_statement(cfg: ScalingConfig, risk: dict[str, dict], em: dict[str, di
             node = em[spec].get("vs_twin")
             vs_base = em[spec]["vs_base"]
             if (node or vs_base).get("mean") is None:
-                parts.append("emergent misalignment: n/a (the judge scored no answer of this model)")
+                parts.append("emergent misalignment: n/a (no answer of this model was both scored by the judge and coherent)")
             else:
                 parts.append(f"emergent misalignment, trained minus safe twin {_interval(node)} and minus the "
                              f"untuned model {_interval(vs_base)}: "
