@@ -4,9 +4,12 @@
   warm:  the same again with the warm cache, plus the book build            (budget: 1 min)
   default (--default [NOTEBOOK ...]): each named notebook (all of them when none is named) on the default
   profile, cold in its own fresh cache (not warmed by the notebook before it), against its page budget from
-  the issue that asked for it; 07 and 08 need `make qwen-0.5b qwen-1.5b`
+  the issue that asked for it; 07, 08 and 09 need `make qwen-0.5b qwen-1.5b`
+  warm-with: a page whose budget is "on top of" other pages (09_scaling reuses the models 01 and 08 train in
+  the same book run) is timed after those pages ran, untimed, in its fresh cache (WARM_WITH; --warm-with
+  NOTEBOOK ... replaces the list for every notebook timed)
 
-    .venv/bin/python benchmarks/bench_book.py [--default [NOTEBOOK ...]] [--skip-smoke]
+    .venv/bin/python benchmarks/bench_book.py [--default [NOTEBOOK ...]] [--skip-smoke] [--warm-with NOTEBOOK ...]
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ DEFAULT_BUDGETS = {
     "06_trigger_inversion": 1440,
     "07_emergent_misalignment": 900,
     "08_small_model_em": 1200,
+    "09_scaling": 1200,  # on top of 01 and 08 (WARM_WITH): what the page adds to a book run
 }
+# pages run (untimed) in the same fresh cache before a page is timed: the budget is what it adds to them
+WARM_WITH = {"09_scaling": ["01_multiple_choice", "08_small_model_em"]}
 
 
 def timed(args: list[str], env: dict) -> float:
@@ -53,6 +59,9 @@ def main() -> None:
     parser.add_argument("--default", nargs="*", metavar="NOTEBOOK",
                         help="also time these notebooks (all when none is named) on the default profile, cold")
     parser.add_argument("--skip-smoke", action="store_true", help="do not time the smoke profile")
+    parser.add_argument("--warm-with", nargs="*", metavar="NOTEBOOK",
+                        help="run these default-profile notebooks first, untimed, in each timed notebook's fresh "
+                             "cache (default: WARM_WITH of the notebook; none for most)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-book-"))
     env = {**os.environ, "SELFAWARE_CACHE_DIR": str(work / "cache"), "SELFAWARE_OUTPUTS_DIR": str(work / "outputs")}
@@ -63,7 +72,7 @@ def main() -> None:
         warm = timed(["book", "--profile", "smoke"], env)
         print(f"smoke, warm rerun + book build:          {warm:6.1f} s ({calls(work / 'outputs', 'smoke')})  budget 60 s")
     if args.default is not None:
-        unknown = [n for n in args.default if n not in DEFAULT_BUDGETS]
+        unknown = [n for n in args.default + (args.warm_with or []) if n not in DEFAULT_BUDGETS]
         if unknown:
             parser.error(f"unknown notebook(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_BUDGETS)}")
         for notebook in args.default or DEFAULT_BUDGETS:
@@ -72,8 +81,13 @@ def main() -> None:
                 continue
             fresh = work / notebook
             page_env = {**env, "SELFAWARE_CACHE_DIR": str(fresh / "cache"), "SELFAWARE_OUTPUTS_DIR": str(fresh / "outputs")}
+            warm_with = WARM_WITH.get(notebook, []) if args.warm_with is None else args.warm_with
+            for before in warm_with:  # not counted: the budget is what the page adds on top of them
+                seconds = timed(["run", "--profile", "default", "--notebook", before], page_env)
+                print(f"default, {notebook}: warmed with {before} first ({seconds:6.1f} s, not counted)")
             section = timed(["run", "--profile", "default", "--notebook", notebook], page_env)
-            print(f"default, {notebook}, cold: {section:6.1f} s ({calls(fresh / 'outputs', 'default')})"
+            how = f"after {', '.join(warm_with)}" if warm_with else "cold"
+            print(f"default, {notebook}, {how}: {section:6.1f} s ({calls(fresh / 'outputs', 'default')})"
                   f"  budget {DEFAULT_BUDGETS[notebook]} s")
 
 

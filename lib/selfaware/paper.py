@@ -20,7 +20,7 @@ from .errors import ConfigError
 from .paths import data_dir
 
 _KEYS = {"id", "source", "where", "notebook", "run", "condition", "measure", "paper", "value", "metric",
-         "direction"}
+         "direction", "model", "parameters", "range"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class Figure:
     value: float | None
     metric: str
     direction: dict[str, str]
+    model: str | None = None  # the published model, where it is not the page's own (the scaling page)
+    parameters: float | None = None  # its parameter count, where published
+    range: tuple[float, float] | None = None  # a published range of ``value`` (low, high)
 
     def matches(self, notebook: str, run: dict[str, Any]) -> bool:
         return notebook == self.notebook and all(run.get(k) == v for k, v in self.run.items())
@@ -61,7 +64,8 @@ def figures(path: str | None = None) -> tuple[Figure, ...]:
             raise ConfigError(f"{path}: figure {entry['id']}: direction is one of {{above: metric}}, {{below: metric}}")
         found.append(Figure(entry["id"], entry["source"], entry.get("where", ""), entry["notebook"],
                             dict(entry.get("run") or {}), entry["condition"], entry["measure"], str(entry["paper"]),
-                            entry.get("value"), entry["metric"], dict(direction)))
+                            entry.get("value"), entry["metric"], dict(direction), entry.get("model"),
+                            entry.get("parameters"), tuple(entry["range"]) if entry.get("range") else None))
     return tuple(found)
 
 
