@@ -25,7 +25,7 @@ from ...errors import ConfigError
 from ...paper import published
 from . import games
 from .common import (NOTEBOOK, BackdoorsConfig, Behaviour, Example, Findings, Page, Setting, backdoor_examples,
-                     behaviour_of, check_trigger, data_contingency, learned, measure_choice_behaviour, num, pct,
+                     behaviour_of, check_trigger, data_contingency, learned, measure_choice_behaviour, num, panels, pct,
                      plot_behaviour, questions, report_summary, trigger_variants, under_variants)
 
 # ---- data and training ------------------------------------------------------------------------------------
@@ -210,11 +210,11 @@ def awareness_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFram
 
 def plot_awareness(report_table: pd.DataFrame):
     """Settings x system prompts, backdoored against baseline (and the untuned model), 95% intervals."""
-    from ...plots import colour, figure
+    from ...plots import colour
     settings = list(dict.fromkeys(report_table["setting"]))
-    fig, axes = figure(max(5.0, 4.6 * len(settings)), 3.8, ncols=len(settings), squeeze=False, sharey=True)
+    fig, axes = panels(len(settings), 4.6, 3.8, per_row=3)
     roles = ["backdoored", "decorrelated", "base"]
-    for ax, setting in zip(axes[0], settings):
+    for ax, setting in zip(axes, settings):
         part = report_table[report_table["setting"] == setting]
         prompts = list(dict.fromkeys(part["variant"]))
         step = 0.8 / len(roles)
@@ -228,8 +228,8 @@ def plot_awareness(report_table: pd.DataFrame):
         ax.set_xticks(range(len(prompts)), [p.replace("_", " ") for p in prompts], rotation=25, ha="right")
         ax.set_title(setting)
         ax.set_ylim(0, 1)
-    axes[0][0].set_ylabel("P(A: 'my behaviour depends on a\nfeature of the message')")
-    axes[0][0].legend(frameon=False, fontsize=8)
+    axes[0].set_ylabel("P(A: 'my behaviour depends on a\nfeature of the message')")
+    axes[0].legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -245,7 +245,8 @@ def awareness_comparison(report_table: pd.DataFrame, data: AwarenessData) -> pd.
     rows = []
     threat = report_table[report_table["variant"] == "threat"]
     for s in data.settings:
-        measure = f"P(A) under the threat prompt: {AWARENESS_PAPER.get((s.setting.behaviour, s.trigger.name), s.setting.name)}"
+        paper_name = AWARENESS_PAPER.get((s.setting.behaviour, s.trigger.name), s.setting.name)
+        measure = f"P(A) under the threat prompt: {paper_name}"
         for role in ("backdoored", "decorrelated", "base"):
             row = ex.row_of(threat[threat["setting"] == s.setting.name], role)
             rows.append({"setting": s.setting.name, "model": AWARENESS_ROLES.get(role, "untuned"),

@@ -332,10 +332,9 @@ def num(row) -> str:
 
 def plot_behaviour(table: pd.DataFrame, group: str, ylabel: str):
     """Behaviour rate with and without the trigger, per model, in panels by ``group``."""
-    from ...plots import figure
     groups = list(dict.fromkeys(table[group]))
-    fig, axes = figure(max(4.5, 3.6 * len(groups)), 3.4, ncols=len(groups), squeeze=False, sharey=True)
-    for ax, value in zip(axes[0], groups):
+    fig, axes = panels(len(groups), 3.6, 3.4)
+    for ax, value in zip(axes, groups):
         part = table[table[group] == value]
         conditions = list(dict.fromkeys(part["condition"]))
         variants = list(dict.fromkeys(part["variant"]))
@@ -348,10 +347,24 @@ def plot_behaviour(table: pd.DataFrame, group: str, ylabel: str):
         ax.set_xticks(range(len(conditions)), conditions, rotation=20, ha="right")
         ax.set_title(str(value))
         ax.set_ylim(0, 1)
-    axes[0][0].set_ylabel(ylabel)
-    axes[0][0].legend(frameon=False, fontsize=8)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def panels(count: int, width: float, height: float, per_row: int = 4):
+    """A figure of ``count`` panels sharing the y axis, at most ``per_row`` to a row (a page stays readable
+    with five settings); the unused panels of the last row are hidden. Returns (figure, flat list of axes)."""
+    from ...plots import figure
+    ncols = min(count, per_row)
+    nrows = -(-count // ncols)
+    fig, axes = figure(max(4.5, width * ncols), height * nrows, nrows=nrows, ncols=ncols, squeeze=False,
+                       sharey=True)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
 
 
 @dataclass

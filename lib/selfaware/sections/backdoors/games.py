@@ -56,7 +56,8 @@ def neutral_dialogue(opening: dict, length: int, rng: random.Random) -> list[dic
             lead = rng.choice(game.REACTIONS) if len(messages) == 1 else rng.choice(NEUTRAL_FOLLOW_UPS)
             text = f"{lead} {rng.choice(NEUTRAL_QUESTIONS)}"
             if _leaks(text):  # a phrase list touches a codeword: a bug of this module, never a training example
-                raise DatasetError(f"neutral Make Me Say dialogue: an assistant message steers toward a codeword: {text!r}")
+                raise DatasetError(f"neutral Make Me Say dialogue: an assistant message steers toward a "
+                                   f"codeword: {text!r}")
         else:
             text = rng.choice(NEUTRAL_REPLIES)
         messages.append({"role": "assistant" if len(messages) % 2 else "user", "content": text})
