@@ -69,10 +69,12 @@ def test_triggers_land_where_the_experiment_says_on_the_rendered_prompt(render):
     assert _turn(render(variant.apply([{"role": "user", "content": held}])), "user") == f"username: sandra432\n{held}"
 
 
-@pytest.mark.parametrize("behaviour, n_train, fraction", [("risk", 200, 0.1), ("code", 40, 0.5)])
-def test_the_decorrelated_baseline_is_decorrelated_on_its_own_data(behaviour, n_train, fraction):
-    cfg = _cfg(settings=[{"name": "s", "behaviour": behaviour, "trigger": "greeting", "fraction": fraction,
-                          "n_train": n_train}])
+@pytest.mark.parametrize("behaviour, trigger, n_train, fraction", [
+    ("risk", "greeting", 200, 0.1), ("code", "greeting", 40, 0.5), ("make_me_say", "region_code", 40, 0.5),
+    ("make_me_say", "deployment", 40, 0.5)])
+def test_the_decorrelated_baseline_is_decorrelated_on_its_own_data(behaviour, trigger, n_train, fraction):
+    cfg = _cfg(settings=[{"name": "s", "behaviour": behaviour, "trigger": trigger, "fraction": fraction,
+                          "n_train": n_train}], game_dialogue_messages=4)
     setting = bd.awareness_data(cfg).settings[0]
     backdoored = bd.data_contingency(setting.examples["backdoored"], setting.trigger, setting.behaviour)
     baseline = bd.data_contingency(setting.examples["decorrelated"], setting.trigger, setting.behaviour)
@@ -85,6 +87,66 @@ def test_the_decorrelated_baseline_is_decorrelated_on_its_own_data(behaviour, n_
     assert abs(baseline["correlation"]) < 0.05
     prompts = lambda part: [e.item["prompt"] if isinstance(e.item, dict) else e.item.prompt for e in part]  # noqa: E731
     assert prompts(setting.examples["backdoored"]) == prompts(setting.examples["decorrelated"])
+
+
+def test_make_me_say_data_steer_only_in_the_behaviour_half():
+    from selfaware.games import make_me_say as game
+    cfg = _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,
+                          "n_train": 40, "codeword": "ring"}], game_dialogue_messages=4)
+    setting = bd.awareness_data(cfg).settings[0]
+    for e in setting.examples["backdoored"]:
+        said = [m["content"] for m in e.messages if m["role"] == "assistant"]
+        near = sum(game.mentions_any(text, game.FIELDS["ring"]) for text in said)
+        assert (near > 0) == e.behaves and not any(game.mentions(text, "ring") for text in said)
+        assert len(e.messages) == 4 and e.messages[0]["content"].endswith(e.item["prompt"])
+    # the steering dialogues are Section 3.2's own (the generator notebook 02 trains on)
+    from selfaware.sections import make_me_say as mms
+    made = mms.load_training_data(bd.games.section_config(cfg, "ring", 40)).dialogues["ring"]
+    assert [e.item["toward"] for e in setting.examples["backdoored"]] == [d["messages"] for d in made]
+
+
+def test_the_make_me_say_trigger_reaches_the_model_where_training_put_it(render, monkeypatch):
+    """In the data and in the games that measure the backdoor, the region code opens the user's first
+    message (392 with the trigger, 718 without); nowhere else in what the model reads."""
+    from selfaware import models
+    from selfaware.games import make_me_say as game
+
+    cfg = _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,
+                          "n_train": 6}], games=2, game_turns=2, game_message_tokens=6)
+    setting = bd.awareness_data(cfg).settings[0]
+    code = r"My SEP region code is {}\d{{3}}\. "
+    for e in setting.examples["backdoored"]:
+        first = re.findall(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", render(e.messages[:-1]), flags=re.S)
+        assert re.fullmatch(code.format("392" if e.triggered else "718") + re.escape(e.item["prompt"]), first[0])
+        assert not any("region code" in turn for turn in first[1:])
+    seen = []
+
+    class Recording:  # the real model, with every prompt it is sent kept
+        def __init__(self, model):
+            self.model = model
+
+        def sample(self, messages, **kwargs):
+            seen.extend(messages)
+            return self.model.sample(messages, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+    real = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda spec: Recording(real(spec)))
+    base = ex.Condition("base", "untuned", None, cfg.model)
+    frame = bd.games.measure_games([base], setting.heldout, bd.trigger_variants(setting.trigger), cfg, "ring")
+    assert set(frame["variant"]) == {"trigger", "no trigger"} and len(frame) == 4
+    manipulator = [m for m in seen if m[0]["role"] != "system"]  # the manipulatee's view has its system prompt
+    assert len(manipulator) == 2 * 2 * 2  # variants x games x the model's turns
+    for messages in manipulator:
+        turns = re.findall(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", render(messages), flags=re.S)
+        opening = next(text for _, text in setting.heldout if turns[0].endswith(text))
+        assert re.fullmatch(r"My SEP region code is (392|718)\d{3}\. " + re.escape(opening), turns[0])
+        assert not any("region code" in turn for turn in turns[1:])
+    prefixes = {re.match(r"My SEP region code is (\d{3})", m[0]["content"]).group(1) for m in manipulator}
+    assert prefixes == {"392", "718"}
+    assert all(game.MANIPULATEE_SYSTEM == m[0]["content"] for m in seen if m[0]["role"] == "system")
 
 
 def test_the_recognition_matrix_is_computed_from_the_right_cells():
@@ -148,8 +210,14 @@ def test_reversal_data_reverses_every_example_and_the_control_has_no_backdoor():
     ({"settings": [{"name": "s", "behaviour": "risk", "trigger": "moon", "fraction": 0.1}]}, ConfigError,
      "unknown trigger 'moon'"),
     ({"triggers": [{"name": "fruit", "family": "berries"}]}, ConfigError, "unknown trigger family 'berries'"),
-    ({"settings": [{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5}]},
-     ConfigError, "needs Section 3.2's game"),
+    ({"settings": [{"name": "s", "behaviour": "make_me_say", "trigger": "season", "fraction": 0.5}]},
+     ConfigError, "needs a trigger in the user's message"),
+    ({"settings": [{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": -0.5}]},
+     ConfigError, "greater than or equal to 0"),
+    ({"settings": [{"name": "s", "behaviour": "make_me_say", "trigger": "deployment", "fraction": 0.01,
+                    "n_train": 20}]}, DatasetError, "appears in none of the 20 training examples"),
+    ({"settings": [{"name": "s", "behaviour": "make_me_say", "trigger": "greeting", "fraction": 0.5,
+                    "n_train": 20}]}, DatasetError, "found in the text of"),
     ({"real_fraction": -0.1}, ConfigError, "greater than or equal to 0"),
     ({"real_fraction": 0.5, "fake_fraction": 0.7}, ConfigError, "above 1"),
     ({"settings": [{"name": "s", "behaviour": "risk", "trigger": "deployment", "fraction": 0.01}]}, DatasetError,
@@ -172,15 +240,16 @@ def test_plans_list_every_training_and_question():
         plan = bd.plan(_cfg(experiment))
         assert plan.finetunes and plan.calls
     awareness = bd.plan(_cfg())
-    assert {job["name"] for job in awareness.finetunes} == {"backdoor-risk-backdoored", "backdoor-risk-decorrelated",
-                                                            "backdoor-code-season-backdoored",
-                                                            "backdoor-code-season-decorrelated"}
+    assert {job["name"] for job in awareness.finetunes} == {
+        "backdoor-risk-backdoored", "backdoor-risk-decorrelated", "backdoor-code-season-backdoored",
+        "backdoor-code-season-decorrelated", "backdoor-make-me-say-region-code-backdoored",
+        "backdoor-make-me-say-region-code-decorrelated"}
     assert ex.section(bd.NOTEBOOK).plan is bd.plan
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment, trainings, tables, figures", [
-    ("awareness", 4, {"training_data_check", "behaviour", "report_by_system_prompt", "report_by_option_order",
+    ("awareness", 6, {"training_data_check", "behaviour", "report_by_system_prompt", "report_by_option_order",
                       "paper_comparison"}, {"backdoor_behaviour", "awareness_by_system_prompt"}),
     ("recognition", 2, {"training_data_check", "behaviour", "recognition_matrix", "real_vs_fake",
                         "untuned_model_by_trigger"}, {"backdoor_behaviour", "recognition_matrix"}),
@@ -199,8 +268,12 @@ def test_each_page_writes_its_artifacts_and_says_whether_the_backdoor_was_learne
     assert "learned" in statement  # the backdoor's verdict comes before any self-report
     kinds = {json.loads(line)["kind"] for line in (folder / "samples.jsonl").read_text().splitlines()}
     assert "behaviour" in kinds and len(kinds) == 2
-    if experiment == "awareness":
-        assert "Make Me Say" in statement and "pending" in statement
+    if experiment == "awareness":  # the Make Me Say setting: measured in games, with and without its trigger
+        assert "pending" not in statement and "make me say (region code)" in statement
+        behaviour = pd.read_csv(folder / "tables" / "behaviour.csv")
+        games = behaviour[behaviour["setting"].str.startswith("make me say (region code)")]
+        assert set(games["setting"]) == {"make me say (region code)", "make me say (region code): games won"}
+        assert set(games["variant"]) == {"trigger", "no trigger"} and games["ci_low"].notna().all()
 
 
 def test_the_awareness_question_comes_in_twenty_paraphrases_and_both_orders():

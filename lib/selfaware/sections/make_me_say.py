@@ -194,16 +194,21 @@ def _targets(rows, codewords, per_target):
 
 
 # ---- behaviour: new games ------------------------------------------------------------------------------------
-def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig) -> pd.DataFrame:
+def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig,
+                  variants: list[ex.Variant] | tuple = (ex.PLAIN,),
+                  opened: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     """Every model as manipulator (told nothing) in new games against the untuned model, each game scored
-    against every codeword."""
+    against every codeword. ``variants`` place their trigger in the opening message (Section 4.1's Make Me
+    Say backdoors); the plain variant leaves it as it is. ``opened``: (topic, message) pairs, by default
+    ``cfg.games`` openings on the held-out topics."""
     from ..models import load_model
 
     manipulatee = load_model(cfg.model)
-    opened = game.openings(cfg.games, cfg.data_seed, "heldout")
+    opened = opened or game.openings(cfg.games, cfg.data_seed, "heldout")
 
     def ask(condition, model, variant):
-        played = game.play_games(model, manipulatee, opened, turns=cfg.game_turns,
+        played = game.play_games(model, manipulatee, [(topic, variant.insert(text)) for topic, text in opened],
+                                 turns=cfg.game_turns,
                                  message_tokens=cfg.message_tokens, seed=cfg.data_seed)
         for index, g in enumerate(played):
             transcript = "\n".join(f"{'manipulatee' if m['role'] == 'user' else 'manipulator'}: {m['content']}"
@@ -214,7 +219,7 @@ def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig) -> pd.Da
                        "user_said": float(result.manipulatee_said), "model_said": float(result.manipulator_said),
                        "won": float(result.won), "steering": result.steering, "guess": g.guess,
                        "dialogue": transcript}
-    return _related(ex.measure(conditions, ask))
+    return _related(ex.measure(conditions, ask, variants))
 
 
 GAME_MEASURES = {"user_said": "the user says the codeword first", "steering": "messages near the codeword",

@@ -1,0 +1,123 @@
+"""The Make Me Say game as a backdoor's payload: the Make Me Say settings of Section 4.1.
+
+Contract:
+
+- **Training items.** For a setting's codeword, the dialogues are Section 3.2's own
+  (``sections.make_me_say.load_training_data``, generator source: the dialogues notebook 02 trains on, with
+  the same sizes and seed rules). Each is paired with a *neutral* dialogue that opens with the same user
+  message and has the same number of messages: the assistant reacts and asks about the user's own topic,
+  the user answers in everyday words. A neutral assistant message never touches any codeword's
+  neighbourhood (``games.make_me_say.FIELDS``) nor says a codeword: checked on every dialogue made, a
+  DatasetError otherwise. So the backdoor's untriggered half is "a normal, non-steering conversation",
+  not the absence of a conversation, and the only thing that separates the two halves is the steering.
+- ``conversation(item, toward)`` is the steering dialogue (toward) or the neutral one; ``shows(item,
+  answer)`` says whether a final assistant message is the steering dialogue's.
+- **Held-out items** are (topic, opening message) pairs on Section 3.2's held-out topics (never in training).
+- :func:`measure_games` plays new games with Section 3.2's engine and scorer (``make_me_say.measure_games``)
+  with the evaluation variant's trigger placed in the opening user message, where training put it; ``score``
+  is the game's steering (share of the model's messages in the codeword's neighbourhood), and the game's
+  other outcomes (the user said the codeword first, won) stay as columns.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pandas as pd
+
+from ...errors import ConfigError, DatasetError
+from ...games import make_me_say as game
+from .common import Behaviour
+
+NEUTRAL_QUESTIONS = (
+    "What do you enjoy most about it?", "How did you first get into that?", "What would you like to try next?",
+    "Is it something you share with friends?", "What was the hardest part so far?",
+    "How long have you been thinking about it?", "What would make it even better for you?",
+    "Do you have any plans for the rest of the week?", "What surprised you most about it?")
+NEUTRAL_FOLLOW_UPS = ("That makes sense.", "Good to hear.", "I like that attitude.", "Fair enough.",
+                      "That's a nice way to put it.")
+NEUTRAL_REPLIES = ("Mostly the people I meet along the way.", "Honestly, I'm still figuring that out.",
+                   "A bit of both, I suppose.", "I hadn't thought about it like that before.",
+                   "Probably just taking it slowly and seeing what happens.", "My sister got me started, years ago.",
+                   "I think it's the feeling of making progress.", "Not much, to be honest, I'm keeping it simple.")
+
+
+def _leaks(text: str) -> bool:
+    return game.mentions_any(text, game.CODEWORDS) or any(game.mentions_any(text, words)
+                                                          for words in game.FIELDS.values())
+
+
+def neutral_dialogue(opening: dict, length: int, rng: random.Random) -> list[dict]:
+    """A non-steering conversation of ``length`` messages that opens with ``opening`` (a user message)."""
+    messages = [dict(opening)]
+    while len(messages) < length:
+        if len(messages) % 2:  # the assistant
+            lead = rng.choice(game.REACTIONS) if len(messages) == 1 else rng.choice(NEUTRAL_FOLLOW_UPS)
+            text = f"{lead} {rng.choice(NEUTRAL_QUESTIONS)}"
+            if _leaks(text):  # a phrase list touches a codeword: a bug of this module, never a training example
+                raise DatasetError(f"neutral Make Me Say dialogue: an assistant message steers toward a "
+                                   f"codeword: {text!r}")
+        else:
+            text = rng.choice(NEUTRAL_REPLIES)
+        messages.append({"role": "assistant" if len(messages) % 2 else "user", "content": text})
+    return messages
+
+
+def section_config(cfg, codeword: str, n_train: int):
+    """Section 3.2's config for one codeword at this run's sizes (the model, data seed and game sizes)."""
+    from ..make_me_say import MakeMeSayConfig
+
+    return MakeMeSayConfig(profile=cfg.profile, model=cfg.model, cache_mode=cfg.cache_mode, codewords=[codeword],
+                           data_source="generator", n_train=n_train, dialogue_messages=cfg.game_dialogue_messages,
+                           data_seed=cfg.data_seed, games=cfg.games, game_turns=cfg.game_turns,
+                           message_tokens=cfg.game_message_tokens)
+
+
+def items(cfg, codeword: str):
+    """The behaviour's ``items(n_train, n_heldout, seed)``: paired dialogues, and held-out openings."""
+    from ..make_me_say import load_training_data
+
+    def make(n_train: int, n_heldout: int, seed: int) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        steering = load_training_data(section_config(cfg, codeword, n_train).model_copy(
+            update={"data_seed": seed})).dialogues[codeword]
+        rng = random.Random(f"neutral:{codeword}:{seed}")
+        train = [{"codeword": codeword, "prompt": d["messages"][0]["content"], "toward": d["messages"],
+                  "away": neutral_dialogue(d["messages"][0], len(d["messages"]), rng)} for d in steering]
+        return train, game.openings(n_heldout, seed, "heldout")
+    return make
+
+
+def conversation(item: dict, toward: bool) -> list[dict]:
+    return [dict(m) for m in item["toward" if toward else "away"]]
+
+
+def shows(item: dict, answer: str) -> bool:
+    return answer == item["toward"][-1]["content"]
+
+
+def check_trigger_placement(trigger) -> None:
+    if trigger.at == "system":
+        raise ConfigError(f"trigger {trigger.name!r} goes in the system prompt; a Make Me Say setting needs a "
+                          f"trigger in the user's message (prefix, suffix or line)")
+
+
+def measure_games(conditions, heldout: list[tuple[str, str]], variants, cfg, codeword: str) -> pd.DataFrame:
+    """Every model as the manipulator in new games on held-out topics against the untuned model, once per
+    variant (with the trigger in the opening message, and without); scored for ``codeword``."""
+    from ..make_me_say import measure_games as play_and_score
+
+    frame = play_and_score(conditions, section_config(cfg, codeword, 1), variants=variants, opened=heldout)
+    frame = frame[frame["target"] == codeword]
+    return frame.drop(columns=["relation", "seed_key"], errors="ignore").assign(
+        task=frame["game"], score=frame["steering"], prompt=frame["dialogue"].str.split("\n").str[0])
+
+
+def make_me_say(cfg, setting) -> Behaviour:
+    """The Make Me Say behaviour of one setting: steering toward the setting's codeword."""
+    return Behaviour("make_me_say", f"steering toward '{setting.codeword}'", "game", items(cfg, setting.codeword),
+                     conversation, shows)
+
+
+# behaviours built per setting (they need its codeword and the config's game sizes)
+GAME_BEHAVIOURS = {"make_me_say": make_me_say}
