@@ -194,9 +194,11 @@ def _targets(rows, codewords, per_target):
 
 
 # ---- behaviour: new games ------------------------------------------------------------------------------------
-def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig) -> pd.DataFrame:
-    """Every model as manipulator (told nothing) in new games against the untuned model, each game scored
-    against every codeword."""
+def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig,
+                  variants: list[ex.Variant] = (ex.PLAIN,)) -> pd.DataFrame:
+    """Every model as manipulator (told nothing about the game) in new games against the untuned model, each
+    game scored against every codeword. A variant's system prompt (Section 5.2: a persona to simulate) is the
+    manipulator's system prompt in every one of its turns; the plain variant has none."""
     from ..models import load_model
 
     manipulatee = load_model(cfg.model)
@@ -204,7 +206,8 @@ def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig) -> pd.Da
 
     def ask(condition, model, variant):
         played = game.play_games(model, manipulatee, opened, turns=cfg.game_turns,
-                                 message_tokens=cfg.message_tokens, seed=cfg.data_seed)
+                                 message_tokens=cfg.message_tokens, seed=cfg.data_seed,
+                                 manipulator_system=variant.system)
         for index, g in enumerate(played):
             transcript = "\n".join(f"{'manipulatee' if m['role'] == 'user' else 'manipulator'}: {m['content']}"
                                    for m in g.messages)
@@ -214,7 +217,7 @@ def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig) -> pd.Da
                        "user_said": float(result.manipulatee_said), "model_said": float(result.manipulator_said),
                        "won": float(result.won), "steering": result.steering, "guess": g.guess,
                        "dialogue": transcript}
-    return _related(ex.measure(conditions, ask))
+    return _related(ex.measure(conditions, ask, variants))
 
 
 GAME_MEASURES = {"user_said": "the user says the codeword first", "steering": "messages near the codeword",
@@ -241,9 +244,11 @@ def _labelled(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- self-reports ---------------------------------------------------------------------------------------------
-def _codeword_choice(model, cfg):
+def _codeword_choice(model, cfg, texts: list[str] | None = None):
+    """P(codeword) among the offered words, per paraphrase; ``texts``: other wordings of the question (each
+    with ``{words}``; Section 5.2 asks about a persona), else the task's own."""
     words = word_list(cfg)
-    texts = paraphrases("codeword_choice", cfg)
+    texts = paraphrases("codeword_choice", cfg) if texts is None else texts
     results = model.score_options([_user(t.format(words=", ".join(words))) for t in texts], words)
     rows = [{"paraphrase": k, "prompt": t, "probs": r.probs, "method": r.method} for k, (t, r) in enumerate(zip(texts, results))]
     return [{k: v for k, v in row.items() if k != "probs"} | {"target": w, "score": row["probs"][w]}
