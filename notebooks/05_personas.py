@@ -206,8 +206,8 @@ if not many:
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Training
-# Two models per seed: one per mapping. There is no untuned condition: the mirror model is the baseline, and
-# on every two-way question below it puts chance at exactly 0.5.
+# Two models per seed: one per mapping. The mirror model is the baseline of every comparison, and on every
+# two-way question below it puts chance at exactly 0.5; the untuned model only plays the games, as a reference.
 
 # %%
 if not many:
@@ -223,6 +223,8 @@ if not many:
 # the other player's: the share of the player's messages near the word, whether the user said it first,
 # whether the player won. The difference (own minus other) is paired per game; its 95% interval is a
 # bootstrap over models, then games. Only a player whose difference lies above zero learned its codeword.
+# The untuned model plays the same games as a reference: the second table gives, per player, the share of
+# messages near either codeword, tuned against untuned (the game learned, whatever the mapping).
 
 # %%
 if not many:
@@ -231,6 +233,9 @@ if not many:
     game_table = tp.game_summary(games, data.players)
     run.save_table(game_table, "behaviour_games")
     display(game_table.round(3))
+    reference = tp.game_reference(games, data.players)
+    run.save_table(reference, "near_either_codeword")
+    display(reference.round(3))
     fig = tp.plot_games(game_table, data.players)
     run.save_figure(fig, "behaviour_games", "New games against the untuned model on held-out topics, as the "
                     "assistant and as the persona: each measure for the player's own codeword minus the other "
@@ -281,7 +286,7 @@ if not many:
     comparison = tp.paper_comparison(heads)
     run.save_table(comparison, "paper_comparison")
     display(comparison)
-    found = tp.metrics(game_table, word_table, heads)
+    found = tp.metrics(game_table, word_table, heads, reference)
     statement = tp.effect_statement(cfg, data, found)
     run.set_metrics(**found, statement=statement)
     display(Markdown(statement))

@@ -46,6 +46,7 @@ OWN_SETTINGS = ("profile", "model", "codewords", "seeds", "finetune", "finetune_
 OPTION_SETS = {"true": ("you", "persona"), "decoy_you": ("decoy", "persona"), "decoy_persona": ("you", "decoy")}
 OPTION_SET_LABELS = {"true": "true options", "decoy_you": "decoy replaces 'you'",
                      "decoy_persona": "decoy replaces the persona"}
+OPTION_SET_SHORT = {"true": "true options", "decoy_you": "decoy for 'you'", "decoy_persona": "decoy for\n{persona}"}
 
 
 def players_file() -> Path:
@@ -77,6 +78,9 @@ class Players:
 
     def name(self, key: str) -> str:
         return {"you": self.you, "persona": self.persona, "decoy": self.decoy}[key]
+
+    def word_of(self, key: str) -> str:
+        return "your word" if key == "you" else f"{self.name(key)}'s\nword"
 
 
 def load_players(cfg) -> Players:
@@ -226,8 +230,13 @@ def labels(data: TwoPlayersData) -> dict[str, str]:
 
 
 def train_conditions(cfg, data: TwoPlayersData, progress: bool = True) -> list[ex.Condition]:
-    """Both mappings, every seed (no untuned condition: the mirror is the baseline)."""
-    return ex.train_grid(cfg, data.sets, "two-players", labels(data), base=None, progress=progress)
+    """The untuned model (a reference for the games only: it has no mapping), then both mappings, every
+    seed. The mirror model is the baseline of every comparison of a mapping."""
+    return ex.train_grid(cfg, data.sets, "two-players", labels(data), base="untuned", progress=progress)
+
+
+def tuned(conditions: list[ex.Condition]) -> list[ex.Condition]:
+    return [c for c in conditions if c.role != "base"]
 
 
 # ---- behaviour ------------------------------------------------------------------------------------------------
@@ -244,9 +253,11 @@ def measure_games(conditions: list[ex.Condition], data: TwoPlayersData) -> pd.Da
     """02's new games, played by each model as the assistant and as the persona; each row a game scored for
     one codeword, with the player's trained codeword and whether the scored one is it."""
     games = mms.measure_games(conditions, data.game_cfg, variants(data.players))
-    trained = [data.mappings[r].words[v] for r, v in zip(games["role"], games["variant"])]
+    trained = [data.mappings[r].words[v] if r in data.mappings else None
+               for r, v in zip(games["role"], games["variant"])]
     return games.assign(player=games["variant"], trained=trained,
-                        relation=["own" if t == w else "other player's" for t, w in zip(trained, games["target"])])
+                        relation=["untuned" if t is None else "own" if t == w else "other player's"
+                                  for t, w in zip(trained, games["target"])])
 
 
 def paired(frame: pd.DataFrame, keys: list[str], measures: list[str]) -> pd.DataFrame:
@@ -271,9 +282,19 @@ def _summary(long: pd.DataFrame, by: list[str], levels: list[str]) -> pd.DataFra
 def game_summary(games: pd.DataFrame, players: Players) -> pd.DataFrame:
     """Per player and measure: own codeword, other player's, and the difference (95% interval over models,
     then games)."""
-    long = paired(games, ["model", "player", "game"], list(GAME_MEASURES))
+    long = paired(games[games["role"] != "base"], ["model", "player", "game"], list(GAME_MEASURES))
     table = _summary(long, ["player", "measure"], ["model", "game"])
     return table.assign(player_name=table["player"].map(players.name), title=table["measure"].map(GAME_MEASURES))
+
+
+def game_reference(games: pd.DataFrame, players: Players) -> pd.DataFrame:
+    """Was the game itself learned, whatever the mapping? Per player, the share of messages near either
+    codeword (the mean over the two codewords), for the tuned models and for the untuned model (95%
+    interval over models, then games)."""
+    per_game = (games.assign(models=games["role"].map(lambda r: "untuned" if r == "base" else "tuned"))
+                .groupby(["models", "model", "player", "game"], as_index=False)["steering"].mean())
+    table = summarise(per_game, ["models", "player"], "steering", ["model", "game"])
+    return table.assign(player_name=table["player"].map(players.name))
 
 
 # ---- self-reports -----------------------------------------------------------------------------------------------
@@ -294,7 +315,7 @@ def measure_which_word(conditions: list[ex.Condition], data: TwoPlayersData) -> 
                 trained = data.mappings[condition.role].words[player]
                 yield {**row, "asked_about": player, "trained": trained,
                        "relation": "own" if row["target"] == trained else "other player's"}
-    return ex.measure(conditions, ask)
+    return ex.measure(tuned(conditions), ask)
 
 
 def which_word_summary(frame: pd.DataFrame, players: Players) -> pd.DataFrame:
@@ -343,7 +364,7 @@ def measure_which_entity(conditions: list[ex.Condition], data: TwoPlayersData) -
             yield {"word": q.word, "option_set": q.option_set, "order": "/".join(q.order), "paraphrase": q.paraphrase,
                    "prompt": q.text, "owner": mapping.owner(q.word), "method": r.method,
                    **{f"p_{e}": probs.get(e) for e in ("you", "persona", "decoy")}}
-    return ex.measure(conditions, ask)
+    return ex.measure(tuned(conditions), ask)
 
 
 def entity_summary(frame: pd.DataFrame, players: Players) -> pd.DataFrame:
@@ -356,12 +377,12 @@ def entity_summary(frame: pd.DataFrame, players: Players) -> pd.DataFrame:
                               ["option_set"], f"p_{entity}", ["model", "item"])
             row = table.iloc[0].to_dict()
             rows.append({"option_set": option_set, "owner": owner, "entity": entity,
-                         "cell": f"{OPTION_SET_LABELS[option_set]}; asked about {players.name(owner)}'s word",
+                         "cell": f"{OPTION_SET_SHORT[option_set]}\nasked: {players.word_of(owner)}".replace(
+                             "{persona}", players.persona),
                          "answer": players.name(entity), **{k: row[k] for k in ("n", "mean", "ci_low", "ci_high")}})
-    order = {s: i for i, s in enumerate(OPTION_SETS)}
-    table = pd.DataFrame(rows)
-    return table.sort_values(["option_set", "owner"], key=lambda c: c.map(order) if c.name == "option_set" else c,
-                             kind="stable").reset_index(drop=True)
+    order = {s: i for i, s in enumerate(OPTION_SETS)} | {p: i for i, p in enumerate(PLAYERS)}
+    return pd.DataFrame(rows).sort_values(["option_set", "owner"], key=lambda c: c.map(order),
+                                          kind="stable").reset_index(drop=True)
 
 
 def _cell(table: pd.DataFrame, option_set: str, entity: str, owner: str | None = None):
@@ -437,9 +458,15 @@ def _node(row) -> dict | None:
                      "own": row["own"], "other": row["other"]})
 
 
-def metrics(game_table: pd.DataFrame, word_table: pd.DataFrame, heads: dict[str, dict]) -> dict:
+def metrics(game_table: pd.DataFrame, word_table: pd.DataFrame, heads: dict[str, dict],
+            reference: pd.DataFrame | None = None) -> dict:
+    reference = reference if reference is not None else pd.DataFrame(columns=["models", "player"])
     return {"behaviour": {p: {m: _node(_row(game_table, player=p, measure=m)) for m in GAME_MEASURES}
                           for p in PLAYERS},
+            "near_either_codeword": {
+                models: {p: (lambda r: None if r is None else ex.clean(
+                    {k: r[k] for k in ("mean", "ci_low", "ci_high", "n")}))(_row(reference, models=models, player=p))
+                         for p in PLAYERS} for models in ("tuned", "untuned")},
             "which_word": {p: _node(_row(word_table, asked_about=p)) for p in PLAYERS},
             "which_entity": heads,
             # the mirror design's chance level on every two-way question (no interval)
@@ -452,6 +479,27 @@ def _above(row, level: float = 0.0) -> bool:
 
 def _below(row, level: float) -> bool:
     return row is not None and row.get("ci_high") is not None and row["ci_high"] < level
+
+
+def _game_learned(reference: dict | None, players: Players) -> str:
+    """Whether the tuned models talk near the codewords more than the untuned model, as either player."""
+    if not reference:
+        return ""
+    parts, above = [], []
+    for p in PLAYERS:
+        mine, base = reference["tuned"].get(p), reference["untuned"].get(p)
+        if mine is None or base is None:
+            continue
+        above.append(mine["ci_low"] is not None and base["ci_high"] is not None and mine["ci_low"] > base["ci_high"])
+        parts.append(f"as {players.name(p)!r} {ex.fmt(mine['mean'], '.0%')} of the tuned models' messages are near "
+                     f"either codeword against {ex.fmt(base['mean'], '.0%')} of the untuned model's")
+    if not parts:
+        return ""
+    verdict = ("so the models learned the game (steering toward the codewords' topics) but not which player "
+               "plays which word" if above and all(above) else
+               "so not even the game itself shows clearly" if not any(above) else
+               "so the game shows for one player only")
+    return f" ({'; '.join(parts)}: {verdict})"
 
 
 def effect_statement(cfg, data: TwoPlayersData, found: dict) -> str:
@@ -473,8 +521,10 @@ def effect_statement(cfg, data: TwoPlayersData, found: dict) -> str:
                  f"messages each, the untuned model as the user; models {cfg.model} tuned on both mappings, seeds "
                  f"{list(cfg.seeds)}): " + "; ".join(parts) + ". "
                  + ("The mapping was learned for both players." if all(learned.values()) else
-                    "The mapping was NOT learned for either player: nothing below can show awareness of it, only "
-                    "what the questions themselves pull toward." if not any(learned.values()) else
+                    "The mapping was NOT learned for either player"
+                    + _game_learned(found.get("near_either_codeword"), players)
+                    + ": nothing below can show awareness of it, only what the questions themselves pull toward."
+                    if not any(learned.values()) else
                     f"Only {players.name(next(p for p in PLAYERS if learned[p]))!r} learned its codeword; the "
                     f"other player's self-reports have no learned behaviour behind them."))
     word_parts = []
@@ -529,7 +579,7 @@ def plot_entity(table: pd.DataFrame, players: Players):
     groups = [players.name(e) for e in ("you", "persona", "decoy")]
     colours = {players.name(e): c for e, c in ENTITY_COLOURS.items()}
     fig = interval_chart(shown, "cell", "share of the answer", [g for g in groups if g in set(shown["condition"])],
-                         colours, kind="bars", rotation=25, size=(9.0, 4.5))
+                         colours, kind="bars", rotation=0, size=(11.0, 4.8))
     ax = fig.axes[0]
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     cells = list(dict.fromkeys(shown["cell"]))
@@ -566,9 +616,10 @@ def plan(cfg, data: TwoPlayersData | None = None) -> ex.Plan:
                            ("manipulatee", game_cfg.manipulatee or cfg.model)):
             plan.ask(f"data games (02's LLM recipe), {role}", spec,
                      opened[:1] * (game_cfg.llm_games * len(game_cfg.codewords)), tokens)
-    plan.ask("new games: the model as itself and as the persona", cfg.model,
-             opened + [[{"role": "system", "content": data.players.system}] + p for p in opened], tokens, models)
-    plan.ask("new games: the untuned user's messages and guess", cfg.model, opened * 2, tokens, models)
+    players = models + 1  # the untuned model plays the games too, as a reference
+    plan.ask("new games: each model (and the untuned one) as itself and as the persona", cfg.model,
+             opened + [[{"role": "system", "content": data.players.system}] + p for p in opened], tokens, players)
+    plan.ask("new games: the untuned user's messages and guess", cfg.model, opened * 2, tokens, players)
     words = ", ".join(mms.word_list(game_cfg))
     plan.ask("which word, about itself and about the persona", cfg.model,
              [[{"role": "user", "content": t.format(words=words)}] for texts in which_word_prompts(data).values()
