@@ -223,8 +223,9 @@ if not many:
 # the other player's: the share of the player's messages near the word, whether the user said it first,
 # whether the player won. The difference (own minus other) is paired per game; its 95% interval is a
 # bootstrap over models, then games. Only a player whose difference lies above zero learned its codeword.
-# The untuned model plays the same games as a reference: the second table gives, per player, the share of
-# messages near either codeword, tuned against untuned (the game learned, whatever the mapping).
+# The second table gives each player's steering and wins toward each codeword, by the codeword it was
+# trained on. The untuned model plays the same games as a reference: the third table gives, per player, the
+# share of messages near either codeword, tuned against untuned (the game learned, whatever the mapping).
 
 # %%
 if not many:
@@ -233,6 +234,9 @@ if not many:
     game_table = tp.game_summary(games, data.players)
     run.save_table(game_table, "behaviour_games")
     display(game_table.round(3))
+    by_codeword = tp.game_by_codeword(games, data.players)
+    run.save_table(by_codeword, "behaviour_by_codeword")
+    display(by_codeword[by_codeword["measure"] != "user_said"].round(3))
     reference = tp.game_reference(games, data.players)
     run.save_table(reference, "near_either_codeword")
     display(reference.round(3))

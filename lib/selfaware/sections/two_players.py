@@ -287,6 +287,16 @@ def game_summary(games: pd.DataFrame, players: Players) -> pd.DataFrame:
     return table.assign(player_name=table["player"].map(players.name), title=table["measure"].map(GAME_MEASURES))
 
 
+def game_by_codeword(games: pd.DataFrame, players: Players) -> pd.DataFrame:
+    """Per player, the codeword it was trained on (untuned: none) and the codeword scored: each game measure
+    with its 95% interval (over models, then games)."""
+    frame = games.assign(trained=games["trained"].fillna("(untuned)"))
+    long = frame.melt(id_vars=["player", "trained", "target", "model", "game"], value_vars=list(GAME_MEASURES),
+                      var_name="measure", value_name="score")
+    table = summarise(long, ["player", "trained", "target", "measure"], "score", ["model", "game"])
+    return table.assign(player_name=table["player"].map(players.name))
+
+
 def game_reference(games: pd.DataFrame, players: Players) -> pd.DataFrame:
     """Was the game itself learned, whatever the mapping? Per player, the share of messages near either
     codeword (the mean over the two codewords), for the tuned models and for the untuned model (95%
