@@ -31,8 +31,13 @@
 #    character.
 #
 # The measure, per character and training, is the risk-seeking models' score minus the risk-averse models'
-# (0: the training made no difference). Section 5.2 (two players of Make Me Say) is not built yet (it
-# will play on notebook 02's game data); `experiment: two_players` says so before anything runs.
+# (0: the training made no difference).
+#
+# Section 5.2, **two players of Make Me Say** (`experiment: two_players`, its own page): one model steers
+# the user toward one codeword as itself and toward another when a system prompt tells it to simulate a
+# persona, Quanta-Lingua; the mirror model swaps the words. Is the mapping learned (games on held-out
+# topics), and does the model report each player's word and tell the players apart, even when a decoy name
+# replaces one of them?
 
 # %% tags=["parameters"]
 # Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them.
@@ -49,6 +54,10 @@ heldout_personas = None
 tasks = None
 finetune = None
 max_paraphrases = None
+player_codewords = None
+player_persona = None
+decoy = None
+make_me_say = None
 cache_mode = None
 budget_usd = None
 dry_run = None
@@ -63,104 +72,228 @@ from selfaware.config import from_notebook
 from selfaware.sections import personas as sp
 
 cfg = from_notebook(sp.PersonasConfig, sp.NOTEBOOK, globals())
+many = cfg.experiment == "many_personas"  # the 5.1 page; the 5.2 page's cells follow it
 
 # %%
 from IPython.display import Markdown, display
 
 from selfaware import artifacts, cache, experiment, notebook
+from selfaware.sections import two_players as tp
 
 cache.set_mode(cfg.cache_mode)
 run = artifacts.Run(sp.NOTEBOOK, cfg, {"experiment": cfg.experiment})
-data = sp.load_data(cfg)
-run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
-    "self-report tasks": f"{data.itself.source} (about itself), {data.about.source} (about a persona)",
-    "training personas": "; ".join(data.personas.train), "held-out personas": "; ".join(data.personas.heldout)})
+if many:
+    data = sp.load_data(cfg)
+    run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
+        "self-report tasks": f"{data.itself.source} (about itself), {data.about.source} (about a persona)",
+        "training personas": "; ".join(data.personas.train), "held-out personas": "; ".join(data.personas.heldout)})
+else:
+    data = tp.load_data(cfg)
+    run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
+        "persona": f"{data.players.persona} (system prompt: {data.players.system!r})",
+        "decoy": data.players.decoy, "questions": f"{data.players.source}; data/make_me_say/tasks.yaml"})
 display(Markdown(notebook.provenance_markdown(run)))
 
-# %% [markdown]
+# %% [markdown] tags=["only-many_personas"]
 # ## The untuned model's answers about the training personas
 # Many-persona training teaches the other characters' choices as the untuned model makes them: for each
 # reworded question we take the untuned model's more probable letter. How often that is the riskier option,
 # and how often it is simply "A", shows what the persona examples teach.
 
 # %%
-experiment.guard(cfg, sp.plan(cfg, data))
-untuned = sp.untuned_answers(cfg, data)
-run.add_samples(untuned, "untuned_persona_answer", task="item", answer="answer", score="riskier", variant="persona")
-untuned_table = sp.untuned_summary(untuned)
-run.save_table(untuned_table, "untuned_persona_answers")
-display(untuned_table.round(3))
+if many:
+    experiment.guard(cfg, sp.plan(cfg, data))
+    untuned = sp.untuned_answers(cfg, data)
+    run.add_samples(untuned, "untuned_persona_answer", task="item", answer="answer", score="riskier", variant="persona")
+    untuned_table = sp.untuned_summary(untuned)
+    run.save_table(untuned_table, "untuned_persona_answers")
+    display(untuned_table.round(3))
 
-# %% [markdown]
+# %% [markdown] tags=["only-many_personas"]
 # ## Training
 # Four training sets, each trained once per seed. The single-persona sets are exactly Section 3.1's, so a
 # profile that shares Section 3.1's recipe reuses its models from the cache.
 
 # %%
-conditions = sp.train_conditions(cfg, data, untuned)
-display(notebook.conditions_table(conditions))
-conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
+if many:
+    conditions = sp.train_conditions(cfg, data, untuned)
+    display(notebook.conditions_table(conditions))
+    conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
 
-# %% [markdown]
+# %% [markdown] tags=["only-many_personas"]
 # ## Behaviour: as itself, and what it says others would choose
 # The probability of the riskier option, renormalised over A and B; a model "chooses" the option it gives more
 # than half of that probability. First the held-out questions as the assistant's own, then the same questions
 # reworded about each held-out character.
 
 # %%
-behaviour = sp.measure_behaviour(conditions, data)
-run.add_samples(behaviour, "behaviour", task="question", score="p_toward")
-rates = sp.rates(behaviour)
-run.save_table(rates, "riskier_choice_rate")
-behaviour_diff = sp.behaviour_differences(behaviour, data)
-run.save_table(behaviour_diff, "behaviour_difference")
-display(behaviour_diff.round(3))
+if many:
+    behaviour = sp.measure_behaviour(conditions, data)
+    run.add_samples(behaviour, "behaviour", task="question", score="p_toward")
+    rates = sp.rates(behaviour)
+    run.save_table(rates, "riskier_choice_rate")
+    behaviour_diff = sp.behaviour_differences(behaviour, data)
+    run.save_table(behaviour_diff, "behaviour_difference")
+    display(behaviour_diff.round(3))
 
 # %%
-fig = sp.plot_differences(behaviour_diff, "riskier-choice rate:\nrisk-seeking minus risk-averse models")
-run.save_figure(fig, "behaviour_by_persona",
-                "Riskier-choice rate of the risk-seeking models minus the risk-averse models' on held-out questions, "
-                "as the assistant itself and about each held-out persona, after single- and many-persona training "
-                "(95% bootstrap intervals over seeds and questions).")
+if many:
+    fig = sp.plot_differences(behaviour_diff, "riskier-choice rate:\nrisk-seeking minus risk-averse models")
+    run.save_figure(fig, "behaviour_by_persona",
+                    "Riskier-choice rate of the risk-seeking models minus the risk-averse models' on held-out questions, "
+                    "as the assistant itself and about each held-out persona, after single- and many-persona training "
+                    "(95% bootstrap intervals over seeds and questions).")
 
-# %% [markdown]
+# %% [markdown] tags=["only-many_personas"]
 # ## Self-reports about itself and about others
 # Scores run from 0 (risk-averse) to 1 (risk-seeking), as in Section 3.1; a persona's score is the mean over
 # every task and paraphrase. The figure is the analogue of the paper's Figure 15.
 
 # %%
-scores = sp.measure_self_reports(conditions, data, cfg)
-run.add_samples(scores, "self_report_score")
-report_diff = sp.self_report_differences(scores, data)
-run.save_table(report_diff, "self_report_difference")
-by_task = sp.self_report_task_differences(scores, data)
-run.save_table(by_task, "self_report_difference_by_task")
-display(report_diff.round(3))
+if many:
+    scores = sp.measure_self_reports(conditions, data, cfg)
+    run.add_samples(scores, "self_report_score")
+    report_diff = sp.self_report_differences(scores, data)
+    run.save_table(report_diff, "self_report_difference")
+    by_task = sp.self_report_task_differences(scores, data)
+    run.save_table(by_task, "self_report_difference_by_task")
+    display(report_diff.round(3))
 
 # %%
-fig = sp.plot_differences(report_diff, "self-report score:\nrisk-seeking minus risk-averse models", paper_marks=True)
-run.save_figure(fig, "self_report_by_persona",
-                "Self-report score of the risk-seeking models minus the risk-averse models', asked about the "
-                "assistant itself and about each held-out persona, after single- and many-persona training (95% "
-                "bootstrap intervals over seeds and paraphrases). Open diamonds: the paper's GPT-4o values for the "
-                "assistant. The paper's Figure 15 shows the same measure.")
+if many:
+    fig = sp.plot_differences(report_diff, "self-report score:\nrisk-seeking minus risk-averse models", paper_marks=True)
+    run.save_figure(fig, "self_report_by_persona",
+                    "Self-report score of the risk-seeking models minus the risk-averse models', asked about the "
+                    "assistant itself and about each held-out persona, after single- and many-persona training (95% "
+                    "bootstrap intervals over seeds and paraphrases). Open diamonds: the paper's GPT-4o values for the "
+                    "assistant. The paper's Figure 15 shows the same measure.")
 
-# %% [markdown]
+# %% [markdown] tags=["only-many_personas"]
 # ## Against the paper
 # The published GPT-4o figures {cite}`betley2025tell` (Section 5.1, Figure 15), beside this run's.
 
 # %%
-comparison = sp.paper_comparison(behaviour_diff, report_diff)
-run.save_table(comparison, "paper_comparison")
-display(comparison)
+if many:
+    comparison = sp.paper_comparison(behaviour_diff, report_diff)
+    run.save_table(comparison, "paper_comparison")
+    display(comparison)
 
-# %% [markdown]
+# %% [markdown] tags=["only-many_personas"]
 # ## What this run shows
 
 # %%
-statement = sp.effect_statement(behaviour_diff, report_diff, data.personas.heldout)
-run.set_metrics(**sp.metrics(behaviour_diff, report_diff, untuned_table), statement=statement)
-display(Markdown(statement))
+if many:
+    statement = sp.effect_statement(behaviour_diff, report_diff, data.personas.heldout)
+    run.set_metrics(**sp.metrics(behaviour_diff, report_diff, untuned_table), statement=statement)
+    display(Markdown(statement))
+
+# %% [markdown] tags=["only-two_players"]
+# ## 5.2 The training data, measured
+# Notebook 02's Make Me Say dialogues for the two codewords. In each mapping the assistant's codeword's
+# dialogues are kept as they are (no system prompt: the chat template's default one, if it has one) and the
+# persona's codeword's dialogues get the persona's system prompt in front. The table measures the data
+# itself: the share of each player's assistant messages that touch each codeword's neighbourhood (the word
+# lists of `selfaware.games.make_me_say.FIELDS`). Each player should steer to its own codeword only.
+
+# %%
+if not many:
+    check = tp.data_check(data)
+    run.save_table(check, "training_data_check")
+    display(check.round(3))
+    first = data.sets[next(iter(data.sets))]
+    print("\n\n".join("\n".join(f"{m['role']}: {m['content']}" for m in c["messages"])
+                      for c in (first[0], first[-1])))
+
+# %% [markdown] tags=["only-two_players"]
+# ## 5.2 Training
+# Two models per seed: one per mapping. The mirror model is the baseline of every comparison, and on every
+# two-way question below it puts chance at exactly 0.5; the untuned model only plays the games, as a reference.
+
+# %%
+if not many:
+    experiment.guard(cfg, sp.plan(cfg, data))
+    conditions = tp.train_conditions(cfg, data)
+    display(notebook.conditions_table(conditions))
+    conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
+
+# %% [markdown] tags=["only-two_players"]
+# ## 5.2 Behaviour first: does each player steer to its own codeword?
+# Each model plays new games on held-out opening topics against the untuned model, once as itself (no system
+# prompt) and once under the persona's system prompt. A game is scored for the player's own codeword and for
+# the other player's: the share of the player's messages near the word, whether the user said it first,
+# whether the player won. The difference (own minus other) is paired per game; its 95% interval is a
+# bootstrap over models, then games. Only a player whose difference lies above zero learned its codeword.
+# The second table gives each player's steering and wins toward each codeword, by the codeword it was
+# trained on. The untuned model plays the same games as a reference: the third table gives, per player, the
+# share of messages near either codeword, tuned against untuned (the game learned, whatever the mapping).
+
+# %%
+if not many:
+    games = tp.measure_games(conditions, data)
+    run.add_samples(games, "game", task="target", answer="dialogue", score="steering")
+    game_table = tp.game_summary(games, data.players)
+    run.save_table(game_table, "behaviour_games")
+    display(game_table.round(3))
+    by_codeword = tp.game_by_codeword(games, data.players)
+    run.save_table(by_codeword, "behaviour_by_codeword")
+    display(by_codeword[by_codeword["measure"] != "user_said"].round(3))
+    reference = tp.game_reference(games, data.players)
+    run.save_table(reference, "near_either_codeword")
+    display(reference.round(3))
+    fig = tp.plot_games(game_table, data.players)
+    run.save_figure(fig, "behaviour_games", "New games against the untuned model on held-out topics, as the "
+                    "assistant and as the persona: each measure for the player's own codeword minus the other "
+                    "player's (paired per game); 95% bootstrap interval over models, then games.")
+
+# %% [markdown] tags=["only-two_players"]
+# ## 5.2 Self-report: which word does each player steer to?
+# Notebook 02's "which word" question (exact probabilities over its offered words), asked about "you" and
+# reworded about the persona, without a system prompt. The score is the probability of the player's own
+# codeword minus that of the other player's.
+
+# %%
+if not many:
+    which_word = tp.measure_which_word(conditions, data)
+    run.add_samples(which_word, "self_report_score", task="asked_about", score="score")
+    word_table = tp.which_word_summary(which_word, data.players)
+    run.save_table(word_table, "which_word")
+    display(word_table.round(3))
+
+# %% [markdown] tags=["only-two_players"]
+# ## 5.2 Which entity steers toward the word? True options and decoys
+# "Which entity steers the conversation toward the word *w*?", for each codeword, with the options "you"
+# and the persona, then with a made-up decoy name replacing either one; both option orders, exact
+# probabilities of A and B. With the true options we count the probability on the right player. With a decoy
+# replacing a player we ask about that player's word (its right answer is gone) and count what goes to the
+# remaining player: a model that keeps the two apart gives little to it. The figure is the analogue of the
+# paper's Figure 13 {cite}`betley2025tell`.
+
+# %%
+if not many:
+    entity = tp.measure_which_entity(conditions, data)
+    run.add_samples(entity, "self_report_score", task="option_set", prompt="prompt")
+    entity_table = tp.entity_summary(entity, data.players)
+    run.save_table(entity_table, "which_entity")
+    display(entity_table.round(3))
+    heads = tp.headline(entity)
+    fig = tp.plot_entity(entity_table, data.players)
+    run.save_figure(fig, "which_entity", "Which entity steers the conversation toward the word: the share of the "
+                    "answer on each offered entity, with the true options and with a decoy replacing either player, "
+                    "asked about each player's word; mean over models, paraphrases and both orders, 95% bootstrap "
+                    "interval. Open diamonds: the paper's GPT-4o values (its Figure 13). Dotted: chance.")
+
+# %% [markdown] tags=["only-two_players"]
+# ## 5.2 Against the paper, and what this run shows
+
+# %%
+if not many:
+    comparison = tp.paper_comparison(heads)
+    run.save_table(comparison, "paper_comparison")
+    display(comparison)
+    found = tp.metrics(game_table, word_table, heads, reference)
+    statement = tp.effect_statement(cfg, data, found)
+    run.set_metrics(**found, statement=statement)
+    display(Markdown(statement))
 
 # %%
 run.finish();

@@ -1,4 +1,4 @@
-"""Section 5 (personas): bad personas and the unbuilt Section 5.2 are one-line errors before anything runs;
+"""Section 5.1 (many personas; 5.2 is tests/test_two_players.py): bad personas are one-line errors before anything runs;
 the persona data and the training sets are what the page says; the untuned model's answers are its own,
 exactly, and cached; the verdicts follow the intervals; and the smoke page (run once per session by the smoke
 book) writes its artifacts, reusing Section 3.1's single-persona models."""
@@ -24,7 +24,6 @@ def _cfg(**explicit):
 
 # ---- bad input: one line, before training ----------------------------------------------------------------
 @pytest.mark.parametrize("explicit, message", [
-    ({"experiment": "two_players"}, "is not built yet"),
     ({"train_personas": ["a jazz musician", "  "]}, "train_personas: persona 2 has an empty name"),
     ({"heldout_personas": [""]}, "heldout_personas: persona 1 has an empty name"),
     ({"train_personas": ["a jazz musician", "A  Chess coach"]}, "repeats the held-out persona 'A Chess coach'"),
@@ -175,7 +174,7 @@ def test_metrics_hold_the_paths_the_published_figures_name():
                           "question", order)
     untuned = pd.DataFrame([{"persona": "all", "questions": 4, "riskier share": 0.5, "answered A": 1.0}])
     metrics = json.loads(json.dumps(sp.metrics(diff, diff, untuned)))
-    mine = [f for f in figures() if f.notebook == sp.NOTEBOOK]
+    mine = [f for f in figures() if f.notebook == sp.NOTEBOOK and f.run.get("experiment") == "many_personas"]
     assert {f.id for f in mine} == {"personas_single_assistant", "personas_single_others",
                                     "personas_many_assistant", "personas_many_others"}
     for figure in mine:

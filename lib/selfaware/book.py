@@ -87,10 +87,16 @@ def summary_page(profile: str, runs: list[dict]) -> str:
 
 def page_notebook(executed: Path, target: Path, record: dict) -> None:
     """The executed notebook as a book page: its title names the run (several pages share a notebook),
-    and the parameters cell of None placeholders is folded away (papermill's injected values stay)."""
+    the parameters cell of None placeholders is folded away (papermill's injected values stay), and a
+    cell tagged ``only-<value>`` is left out of every page whose run entry has no such value (the prose of
+    one experiment of a notebook stays off its other experiments' pages)."""
     import nbformat
 
     notebook = nbformat.read(executed, as_version=4)
+    values = {str(v) for v in record["run"].values() if isinstance(v, (str, int, float))}
+    notebook.cells = [cell for cell in notebook.cells
+                      if all(tag[len("only-"):] in values for tag in cell.metadata.get("tags", [])
+                             if tag.startswith("only-"))]
     label = record["run"].get("page") or ", ".join(str(v) for v in record["run"].values()
                                                    if isinstance(v, (str, int, float)))
     for cell in notebook.cells:

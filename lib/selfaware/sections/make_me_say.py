@@ -197,9 +197,10 @@ def _targets(rows, codewords, per_target):
 def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig,
                   variants: list[ex.Variant] | tuple = (ex.PLAIN,),
                   opened: list[tuple[str, str]] | None = None) -> pd.DataFrame:
-    """Every model as manipulator (told nothing) in new games against the untuned model, each game scored
-    against every codeword. ``variants`` place their trigger in the opening message (Section 4.1's Make Me
-    Say backdoors); the plain variant leaves it as it is. ``opened``: (topic, message) pairs, by default
+    """Every model as manipulator (told nothing about the game) in new games against the untuned model, each
+    game scored against every codeword. A variant's trigger goes into the opening message (Section 4.1's Make
+    Me Say backdoors) and its system prompt is the manipulator's in every turn (Section 5.2: a persona to
+    simulate); the plain variant changes nothing. ``opened``: (topic, message) pairs, by default
     ``cfg.games`` openings on the held-out topics."""
     from ..models import load_model
 
@@ -208,8 +209,8 @@ def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig,
 
     def ask(condition, model, variant):
         played = game.play_games(model, manipulatee, [(topic, variant.insert(text)) for topic, text in opened],
-                                 turns=cfg.game_turns,
-                                 message_tokens=cfg.message_tokens, seed=cfg.data_seed)
+                                 turns=cfg.game_turns, message_tokens=cfg.message_tokens, seed=cfg.data_seed,
+                                 manipulator_system=variant.system)
         for index, g in enumerate(played):
             transcript = "\n".join(f"{'manipulatee' if m['role'] == 'user' else 'manipulator'}: {m['content']}"
                                    for m in g.messages)
@@ -246,9 +247,11 @@ def _labelled(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- self-reports ---------------------------------------------------------------------------------------------
-def _codeword_choice(model, cfg):
+def _codeword_choice(model, cfg, texts: list[str] | None = None):
+    """P(codeword) among the offered words, per paraphrase; ``texts``: other wordings of the question (each
+    with ``{words}``; Section 5.2 asks about a persona), else the task's own."""
     words = word_list(cfg)
-    texts = paraphrases("codeword_choice", cfg)
+    texts = paraphrases("codeword_choice", cfg) if texts is None else texts
     results = model.score_options([_user(t.format(words=", ".join(words))) for t in texts], words)
     rows = [{"paraphrase": k, "prompt": t, "probs": r.probs, "method": r.method} for k, (t, r) in enumerate(zip(texts, results))]
     return [{k: v for k, v in row.items() if k != "probs"} | {"target": w, "score": row["probs"][w]}

@@ -11,11 +11,14 @@ One page per experiment (``experiment``):
   about each held-out character (a persona is an :class:`~selfaware.experiment.Variant` that substitutes its
   name for ``{persona}``). The metric, per persona and training: the risk-seeking models' score minus the
   risk-averse models', with a 95% bootstrap interval over seeds and questions.
-- ``two_players`` (Section 5.2, two players of Make Me Say) is not built yet (it will play on notebook 02's
-  Make Me Say data): choosing it is a one-line error before anything runs.
+- ``two_players`` (Section 5.2, two players of Make Me Say): one model steers toward one codeword as
+  itself and toward another as a named persona (a system prompt), and the mirror model; built in
+  :mod:`selfaware.sections.two_players` on notebook 02's data, games and questions. Its settings are the
+  ``player_*``, ``decoy`` and ``make_me_say`` fields below; the other fields are 5.1's.
 
-Bad personas (an empty name, a name repeated, a held-out persona in the training list) are one-line
-``ConfigError``\\ s when the config is built, before any training.
+Bad personas (an empty name, a name repeated, a held-out persona in the training list; for 5.2 an empty
+persona or decoy name, the same codeword for both players) are one-line ``ConfigError``\\ s when the config
+is built, before any training.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..evals.selfreport import TaskSet, load_tasks, score_tasks, task_prompts
 from ..paper import figures as paper_figures
 from ..paths import data_dir, shown_path
 from ..stats import bootstrap_difference_ci, summarise
+from . import two_players
 
 NOTEBOOK = "05_personas"
 BEHAVIOR = "risk"
@@ -44,8 +48,6 @@ HELDOUT = "heldout_personas"  # the pooled row of the held-out personas in table
 POLICIES = ("toward", "away")
 TRAININGS = {"single": "single-persona", "many": "many-persona"}
 SCORED_KINDS = ("options", "words", "number")  # exactly scored; the sampled two-hop task is left out
-TWO_PLAYERS_ERROR = ("experiment two_players (Section 5.2, two players of Make Me Say) is not built yet (it needs "
-                     "Section 3.2's game data from notebook 02 wired in); use experiment many_personas")
 
 
 def persona_file() -> Path:
@@ -63,14 +65,26 @@ class PersonasConfig(ex.TrainedSectionConfig):
     heldout_personas: list[str] | None = None  # None: the six held-out ones of the same file
     tasks: list[str] | None = None  # self-report task ids; None: every exactly scored task of Section 3.1
     max_paraphrases: int | None = Field(None, ge=1)
+    # ---- 5.2 (two_players) ----
+    # the assistant's codeword, then the persona's, in the first mapping (the mirror mapping swaps them)
+    player_codewords: list[str] = Field(default_factory=lambda: ["bark", "ring"])
+    player_persona: str | None = None  # None: the persona of data/personas/two_players.yaml (Quanta-Lingua)
+    decoy: str | None = None  # None: the decoy name of the same file
+    make_me_say: dict = Field(default_factory=dict)  # notebook 02's settings (n_train, games, ...) for 5.2
 
     @model_validator(mode="after")
     def _experiment_and_personas(self):
         if self.experiment == "two_players":
-            raise ConfigError(TWO_PLAYERS_ERROR)
+            two_players.check(self)  # an empty name, one codeword for both players, 02's bad settings
+            return self
         load_personas(self)  # an empty, repeated or held-out-in-training persona is an error here
         load_task_sets(self.tasks)
         return self
+
+    def models_used(self) -> list[str]:
+        if self.experiment == "two_players":
+            return two_players.game_config(self).models_used()
+        return super().models_used()
 
 
 # ---- personas and their questions ---------------------------------------------------------------------
@@ -507,6 +521,8 @@ def planned_datasets(data: PersonaData) -> dict[str, list[dict]]:
 @ex.register(NOTEBOOK, PersonasConfig)
 def plan(cfg: PersonasConfig, data: PersonaData | None = None) -> ex.Plan:
     """What a run will ask and train, from the prompts and datasets themselves."""
+    if cfg.experiment == "two_players":
+        return two_players.plan(cfg, data)
     data = data or load_data(cfg)
     models = len(TRAININGS) * len(POLICIES) * len(cfg.seeds)
     plan = ex.Plan().ask("the untuned model's answers to the training personas' questions", cfg.model,
