@@ -62,3 +62,27 @@ def test_key_depends_on_every_field():
     base = {"model": {"base": "m"}, "messages": [{"role": "user", "content": "hi"}], "seed": 1}
     assert content_hash(base) == content_hash(dict(reversed(list(base.items()))))
     assert content_hash(base) != content_hash({**base, "seed": 2})
+
+
+def test_many_threads_opening_a_new_cache_at_once_all_get_a_connection(tmp_path):
+    """Each thread opens its own connection; the first ones race to switch the new database to WAL (this
+    once failed in CI with 'database is locked' from concurrent requests for two adapters)."""
+    import threading
+
+    for attempt in range(20):
+        store = CallCache(tmp_path / f"calls-{attempt}.sqlite")
+        start, errors = threading.Barrier(8), []
+
+        def first_read():
+            start.wait()
+            try:
+                store.get_many(["some key"])
+            except sqlite3.OperationalError as error:  # pragma: no cover - the failure this test guards
+                errors.append(error)
+
+        threads = [threading.Thread(target=first_read) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors

@@ -59,6 +59,25 @@ def reset_counters() -> None:
     COUNTERS.by_kind.clear()
 
 
+_OPENING = threading.Lock()
+
+
+def _retry_locked(action: Callable[[], Any], seconds: float = 60.0) -> Any:
+    """``action()``, retried with growing pauses while SQLite says the database is locked (another process
+    is switching it to WAL), for at most ``seconds``."""
+    import time
+
+    deadline, pause = time.monotonic() + seconds, 0.05
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
 class CallCache:
     def __init__(self, path: Path | None = None, mode: str | None = None):
         self.path = Path(path) if path else cache_dir() / "calls.sqlite"
@@ -71,10 +90,14 @@ class CallCache:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
+            # Switching a database to WAL takes an exclusive lock, and SQLite can answer "database is locked"
+            # at once, without waiting out the busy timeout, while another connection is opening it. Threads
+            # of this process open their connections one at a time; other processes are retried.
+            with _OPENING:
+                conn = sqlite3.connect(self.path, timeout=60)
+                _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
             self._local.conn = conn
         return conn
 
