@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -65,8 +66,6 @@ _OPENING = threading.Lock()
 def _retry_locked(action: Callable[[], Any], seconds: float = 60.0) -> Any:
     """``action()``, retried with growing pauses while SQLite says the database is locked (another process
     is switching it to WAL), for at most ``seconds``."""
-    import time
-
     deadline, pause = time.monotonic() + seconds, 0.05
     while True:
         try:
