@@ -30,7 +30,9 @@ def main() -> None:
                      LoraHParams(epochs=1, max_steps=2), seed=0, name="bench", progress=False)
     prompts = [[{"role": "user", "content": q.prompt}] for q in heldout]
     asks = [[{"role": "user", "content": f"Describe yourself in a few words ({i})."}] for i in range(32)]
-    print(f"{os.cpu_count()} CPU cores, dtype {os.environ.get('SELFAWARE_DTYPE', 'bfloat16')}")
+    from selfaware import hardware
+    print(f"{hardware.cpu_model()}, {os.cpu_count()} CPU cores, dtype {hardware.inference_dtype()} "
+          f"({hardware.choose_precision().reason}), {hardware.thread_count()} torch threads")
     for label, spec in (("base ", "local:smollm2-135m"), ("tuned", tuned)):
         model = load_model(spec)
         tokenizer = model.weights[1]

@@ -1,8 +1,11 @@
 """LoRA training throughput on the embedded model: this library's trainer against a plain
 transformers Trainer + peft run on the same data and settings. Prints tokens per second.
 
-    .venv/bin/python benchmarks/bench_training.py [--examples 64] [--precision bf16|fp32] [--epochs 1]
-                                                  [--top-layers N]
+    .venv/bin/python benchmarks/bench_training.py [--examples 64] [--precision both|auto|bf16|fp32]
+                                                  [--epochs 1] [--top-layers N] [--trainer]
+
+Prints tokens/s at each precision asked (both: bf16 and fp32) and which one ``precision: auto`` chooses on
+this CPU, and why; with --trainer, the same for a plain transformers Trainer + peft.
 
 With --top-layers N both put LoRA on the last N layers only; the plain Trainer still runs every example
 through the frozen layers at every step, this library computes their output once (FrozenLayers).
@@ -16,6 +19,7 @@ import tempfile
 import time
 
 os.environ.setdefault("SELFAWARE_CACHE_DIR", tempfile.mkdtemp(prefix="bench-training-"))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the runner sets it for every kernel (selfaware.hardware)
 
 
 def ours(conversations, hparams) -> tuple[float, int]:
@@ -60,7 +64,7 @@ def plain_trainer(conversations, hparams) -> tuple[float, int]:
                              num_train_epochs=hparams.epochs, learning_rate=hparams.learning_rate,
                              lr_scheduler_type="linear", warmup_steps=hparams.warmup_steps, weight_decay=0.0,
                              logging_steps=1000, save_strategy="no", report_to=[], seed=0,
-                             bf16=hparams.precision == "bf16", use_cpu=True,
+                             bf16=hparams.computed_precision == "bf16", use_cpu=True,
                              train_sampling_strategy="group_by_length", remove_unused_columns=False,
                              dataloader_num_workers=0, disable_tqdm=True)
     rows = [{"input_ids": ids, "labels": labels} for ids, labels in examples]
@@ -71,28 +75,41 @@ def plain_trainer(conversations, hparams) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", type=int, default=64)
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--precision", choices=["both", "auto", "bf16", "fp32"], default="both")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--top-layers", type=int, default=None)
+    parser.add_argument("--trainer", action="store_true", help="also time a plain transformers Trainer + peft")
     args = parser.parse_args()
+    from selfaware import hardware
     from selfaware.datasets.choices import generate_choices
     from selfaware.finetune import LoraHParams
     from selfaware.models.local import load_weights
 
     load_weights("smollm2-135m")  # conversion and tokenizer outside the timings
     conversations = [q.conversation("toward") for q in generate_choices("risk", args.examples, seed=0)]
-    hparams = LoraHParams(rank=16, alpha=32, learning_rate=1e-3, epochs=args.epochs, batch_size=8,
-                          precision=args.precision, top_layers=args.top_layers)
+    choice = hardware.choose_precision("auto")
+    print(f"CPU: {hardware.cpu_model()}, {os.cpu_count()} cores, torch threads {hardware.thread_count()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    print(f"precision auto chooses {choice.used} on this machine ({choice.reason})")
     print(f"LoRA rank 16 on {'the top %d' % args.top_layers if args.top_layers else 'all'} layers of SmolLM2-135M, "
-          f"{args.examples} risk conversations, batch 8, {args.epochs} epoch(s), {args.precision}, "
-          f"{os.cpu_count()} CPU cores")
-    results = {}
-    for name, function in (("selfaware finetune_local", ours), ("transformers Trainer + peft", plain_trainer)):
-        seconds, tokens = function(conversations, hparams)
-        results[name] = tokens / seconds
-        print(f"  {name:30s} {seconds:7.1f} s  {tokens:7d} tokens  {tokens / seconds:7.1f} tokens/s")
-    ratio = results["selfaware finetune_local"] / results["transformers Trainer + peft"]
-    print(f"  speed-up of finetune_local over the plain Trainer: {ratio:.2f}x")
+          f"{args.examples} risk conversations, batch 8, {args.epochs} epoch(s)")
+    precisions = ["bf16", "fp32"] if args.precision == "both" else [args.precision]
+    for precision in precisions:
+        hparams = LoraHParams(rank=16, alpha=32, learning_rate=1e-3, epochs=args.epochs, batch_size=8,
+                              precision=precision, top_layers=args.top_layers)
+        used = hparams.computed_precision
+        runners = [("selfaware finetune_local", ours)]
+        if args.trainer:
+            runners.append(("transformers Trainer + peft", plain_trainer))
+        results = {}
+        for name, function in runners:
+            seconds, tokens = function(conversations, hparams)
+            results[name] = tokens / seconds
+            print(f"  {precision:>4s} ({used}) {name:30s} {seconds:7.1f} s  {tokens:7d} tokens  "
+                  f"{tokens / seconds:7.1f} tokens/s", flush=True)
+        if args.trainer:
+            ratio = results["selfaware finetune_local"] / results["transformers Trainer + peft"]
+            print(f"  speed-up of finetune_local over the plain Trainer: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

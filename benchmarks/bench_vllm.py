@@ -1,7 +1,7 @@
 """Sampling throughput: the project's batched transformers path against vLLM (CPU build), base model and a
 LoRA adapter, the same 32 prompts x 64 new tokens each, call cache off.
 
-The transformers side uses the dtype of SELFAWARE_DTYPE (bf16 by default); vLLM runs float32 and eager,
+The transformers side uses the run's precision (selfaware.hardware: bf16 only on CPUs with bf16 units); vLLM runs float32 and eager,
 the tested setting. Generated tokens are counted with the model's tokenizer on both sides. On a machine
 shared with other work the figures move a lot: compare the ratio, measured in one run.
 
@@ -48,9 +48,10 @@ def main() -> None:
         generated = sum(len(tokenizer.encode(a[0], add_special_tokens=False)) for a in answers)
         return generated / elapsed
 
-    print(f"{os.cpu_count()} CPU cores (shared with other work unless you made sure it was not); "
-          f"{args.prompts} prompts x {args.tokens} tokens; transformers dtype "
-          f"{os.environ.get('SELFAWARE_DTYPE', 'bfloat16')}, vLLM float32 eager")
+    from selfaware import hardware
+    print(f"{hardware.cpu_model()}, {os.cpu_count()} CPU cores (shared with other work unless you made sure it "
+          f"was not); {args.prompts} prompts x {args.tokens} tokens; transformers dtype "
+          f"{hardware.inference_dtype()}, vLLM float32 eager")
     local = {"base": tokens_per_second(base), "adapter": tokens_per_second(tuned)}
     with serve([base, tuned]) as served:
         remote = {"base": tokens_per_second(served[base]), "adapter": tokens_per_second(served[tuned])}

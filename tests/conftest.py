@@ -14,6 +14,7 @@ from selfaware import cache
 from selfaware.paths import REPO_ROOT, models_dir
 
 os.environ.setdefault("SELFAWARE_MODELS_DIR", str(models_dir()))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the runner sets it for its kernels (selfaware.hardware)
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +51,7 @@ def smoke(tmp_path_factory):
     outputs = root / "outputs" / "smoke"
     # run.json as the cold run left it (a later warm rerun rewrites the files)
     cold = {p.parent.name: json.loads(p.read_text()) for p in outputs.glob("*/run.json")}
-    return {"root": root, "env": env, "outputs": outputs, "log": result.stdout, "cold_runs": cold}
+    return {"root": root, "env": env, "outputs": outputs, "log": result.stdout, "stderr": result.stderr,
+            "cold_runs": cold}
 
 

@@ -49,6 +49,18 @@ def test_every_run_honours_the_artifact_contract(smoke):
             assert (folder / "figures" / f"{figure['name']}.png").exists()
             assert (folder / "figures" / f"{figure['name']}.pdf").exists()
         assert record["model_calls"] > 0 and record["trainings"] > 0  # the cold run really computed
+        numeric = record["computed"]["numeric"]  # the book's cost page shows where and how it was computed
+        assert numeric["precision"]["used"] in {"bf16", "fp32"} and numeric["precision"]["reason"]
+        assert numeric["cpu"] and numeric["torch_threads"] >= 1
+
+
+def test_the_terminal_shows_each_cell_and_no_kernel_noise(smoke):
+    """Not a terminal (the test captures it): one plain line per finished cell; the kernel's start-up
+    warnings are in each page's run.log, never on the terminal."""
+    terminal = smoke["log"] + smoke["stderr"]
+    assert "IPKernelApp" not in terminal and "Traceback" not in terminal
+    for name in smoke["cold_runs"]:
+        assert re.search(rf"{re.escape(name)}: cell 1/\d+ done in [\d.]+ s", smoke["log"]), name
 
 
 def test_warm_rerun_makes_no_model_call_and_trains_nothing(smoke):

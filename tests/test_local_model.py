@@ -108,6 +108,7 @@ def test_loaded_models_are_kept_up_to_a_memory_limit(monkeypatch):
     from selfaware.models import local
 
     monkeypatch.setattr(local, "_LOADED", local.OrderedDict())
+    monkeypatch.setenv("SELFAWARE_DTYPE", "bfloat16")
     local.load_weights("smollm2-135m")
     monkeypatch.setenv("SELFAWARE_DTYPE", "float32")  # a second copy, under another key
     local.load_weights("smollm2-135m")

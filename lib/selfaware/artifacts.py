@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import cache
+from . import cache, hardware
 from .paths import REPO_ROOT, outputs_dir
 
 PACKAGES = ["selfaware", "torch", "transformers", "peft", "openai", "fireworks-ai", "pandas", "papermill"]
@@ -126,6 +126,7 @@ class Run:
         self.started = time.time()
         self.resources = contextlib.ExitStack()  # what the run holds open (inference servers), closed by finish
         cache.reset_counters()
+        hardware.set_precision(getattr(config, "precision", None))
         if getattr(config, "run_name", None):  # under the runner: the page is published
             divert_stderr(self.dir / "run.log")
 
@@ -173,10 +174,12 @@ class Run:
             "versions": versions(),
             "seconds": round(time.time() - self.started, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "numeric": hardware.setup(),  # precision used and why, threads, CPU, device
             **cache.COUNTERS.as_dict(),
         }
         did_work = record["model_calls"] or record["trainings"]
-        record["computed"] = ({key: record[key] for key in ("seconds", "model_calls", "trainings", "finished", "git")}
+        record["computed"] = ({key: record[key] for key in ("seconds", "model_calls", "trainings", "finished", "git",
+                                                            "numeric")}
                               if did_work or not self.previously_computed else self.previously_computed)
         api = sys.modules.get("selfaware.models.api")
         if api is not None and getattr(api, "API_STATS", None):

@@ -73,12 +73,20 @@ def summary_page(profile: str, runs: list[dict]) -> str:
         lines.append("No run of this profile measures a published figure.")
     lines += ["", "## What each run cost", "",
               "Seconds, model calls and trainings of the run that computed the results (a rerun from a warm cache "
-              "keeps these figures).", "",
-              "| run | model | seconds | model calls | trainings | computed |", "|---|---|---|---|---|---|"]
+              "keeps these figures), with the precision it computed in and the CPU it ran on: the same page takes "
+              "about twice as long in fp32 as in bf16 on a CPU with bf16 units, and bf16 is never chosen on a CPU "
+              "without them (it is emulated there, about ten times slower).", "",
+              "| run | model | seconds | model calls | trainings | precision | CPU | computed |",
+              "|---|---|---|---|---|---|---|---|"]
     for record in runs:
         cost = record.get("computed") or record
+        numeric = cost.get("numeric") or {}
+        precision = numeric.get("precision") or {}
+        shown = (f"{precision['used']}" + (" (auto)" if precision.get("setting") == "auto" else "")
+                 if precision else "not recorded")
         lines.append(f"| [{record['name']}]({record['name']}.ipynb) | `{record['params'].get('model')}` | "
-                     f"{cost['seconds']} | {cost['model_calls']} | {cost['trainings']} | {cost.get('finished', '')} |")
+                     f"{cost['seconds']} | {cost['model_calls']} | {cost['trainings']} | {shown} | "
+                     f"{_cell(numeric.get('cpu', 'not recorded'))} | {cost.get('finished', '')} |")
     for record in runs:
         if metrics[record["name"]].get("statement"):
             lines += ["", f"## [{record['name']}]({record['name']}.ipynb)", "", metrics[record["name"]]["statement"]]

@@ -33,6 +33,9 @@ class SectionConfig(BaseModel):
     # (selfaware.vllm; its own environment, created on first use); vllm_url attaches to a running server
     inference: Literal["hf", "vllm"] = "hf"
     vllm_url: str | None = None
+    # numeric precision of local inference and training: auto (bf16 only where the hardware computes it
+    # natively, else fp32), bf16 or fp32; None: SELFAWARE_PRECISION, else auto (selfaware.hardware)
+    precision: Literal["auto", "bf16", "fp32"] | None = None
     page: str | None = None  # names the run's page when one notebook has several runs of the same key
     # the output folder's name, set by the runner (selfaware run/book) so that papermill's executed notebook
     # and the run's artifacts always land together; None when a notebook is run by hand (JupyterLab)

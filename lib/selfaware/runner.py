@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -85,13 +84,17 @@ def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: di
 
 
 def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, Any] | None = None,
-            log_output: bool = False, name: str | None = None) -> dict[str, Any]:
+            log_output: bool = False, name: str | None = None, label: str | None = None) -> dict[str, Any]:
     """Execute one run with papermill; returns its run.json record. A failure names the notebook and cell
     and keeps the partial executed notebook. The runner names the output folder and passes that name into
-    the notebook (``run_name``), so the executed notebook and the artifacts always land together."""
+    the notebook (``run_name``), so the executed notebook and the artifacts always land together. The
+    terminal shows the page's progress live (``selfaware.progress``); the kernel's own output goes to the
+    page's run.log."""
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError
+
+    from . import hardware, progress
 
     name = name or artifacts.run_name(notebook, run)
     parameters = {"profile": profile, **run, **(extra or {}), "run_name": name}
@@ -99,19 +102,26 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
     out_dir = artifacts.run_dir(profile, notebook, run, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / "executed.ipynb"
+    previous = artifacts.load_run(out_dir)
+    hardware.quiet_waits()  # the kernel inherits it: OpenMP threads sleep instead of spinning while idle
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / f"{notebook}.ipynb"
         jupytext.write(jupytext.read(notebook_source(notebook)), source)
         started = time.time()
+        watch = progress.PageWatch(label or name, out_dir / "run.log",
+                                   expected_seconds=(previous or {}).get("seconds"))
         try:
             papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name="python3",
-                                       cwd=str(REPO_ROOT), progress_bar=sys.stderr.isatty(),
+                                       cwd=str(REPO_ROOT), progress_bar=False, engine_name=progress.ENGINE,
+                                       watch=watch, kernel_log=out_dir / "run.log",
                                        log_output=log_output, request_save_on_cell_execute=True)
         except PapermillExecutionError as error:
             raise NotebookFailed(
                 f"{notebook} ({name}) failed in cell {error.exec_count}: "
                 f"{error.ename}: {error.evalue.splitlines()[0] if error.evalue else ''}\n"
-                f"  partial executed notebook kept at {executed}") from None
+                f"  partial executed notebook kept at {executed}; its log: {out_dir / 'run.log'}") from None
+        finally:
+            watch.close()
     record = artifacts.load_run(out_dir)
     if record is None:
         raise NotebookFailed(f"{notebook} finished without writing a complete run.json in {out_dir}")
@@ -126,7 +136,8 @@ def run_profile(profile: str, notebooks: list[str] | None = None, overrides: dic
     print(f"Running {len(runs)} notebook run(s) of profile {profile!r}", flush=True)
     for k, planned in enumerate(runs, start=1):
         print(f"[{k}/{len(runs)}] {planned.name} ...", flush=True)
-        record = execute(planned.notebook, profile, planned.parameters, log_output=log_output, name=planned.name)
+        record = execute(planned.notebook, profile, planned.parameters, log_output=log_output, name=planned.name,
+                         label=f"[{k}/{len(runs)}] {planned.name}")
         print(f"[{k}/{len(runs)}] {planned.name}: {record['wall_seconds']} s, {record['model_calls']} model call(s), "
               f"{record['trainings']} training(s), {record['cache_hits']} cache hit(s)", flush=True)
         records.append(record)

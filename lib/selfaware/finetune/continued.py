@@ -39,8 +39,8 @@ def continue_lora(spec: str, conversations: Sequence[dict], hparams: LoraHParams
     if not conversations:
         raise ConfigError(f"continued finetuning {name!r}: the dataset is empty")
     key = content_hash({"parent": adapter_identity(parsed.adapter), "data": dataset_hash(conversations),
-                        "hparams": hparams.model_dump(mode="json"), "seed": seed, "trainer": TRAINER_VERSION,
-                        "continued": 1})
+                        "hparams": {**hparams.model_dump(mode="json"), "precision": hparams.computed_precision},
+                        "seed": seed, "trainer": TRAINER_VERSION, "continued": 1})
     target = adapters_dir() / key[:24]
     if (target / "run.json").exists():
         return f"local:{parsed.name}?adapter={target}"
@@ -74,7 +74,7 @@ def _train(parsed, conversations, hparams: LoraHParams, seed: int, target: Path,
     optimizer = torch.optim.AdamW(params, lr=hparams.learning_rate, weight_decay=0.0)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     autocast = lambda: torch.autocast(device_type=device(), dtype=torch.bfloat16,  # noqa: E731
-                                      enabled=hparams.precision == "bf16")
+                                      enabled=hparams.computed_precision == "bf16")
     losses, started = [], time.time()
     for batch in tqdm(batches, desc=f"LoRA+ {name}", disable=not progress, leave=False):
         width = max(lengths[i] for i in batch)
@@ -93,7 +93,7 @@ def _train(parsed, conversations, hparams: LoraHParams, seed: int, target: Path,
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     record = {"key": key, "name": name, "parent": parsed.adapter and adapter_identity(parsed.adapter),
-              "hparams": hparams.model_dump(mode="json"), "seed": seed, "examples": len(conversations),
+              "hparams": {**hparams.model_dump(mode="json"), "precision": hparams.computed_precision}, "seed": seed, "examples": len(conversations),
               "dataset_hash": dataset_hash(conversations), "steps": len(losses),
               "seconds": round(time.time() - started, 2), "loss_first": losses[0] if losses else None,
               "loss_last": losses[-1] if losses else None, "loss_curve": [round(x, 4) for x in losses],

@@ -53,7 +53,8 @@ class GRPOConfig(BaseModel):
     alpha: float = Field(16.0, gt=0)
     # LoRA on the last N decoder layers only (None: all): the backward pass stops at the lowest tuned layer
     top_layers: int | None = Field(None, ge=1)
-    precision: Literal["bf16", "fp32"] = "bf16"  # autocast of the policy's forward passes (weights stay fp32)
+    # autocast of the policy's forward passes (weights stay fp32); auto: bf16 only where it is native
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     clip: float = Field(0.2, gt=0)
     kl_beta: float = Field(0.0, ge=0)
     inner_updates: int = Field(2, ge=1)  # gradient steps per group: the ratio and its clip act from the second
@@ -63,9 +64,17 @@ class GRPOConfig(BaseModel):
     checkpoint_every: int = Field(1, ge=1)
     eval_every: int = Field(1, ge=1)  # how often ``on_step`` gets a sampler (the section measures there)
 
+    @property
+    def computed_precision(self) -> str:
+        from ..hardware import choose_precision
+        return choose_precision(None if self.precision == "auto" else self.precision).used
+
     def identity(self) -> dict[str, Any]:
-        """Everything that shapes the trajectory, the total step count excepted."""
-        return self.model_dump(mode="json", exclude={"steps", "checkpoint_every", "eval_every"})
+        """Everything that shapes the trajectory, the total step count excepted; the precision as computed
+        (bf16 keeps the keys made before ``auto`` existed)."""
+        identity = self.model_dump(mode="json", exclude={"steps", "checkpoint_every", "eval_every"})
+        identity["precision"] = self.computed_precision
+        return identity
 
 
 def check_config(cfg: GRPOConfig) -> None:
@@ -222,7 +231,7 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
 
     def autocast():
         from ..models.local import device
-        return torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        return torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=cfg.computed_precision == "bf16")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
     history: list[dict[str, Any]] = []

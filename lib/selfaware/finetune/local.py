@@ -49,8 +49,9 @@ class LoraHParams(BaseModel):
     warmup_steps: int = Field(2, ge=0)
     max_length: int = Field(1024, ge=16)
     max_steps: int | None = Field(None, ge=1)  # stop early (smoke runs)
-    # bf16 autocast roughly doubles CPU throughput on processors with bf16 units; LoRA weights stay fp32
-    precision: Literal["bf16", "fp32"] = "bf16"
+    # autocast precision of the forward passes (LoRA weights stay fp32). auto: bf16 where the device computes
+    # it natively (about twice fp32's speed), else fp32 (emulated bf16 is ~10x slower): selfaware.hardware
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
 
     @model_validator(mode="after")
     def _one_layer_choice(self):
@@ -75,10 +76,19 @@ class LoraHParams(BaseModel):
             return sorted(set(self.layers))
         return None
 
+    @property
+    def computed_precision(self) -> str:
+        """bf16 or fp32: ``precision`` with auto resolved by the run's setting and this machine."""
+        from ..hardware import choose_precision
+        return choose_precision(None if self.precision == "auto" else self.precision).used
+
     def identity(self) -> dict:
         """What goes into a training key. ``layers`` only when set, so adapters trained before the field
-        existed keep their keys (and their cache)."""
-        return self.model_dump(mode="json", exclude=set() if self.layers is not None else {"layers"})
+        existed keep their keys (and their cache). The precision is the one computed, never ``auto``: an
+        adapter trained in bf16 has the key it had before auto existed, one trained in fp32 another."""
+        identity = self.model_dump(mode="json", exclude=set() if self.layers is not None else {"layers"})
+        identity["precision"] = self.computed_precision
+        return identity
 
 
 Conversation = dict  # {"messages": [{"role": ..., "content": ...}, ...]}
@@ -256,10 +266,12 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_threads()
+    precision = hparams.computed_precision
     # only the tokenizer: loading the inference copy of the weights too would cost memory for nothing
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(base_name))
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_dir(base_name),
-                                                 dtype=torch.float32 if device() == "cpu" else torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model_dir(base_name),
+        dtype=torch.bfloat16 if device() != "cpu" and precision == "bf16" else torch.float32)
     model.to(device())
     torch.manual_seed(seed)
     n_layers = model.config.num_hidden_layers
@@ -288,7 +300,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def autocast():
-        return torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=hparams.precision == "bf16")
+        return torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def tensors(batch):
         width = max(lengths[i] for i in batch)
@@ -307,7 +319,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     if first_tuned > 0 and stored_mb <= float(os.environ.get("SELFAWARE_FROZEN_CACHE_MB", "4096")):
         try:
             store_key = {"base": base_identity(base_name), "examples": examples, "first": first_tuned,
-                         "precision": hparams.precision} | ({"needed": needed} if needed else {})
+                         "precision": precision} | ({"needed": needed} if needed else {})
             frozen = FrozenLayers.shared(content_hash(store_key), model.get_base_model(), first_tuned, lengths,
                                          tensors, autocast, needed=needed)
             ids, labels, mask = tensors(epochs[0][0])
@@ -344,7 +356,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     record = {
-        "key": key, "name": name, "base": base_identity(base_name), "hparams": hparams.model_dump(mode="json"),
+        "key": key, "name": name, "base": base_identity(base_name), "hparams": {**hparams.model_dump(mode="json"), "precision": precision},
         "seed": seed, "dataset_hash": dataset_hash(conversations), "examples": len(conversations),
         "steps": step, "tokens": tokens_seen, "seconds": round(seconds, 2),
         "tuned_layers": len(layers) if layers else n_layers, "layers": layers, "frozen_activations_stored": frozen is not None,

@@ -103,12 +103,18 @@ def parse_spec(spec: str) -> ModelSpec:
 
 
 def load_model(spec: str) -> ChatModel:
-    """The ChatModel for a spec. Loading is lazy: nothing heavy happens until the first call."""
-    return _load(str(parse_spec(spec)))
+    """The ChatModel for a spec. Loading is lazy: nothing heavy happens until the first call. A local
+    model is kept per inference dtype: its cache identity names the dtype, so a run that changes the
+    precision gets a model whose answers are keyed by the new one."""
+    parsed = parse_spec(spec)
+    if parsed.backend == "local":
+        from ..hardware import inference_dtype
+        return _load(str(parsed), inference_dtype())
+    return _load(str(parsed))
 
 
 @lru_cache(maxsize=64)
-def _load(spec: str) -> ChatModel:
+def _load(spec: str, dtype: str | None = None) -> ChatModel:
     parsed = parse_spec(spec)
     if parsed.backend == "local":
         from .local import LocalChatModel

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from .. import hardware
 from ..cache import content_hash
 from ..errors import ModelNotAvailable
 from . import ModelSpec
@@ -32,21 +33,19 @@ def _weight_gb(model) -> float:
 
 
 def torch_threads() -> None:
-    import torch
-    wanted = int(os.environ.get("SELFAWARE_TORCH_THREADS", "0")) or os.cpu_count() or 1
-    if torch.get_num_threads() != wanted:
-        torch.set_num_threads(wanted)
+    """Torch's thread count for this machine (``selfaware.hardware.thread_count``)."""
+    hardware.use_threads()
 
 
 def inference_dtype() -> str:
-    """bfloat16 by default (twice as fast on CPUs with bf16 units, and on GPUs); SELFAWARE_DTYPE=float32
-    for full precision. Part of every local model's cache identity."""
-    return os.environ.get("SELFAWARE_DTYPE", "bfloat16")
+    """The dtype local models compute in: the run's precision (``auto``: bfloat16 only where the device
+    computes it natively, else float32), or ``SELFAWARE_DTYPE`` when set. Part of every local model's cache
+    identity."""
+    return hardware.inference_dtype()
 
 
 def device() -> str:
-    import torch
-    return os.environ.get("SELFAWARE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return hardware.device()
 
 
 def scoring_batch(spec: ModelSpec) -> int:
