@@ -9,7 +9,15 @@
   the same book run) is timed after those pages ran, untimed, in its fresh cache (WARM_WITH; --warm-with
   NOTEBOOK ... replaces the list for every notebook timed)
 
+  book (--book): the whole default book in one go, cold (`selfaware book --profile default`), with a
+  table per page: cold seconds, model calls, trainings, precision, CPU (budget: 2 h at the machine's best
+  precision, 3 h in fp32)
+
+Every timed page also prints where its time went: its slowest cells, from papermill's per-cell durations,
+each named by its first line of code. --precision auto|bf16|fp32 passes `-p precision` to every run.
+
     .venv/bin/python benchmarks/bench_book.py [--default [NOTEBOOK ...]] [--skip-smoke] [--warm-with NOTEBOOK ...]
+                                              [--book] [--precision auto|bf16|fp32] [--top-cells 3]
 """
 
 from __future__ import annotations
@@ -41,11 +49,39 @@ DEFAULT_BUDGETS = {
 WARM_WITH = {"09_scaling": ["01_multiple_choice", "08_small_model_em"]}
 
 
+PRECISION: list[str] = []  # ["-p", "precision", VALUE] when --precision is given
+
+
 def timed(args: list[str], env: dict) -> float:
     started = time.time()
-    subprocess.run([sys.executable, "-m", "selfaware", *args], cwd=ROOT, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "selfaware", *args, *PRECISION], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     return time.time() - started
+
+
+def slowest_cells(outputs: Path, profile: str, top: int) -> list[str]:
+    """Per page, its ``top`` slowest cells (papermill's durations), each named by its first code line."""
+    import nbformat
+
+    lines = []
+    for executed in sorted((outputs / profile).glob("*/executed.ipynb")):
+        cells = [(cell.metadata.get("papermill", {}).get("duration") or 0.0, cell.source)
+                 for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code"]
+        total = sum(seconds for seconds, _ in cells)
+        for seconds, source in sorted(cells, key=lambda c: -c[0])[:top]:
+            first = next((line for line in source.splitlines() if line.strip() and not line.startswith("#")), "")
+            lines.append(f"    {executed.parent.name}: {seconds:6.1f} s ({seconds / max(total, 1e-9):4.0%}) {first[:70]}")
+    return lines
+
+
+def page_table(outputs: Path, profile: str) -> list[str]:
+    rows = ["| page | cold s | model calls | trainings | precision | CPU |", "|---|---|---|---|---|---|"]
+    for record in json.loads((outputs / profile / "runs.json").read_text())["runs"]:
+        run = json.loads((outputs / profile / record["name"] / "run.json").read_text())
+        numeric = run.get("numeric", {})
+        rows.append(f"| {record['name']} | {record['seconds']} | {record['model_calls']} | {record['trainings']} | "
+                    f"{numeric.get('precision', {}).get('used')} | {numeric.get('cpu')} |")
+    return rows
 
 
 def calls(outputs: Path, profile: str) -> str:
@@ -62,10 +98,26 @@ def main() -> None:
     parser.add_argument("--warm-with", nargs="*", metavar="NOTEBOOK",
                         help="run these default-profile notebooks first, untimed, in each timed notebook's fresh "
                              "cache (default: WARM_WITH of the notebook; none for most)")
+    parser.add_argument("--book", action="store_true", help="time the whole default book in one go, cold")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="-p precision for every run")
+    parser.add_argument("--top-cells", type=int, default=3, help="slowest cells printed per page")
     args = parser.parse_args()
+    from selfaware import hardware
+
+    if args.precision:
+        PRECISION.extend(["-p", "precision", args.precision])
     work = Path(tempfile.mkdtemp(prefix="bench-book-"))
     env = {**os.environ, "SELFAWARE_CACHE_DIR": str(work / "cache"), "SELFAWARE_OUTPUTS_DIR": str(work / "outputs")}
-    print(f"{os.cpu_count()} CPU cores; fresh cache and outputs in {work}")
+    choice = hardware.choose_precision(args.precision or "auto")
+    print(f"CPU {hardware.cpu_model()}, {os.cpu_count()} cores; precision {args.precision or 'auto'}: {choice.used} "
+          f"({choice.reason}); fresh cache and outputs in {work}")
+    if args.book:
+        cold = timed(["book", "--profile", "default"], env)
+        print(f"default book, cold, every page + build: {cold:7.1f} s ({calls(work / 'outputs', 'default')})  "
+              f"budget {7200 if choice.used == 'bf16' else 10800} s")
+        print("\n".join(page_table(work / "outputs", "default")))
+        print("slowest cells:\n" + "\n".join(slowest_cells(work / "outputs", "default", args.top_cells)))
+        return
     if not args.skip_smoke:
         cold = timed(["book", "--profile", "smoke"], env)
         print(f"smoke, cold, all notebooks + book build: {cold:6.1f} s ({calls(work / 'outputs', 'smoke')})  budget 300 s")
@@ -89,6 +141,7 @@ def main() -> None:
             how = f"after {', '.join(warm_with)}" if warm_with else "cold"
             print(f"default, {notebook}, {how}: {section:6.1f} s ({calls(fresh / 'outputs', 'default')})"
                   f"  budget {DEFAULT_BUDGETS[notebook]} s")
+            print("\n".join(slowest_cells(fresh / "outputs", "default", args.top_cells)), flush=True)
 
 
 if __name__ == "__main__":
