@@ -167,14 +167,17 @@ def worker(write_fd):
 
 
 def read_reply(read_fd):
-    """What the worker sent: at most one frame of at most 1 MiB, or None."""
+    """What the worker sent: one frame of at most 1 MiB, or None. Reads only the frame's length, so that a
+    process the function left running (and that holds the pipe open) cannot keep the supervisor waiting."""
     data = b""
-    while len(data) <= (1 << 20) + 8:
+    while len(data) < 8 or len(data) < 8 + struct.unpack(">Q", data[:8])[0]:
+        if len(data) >= 8 and struct.unpack(">Q", data[:8])[0] > (1 << 20):
+            return None
         chunk = os.read(read_fd, 65536)
         if not chunk:
-            break
+            return None
         data += chunk
-    if len(data) < 8 or struct.unpack(">Q", data[:8])[0] != len(data) - 8:
+    if len(data) != 8 + struct.unpack(">Q", data[:8])[0]:
         return None
     try:
         reply = json.loads(data[8:].decode())
@@ -746,7 +749,8 @@ def _function_call(result: SandboxResult, count: int) -> FunctionCall:
                             + (f": {last}" if last else ""))
     reply, exit_code = frame["reply"], frame["exit"]
     if not isinstance(reply, dict):
-        return FunctionCall(nothing, nothing, f"exited with code {exit_code}" + (f": {last}" if last else ""))
+        return FunctionCall(nothing, nothing, f"the function's process ended without a reply (exit code "
+                                              f"{_one_line(exit_code, 20)})" + (f": {last}" if last else ""))
     if set(reply) == {"error"} and isinstance(reply["error"], str):
         return FunctionCall(nothing, nothing, _one_line(reply["error"]) or "defining the code failed")
     entries = reply.get("values") if set(reply) == {"values"} else None
