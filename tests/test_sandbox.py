@@ -87,7 +87,7 @@ def test_without_a_sandbox_model_code_is_not_run(no_sandbox, tmp_path):
     assert not canary.exists()
     result = sandbox.run_python(f"open({str(canary)!r}, 'w').close()")
     assert not result.ok and result.error.startswith(sandbox.SKIPPED) and not canary.exists()
-    assert sandbox.isolation_summary().startswith("not run (skipped: no sandbox on this machine")
+    assert sandbox.isolation_summary().startswith("skipped: no sandbox on this machine (bubblewrap is not installed)")
 
 
 def test_unsafe_code_execution_runs_it_as_a_plain_process_and_says_so(no_sandbox):
@@ -96,7 +96,7 @@ def test_unsafe_code_execution_runs_it_as_a_plain_process_and_says_so(no_sandbox
     assert called.values == [0.25, 0.75] and not called.skipped
     result = sandbox.run_python("print('hi')", unsafe=True)
     assert result.ok and result.stdout == "hi\n" and result.isolation == "none (unsafe_code_execution)"
-    assert sandbox.isolation_summary(unsafe=True).startswith("WITHOUT isolation (unsafe_code_execution: true)")
+    assert sandbox.isolation_summary(unsafe=True).startswith("run WITHOUT isolation (unsafe_code_execution: true)")
 
 
 def test_unsafe_mode_still_removes_its_folder_whatever_the_code_left(no_sandbox):

@@ -377,12 +377,12 @@ def isolation_summary(unsafe: bool = False) -> str:
     """One line for a page's provenance: how model-written code was (or was not) run."""
     problem = sandbox_problem()
     if problem is None:
-        return ("in selfaware.sandbox: bubblewrap (unprivileged user, own user/mount/PID/IPC/UTS/network "
-                "namespaces, read-only interpreter and standard library, private tmpfs) and a seccomp filter")
+        return ("run in the sandbox: bubblewrap (unprivileged user; own user, mount, PID, IPC, UTS and network "
+                "namespaces; read-only interpreter and standard library; private tmpfs) and a seccomp filter")
     if unsafe:
-        return (f"WITHOUT isolation (unsafe_code_execution: true): as a plain process with resource limits and an "
-                f"audit hook only; the sandbox could not be set up: {problem}")
-    return f"not run ({SKIPPED}: {problem})"
+        return (f"run WITHOUT isolation (unsafe_code_execution: true): as a plain process with resource limits and "
+                f"an audit hook only, because the sandbox could not be set up: {problem}")
+    return f"{SKIPPED} ({problem}); set unsafe_code_execution: true to run it without isolation"
 
 
 def _limits(timeout_seconds: float, memory_mb: int, disk_mb: int) -> dict:
