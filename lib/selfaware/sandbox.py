@@ -360,8 +360,12 @@ def _setup() -> tuple[_Interpreter | None, str | None]:
         except (OSError, subprocess.SubprocessError, ValueError) as error:
             why = f"{executable}: {type(error).__name__}: {error}"[:200]
             continue
-        probe = _launch(interpreter, {"mode": "script", "code": "print('ok')", "audit_hook": True}, timeout_seconds=30,
-                        memory_mb=256, disk_mb=4, output_bytes=4096, stdin="")
+        try:
+            probe = _launch(interpreter, {"mode": "script", "code": "print('ok')", "audit_hook": True},
+                            timeout_seconds=30, memory_mb=256, disk_mb=4, output_bytes=4096, stdin="")
+        except OSError as error:
+            why = f"{type(error).__name__}: {error}"[:200]
+            continue
         if probe.ok and probe.stdout == "ok\n":
             return interpreter, None
         why = ((probe.stderr.strip().splitlines() or [probe.error or f"exit {probe.returncode}"])[-1])[:200]
@@ -392,7 +396,12 @@ def _limits(timeout_seconds: float, memory_mb: int, disk_mb: int) -> dict:
 
 def _data_fd(data: bytes) -> int:
     """An unnamed file holding ``data``, open for reading from its start (bubblewrap copies it in)."""
-    fd = os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR, 0o600)
+    try:
+        fd = os.memfd_create("selfaware-sandbox", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # no memfd: an unlinked temporary file
+        handle = tempfile.TemporaryFile()
+        fd = os.dup(handle.fileno())
+        handle.close()
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -675,8 +684,12 @@ def run_python(code: str, timeout_seconds: float = 10.0, memory_mb: int = 256, d
     interpreter, problem = _setup()
     if problem is not None and not unsafe:
         return SandboxResult(None, "", "", False, "skipped", error=f"{SKIPPED}: {problem}")
-    return _launch(interpreter, {"mode": "script", "code": code, "audit_hook": audit_hook}, timeout_seconds,
-                   memory_mb, disk_mb, output_bytes, stdin)
+    try:
+        return _launch(interpreter, {"mode": "script", "code": code, "audit_hook": audit_hook}, timeout_seconds,
+                       memory_mb, disk_mb, output_bytes, stdin)
+    except OSError as error:  # the host ran out of something (descriptors, memory): this run fails, in one line
+        return SandboxResult(None, "", "", False, "bubblewrap" if interpreter else "none (unsafe_code_execution)",
+                             error=_one_line(f"the sandbox failed: {type(error).__name__}: {error}", 200))
 
 
 @dataclass(frozen=True)
@@ -748,6 +761,8 @@ def _function_call(result: SandboxResult, count: int) -> FunctionCall:
         return FunctionCall(nothing, nothing, f"the sandbox {why} (exited with code {result.returncode})"
                             + (f": {last}" if last else ""))
     reply, exit_code = frame["reply"], frame["exit"]
+    if reply is None and exit_code == -signal.SIGXCPU:
+        return FunctionCall(nothing, nothing, "timed out (CPU seconds)")
     if not isinstance(reply, dict):
         return FunctionCall(nothing, nothing, f"the function's process ended without a reply (exit code "
                                               f"{_one_line(exit_code, 20)})" + (f": {last}" if last else ""))

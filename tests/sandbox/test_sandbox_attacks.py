@@ -283,6 +283,7 @@ HOSTILE = [
     ("native", "setns", LIBC + "import os\nfd = os.open('/proc/1/ns/net', os.O_RDONLY)\nreturn float(libc.setns(fd, 0) == 0)"),
     ("native", "chroot-escape", LIBC + "import os\nos.mkdir('/tmp/jail')\n"
                                        "return float(libc.chroot(b'/tmp/jail') == 0)"),
+    ("native", "x32-abi", SYSCALL + "import os\nreturn float(syscall(0x40000000 + 521, 16, os.getppid(), 0, 0) == 0)"),
     ("native", "setuid-root", "import os\nos.setuid(0)\nreturn float(os.getuid() == 0)"),
     # ---- tampering with the audit hook (meaningful with it on; the operating system holds either way)
     ("hook", "gc-patch-hook", "import gc\nfor o in gc.get_objects():\n"
