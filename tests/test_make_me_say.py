@@ -207,7 +207,8 @@ def test_the_smoke_notebook_writes_its_page(smoke):
     assert metrics["statement"].startswith("Behaviour: in 2 new games per model")
     assert "\n\nSelf-report: on " in metrics["statement"]
     assert metrics["functions_written"] == 3  # one per model, each run in the sandbox
-    assert metrics["function_task"].startswith("run in the sandbox: bubblewrap")
+    from selfaware.sandbox import SKIPPED, sandbox_problem
+    assert metrics["function_task"].startswith("run in the sandbox: bubblewrap" if sandbox_problem() is None else SKIPPED)
     for name in ("behaviour_games", "self_report", "paper_comparison", "function_failures", "generation_statistics"):
         assert (folder / "tables" / f"{name}.csv").exists(), name
     assert (folder / "figures" / "figure6.png").exists()
