@@ -472,3 +472,11 @@ def test_nothing_of_a_call_survives_it():
     assert called.values == [0.5]
     time.sleep(0.5)
     assert not _processes_running("survivor-" + marker)
+
+
+def test_processes_are_capped_inside_the_sandbox():
+    result = sandbox.run_python("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
+                                "            time.sleep(5)\n            os._exit(0)\n        n += 1\n"
+                                "except OSError as error:\n    print(n, error.errno)\n", audit_hook=False, timeout_seconds=8)
+    forked, code = result.stdout.split()
+    assert 0 < int(forked) < 32 and code == "11"  # EAGAIN: RLIMIT_NPROC, counted in the sandbox's own namespace
