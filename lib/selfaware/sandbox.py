@@ -64,7 +64,8 @@ SANDBOX_UID = 65534  # nobody: the sandboxed process's user inside its namespace
 SKIPPED = "skipped: no sandbox on this machine"
 _FRAME_HEADER = struct.Struct(">Q")  # the length of one result frame, then that many bytes of JSON
 _RESULT_BYTES = 1 << 20  # a result frame larger than this is refused
-_INSIDE = "/sandbox"  # where the bootstrap and the job are mounted read-only inside the sandbox
+_INSIDE = "/sandbox"
+_STARTUP_SECONDS = 60.0  # for bubblewrap and the interpreter to start, before the code's own time counts  # where the bootstrap and the job are mounted read-only inside the sandbox
 
 # Runs first inside the sandbox (and in the unsafe fallback): sets the limits, then either runs a script or
 # supervises a worker that calls the model's function. Written for the interpreter's standard library only.
@@ -157,7 +158,7 @@ def worker(write_fd):
         try:
             value = function(*arguments)
             number = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
-            entry = {"value": float(value) if isinstance(value, float) else int(value) if number else None,
+            entry = {"value": (float(value) if isinstance(value, float) else int(value)) if number else None,
                      "type": type(value).__name__[:60]}
             json.dumps(entry)
         except BaseException as error:
@@ -192,6 +193,7 @@ def supervise():
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    os.write(result_fd, b"R")  # ready: the parent's clock for the model's code starts now
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
@@ -221,6 +223,8 @@ else:
     with open(job["script"], encoding="utf-8") as script:  # read before the audit hook confines opening
         source = script.read()
     sys.argv = [job["script"]]
+    os.write(result_fd, b"R")  # ready: the parent's clock for the code starts now
+    os.close(result_fd)
     if job["audit_hook"]:
         second_layer()
     exec(compile(source, job["script"], "exec"), {"__name__": "__main__", "__file__": job["script"]})
@@ -430,18 +434,20 @@ def _bwrap_command(interpreter: _Interpreter, fds: dict[str, int], disk_mb: int)
     return command
 
 
-def _drain(process: subprocess.Popen, result_fd: int | None, deadline: float, output_bytes: int
+def _drain(process: subprocess.Popen, result_fd: int, started: float, timeout_seconds: float, output_bytes: int
            ) -> tuple[bytes, bytes, bytes, bool, bool]:
     """Reads stdout, stderr and the result pipe until all close or the deadline passes; keeps at most
-    ``output_bytes`` of each stream (the rest is read and dropped so the child never blocks)."""
+    ``output_bytes`` of each stream (the rest is read and dropped so the child never blocks). The deadline is
+    ``timeout_seconds`` after the bootstrap says it is ready (its first byte on the result pipe), so that a
+    slow start on a busy machine is not counted against the code; at most _STARTUP_SECONDS before that."""
+    deadline = started + _STARTUP_SECONDS
     kept = {"stdout": bytearray(), "stderr": bytearray(), "result": bytearray()}
     caps = {"stdout": output_bytes, "stderr": output_bytes, "result": _RESULT_BYTES + _FRAME_HEADER.size + 1}
     truncated = timed_out = False
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ, "stdout")
     selector.register(process.stderr, selectors.EVENT_READ, "stderr")
-    if result_fd is not None:
-        selector.register(result_fd, selectors.EVENT_READ, "result")
+    selector.register(result_fd, selectors.EVENT_READ, "result")
     try:
         while selector.get_map():
             left = deadline - time.monotonic()
@@ -453,6 +459,8 @@ def _drain(process: subprocess.Popen, result_fd: int | None, deadline: float, ou
                 if not chunk:
                     selector.unregister(key.fileobj)
                     continue
+                if key.data == "result" and not kept["result"]:
+                    deadline = time.monotonic() + timeout_seconds
                 room = caps[key.data] - len(kept[key.data])
                 if len(chunk) > room:
                     truncated = truncated or key.data != "result"
@@ -475,7 +483,7 @@ def _as_text(data: bytes, truncated: bool, output_bytes: int) -> str:
 
 
 def _launch(interpreter: _Interpreter | None, job: dict, timeout_seconds: float, memory_mb: int, disk_mb: int,
-            output_bytes: int, stdin: str, wants_result: bool = False) -> SandboxResult:
+            output_bytes: int, stdin: str) -> SandboxResult:
     """Starts the bootstrap on ``job`` in bubblewrap (``interpreter`` given) or, unsafe, as a plain process,
     and collects what it printed and sent. Never raises for anything the child does."""
     isolated = interpreter is not None
@@ -483,11 +491,9 @@ def _launch(interpreter: _Interpreter | None, job: dict, timeout_seconds: float,
     isolation = "bubblewrap" if isolated else "none (unsafe_code_execution)"
     folder = None if isolated else tempfile.mkdtemp(prefix="selfaware-sandbox-")
     own_fds: list[int] = []
-    result_read = result_write = None
     try:
-        if wants_result:
-            result_read, result_write = os.pipe()
-            own_fds += [result_read, result_write]
+        result_read, result_write = os.pipe()  # ready byte, then (call_function) the supervisor's one frame
+        own_fds += [result_read, result_write]
         stdin_read, stdin_write = os.pipe()
         own_fds += [stdin_read, stdin_write]
         if isolated:
@@ -499,8 +505,8 @@ def _launch(interpreter: _Interpreter | None, job: dict, timeout_seconds: float,
             own_fds += list(fds.values())
             command = _bwrap_command(interpreter, fds, disk_mb)
             command += [interpreter.executable, "-I", "-S", "-B", "-X", "utf8", f"{_INSIDE}/bootstrap.py",
-                        f"{_INSIDE}/job.json", str(result_write if result_write is not None else -1)]
-            passed = [*fds.values()] + ([result_write] if result_write is not None else [])
+                        f"{_INSIDE}/job.json", str(result_write)]
+            passed = [*fds.values(), result_write]
             switch = {"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []} if os.geteuid() == 0 else {}
             cwd = "/"
         else:
@@ -512,8 +518,8 @@ def _launch(interpreter: _Interpreter | None, job: dict, timeout_seconds: float,
             (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
             executable = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
             command = [executable, "-I", "-S", "-B", "-X", "utf8", "bootstrap.py", "job.json",
-                       str(result_write if result_write is not None else -1)]
-            passed = [result_write] if result_write is not None else []
+                       str(result_write)]
+            passed = [result_write]
             switch, cwd = {}, folder
         environment = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
         started = time.monotonic()
@@ -523,13 +529,14 @@ def _launch(interpreter: _Interpreter | None, job: dict, timeout_seconds: float,
         except OSError as error:
             return SandboxResult(None, "", "", False, isolation, error=f"could not start the sandbox: {error}"[:200])
         for fd in [stdin_read, result_write, *(fds.values() if isolated else [])]:
-            if fd is not None:
-                os.close(fd)
-                own_fds.remove(fd)
+            os.close(fd)
+            own_fds.remove(fd)
         _feed(stdin_write, stdin.encode("utf-8", errors="replace"))
         own_fds.remove(stdin_write)
-        stdout, stderr, result, truncated, timed_out = _drain(process, result_read, started + timeout_seconds,
+        stdout, stderr, result, truncated, timed_out = _drain(process, result_read, started, timeout_seconds,
                                                               output_bytes)
+        ready = result.startswith(b"R")
+        result = result[1:] if ready else result
         if timed_out:
             _kill(process)
         try:
@@ -539,9 +546,11 @@ def _launch(interpreter: _Interpreter | None, job: dict, timeout_seconds: float,
             returncode = process.wait()
         process.stdout.close()
         process.stderr.close()
-        if not timed_out and returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGKILL):
-            # the CPU limit: the kernel sends SIGXCPU, then SIGKILL; a timeout as far as the caller is concerned
-            timed_out = returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU) or time.monotonic() - started >= timeout_seconds
+        if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):  # the CPU limit: a timeout for the caller
+            timed_out = True
+        if timed_out and not ready:
+            return SandboxResult(returncode, "", _as_text(stderr, truncated, output_bytes), False, isolation,
+                                 error=f"the sandbox did not start within {_STARTUP_SECONDS:.0f} s")
         return SandboxResult(returncode, _as_text(stdout, truncated, output_bytes),
                              _as_text(stderr, truncated, output_bytes), timed_out, isolation, truncated, result=result)
     finally:
@@ -788,7 +797,7 @@ def call_function(code: str, name: str, inputs: list[tuple], timeout_seconds: fl
         return FunctionCall(nothing, nothing, f"{SKIPPED}: {problem}", skipped=True)
     job = {"mode": "call", "code": code, "name": name, "inputs": [list(a) for a in inputs], "audit_hook": audit_hook}
     try:
-        result = _launch(interpreter, job, timeout_seconds, memory_mb, disk_mb, 64 * 1024, "", wants_result=True)
+        result = _launch(interpreter, job, timeout_seconds, memory_mb, disk_mb, 64 * 1024, "")
         return _function_call(result, len(inputs))
     except (OSError, ValueError, RecursionError) as error:  # the host ran out of something: one sample fails
         nothing = [None] * len(inputs)
