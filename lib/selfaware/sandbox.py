@@ -497,12 +497,18 @@ def _launch(interpreter: _Interpreter | None, job: dict, timeout_seconds: float,
         stdin_read, stdin_write = os.pipe()
         own_fds += [stdin_read, stdin_write]
         if isolated:
-            fds = {"bootstrap": _data_fd(_BOOTSTRAP.encode()), "seccomp": _data_fd(seccomp_filter())}
+            fds = {}
+
+            def hold(name: str, data: bytes) -> None:
+                fds[name] = _data_fd(data)
+                own_fds.append(fds[name])
+
+            hold("bootstrap", _BOOTSTRAP.encode())
+            hold("seccomp", seccomp_filter())
             if job["mode"] == "script":
-                fds["script"] = _data_fd(job["code"].encode())
+                hold("script", job["code"].encode())
                 job = {**job, "code": None, "script": f"{_INSIDE}/main.py"}
-            fds["job"] = _data_fd(json.dumps(job).encode())
-            own_fds += list(fds.values())
+            hold("job", json.dumps(job).encode())
             command = _bwrap_command(interpreter, fds, disk_mb)
             command += [interpreter.executable, "-I", "-S", "-B", "-X", "utf8", f"{_INSIDE}/bootstrap.py",
                         f"{_INSIDE}/job.json", str(result_write)]
