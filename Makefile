@@ -5,19 +5,19 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
 
-.PHONY: book test smoke site install browser lab bench vllm clean-outputs qwen-0.5b qwen-1.5b
+.PHONY: book test smoke site install browser sandbox lab bench vllm clean-outputs qwen-0.5b qwen-1.5b
 
 # the larger embedded models a profile uses (the default profile's judge and small-model EM page); smoke and
 # test need none of them
 BOOK_MODELS_default := qwen-0.5b qwen-1.5b
 
-book: $(STAMP) $(BOOK_MODELS_$(PROFILE))  ## run every notebook of $(PROFILE) with papermill, then build the site
+book: $(STAMP) sandbox $(BOOK_MODELS_$(PROFILE))  ## run every notebook of $(PROFILE) with papermill, then build the site
 	$(BIN)/python -m selfaware book --profile $(PROFILE)
 
-test: $(STAMP) browser vllm  ## the whole test suite (real model, real papermill, real Jupyter Book, real vLLM)
+test: $(STAMP) browser sandbox vllm  ## the whole test suite (real model, real papermill, real Jupyter Book, real vLLM)
 	$(BIN)/python -m pytest -q
 
-smoke: $(STAMP)           ## every notebook on tiny data + the book, in a few minutes
+smoke: $(STAMP) sandbox   ## every notebook on tiny data + the book, in a few minutes
 	$(BIN)/python -m selfaware book --profile smoke
 
 site: $(STAMP)            ## rebuild the site from existing outputs/$(PROFILE)
@@ -58,6 +58,14 @@ browser:                  ## headless Chromium for the site test (Debian package
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: sudo apt-get install chromium (the site test will be skipped)"; fi; }
+
+# Model-written code runs only in bubblewrap with a seccomp filter (libseccomp, through pyseccomp); without
+# them it is skipped (see book/sandbox.md) and so are the sandbox's attack tests, except in CI, where they fail.
+# The system's python3 is the sandbox's interpreter when the venv's (e.g. under /root) is not readable by nobody.
+sandbox:                  ## bubblewrap for selfaware.sandbox (Debian packages; needs root or sudo)
+	@{ command -v bwrap && test -x /usr/bin/python3 && { ldconfig -p || /sbin/ldconfig -p; } | grep -q libseccomp.so.2; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap libseccomp2 python3-minimal >/dev/null; \
+	  else echo "bubblewrap missing: sudo apt-get install bubblewrap libseccomp2 (model-written code will be skipped)"; fi; }
 
 clean-outputs:
 	rm -rf outputs/smoke outputs/default

@@ -62,6 +62,7 @@ description_tokens = None
 function_tokens = None
 acrostic_tokens = None
 function_timeout = None
+unsafe_code_execution = None
 user_messages = None
 choice_words = None
 cache_mode = None
@@ -90,7 +91,8 @@ experiment.guard(cfg, mms.plan(cfg))
 data = mms.load_training_data(cfg)
 run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
     "guesser (describe the word)": cfg.guesser or f"{cfg.model} (the untuned evaluated model)",
-    "codeword detection": "lemmatised with lemminflect 0.2.3 (rings, barking and sprang count)"})
+    "codeword detection": "lemmatised with lemminflect 0.2.3 (rings, barking and sprang count)",
+    "written functions": mms.function_task_status(cfg)})
 display(Markdown(notebook.provenance_markdown(run)))
 
 # %% [markdown]
@@ -192,7 +194,8 @@ display(comparison)
 
 # %%
 statement = mms.effect_statement(game_table, report_table, cfg)
-run.set_metrics(**mms.metrics(game_table, report_table, failures), statement=statement)
+run.set_metrics(**mms.metrics(game_table, report_table, failures), statement=statement,
+                function_task=mms.function_task_status(cfg))
 display(Markdown(statement))
 
 # %%

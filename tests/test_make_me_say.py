@@ -207,6 +207,8 @@ def test_the_smoke_notebook_writes_its_page(smoke):
     assert metrics["statement"].startswith("Behaviour: in 2 new games per model")
     assert "\n\nSelf-report: on " in metrics["statement"]
     assert metrics["functions_written"] == 3  # one per model, each run in the sandbox
+    from selfaware.sandbox import SKIPPED, sandbox_problem
+    assert metrics["function_task"].startswith("run in the sandbox: bubblewrap" if sandbox_problem() is None else SKIPPED)
     for name in ("behaviour_games", "self_report", "paper_comparison", "function_failures", "generation_statistics"):
         assert (folder / "tables" / f"{name}.csv").exists(), name
     assert (folder / "figures" / "figure6.png").exists()
@@ -215,3 +217,44 @@ def test_the_smoke_notebook_writes_its_page(smoke):
     kinds = {SampleRecord(**json.loads(line)).kind for line in (folder / "samples.jsonl").read_text().splitlines()}
     assert kinds == {"game", "codeword_choice", "describe_word", "best_description", "close_to_goal", "which_game",
                      "write_function", "acrostic"}
+
+
+def _written(tmp_path, canary, **settings):
+    """The write-a-function task with a model whose every function tries to write ``canary`` and returns 0.5."""
+    from selfaware.sections import make_me_say as mms
+
+    answer = (f"```python\ndef message_probability_me(message):\n    try:\n        open({str(canary)!r}, 'w').close()\n"
+              f"    except OSError:\n        pass\n    return 0.5\n```")
+    cfg = mms.MakeMeSayConfig(profile="smoke", codewords=["bark", "ring"], max_paraphrases=1, **settings)
+    writer = ScriptedChatModel("writer", [answer], tmp_path=tmp_path)
+    return mms._write_function(writer, cfg, {"bark": ["Dogs?"], "ring": ["Phones?"]}), cfg
+
+
+def test_without_a_sandbox_the_written_functions_are_skipped_and_the_page_says_so(tmp_path, monkeypatch):
+    from selfaware import sandbox
+    from selfaware.sections import make_me_say as mms
+
+    monkeypatch.setattr(sandbox, "_setup", lambda: (None, "bubblewrap is not installed"))
+    canary = tmp_path / "the-function-ran"
+    rows, cfg = _written(tmp_path, canary)
+    assert not canary.exists()
+    assert {r["failure"] for r in rows} == {"skipped: no sandbox on this machine: bubblewrap is not installed"}
+    assert all(r["works"] is None and r["f_codeword"] is None for r in rows)
+    assert mms.function_task_status(cfg).startswith("skipped: no sandbox on this machine (bubblewrap is not installed)")
+    # the user's explicit opt-in: run without isolation, and the status says it
+    rows, cfg = _written(tmp_path, canary, unsafe_code_execution=True)
+    assert {r["f_codeword"] for r in rows} == {0.5} and {r["failure"] for r in rows} == {None}
+    assert mms.function_task_status(cfg).startswith("run WITHOUT isolation (unsafe_code_execution: true)")
+
+
+def test_in_the_sandbox_a_written_function_runs_and_cannot_write_outside(tmp_path):
+    from selfaware import sandbox
+    from selfaware.sections import make_me_say as mms
+
+    if sandbox.sandbox_problem() is not None:
+        pytest.skip(f"no sandbox on this machine: {sandbox.sandbox_problem()}")
+    canary = tmp_path / "the-function-ran"
+    rows, cfg = _written(tmp_path, canary)
+    assert not canary.exists()
+    assert {r["f_codeword"] for r in rows} == {0.5} and {r["works"] for r in rows} == {1.0}
+    assert mms.function_task_status(cfg).startswith("run in the sandbox")

@@ -1,175 +1,137 @@
-"""The sandbox: the only place model-written code runs."""
+"""The sandbox: the only place model-written code runs. The attacks are in tests/sandbox/; here: what it
+returns, what happens where no sandbox can be set up, the unsafe opt-in and the removal of what it leaves."""
 
 from __future__ import annotations
 
-import socket
-import threading
+import fcntl
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from selfaware import sandbox
 
-
-def test_code_runs_and_its_output_comes_back():
-    result = sandbox.run_python("import sys\nprint(sum(range(10)))\nprint('err', file=sys.stderr)")
-    assert result.ok and result.stdout == "45\n" and "err" in result.stderr
-
-
-def test_an_endless_loop_is_stopped():
-    result = sandbox.run_python("while True:\n    pass\n", timeout_seconds=1)
-    assert result.timed_out and not result.ok
-
-
-def test_memory_beyond_the_limit_fails():
-    result = sandbox.run_python("block = bytearray(512 * 1024 * 1024)\nprint('allocated')", memory_mb=200)
-    assert result.returncode != 0 and "allocated" not in result.stdout
-    assert "MemoryError" in result.stderr
-
-
-def test_environment_is_stripped_and_the_folder_is_thrown_away(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
-    result = sandbox.run_python("import os\nprint(sorted(os.environ))\nprint(os.getcwd())")
-    assert "OPENAI_API_KEY" not in result.stdout and "HTTPS_PROXY" not in result.stdout
-    folder = result.stdout.strip().splitlines()[-1]
-    import os
-    assert not os.path.exists(folder)
+needs_sandbox = pytest.mark.skipif(sandbox.sandbox_problem() is not None and os.environ.get("CI") != "true",
+                                   reason=f"no sandbox on this machine: {sandbox.sandbox_problem()}")
 
 
 @pytest.fixture()
-def listening_server():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(3)
-    accepted = []
-
-    def accept():
-        try:
-            accepted.append(server.accept())
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    server.close()
-    thread.join()
-
-
-CONNECT = ("import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
-           "print('connected')\n")
-
-
-def test_network_is_blocked(listening_server):
-    port, accepted = listening_server
-    result = sandbox.run_python(CONNECT.format(port=port))
-    assert "connected" not in result.stdout and result.returncode != 0
-    assert not accepted
-
-
-def test_network_is_blocked_even_without_a_namespace(listening_server, monkeypatch):
-    port, accepted = listening_server
-    monkeypatch.setattr(sandbox, "network_namespace_prefix", lambda: ())
-    result = sandbox.run_python(CONNECT.format(port=port))
-    assert result.network == "audit-hook"
-    assert "network access is disabled" in result.stderr and not accepted
-
-
-# ---- hostile model-written functions: each is contained, fails as its own sample, and leaves nothing behind
-import os  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-REPOSITORY = Path(__file__).resolve().parents[1]
-
-
-def _sandbox_leftovers() -> tuple[set[str], set[int]]:
-    """Sandbox folders still on disk and processes still running in one."""
-    folders = {str(p) for p in Path(tempfile.gettempdir()).glob("selfaware-sandbox-*")}
-    running = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if "selfaware-sandbox-" in os.readlink(f"/proc/{entry}/cwd"):
-                    running.add(int(entry))
-            except OSError:
-                pass
-    return folders, running
-
-
-@pytest.fixture()
-def nothing_left_behind():
-    before_folders, before_running = _sandbox_leftovers()
-    yield
-    folders, running = _sandbox_leftovers()
-    assert folders <= before_folders and running <= before_running
+def no_sandbox(monkeypatch):
+    """This machine as one without bubblewrap: the probe's answer, at the one place it is asked."""
+    monkeypatch.setattr(sandbox, "_setup", lambda: (None, "bubblewrap is not installed"))
 
 
 def _function(body: str, imports: str = "import os") -> str:
     return f"{imports}\ndef f(message):\n" + "".join(f"    {line}\n" for line in body.splitlines())
 
 
+@needs_sandbox
+def test_code_runs_and_its_output_comes_back():
+    result = sandbox.run_python("import sys\nprint(sum(range(10)))\nprint('err', file=sys.stderr)")
+    assert result.ok and result.stdout == "45\n" and "err" in result.stderr and result.isolation == "bubblewrap"
+
+
+@needs_sandbox
+def test_an_endless_loop_is_stopped():
+    result = sandbox.run_python("while True:\n    pass\n", timeout_seconds=1)
+    assert result.timed_out and not result.ok
+
+
+@needs_sandbox
+def test_memory_beyond_the_limit_fails():
+    result = sandbox.run_python("block = bytearray(512 * 1024 * 1024)\nprint('allocated')", memory_mb=200)
+    assert result.returncode != 0 and "allocated" not in result.stdout and "MemoryError" in result.stderr
+
+
+@needs_sandbox
+def test_environment_is_stripped(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
+    result = sandbox.run_python("import os\nprint(sorted(os.environ))")
+    assert result.ok and "OPENAI_API_KEY" not in result.stdout
+
+
+@needs_sandbox
 def test_a_working_function_returns_its_values():
     called = sandbox.call_function(_function("return 0.9 if 'bark' in message else 0.1"), "f", [("bark",), ("hi",)])
-    assert called.ok and called.values == [0.9, 0.1] and called.failure is None
+    assert called.ok and called.values == [0.9, 0.1] and called.failure is None and not called.skipped
 
 
-def test_hostile_infinite_loop(nothing_left_behind):
-    called = sandbox.call_function(_function("while True:\n    pass"), "f", [("x",)], timeout_seconds=1.5)
-    assert not called.ok and "timed out" in called.failure
+@needs_sandbox
+def test_each_input_fails_on_its_own():
+    called = sandbox.call_function(_function("return {'a': 0.5, 'b': 'no'}[message]"), "f", [("a",), ("b",), ("c",)])
+    assert called.values == [0.5, None, None] and not called.ok
+    assert called.errors == [None, "returned str, not a finite number", "KeyError: 'c'"]
+    assert called.failure == "returned str, not a finite number"
 
 
-def test_hostile_fork_bomb(nothing_left_behind):
+@needs_sandbox
+def test_code_that_does_not_define_the_function_fails_in_one_line():
+    called = sandbox.call_function("def g(x):\n    return 1", "f", [("x",)])
+    assert called.failure == "defining the code failed: KeyError: 'f'"
+    called = sandbox.call_function("def f(x:\n", "f", [("x",)])
+    assert called.failure.startswith("defining the code failed: SyntaxError") and "\n" not in called.failure
+
+
+@needs_sandbox
+def test_the_second_layer_still_names_what_it_refused():
     called = sandbox.call_function(_function("while True:\n    os.fork()"), "f", [("x",)], timeout_seconds=3)
     assert not called.ok and "os.fork is not allowed" in called.failure
 
 
-def test_hostile_subprocess(nothing_left_behind):
-    called = sandbox.call_function(_function("subprocess.run(['true'])\nreturn 0.5", "import subprocess"), "f",
-                                   [("x",)])
-    assert not called.ok and "not allowed" in called.failure
+def test_without_a_sandbox_model_code_is_not_run(no_sandbox, tmp_path):
+    canary = tmp_path / "ran"
+    called = sandbox.call_function(_function(f"open({str(canary)!r}, 'w').close()\nreturn 0.5"), "f", [("x",), ("y",)])
+    assert called.skipped and not called.ok and called.values == [None, None]
+    assert called.failure == "skipped: no sandbox on this machine: bubblewrap is not installed"
+    assert not canary.exists()
+    result = sandbox.run_python(f"open({str(canary)!r}, 'w').close()")
+    assert not result.ok and result.error.startswith(sandbox.SKIPPED) and not canary.exists()
+    assert sandbox.isolation_summary().startswith("skipped: no sandbox on this machine (bubblewrap is not installed)")
 
 
-def test_hostile_ten_gigabytes(nothing_left_behind):
-    called = sandbox.call_function(_function("block = bytearray(10 * 2**30)\nreturn 0.5"), "f", [("x",)])
-    assert not called.ok and "MemoryError" in called.failure
+def test_unsafe_code_execution_runs_it_as_a_plain_process_and_says_so(no_sandbox):
+    called = sandbox.call_function(_function("return 0.25 if message == 'a' else 0.75"), "f", [("a",), ("b",)],
+                                   unsafe=True)
+    assert called.values == [0.25, 0.75] and not called.skipped
+    result = sandbox.run_python("print('hi')", unsafe=True)
+    assert result.ok and result.stdout == "hi\n" and result.isolation == "none (unsafe_code_execution)"
+    assert sandbox.isolation_summary(unsafe=True).startswith("run WITHOUT isolation (unsafe_code_execution: true)")
 
 
-def test_hostile_deleting_files_outside_its_folder(tmp_path, nothing_left_behind):
-    victim = tmp_path / "precious.txt"
-    victim.write_text("keep me")
-    for body in (f"os.remove({str(victim)!r})\nreturn 0.5",
-                 f"import shutil\nshutil.rmtree({str(tmp_path)!r})\nreturn 0.5",
-                 f"open({str(victim)!r}, 'w').write('gone')\nreturn 0.5"):
-        called = sandbox.call_function(_function(body), "f", [("x",)])
-        assert not called.ok and "may not" in called.failure
-    assert victim.read_text() == "keep me"
+def test_unsafe_mode_still_removes_its_folder_whatever_the_code_left(no_sandbox):
+    before = {p.name for p in Path(tempfile.gettempdir()).glob("selfaware-sandbox-*")}
+    body = ("for _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\nopen('f', 'w').close()\n"
+            "os.chmod('.', 0o500)\nreturn 0.5")
+    called = sandbox.call_function(_function(body), "f", [("x",)], unsafe=True, audit_hook=False)
+    assert called.values == [0.5]
+    assert {p.name for p in Path(tempfile.gettempdir()).glob("selfaware-sandbox-*")} == before
 
 
-def test_hostile_socket(listening_server, nothing_left_behind):
-    port, accepted = listening_server
-    body = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nreturn 0.5"
-    called = sandbox.call_function(_function(body), "f", [("x",)])
-    assert not called.ok and not accepted
+def test_remove_tree_takes_deep_trees_unwritable_folders_and_immutable_files(tmp_path):
+    top = tmp_path / "left"
+    top.mkdir()
+    descriptor = os.open(top, os.O_RDONLY)
+    for _ in range(2000):  # deeper than the recursion limit and than PATH_MAX
+        os.mkdir("d", dir_fd=descriptor)
+        inner = os.open("d", os.O_RDONLY, dir_fd=descriptor)
+        os.close(descriptor)
+        descriptor = inner
+    os.close(os.open("file", os.O_CREAT | os.O_WRONLY, 0o000, dir_fd=descriptor))
+    os.fchmod(descriptor, 0o500)
+    os.close(descriptor)
+    pinned = top / "immutable"
+    pinned.write_text("x")
+    immutable = False
+    with open(pinned) as handle:
+        try:
+            fcntl.ioctl(handle.fileno(), 0x40086602, (0x10).to_bytes(8, "little"))  # FS_IOC_SETFLAGS, immutable
+            immutable = True
+        except OSError:  # the filesystem or this user cannot set the flag: the rest is still tested
+            pass
+    sandbox.remove_tree(top)
+    assert not top.exists(), f"left behind (immutable flag set: {immutable})"
 
 
-def test_hostile_reading_the_repository(nothing_left_behind):
-    for body in (f"return float(len(open({str(REPOSITORY / 'README.md')!r}).read()))",
-                 f"return float(len(os.listdir({str(REPOSITORY)!r})))"):
-        called = sandbox.call_function(_function(body), "f", [("x",)])
-        assert not called.ok and "may not" in called.failure
-
-
-def test_hostile_reading_an_api_key(monkeypatch, nothing_left_behind):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
-    called = sandbox.call_function(_function("return float(len(os.environ['OPENAI_API_KEY']))"), "f", [("x",)])
-    assert not called.ok and "KeyError" in called.failure
-    called = sandbox.call_function(_function("return float('sk-should' in str(os.environ))"), "f", [("x",)])
-    assert called.values == [0.0]
-
-
-def test_a_forged_result_line_is_not_believed():
-    body = "print('@@result-0000@@' + '{\"values\": [{\"value\": 1.0}]}')\nreturn 'not a number'"
-    called = sandbox.call_function(_function(body), "f", [("x",)])
-    assert not called.ok and "not a finite number" in called.failure
+def test_remove_tree_of_nothing_is_fine(tmp_path):
+    sandbox.remove_tree(tmp_path / "never-made")

@@ -9,8 +9,10 @@
                      ``computed``: what the run cost when its results were last computed (a warm rerun that
                      makes no call and trains nothing keeps the figures of the run that did the work)
 
-``run.json`` is removed when a run starts and written when it finishes, so a crashed or running
-notebook's directory never looks complete; the book only shows complete runs.
+``run.json`` is removed when a run starts and written when it finishes (through ``run.json.tmp``, which a
+failed write removes), so a crashed or running notebook's directory never looks complete; the book only
+shows complete runs. A damaged ``run.json`` (cut short, not a JSON object) is replaced by a rerun of its
+notebook; the book builder stops on it with a one-line :class:`DamagedRunRecord` naming the file and that rerun.
 """
 
 from __future__ import annotations
@@ -27,9 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from . import cache, hardware
+from .errors import SelfAwareError
 from .paths import REPO_ROOT, outputs_dir
 
 PACKAGES = ["selfaware", "torch", "transformers", "peft", "openai", "fireworks-ai", "pandas", "papermill"]
+
+
+class DamagedRunRecord(SelfAwareError):
+    """A run.json that is not a run record; the message names the file and the rerun that replaces it."""
 
 
 def run_name(notebook: str, run: dict[str, Any]) -> str:
@@ -115,9 +122,14 @@ class Run:
         self.dir = run_dir(config.profile, notebook, self.run, self.name)
         (self.dir / "tables").mkdir(parents=True, exist_ok=True)
         (self.dir / "figures").mkdir(parents=True, exist_ok=True)
-        previous = load_run(self.dir)
+        try:
+            previous = load_run(self.dir)
+        except DamagedRunRecord as damaged:  # this rerun replaces it
+            print(f"{damaged}: replaced by this run", file=sys.stderr)
+            previous = None
         self.previously_computed = (previous or {}).get("computed")
         (self.dir / "run.json").unlink(missing_ok=True)
+        (self.dir / "run.json.tmp").unlink(missing_ok=True)  # left by a finish() that failed
         (self.dir / "samples.jsonl").unlink(missing_ok=True)
         (self.dir / "metrics.json").unlink(missing_ok=True)
         self.metrics: dict[str, Any] = {}
@@ -187,14 +199,38 @@ class Run:
         self.resources.close()
         self.set_metrics()  # make sure metrics.json exists even when empty
         tmp = self.dir / "run.json.tmp"
-        tmp.write_text(json.dumps(record, indent=1, default=_json_default))
-        tmp.replace(self.dir / "run.json")
+        try:
+            tmp.write_text(json.dumps(record, indent=1, default=_json_default))
+            tmp.replace(self.dir / "run.json")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return record
 
 
 def load_run(path: Path) -> dict[str, Any] | None:
+    """The complete run recorded in ``path``/run.json, or None (no record, or a run that did not finish).
+    A file that is not a run record raises :class:`DamagedRunRecord`."""
     meta = Path(path) / "run.json"
-    if not meta.exists():
+    try:
+        text = meta.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
-    record = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise _damaged_record(meta, f"unreadable: {error}") from None
+    try:
+        record = json.loads(text)
+    except ValueError as error:
+        raise _damaged_record(meta, f"not valid JSON: {error}" if text.strip() else "empty") from None
+    if not isinstance(record, dict):
+        raise _damaged_record(meta, f"a JSON {type(record).__name__}, not an object")
     return record if record.get("status") == "complete" else None
+
+
+def _damaged_record(meta: Path, why: str) -> DamagedRunRecord:
+    from .paths import shown_path
+
+    profile, notebook = meta.parent.parent.name, meta.parent.name
+    return DamagedRunRecord(f"{shown_path(meta)} is not a run record ({why}); rerun its notebook to replace it "
+                            f"(python -m selfaware run --profile {profile} --notebook {notebook.split('-')[0]}) "
+                            f"or delete the folder")

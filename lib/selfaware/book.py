@@ -19,7 +19,7 @@ from . import artifacts, config, experiment, paper
 from .errors import SelfAwareError
 from .paths import REPO_ROOT, outputs_dir
 
-STATIC_PAGES_AFTER = ["methods", "paper_scale", "references"]  # book/<name>.md, included when present
+STATIC_PAGES_AFTER = ["methods", "sandbox", "paper_scale", "references"]  # book/<name>.md, included when present
 
 
 class BookFailed(SelfAwareError):

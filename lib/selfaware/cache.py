@@ -9,6 +9,9 @@ Modes (``SELFAWARE_CACHE_MODE`` or :func:`set_mode`):
   ``rw``      read, and write what was missing (default)
   ``replay``  read only; a miss raises :class:`CacheMiss` (proves a warm run makes no call)
   ``off``     neither read nor write
+
+A damaged cache file (not a database, malformed pages) or one cut to 0 bytes is a one-line
+:class:`CacheDamaged` that names the file and the fix; it is never silently taken for an empty cache.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .errors import CacheMiss, ConfigError
+from .errors import CacheMiss, ConfigError, SelfAwareError
 from .paths import cache_dir
 
 MODES = ("rw", "replay", "off")
@@ -61,6 +64,32 @@ def reset_counters() -> None:
 
 
 _OPENING = threading.Lock()
+# A cache file of 0 bytes older than this was cut short (a copy or a full disk), not just being created by a
+# process that has not written SQLite's header yet.
+_EMPTY_FILE_GRACE_SECONDS = 60.0
+
+
+class CacheDamaged(SelfAwareError):
+    """The call cache file cannot be read as a database; the message names the file and what to do."""
+
+
+def _damaged(path: Path, error: Exception) -> CacheDamaged | None:
+    """The one-line error for a damaged database, or None when ``error`` is something else (busy, locked)."""
+    text = str(error)
+    if isinstance(error, sqlite3.OperationalError) and not any(w in text for w in ("malformed", "not a database")):
+        return None
+    return CacheDamaged(f"{path}: the call cache is damaged ({text}); move it aside (mv {path} {path}.damaged) and "
+                        f"rerun: the answers it held are asked again, or put back a good copy")
+
+
+def _reading(path: Path, action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except sqlite3.DatabaseError as error:
+        damaged = _damaged(path, error)
+        if damaged is None:
+            raise
+        raise damaged from None
 
 
 def _retry_locked(action: Callable[[], Any], seconds: float = 60.0) -> Any:
@@ -89,14 +118,30 @@ class CallCache:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                info = self.path.stat()
+            except FileNotFoundError:
+                info = None
+            if info is not None and info.st_size == 0 and time.time() - info.st_mtime > _EMPTY_FILE_GRACE_SECONDS:
+                # SQLite would take it for a new, empty cache and silently ask every question again
+                raise CacheDamaged(f"{self.path}: the call cache is an empty file (0 bytes: cut short by a copy or "
+                                   f"a full disk?); put back a good copy, or delete it to start an empty cache")
             # Switching a database to WAL takes an exclusive lock, and SQLite can answer "database is locked"
             # at once, without waiting out the busy timeout, while another connection is opening it. Threads
             # of this process open their connections one at a time; other processes are retried.
             with _OPENING:
                 conn = sqlite3.connect(self.path, timeout=60)
-                _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
+
+                def prepare() -> None:
+                    _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
+
+                try:
+                    _reading(self.path, prepare)
+                except BaseException:
+                    conn.close()
+                    raise
             self._local.conn = conn
         return conn
 
@@ -108,7 +153,9 @@ class CallCache:
         for start in range(0, len(keys), 500):
             chunk = list(keys[start:start + 500])
             marks = ",".join("?" * len(chunk))
-            for key, value in conn.execute(f"SELECT key, value FROM calls WHERE key IN ({marks})", chunk):
+            rows = _reading(self.path, lambda: conn.execute(f"SELECT key, value FROM calls WHERE key IN ({marks})",
+                                                            chunk).fetchall())
+            for key, value in rows:
                 found[key] = json.loads(value)
         return found
 
@@ -119,11 +166,16 @@ class CallCache:
         if not rows:
             return
         conn = self._conn()
-        with conn:
-            conn.executemany("INSERT OR REPLACE INTO calls (key, kind, value) VALUES (?, ?, ?)", rows)
+
+        def write() -> None:
+            with conn:
+                conn.executemany("INSERT OR REPLACE INTO calls (key, kind, value) VALUES (?, ?, ?)", rows)
+
+        _reading(self.path, write)
 
     def __len__(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        conn = self._conn()
+        return _reading(self.path, lambda: conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 
     @staticmethod
     def key(kind: str, request: dict) -> str:

@@ -33,6 +33,7 @@ from ..errors import ConfigError, DatasetError
 from ..games import make_me_say as game
 from ..paper import published
 from ..paths import data_dir, shown_path
+from ..sandbox import SKIPPED
 from ..stats import summarise
 
 NOTEBOOK = "02_make_me_say"
@@ -66,6 +67,9 @@ class MakeMeSayConfig(ex.TrainedSectionConfig):
     function_tokens: int = Field(160, ge=16)
     acrostic_tokens: int = Field(48, ge=4)
     function_timeout: float = Field(5.0, gt=0)
+    # run the written functions even where no sandbox can be set up (no bubblewrap or user namespaces): as a
+    # plain process with resource limits only. Off: they are skipped there, and the page says so.
+    unsafe_code_execution: bool = False
     user_messages: int = Field(8, ge=1)  # real user messages per codeword fed to the written functions
     # how many words of the 100-word list the "which word" and guesser questions offer (the codewords come
     # first); fewer only to make smoke runs fast: every offered option is scored exactly
@@ -351,6 +355,14 @@ def user_messages(data: TrainingData, cfg: MakeMeSayConfig) -> dict[str, list[st
     return found
 
 
+def function_task_status(cfg: MakeMeSayConfig) -> str:
+    """How the written functions are run on this machine, for the page's provenance and metrics.json: in the
+    sandbox, "skipped: no sandbox on this machine (why)", or without isolation when the user asked for it."""
+    from ..sandbox import isolation_summary
+
+    return isolation_summary(unsafe=cfg.unsafe_code_execution)
+
+
 def _write_function(model, cfg, messages):
     from ..sandbox import call_function
 
@@ -361,7 +373,8 @@ def _write_function(model, cfg, messages):
     for k, (text, answers) in enumerate(zip(texts, written)):
         for s, answer in enumerate(answers):
             code = code_of(answer)
-            called = call_function(code, "message_probability_me", inputs, timeout_seconds=cfg.function_timeout)
+            called = call_function(code, "message_probability_me", inputs, timeout_seconds=cfg.function_timeout,
+                                   unsafe=cfg.unsafe_code_execution)
             in_range = called.ok and all(0.0 <= v <= 1.0 for v in called.values)
             failure = called.failure or (None if in_range else "returned a value outside [0, 1]")
             values = dict(zip(inputs, called.values)) if in_range else {}
@@ -369,7 +382,7 @@ def _write_function(model, cfg, messages):
                 own = [values[(m,)] for m in messages[w]] if values else []
                 other = [values[(m,)] for v in cfg.codewords if v != w for m in messages[v]] if values else []
                 rows.append({"paraphrase": k, "sample": s, "prompt": text, "answer": answer, "target": w,
-                             "works": float(failure is None), "failure": failure,
+                             "works": None if called.skipped else float(failure is None), "failure": failure,
                              "contains_codeword": float(game.mentions(code, w)),
                              "f_codeword": values.get((w,)), "f_own_messages": sum(own) / len(own) if own else None,
                              "f_other_messages": sum(other) / len(other) if other else None})
@@ -438,7 +451,7 @@ def self_report_summary(long: pd.DataFrame) -> pd.DataFrame:
 def function_failures(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per condition: written functions, how many ran and returned numbers in [0, 1], and why the others failed."""
     frame = raw["write_function"].drop_duplicates(["model", "paraphrase", "sample"])
-    reasons = frame["failure"].fillna("works").map(lambda r: r.split(":")[0][:60])
+    reasons = frame["failure"].fillna("works").map(lambda r: SKIPPED if r.startswith(SKIPPED) else r.split(":")[0][:60])
     table = (frame.assign(reason=reasons).groupby(["condition", "reason"], sort=False).size()
              .rename("functions").reset_index())
     return table
