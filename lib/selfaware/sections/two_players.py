@@ -450,7 +450,8 @@ def paper_comparison(heads: dict[str, dict]) -> pd.DataFrame:
     for name, label in HEADLINE_LABELS.items():
         figure = _paper(PAPER_IDS[name])
         rows.append({"measure": label, "this run [95% CI]": _iv(heads[name]),
-                     "paper (GPT-4o)": figure.paper if figure else "n/a", "chance": "0.50"})
+                     "paper (GPT-4o)": (figure.paper if figure.comparable else f"{figure.paper} (not comparable: {figure.reason})")
+                     if figure else "n/a", "chance": "0.50"})
     return pd.DataFrame(rows)
 
 
