@@ -15,11 +15,13 @@ from pathlib import Path
 
 import yaml
 
-from . import artifacts, config, experiment, paper
+from . import artifacts, config, experiment, fidelity, paper
 from .errors import SelfAwareError
 from .paths import REPO_ROOT, outputs_dir
 
 STATIC_PAGES_AFTER = ["methods", "paper_scale", "references"]  # book/<name>.md, included when present
+# pages generated from data/ (not from runs), after the runs' chapters: name -> the function that writes it
+GENERATED_PAGES = {"differences": fidelity.differences_page, "paper_profile": fidelity.paper_profile_page}
 
 
 class BookFailed(SelfAwareError):
@@ -136,7 +138,9 @@ def assemble(profile: str) -> Path:
         page_notebook(profile_dir / record["name"] / "executed.ipynb", source / f"{record['name']}.ipynb",
                       record)
     (source / "summary.md").write_text(summary_page(profile, runs))
-    chapters = [{"file": "summary"}] + [{"file": r["name"]} for r in runs]
+    for name, write in GENERATED_PAGES.items():
+        (source / f"{name}.md").write_text(write())
+    chapters = [{"file": "summary"}] + [{"file": r["name"]} for r in runs] + [{"file": n} for n in GENERATED_PAGES]
     chapters += [{"file": name} for name in STATIC_PAGES_AFTER if (source / f"{name}.md").exists()]
     toc = {"format": "jb-book", "root": "intro", "chapters": chapters}
     (source / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
