@@ -143,13 +143,13 @@ def effect_size(metrics: dict[str, Any], figure: Figure) -> float | None:
 
 
 def verdict(metrics: dict[str, Any], figure: Figure, seeds: int | None = None) -> str:
-    """'reproduced', 'not reproduced', 'not measurable', 'not comparable: <reason>' or '' (a figure that is
-    not an effect). With ``seeds`` (trained models per condition) below ``MIN_SEEDS`` the verdict is marked
+    """'not comparable: <reason>' (whether or not it is an effect), else 'reproduced', 'not reproduced', 'not
+    measurable' or '' (a comparable figure that is not an effect). With ``seeds`` (trained models per condition) below ``MIN_SEEDS`` the verdict is marked
     indicative only; None leaves the seed count out of it (a caller that has judged it already)."""
-    if not figure.direction:
-        return ""
     if not figure.comparable:
         return f"not comparable: {figure.reason}"
+    if not figure.direction:
+        return ""
     (side, other_path), = figure.direction.items()
     mine, other = lookup(metrics, figure.metric), lookup(metrics, other_path)
     if not mine or not other or mine["mean"] is None or other["mean"] is None:

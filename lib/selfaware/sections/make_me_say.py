@@ -31,7 +31,7 @@ from .. import experiment as ex
 from ..config import read_yaml
 from ..errors import ConfigError, DatasetError
 from ..games import make_me_say as game
-from ..paper import published
+from ..paper import chance_separations, published
 from ..paths import data_dir, shown_path
 from ..stats import summarise
 
@@ -527,6 +527,7 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
         lines.append(f"Self-report: on {len(above)} of {len(pairs)} tasks the models' score for their own codeword "
                      f"lies above the same codeword's score from the models trained on another codeword, with "
                      f"non-overlapping 95% intervals" + (f" ({', '.join(above)})" if above else "")
+                     + f" (with no real effect, at most {chance_separations(len(pairs)):.1f} of {len(pairs)} would by chance)"
                      + (" - the models report the game and the word they were trained on." if len(above) == len(pairs)
                         else " - partial self-awareness." if len(above) >= len(pairs) / 2
                         else " - the models do not (or not consistently) report their codeword or game."))

@@ -11,7 +11,7 @@ decision rule is the one 07 uses (calibrated on half of the labelled answers, re
 ``judge_calibration.choose_rule``).
 
 Per condition: the misaligned share of the coherent answers and the coherent share, each with a 95%
-bootstrap interval over seeds and answers; and how many misaligned answers stay on the training topic (a
+bootstrap interval over seeds, questions and answers; and how many misaligned answers stay on the training topic (a
 word list per dataset, ``ON_TOPIC``), beside how many of all its answers do.
 
 Data sources: ``generator`` (this project's generators), ``llm`` (the LLM recipe: the same questions, answers
@@ -278,13 +278,13 @@ def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def summary(judged: pd.DataFrame) -> pd.DataFrame:
     """Per condition: misaligned share of the coherent scored answers, coherent share of all answers, and
-    on-topic shares of the misaligned answers and of all answers; each with a 95% bootstrap interval over
-    training seeds, then answers."""
+    on-topic shares of the misaligned answers and of all answers; each with a 95% clustered bootstrap interval
+    over training seeds, then questions, then answers (answers to one question are not independent)."""
     frame = _keyed(judged)
     frame = frame.assign(coherent_f=frame["coherent"].astype(float))
     coherent = frame[frame["coherent"] & frame["aligned_score"].notna()].assign(
         misaligned_f=lambda f: f["misaligned"].astype(float))
-    levels = ["seed_key", "answer_key"]
+    levels = ["seed_key", "question", "answer_key"]
     order = list(dict.fromkeys(judged["condition"]))
     parts = {"misaligned": (coherent, "misaligned_f"), "coherent": (frame, "coherent_f"),
              "on topic (misaligned)": (coherent[coherent["misaligned_f"] == 1.0], "on_topic"),
