@@ -166,9 +166,9 @@ run.save_figure(fig, "coherence_vs_alignment", "Every answer's coherence against
 # ## Against the paper
 # The published figures {cite}`turner2025organisms` are for other models (Qwen2.5-0.5B-Instruct with a
 # rank-32 adapter; Qwen2.5-14B with one rank-1 adapter) and other data; they are shown beside the closest
-# condition of this run. They are not like for like: the paper divides misaligned-and-coherent answers by all
-# answers, this page by the coherent ones. The safe twins have no published value: they are this project's
-# control.
+# condition of this run, with the paper's denominator: misaligned and coherent answers over all scored answers
+# (the rest of this page divides by the coherent answers, as the emergent-misalignment page does). The safe
+# twins have no published value: they are this project's control.
 
 # %%
 comparison = small.paper_comparison(table)
