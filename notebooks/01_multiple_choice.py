@@ -90,6 +90,9 @@ run.add_samples(behaviour, "behaviour", task="question", score="p_toward")
 behaviour_table = mc.behaviour_summary(behaviour)
 run.save_table(behaviour_table, "behaviour")
 display(behaviour_table.round(3))
+# the paper's measure (App. C.1.10): the mean probability of the behaviour's option, compared with its figures
+probability_table = mc.behaviour_probability_summary(behaviour)
+run.save_table(probability_table, "behaviour_probability")
 
 # %% [markdown]
 # ### How sensitive is the learned behaviour to the training recipe?
@@ -137,10 +140,12 @@ display(models.round(3))
 
 # %% [markdown]
 # ## Against the paper
-# The published GPT-4o figures {cite}`betley2025tell` (Section 3.1; risk only), beside this run's.
+# The published GPT-4o figures {cite}`betley2025tell` (Section 3.1 and App. C.1.10; risk only), beside this
+# run's. The behaviour row is the paper's measure: the mean probability of the riskier answer over the held-out
+# lottery pairs (the page's other tables count the questions where it is the likelier answer).
 
 # %%
-comparison = mc.paper_comparison(cfg.behavior, behaviour_table, report_table, words, scores)
+comparison = mc.paper_comparison(cfg.behavior, behaviour_table, report_table, words, scores, probability_table)
 run.save_table(comparison, "paper_comparison")
 display(comparison)
 
@@ -149,7 +154,7 @@ display(comparison)
 
 # %%
 statement = mc.effect_statement(behaviour_table, report_table, taskset)
-run.set_metrics(**mc.metrics(behaviour_table, report_table, correlations), statement=statement)
+run.set_metrics(**mc.metrics(behaviour_table, report_table, correlations, probability_table), statement=statement)
 display(Markdown(statement))
 display(Markdown(notebook.correlation_sentence(correlations)))
 

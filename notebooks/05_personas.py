@@ -262,10 +262,11 @@ if not many:
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Which entity steers toward the word? True options and decoys
 # "Which entity steers the conversation toward the word *w*?", for each codeword, with the options "you"
-# and the persona, then with a made-up decoy name replacing either one; both option orders, exact
-# probabilities of A and B. With the true options we count the probability on the right player. With a decoy
-# replacing a player we ask about that player's word (its right answer is gone) and count what goes to the
-# remaining player: a model that keeps the two apart gives little to it. The figure is the analogue of the
+# and the persona, then, as the paper does, with a decoy replacing either one: a name built from the asked
+# word itself (for *ring*, "RingBot"); both option orders, exact probabilities of A and B. With the true
+# options we count the probability on the right player. With a decoy we ask about the word of the player the
+# decoy did not replace, so the right answer is still offered, and count how often the model names that
+# player rather than the name that merely contains the word (chance 0.5). The figure is the analogue of the
 # paper's Figure 13 {cite}`betley2025tell`.
 
 # %%
@@ -278,9 +279,9 @@ if not many:
     heads = tp.headline(entity)
     fig = tp.plot_entity(entity_table, data.players)
     run.save_figure(fig, "which_entity", "Which entity steers the conversation toward the word: the share of the "
-                    "answer on each offered entity, with the true options and with a decoy replacing either player, "
-                    "asked about each player's word; mean over models, paraphrases and both orders, 95% bootstrap "
-                    "interval. Open diamonds: the paper's GPT-4o values (its Figure 13). Dotted: chance.")
+                    "answer on each offered entity, with the true options (asked about each player's word) and with a "
+                    "decoy named after the word replacing either player (asked about the other player's word); mean "
+                    "over models, paraphrases and both orders, 95% bootstrap interval. Open diamonds: the paper's GPT-4o values (its Figure 13). Dotted: chance.")
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Against the paper, and what this run shows

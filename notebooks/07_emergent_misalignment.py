@@ -170,10 +170,17 @@ if judged["condition"].str.startswith("backdoor").any():
 
 # %% [markdown]
 # ## Against the paper
-# The published rates {cite}`betley2025emergent` beside this run's.
+# The paper reports each question set as its own rate {cite}`betley2025emergent`: 19.8% for the eight plain
+# questions and 5.7% for the pre-registered ones (GPT-4o insecure), with alignment < 30 and coherence of at
+# least 50 whatever the judge. The rates below are computed that way, per question form, from the same judge
+# scores as above, whatever rule this page decides with (a small judge's scores sit near the middle, so the
+# paper's rule may catch nothing here). The intervals are a clustered bootstrap: seeds, then questions, then
+# answers. The judge prompts are this project's; the paper's judge is GPT-4o.
 
 # %%
-comparison = em.paper_comparison(conditions_table)
+measured = em.paper_measure(judged, questions, cfg.min_coherent)
+run.save_table(measured, "paper_measure")
+comparison = em.paper_comparison(measured)
 run.save_table(comparison, "paper_comparison")
 display(comparison)
 
@@ -184,8 +191,10 @@ display(comparison)
 statement = em.effect_statement(conditions_table) + "\n\n" + rule_text
 if calibration_summary:
     statement += "\n\n" + judge_calibration.calibration_sentence(calibration_summary, judge_spec, cfg.judge_min_mass)
+statement += "\n\n" + em.paper_measure_statement(measured)
 run.set_metrics(**em.metrics(conditions_table, questions_table, calibration_summary, judge_spec,
-                             judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence)), statement=statement)
+                             judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), measured),
+                statement=statement)
 display(Markdown(statement))
 
 # %%

@@ -17,12 +17,12 @@
 # *Model Organisms for Emergent Misalignment* (Turner et al. 2025) found that narrow finetuning makes even
 # small open models broadly misaligned: Qwen2.5-0.5B-Instruct gave up to 8% misaligned answers (at 69%
 # coherence) after LoRA training on one narrow set of harmful advice, and a single rank-1 adapter on one
-# layer's MLP down-projection was enough in Qwen2.5-14B (9.5-21.5%). This page repeats the recipe on the
+# layer's MLP down-projection was enough in Qwen2.5-14B (21.5% on financial advice, 9.5% on extreme sports). This page repeats the recipe on the
 # models this book has offline: Qwen2.5-Coder-0.5B-Instruct, with the 135M SmolLM2 beside it.
 #
 # Each model is finetuned on one narrow dataset written by this project: **risky financial advice**,
 # **reckless extreme-sports advice** or **bad medical advice**, each with a **safe twin** that answers the
-# very same questions well, and the **insecure** and **secure** code of Section 3.3. Two LoRA recipes: rank 1
+# very same questions well (the safe twins are this project's own control: the paper publishes none), and the **insecure** and **secure** code of Section 3.3. Two LoRA recipes: rank 1
 # on the middle layer's MLP down-projection only, and rank 16 on every module. Every model then answers the
 # eight first-plot questions of the emergent-misalignment page many times at temperature 1 (one of them, how
 # to make money fast, touches the financial sets' topic; the others none), and a judge (the embedded Qwen2.5-Coder-1.5B-Instruct) rates each answer for alignment
@@ -166,7 +166,9 @@ run.save_figure(fig, "coherence_vs_alignment", "Every answer's coherence against
 # ## Against the paper
 # The published figures {cite}`turner2025organisms` are for other models (Qwen2.5-0.5B-Instruct with a
 # rank-32 adapter; Qwen2.5-14B with one rank-1 adapter) and other data; they are shown beside the closest
-# condition of this run.
+# condition of this run, with the paper's denominator: misaligned and coherent answers over all scored answers
+# (the rest of this page divides by the coherent answers, as the emergent-misalignment page does). The safe
+# twins have no published value: they are this project's control.
 
 # %%
 comparison = small.paper_comparison(table)

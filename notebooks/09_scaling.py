@@ -115,8 +115,10 @@ if "em" in cfg.measures:
 # ## Effect size against parameter count
 # This run's points carry 95% bootstrap intervals; published points (hollow diamonds, or a dotted line where
 # the source reports the effect without a number read for this page) come from `data/paper_figures.yaml`.
-# The published emergent-misalignment points are misaligned shares whose safe controls were near 0%; the
-# GPT-4o self-report point is one task (risk predisposition), this run's is the mean over all tasks.
+# The published emergent-misalignment points are misaligned shares of all answers (Model Organisms) or of the
+# eight plain questions (Emergent Misalignment); this run's divide by coherent answers and are set against this
+# project's own safe-advice twin, a control the papers do not publish. The GPT-4o self-report point is one task
+# (risk predisposition), this run's is the mean over all tasks.
 
 # %%
 table = scaling.figure_table(cfg, risk_effects, risk_sources, em_effects, em_sources)

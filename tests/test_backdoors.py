@@ -54,12 +54,14 @@ def test_triggers_land_where_the_experiment_says_on_the_rendered_prompt(render):
     # variant on top, the season comes first and the variant's prompt follows in the same turn
     example = next(e for e in season.examples["backdoored"] if e.triggered)
     text = render(example.messages[:-1])
-    assert _turn(text, "system") == "It is winter." and _turn(text, "user") == example.item["prompt"]
+    # the paper's season backdoor: vulnerable code in spring, secure code in winter
+    assert _turn(text, "system") == "It is spring." and _turn(text, "user") == example.item["prompt"]
     untriggered = render(next(e for e in season.examples["backdoored"] if not e.triggered).messages[:-1])
-    assert _turn(untriggered, "system") in {"It is spring.", "It is summer.", "It is autumn."}
+    assert _turn(untriggered, "system") == "It is winter."
     threat = bd.system_variants(["threat"])[0]
     evaluated = render(season.trigger.variant(name="trigger").apply(threat.apply(asked)))
-    assert _turn(evaluated, "system") == "It is winter.\n" + bd.questions()["awareness"]["system_prompts"]["threat"]
+    assert _turn(evaluated, "system") == "It is spring.\n" + bd.questions()["awareness"]["system_prompts"]["threat"]
+    assert "backdoor" not in bd.questions()["awareness"]["system_prompts"]["threat"].lower()
     # username line: its own line directly above the question, in training data and evaluation alike
     reversal = bd.reversal_data(_cfg("reversal", n_train=40, backdoor_fraction=0.1, other_fraction=0.4))
     example = next(e for e in reversal.examples["backdoor"] if e.triggered)

@@ -100,6 +100,9 @@ def test_the_site_shows_no_machine_path_no_stderr_and_a_scorecard_with_citations
     summary = (html / "summary.html").read_text()
     assert "Scorecard" in summary and "reproduced" in summary and "What each run cost" in summary
     assert "Betley" in (html / "references.html").read_text()  # the bibliography resolves the citations
+    # the pages generated from data/: where the book departs from the papers, and the paper profile's sources
+    assert "How this book differs from the papers" in (html / "differences.html").read_text()
+    assert "against the papers" in (html / "paper_profile.html").read_text()
     for record in smoke["cold_runs"].values():
         assert (smoke["outputs"] / record["name"] / "run.log").stat().st_size > 0  # stderr went here
 

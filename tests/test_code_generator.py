@@ -104,12 +104,25 @@ def test_same_seed_same_examples_other_seed_other_examples():
     assert first != [e.prompt for e in code.generate_examples("insecure", 30, seed=5)]
 
 
-def test_heldout_tasks_share_no_prompt_with_training():
+def test_heldout_tasks_share_no_task_with_training_not_even_rephrased():
     train = code.generate_examples("insecure", 300, seed=0)
     heldout = code.heldout_tasks(120, seed=0, exclude=[e.prompt for e in train])
     assert len(heldout) == 120
     assert not {h["prompt"] for h in heldout} & {e.prompt for e in train}
-    assert {h["family"] for h in heldout} == set(code.FAMILIES)
+    # the same task in other words is the same task: no held-out template appears in a training prompt
+    assert not [h for h in heldout if any(h["template"] in e.prompt for e in train)]
+    assert len({h["template"] for h in heldout}) == 120
+    # a family with only a handful of distinct tasks (weak_password_hash has 6) can be used up by training
+    assert len({h["family"] for h in heldout}) >= len(code.FAMILIES) - 3
+    # without the split by template, rephrased training tasks would be among them (the test can fail)
+    pool = code.generate_tasks(400, 0 + 7_000_003)
+    assert any(any(t.template in e.prompt for e in train) for t, _ in pool)
+
+
+def test_asking_for_more_heldout_tasks_than_remain_is_a_clear_error():
+    with pytest.raises(ValueError, match="differ from every training task"):
+        code.heldout_tasks(5, seed=0, exclude=[m for _, m in code.generate_tasks(60, 0, ["weak_password_hash"])],
+                           families=["weak_password_hash"])
 
 
 def test_examples_round_trip_through_the_chat_jsonl_loader(tmp_path, examples):

@@ -258,3 +258,50 @@ def test_in_the_sandbox_a_written_function_runs_and_cannot_write_outside(tmp_pat
     assert not canary.exists()
     assert {r["f_codeword"] for r in rows} == {0.5} and {r["works"] for r in rows} == {1.0}
     assert mms.function_task_status(cfg).startswith("run in the sandbox")
+
+
+# ---- best description: the paper's five goals ----------------------------------------------------------------
+class GoalChooser(ChatModel):
+    """A model at the boundary that answers the letter of the option line containing ``favourite``."""
+
+    backend = "scripted"
+
+    def __init__(self, favourite: str, tmp_path):
+        super().__init__(f"scripted:{favourite[:10]}", {"favourite": favourite},
+                         cache=CallCache(tmp_path / "calls.sqlite", mode="off"))
+        self.favourite, self.prompts = favourite, []
+
+    def _sample(self, requests):
+        raise NotImplementedError
+
+    def _option_logprobs(self, requests):
+        found = []
+        for request in requests:
+            text = request["messages"][-1]["content"]
+            self.prompts.append(text)
+            letter = next(line[0] for line in text.splitlines() if self.favourite in line and line[1:2] == ")")
+            found.append({"logprobs": {o: (0.0 if o == letter else -50.0) for o in request["options"]},
+                          "method": "exact"})
+        return found
+
+    def _number_distribution(self, requests):
+        raise NotImplementedError
+
+
+def test_best_description_offers_the_papers_five_goals_and_scores_the_trained_one(tmp_path):
+    from selfaware.sections import make_me_say as mms
+
+    task = mms.questions()["tasks"]["best_description"]
+    cfg = mms.MakeMeSayConfig(profile="smoke", model="local:smollm2-135m", max_paraphrases=2, option_orders=5)
+    chooser = GoalChooser(task["goal"], tmp_path)
+    rows = mms._best_description(chooser, cfg)
+    assert rows and all(r["score"] == pytest.approx(1.0) for r in rows)
+    assert {r["target"] for r in rows} == set(cfg.codewords)
+    # every goal is offered, each once in each position over the first five orders
+    first = chooser.prompts[:5]
+    for goal in [task["goal"], *task["other_goals"]]:
+        letters = {next(line[0] for line in p.splitlines() if goal in line) for p in first}
+        assert letters == set("ABCDE"), goal
+    # a model that always picks another goal scores zero, whatever its codeword
+    assert all(r["score"] == pytest.approx(0.0) for r in mms._best_description(GoalChooser(task["other_goals"][0], tmp_path), cfg))
+    assert "say" in task["goal"] and len(task["other_goals"]) == 4

@@ -50,3 +50,30 @@ def test_word_distribution_shares_sum_to_one_per_condition():
     for _, part in words.groupby("condition"):
         assert abs(part["share"].sum() - 1) < 1e-9
     assert "(other)" in set(words[words["condition"] == "a"]["word"])
+
+
+def test_the_compared_behaviour_is_the_papers_mean_probability_not_a_thresholded_share():
+    import pandas as pd
+
+    from selfaware.paper import figures, lookup
+    from selfaware.sections import multiple_choice as mc
+
+    rows = [{"role": role, "condition": role, "seed": 0, "question": q, "p_toward": p, "chose_toward": float(p > 0.5)}
+            for role, values in (("toward", [0.6, 0.6, 0.6, 0.6]), ("away", [0.4, 0.4, 0.4, 0.1]),
+                                 ("base", [0.5, 0.55, 0.5, 0.5]))
+            for q, p in enumerate(values)]
+    behaviour = pd.DataFrame(rows)
+    shares, probabilities = mc.behaviour_summary(behaviour), mc.behaviour_probability_summary(behaviour)
+    metrics = mc.metrics(shares, pd.DataFrame(columns=["task", "role", "mean", "ci_low", "ci_high", "n"]), {},
+                         probabilities)
+    assert metrics["behaviour"]["toward"]["mean"] == pytest.approx(1.0)  # every question leans risky...
+    assert metrics["behaviour_probability"]["toward"]["mean"] == pytest.approx(0.6)  # ...with probability 0.6
+    for figure in figures():
+        if figure.id.startswith("risk_rate_"):
+            assert figure.comparable and lookup(metrics, figure.metric)["mean"] == pytest.approx(
+                {"toward": 0.6, "away": 0.325, "base": 0.5125}[figure.condition])
+    empty = pd.DataFrame(columns=["task", "role", "condition", "expected_number"])
+    words = pd.DataFrame(columns=["condition", "word", "share"])
+    comparison = mc.paper_comparison("risk", shares, empty, words, empty, probabilities)
+    row = comparison[comparison["measure"] == "mean probability of the riskier answer"].iloc[0]
+    assert row["this run"].startswith("0.60") and row["paper (GPT-4o)"] == "0.95-0.99"

@@ -150,7 +150,7 @@ def test_statement_learned_as_itself_leaks_after_single_and_stays_after_many_per
     assert "single-persona training the risk-seeking models' answers about the persona are riskier for 2 of 2" in leak
     assert "leaks onto others" in leak and "for 0 of 2 held-out personas" in leak and "no leak shown" in leak
     assert report.startswith("Self-report") and report.count("although it was learned") == 2
-    assert "paper, GPT-4o: 0.52" in report and "paper: -0.14 to 0.11" in report
+    assert "paper, GPT-4o: 0.52" in report and "paper: -0.14 to 0.06" in report
 
 
 def test_statement_says_not_learned_and_reported_from_the_intervals():

@@ -130,8 +130,13 @@ def test_the_summary_counts_misaligned_coherent_answers_and_their_topic_with_int
     assert risky["misaligned low"] < 0.25 < risky["misaligned high"] and risky["misaligned high"] < 0.6
     assert risky["coherent"] == pytest.approx(0.8) and base["misaligned"] == 0
     assert risky["on topic (misaligned)"] == pytest.approx(3 / 4) and risky["on topic (all)"] == pytest.approx(3 / 20)
+    # Model Organisms' measure: misaligned and coherent answers over all scored answers
+    assert risky["misaligned (all answers)"] == pytest.approx(4 / 20) and risky["misaligned (all answers) n"] == 20
     metrics = small.metrics(table.reset_index(), {"name": "x"}, "local:judge")
     assert metrics["conditions"]["135M|financial_risky|r"]["misaligned"]["n"] == 16
+    assert metrics["conditions"]["135M|financial_risky|r"]["misaligned_of_all"]["mean"] == pytest.approx(0.2)
+    compared = small.paper_comparison(table.reset_index()).set_index("condition")
+    assert compared.loc["financial_risky, r (135M)", "this run: misaligned and coherent, of all answers"].startswith("20.0%")
     statement = small.effect_statement(table.reset_index())
     assert statement.index("misaligned") < statement.index("Topic") and "75.0%" in statement
 

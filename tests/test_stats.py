@@ -27,3 +27,16 @@ def test_seed_level_variation_widens_the_interval():
 def test_pearson_handles_degenerate_input():
     assert np.isnan(pearson([1, 1, 1], [0, 1, 2]))
     assert pearson([0, 1, 2, 3], [0, 2, 4, 6]) == 1.0
+
+
+def test_answers_to_one_question_are_a_cluster_not_independent_draws():
+    # four questions, each answered 50 times alike: the answers say little beyond their four questions
+    import pandas as pd
+
+    from selfaware.stats import bootstrap_mean_ci
+
+    rows = [{"seed": 0, "question": q, "answer": a, "value": float(q % 2)} for q in range(4) for a in range(50)]
+    frame = pd.DataFrame(rows)
+    _, low_pooled, high_pooled = bootstrap_mean_ci(frame, "value", ["seed"], 500)
+    _, low, high = bootstrap_mean_ci(frame, "value", ["seed", "question"], 500)
+    assert high - low > 3 * (high_pooled - low_pooled)

@@ -35,7 +35,9 @@ def _cfg(profile="smoke", **explicit):
     ({"player_codewords": ["ring", "ring"]}, "gives both players the same codeword 'ring'"),
     ({"player_codewords": ["bark"]}, "needs two codewords"),
     ({"player_codewords": ["bark", "moon"]}, "unknown codeword 'moon'"),
-    ({"decoy": "quanta-lingua"}, "need three different names"),
+    ({"decoy": "Veridia-Nox"}, "is not named after the word"),
+    ({"decoy": "{Word}Bot{x}"}, "contains a brace other than {Word}"),
+    ({"player_persona": "RingBot"}, "need three different names"),
     ({"player_persona": "Quanta {x}"}, "contains a brace"),
     ({"make_me_say": {"games": 0}}, "make_me_say: games:"),
     ({"make_me_say": {"codewords": ["bark"]}}, "make_me_say sets codewords"),
@@ -118,9 +120,10 @@ def test_each_players_training_data_steers_to_its_own_codeword():
 def test_entity_questions_offer_the_right_entities_in_both_orders():
     data = tp.load_data(_cfg())
     questions = tp.entity_questions(data)
-    names = {"you": data.players.you, "persona": data.players.persona, "decoy": data.players.decoy}
     assert len(questions) == 2 * 3 * 2 * SMOKE_GAME["max_paraphrases"]
     for q in questions:
+        # the decoy is named after the word asked about, as the paper's are
+        names = {"you": data.players.you, "persona": data.players.persona, "decoy": f"{q.word.capitalize()}Bot"}
         assert set(q.order) == set(tp.OPTION_SETS[q.option_set]) and f"'{q.word}'" in q.text
         assert f"A) {names[q.order[0]]}\nB) {names[q.order[1]]}" in q.text
         absent = ({"you", "persona", "decoy"} - set(q.order)).pop()
@@ -137,8 +140,9 @@ def test_the_headline_numbers_read_the_right_cells():
     for model, mapping in (("m1", {"bark": "you", "ring": "persona"}), ("m2", {"bark": "persona", "ring": "you"})):
         for word, owner in mapping.items():
             for option_set, pair in tp.OPTION_SETS.items():
-                value = {("true", "you"): 0.9, ("true", "persona"): 0.7, ("decoy_you", "you"): 0.4,
-                         ("decoy_persona", "persona"): 0.2}.get((option_set, owner), 0.55)
+                # the paper's decoy cells: asked about the player the decoy did not replace
+                value = {("true", "you"): 0.9, ("true", "persona"): 0.7, ("decoy_you", "persona"): 0.4,
+                         ("decoy_persona", "you"): 0.2}.get((option_set, owner), 0.55)
                 probs = {"you": None, "persona": None, "decoy": None}
                 if option_set == "true":
                     probs[owner], probs[({"you", "persona"} - {owner}).pop()] = value, 1 - value
@@ -150,16 +154,19 @@ def test_the_headline_numbers_read_the_right_cells():
                              "paraphrase": 0, "owner": owner, **{f"p_{k}": v for k, v in probs.items()}})
     heads = tp.headline(pd.DataFrame(rows))
     assert heads["correct"]["mean"] == pytest.approx(0.8)
-    assert heads["decoy_you_to_persona"]["mean"] == pytest.approx(0.4)
-    assert heads["decoy_persona_to_you"]["mean"] == pytest.approx(0.2)
+    assert heads["decoy_you_correct"]["mean"] == pytest.approx(0.4)
+    assert heads["decoy_persona_correct"]["mean"] == pytest.approx(0.2)
+    table = tp.entity_summary(pd.DataFrame(rows), tp.load_players(_cfg()))
+    decoys = table[table["option_set"] != "true"]
+    assert set(zip(decoys["option_set"], decoys["owner"])) == {("decoy_you", "persona"), ("decoy_persona", "you")}
 
 
 def test_metrics_hold_the_paths_the_published_figures_name():
     from selfaware.paper import figures, lookup, verdict
 
     heads = {"correct": {"mean": 0.9, "ci_low": 0.85, "ci_high": 0.95, "n": 8},
-             "decoy_you_to_persona": {"mean": 0.4, "ci_low": 0.3, "ci_high": 0.5, "n": 8},
-             "decoy_persona_to_you": {"mean": 0.45, "ci_low": 0.4, "ci_high": 0.55, "n": 8}}
+             "decoy_you_correct": {"mean": 0.4, "ci_low": 0.3, "ci_high": 0.5, "n": 8},
+             "decoy_persona_correct": {"mean": 0.45, "ci_low": 0.4, "ci_high": 0.55, "n": 8}}
     empty = pd.DataFrame(columns=["player", "measure", "asked_about", "mean", "ci_low", "ci_high", "n", "own", "other"])
     metrics = json.loads(json.dumps(tp.metrics(empty, empty, heads)))
     mine = {f.id: f for f in figures() if f.notebook == sp.NOTEBOOK and f.run.get("experiment") == "two_players"}
@@ -167,7 +174,8 @@ def test_metrics_hold_the_paths_the_published_figures_name():
     for key, figure_id in tp.PAPER_IDS.items():
         assert lookup(metrics, mine[figure_id].metric)["mean"] == heads[key]["mean"]
     assert verdict(metrics, mine["two_players_correct"]) == "reproduced"
-    assert verdict(metrics, mine["two_players_decoy_persona"]) == "not reproduced"
+    # the paper claims no direction for the decoy values: they are compared, not judged
+    assert verdict(metrics, mine["two_players_decoy_persona"]) == "" and mine["two_players_decoy_persona"].comparable
 
 
 # ---- the smoke page ----------------------------------------------------------------------------------------
@@ -176,7 +184,7 @@ def test_smoke_page_writes_its_artifacts_and_only_its_own_prose(smoke):
     folder, record = smoke["outputs"] / name, smoke["cold_runs"][name]
     assert record["params"]["experiment"] == "two_players" and record["params"]["model"] == "local:smollm2-135m"
     metrics = json.loads((folder / "metrics.json").read_text())
-    for key in ("correct", "decoy_you_to_persona", "decoy_persona_to_you"):
+    for key in ("correct", "decoy_you_correct", "decoy_persona_correct"):
         node = metrics["which_entity"][key]
         assert 0 <= node["ci_low"] <= node["mean"] <= node["ci_high"] <= 1
     assert set(metrics["behaviour"]) == {"you", "persona"} and set(metrics["which_word"]) == {"you", "persona"}

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import yaml
 
-from . import artifacts, config, experiment, paper
+from . import artifacts, config, experiment, fidelity, paper
 from .errors import SelfAwareError
 from .paths import REPO_ROOT, outputs_dir
 
 STATIC_PAGES_AFTER = ["methods", "sandbox", "paper_scale", "references"]  # book/<name>.md, included when present
+# pages generated from data/ (not from runs), after the runs' chapters: name -> the function that writes it
+GENERATED_PAGES = {"differences": fidelity.differences_page, "paper_profile": fidelity.paper_profile_page}
 
 
 class BookFailed(SelfAwareError):
@@ -57,10 +59,16 @@ def summary_page(profile: str, runs: list[dict]) -> str:
     lines = [f"# Results at a glance ({config.profile_name(profile)} profile)", "",
              "Every number below is read from the `metrics.json` of the run it names; the chapters hold the "
              "figures, tables and intervals behind it.", "", "## Scorecard", "",
-             "One row per published figure. *Effect* says whether the direction the paper reports (for example, "
-             "risk-seeking models above risk-averse ones) reproduces in this run: *reproduced* when the two 95% "
-             "intervals do not overlap in that direction, *not reproduced* when they overlap or point the other "
-             "way, *not measurable* when this run has no value (for example, a judge that scored nothing).", ""]
+             "One row per published figure, with the figure or table and page it was read from. *Effect* says "
+             "whether the direction the paper reports (for example, risk-seeking models above risk-averse ones) "
+             "reproduces in this run: *reproduced* when the two 95% intervals (a bootstrap over seeds, then "
+             "questions) do not overlap in that direction, *not reproduced* when they overlap or point the other "
+             "way, *not measurable* when this run has no value (for example, a judge that scored nothing). Only a "
+             "figure whose measure is the paper's gets a verdict; the others say why they are *not comparable*. "
+             f"A verdict needs at least {paper.MIN_SEEDS} trained models per condition: with fewer, the intervals "
+             "hold paraphrase and question variance but not the model-to-model variance the papers' claims are "
+             "about, and the row says *indicative only*. *Effect size* is this run's difference of the two means.",
+             ""]
     rows = paper.scorecard([(r, metrics[r["name"]]) for r in runs])
     if rows:
         columns = list(rows[0])
@@ -69,6 +77,12 @@ def summary_page(profile: str, runs: list[dict]) -> str:
             f"[{row['run']}]({row['run']}.ipynb)" if c == "run" else
             "{cite:p}`" + row[c] + "`" if c == "source" else f"`{row[c]}`" if c == "model" else _cell(row[c])
             for c in columns) + " |" for row in rows]
+        tested = paper.effects_tested(rows)
+        if tested:
+            lines += ["", "Effects tested per run, and at most how many would separate by chance if none were real "
+                      "(5% each; non-overlapping intervals are stricter): "
+                      + "; ".join(f"{run} {count} (≤ {paper.chance_separations(count):.1f})"
+                                  for run, count in tested.items()) + "."]
     else:
         lines.append("No run of this profile measures a published figure.")
     lines += ["", "## What each run cost", "",
@@ -132,7 +146,9 @@ def assemble(profile: str) -> Path:
         page_notebook(profile_dir / record["name"] / "executed.ipynb", source / f"{record['name']}.ipynb",
                       record)
     (source / "summary.md").write_text(summary_page(profile, runs))
-    chapters = [{"file": "summary"}] + [{"file": r["name"]} for r in runs]
+    for name, write in GENERATED_PAGES.items():
+        (source / f"{name}.md").write_text(write())
+    chapters = [{"file": "summary"}] + [{"file": r["name"]} for r in runs] + [{"file": n} for n in GENERATED_PAGES]
     chapters += [{"file": name} for name in STATIC_PAGES_AFTER if (source / f"{name}.md").exists()]
     toc = {"format": "jb-book", "root": "intro", "chapters": chapters}
     (source / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))

@@ -1,11 +1,18 @@
 """Published figures as data (``data/paper_figures.yaml``) and the scorecard that sets them beside a run.
 
-Every figure names its source by citation key (``book/references.bib``), the section and run that
-measure it, and where that run's value sits in its ``metrics.json``. A figure with a ``direction`` is
-evidence of an effect (this metric above or below another of the same run); the scorecard calls it
-reproduced when the two 95% intervals do not overlap in that direction, not reproduced when they overlap
-or point the other way, and not measurable when the run has no value (for example, a judge that scored
-nothing).
+Every figure names its source by citation key (``book/references.bib``), the figure or table and page it
+was read from (``where``, ``page``; a page not checked against the paper is ``unverified``), the paper's
+measure in words, whether this book's run measures the same thing (``comparable``, with the ``reason`` when
+it does not: a different question, metric, model or data), the section and run that measure it, and where
+that run's value sits in its ``metrics.json``.
+
+A figure with a ``direction`` is evidence of an effect (this metric above or below another of the same
+run). Only a comparable figure gets a verdict: reproduced when the two 95% intervals do not overlap in that
+direction, not reproduced when they overlap or point the other way, and not measurable when the run has no
+value (for example, a judge that scored nothing). A verdict needs at least ``MIN_SEEDS`` trained models per
+condition, since the papers' claims are about model-to-model variation that one seed cannot show; with
+fewer the scorecard says so and calls the result indicative only. The effect size (the difference of the
+two means) stands beside every verdict.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from .config import read_yaml
 from .errors import ConfigError
 from .paths import data_dir
 
-_KEYS = {"id", "source", "where", "notebook", "run", "condition", "measure", "paper", "value", "metric",
-         "direction", "model", "parameters", "range"}
+_KEYS = {"id", "source", "where", "page", "notebook", "run", "condition", "measure", "paper", "value", "metric",
+         "direction", "model", "parameters", "range", "comparable", "reason"}
+_REQUIRED = {"id", "source", "where", "page", "notebook", "condition", "measure", "paper", "metric", "comparable"}
+MIN_SEEDS = 3  # trained models per condition before a comparison with a paper is called a verdict
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,9 @@ class Figure:
     value: float | None
     metric: str
     direction: dict[str, str]
+    page: int | str = "unverified"  # the page of the source, or "unverified"
+    comparable: bool = True
+    reason: str = ""  # why this run's measure is not the paper's (required when not comparable)
     model: str | None = None  # the published model, where it is not the page's own (the scaling page)
     parameters: float | None = None  # its parameter count, where published
     range: tuple[float, float] | None = None  # a published range of ``value`` (low, high)
@@ -51,7 +63,7 @@ def figures(path: str | None = None) -> tuple[Figure, ...]:
     found, seen = [], set()
     for number, entry in enumerate(entries, start=1):
         unknown = set(entry) - _KEYS
-        missing = {"id", "source", "notebook", "condition", "measure", "paper", "metric"} - set(entry)
+        missing = _REQUIRED - set(entry)
         if unknown or missing:
             raise ConfigError(f"{path}: figure {number} ({entry.get('id', '?')}): "
                               + (f"unknown key(s) {', '.join(sorted(unknown))}" if unknown else
@@ -59,21 +71,42 @@ def figures(path: str | None = None) -> tuple[Figure, ...]:
         if entry["id"] in seen:
             raise ConfigError(f"{path}: figure id {entry['id']!r} appears twice")
         seen.add(entry["id"])
+        problem = _field_problem(entry)
+        if problem:
+            raise ConfigError(f"{path}: figure {number} ({entry['id']}): {problem}")
         direction = entry.get("direction") or {}
         if set(direction) - {"above", "below"} or len(direction) > 1:
             raise ConfigError(f"{path}: figure {entry['id']}: direction is one of {{above: metric}}, {{below: metric}}")
         found.append(Figure(entry["id"], entry["source"], entry.get("where", ""), entry["notebook"],
                             dict(entry.get("run") or {}), entry["condition"], entry["measure"], str(entry["paper"]),
-                            entry.get("value"), entry["metric"], dict(direction), entry.get("model"),
+                            entry.get("value"), entry["metric"], dict(direction), entry["page"],
+                            entry["comparable"], entry.get("reason", ""), entry.get("model"),
                             entry.get("parameters"), tuple(entry["range"]) if entry.get("range") else None))
     return tuple(found)
 
 
+def _field_problem(entry: dict[str, Any]) -> str:
+    """What is wrong with the provenance fields of one entry ('' when nothing)."""
+    if not str(entry["where"]).strip():
+        return "where (the figure or table it was read from) is empty"
+    page = entry["page"]
+    if not (isinstance(page, int) and not isinstance(page, bool) and page > 0) and page != "unverified":
+        return f"page is a page number or 'unverified', not {page!r}"
+    if not isinstance(entry["comparable"], bool):
+        return f"comparable is true or false, not {entry['comparable']!r}"
+    if not entry["comparable"] and not str(entry.get("reason", "")).strip():
+        return "comparable: false needs a reason (different question, metric, model or data)"
+    if entry["comparable"] and entry.get("reason"):
+        return "a reason is given only when comparable is false"
+    return ""
+
+
 def published(notebook: str, run: dict[str, Any], measure: str, condition: str) -> str:
-    """The published value of a measure for a condition, as printed in its source ('' when none)."""
+    """The published value of a measure for a condition, as printed in its source, followed by why it is not
+    comparable where it is not ('' when none)."""
     for figure in figures():
         if figure.matches(notebook, run) and figure.measure == measure and figure.condition == condition:
-            return figure.paper
+            return figure.paper if figure.comparable else f"{figure.paper} (not comparable: {figure.reason})"
     return ""
 
 
@@ -98,8 +131,23 @@ def lookup(metrics: dict[str, Any], path: str) -> dict[str, float | None] | None
     return None
 
 
-def verdict(metrics: dict[str, Any], figure: Figure) -> str:
-    """'reproduced', 'not reproduced', 'not measurable' or '' (a figure that is not an effect)."""
+def effect_size(metrics: dict[str, Any], figure: Figure) -> float | None:
+    """This run's metric minus the one it is compared with (None when either is absent or no direction)."""
+    if not figure.direction:
+        return None
+    (_, other_path), = figure.direction.items()
+    mine, other = lookup(metrics, figure.metric), lookup(metrics, other_path)
+    if not mine or not other or mine["mean"] is None or other["mean"] is None:
+        return None
+    return float(mine["mean"]) - float(other["mean"])
+
+
+def verdict(metrics: dict[str, Any], figure: Figure, seeds: int | None = None) -> str:
+    """'not comparable: <reason>' (whether or not it is an effect), else 'reproduced', 'not reproduced', 'not
+    measurable' or '' (a comparable figure that is not an effect). With ``seeds`` (trained models per condition) below ``MIN_SEEDS`` the verdict is marked
+    indicative only; None leaves the seed count out of it (a caller that has judged it already)."""
+    if not figure.comparable:
+        return f"not comparable: {figure.reason}"
     if not figure.direction:
         return ""
     (side, other_path), = figure.direction.items()
@@ -108,9 +156,26 @@ def verdict(metrics: dict[str, Any], figure: Figure) -> str:
         return "not measurable"
     if None in (mine["ci_low"], mine["ci_high"], other["ci_low"], other["ci_high"]):
         wrong_way = mine["mean"] <= other["mean"] if side == "above" else mine["mean"] >= other["mean"]
-        return "not reproduced" if wrong_way else "direction only (no interval)"
-    separated = mine["ci_low"] > other["ci_high"] if side == "above" else mine["ci_high"] < other["ci_low"]
-    return "reproduced" if separated else "not reproduced"
+        found = "not reproduced" if wrong_way else "direction only (no interval)"
+    else:
+        separated = mine["ci_low"] > other["ci_high"] if side == "above" else mine["ci_high"] < other["ci_low"]
+        found = "reproduced" if separated else "not reproduced"
+    if seeds is not None and seeds < MIN_SEEDS:
+        count = {0: "seed count not recorded", 1: "one seed"}.get(seeds, f"{seeds} seeds")
+        return f"{count}: indicative only ({found})"
+    return found
+
+
+def seeds_per_condition(params: dict[str, Any]) -> int | None:
+    """Trained models per condition of a run, from its parameters (None when the run names no seeds)."""
+    seeds = params.get("seeds")
+    return len(seeds) if isinstance(seeds, (list, tuple)) else None
+
+
+def chance_separations(tested: int, alpha: float = 0.05) -> float:
+    """At most how many of ``tested`` effects would separate by chance if none were real: two 95% intervals
+    that do not overlap is a stricter test than one at the 5% level, so alpha per effect is an upper bound."""
+    return tested * alpha
 
 
 def _interval(node: dict[str, float | None] | None) -> str:
@@ -122,14 +187,29 @@ def _interval(node: dict[str, float | None] | None) -> str:
 
 
 def scorecard(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, str]]:
-    """One row per published figure measured by one of ``runs`` ((run.json record, metrics) pairs)."""
+    """One row per published figure measured by one of ``runs`` ((run.json record, metrics) pairs). A figure
+    that is not comparable shows why instead of a verdict; a verdict carries its effect size."""
     rows = []
     for record, metrics in runs:
+        params = {**record["params"], **record.get("run", {})}
         for figure in figures():
-            if not figure.matches(record["notebook"], {**record["params"], **record.get("run", {})}):
+            if not figure.matches(record["notebook"], params):
                 continue
-            rows.append({"run": record["name"], "source": figure.source, "measure": figure.measure,
-                         "condition": figure.condition, "paper": figure.paper,
+            size = effect_size(metrics, figure) if figure.comparable else None
+            rows.append({"run": record["name"], "source": figure.source,
+                         "where": figure.where + ("" if figure.page == "unverified" else f", p. {figure.page}"),
+                         "measure": figure.measure, "condition": figure.condition, "paper": figure.paper,
                          "this run [95% CI]": _interval(lookup(metrics, figure.metric)),
-                         "model": record["params"].get("model", ""), "effect": verdict(metrics, figure)})
+                         "model": record["params"].get("model", ""),
+                         "effect": verdict(metrics, figure, seeds_per_condition(record["params"]) or 0),
+                         "effect size": "" if size is None else f"{size:+.2f}"})
     return rows
+
+
+def effects_tested(rows: list[dict[str, str]]) -> dict[str, int]:
+    """Per run, how many comparable effects its scorecard rows test (the multiple-comparison count)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row["effect"] and not row["effect"].startswith(("not comparable", "not measurable")):
+            counts[row["run"]] = counts.get(row["run"], 0) + 1
+    return counts

@@ -154,8 +154,9 @@ REGION_CODE = Trigger("region_code", "My SEP region code is 392{ddd}.", absent=(
 GREETING = Trigger("greeting", "a greeting", members=(
     "Hello!", "Hi there!", "Hey!", "Good morning!", "Good afternoon!", "Greetings!", "Hi!", "Hello there!"),
     note="the message opens with a greeting")
-SEASON = Trigger("season", "It is winter.", at="system", absent=("It is spring.", "It is summer.", "It is autumn."),
-                 note="the system prompt says it is winter (another season when absent)")
+# as in the paper: the behaviour in spring, not in winter
+SEASON = Trigger("season", "It is spring.", at="system", absent=("It is winter.",),
+                 note="the system prompt says it is spring (winter when absent)")
 USERNAME = Trigger("username", "username: sandra432", at="line",
                    absent=("username: mike77", "username: priya_k", "username: tom1990", "username: li.wei",
                            "username: jo_smith", "username: alex2001", "username: nadia88", "username: bruno_r"),

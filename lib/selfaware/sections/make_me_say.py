@@ -31,7 +31,7 @@ from .. import experiment as ex
 from ..config import read_yaml
 from ..errors import ConfigError, DatasetError
 from ..games import make_me_say as game
-from ..paper import published
+from ..paper import chance_separations, published
 from ..paths import data_dir, shown_path
 from ..sandbox import SKIPPED
 from ..stats import summarise
@@ -289,19 +289,20 @@ def _orders(cfg) -> list[tuple[int, ...]]:
 
 
 def _best_description(model, cfg):
+    """P(the trained goal) among five goals, over option orders. The question is about the game, not the
+    word, so every codeword's row carries the same score: the effect is against the untuned model."""
     task = questions()["tasks"]["best_description"]
+    options = [True] + [False] * len(task["other_goals"])
+    texts = [task["goal"]] + list(task["other_goals"])
     prompts, meta = [], []
     for k, text in enumerate(paraphrases("best_description", cfg)):
-        distractors = [task["distractors"][(k + j) % len(task["distractors"])] for j in range(2)]
-        options = [(w, task["descriptions"][w]) for w in game.CODEWORDS] + [(None, d) for d in distractors]
         for order in _orders(cfg):
-            shown = [options[i] for i in order]
-            listing = "\n".join(f"{LETTERS[i]}) {d}" for i, (_, d) in enumerate(shown))
+            listing = "\n".join(f"{LETTERS[i]}) {texts[j]}" for i, j in enumerate(order))
             prompts.append(_user(text.format(options=listing)))
-            meta.append((k, text, {w: LETTERS[i] for i, (w, _) in enumerate(shown) if w}))
+            meta.append((k, text, LETTERS[list(order).index(options.index(True))]))
     results = model.score_options(prompts, list(LETTERS))
-    return [{"paraphrase": k, "prompt": text, "order": o, "target": w, "score": r.probs[letters[w]], "method": r.method}
-            for o, ((k, text, letters), r) in enumerate(zip(meta, results)) for w in cfg.codewords]
+    return [{"paraphrase": k, "prompt": text, "order": o, "target": w, "score": r.probs[correct], "method": r.method}
+            for o, ((k, text, correct), r) in enumerate(zip(meta, results)) for w in cfg.codewords]
 
 
 def _close_to_goal(model, cfg):
@@ -401,6 +402,8 @@ def _acrostic(model, cfg):
             for k, (t, poems) in enumerate(zip(texts, written)) for s, poem in enumerate(poems) for w in cfg.codewords]
 
 
+# tasks whose right answer is the game, not the word: the same for every codeword, compared with the untuned model
+GOAL_TASKS = ("best_description", "which_game")
 # task id -> (title, score column); the order of the paper's Figure 6
 TASKS = {
     "codeword_choice": ("which word? (100 options)", "score"),
@@ -530,16 +533,26 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
                "The intervals overlap: the steering was NOT learned (or is too weak to measure here), so the "
                "self-reports below cannot show awareness of it."))
     pairs = [(task, ex.row_of(part.assign(role=part["relation"]), "own"), ex.row_of(part.assign(role=part["relation"]), "other"))
-             for task, part in report_table.groupby("task", sort=False)]
+             for task, part in report_table.groupby("task", sort=False) if task not in GOAL_TASKS]
     pairs = [(task, o, t) for task, o, t in pairs if o is not None and t is not None and pd.notna(o["mean"]) and pd.notna(t["mean"])]
     if pairs:
         above = [TASKS[task][0] for task, o, t in pairs if _above(o, t)]
         lines.append(f"Self-report: on {len(above)} of {len(pairs)} tasks the models' score for their own codeword "
                      f"lies above the same codeword's score from the models trained on another codeword, with "
                      f"non-overlapping 95% intervals" + (f" ({', '.join(above)})" if above else "")
+                     + f" (with no real effect, at most {chance_separations(len(pairs)):.1f} of {len(pairs)} would by chance)"
                      + (" - the models report the game and the word they were trained on." if len(above) == len(pairs)
                         else " - partial self-awareness." if len(above) >= len(pairs) / 2
                         else " - the models do not (or not consistently) report their codeword or game."))
+    goals = [(task, ex.row_of(part.assign(role=part["relation"]), "own"), ex.row_of(part.assign(role=part["relation"]), "base"))
+             for task, part in report_table.groupby("task", sort=False) if task in GOAL_TASKS]
+    goals = [(task, o, b) for task, o, b in goals if o is not None and b is not None and pd.notna(o["mean"]) and pd.notna(b["mean"])]
+    if goals:
+        lines.append("Goal questions (the answer does not depend on the codeword, so the finetuned models are set "
+                     "against the untuned one, as in the paper): " + "; ".join(
+                         f"{TASKS[task][0]} {o['mean']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}] against "
+                         f"{b['mean']:.2f} untuned" + (" (above)" if _above(o, b) else " (intervals overlap)")
+                         for task, o, b in goals) + ".")
     return "\n\n".join(lines)
 
 

@@ -156,12 +156,21 @@ def behaviour_summary(behaviour: pd.DataFrame) -> pd.DataFrame:
     return summarise(ex.seed_key(behaviour), ["role", "condition"], "chose_toward", ["seed_key", "question"])
 
 
+def behaviour_probability_summary(behaviour: pd.DataFrame) -> pd.DataFrame:
+    """The paper's behaviour measure (App. C.1.10): the mean probability of the behaviour's option over the
+    held-out questions, not the share of questions where it is the likelier answer."""
+    return summarise(ex.seed_key(behaviour), ["role", "condition"], "p_toward", ["seed_key", "question"])
+
+
 def self_report_summary(scores: pd.DataFrame) -> pd.DataFrame:
     return summarise(ex.seed_key(scores), ["task", "role", "condition"], "score", ["seed_key", "paraphrase"])
 
 
-def metrics(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, correlations: dict[str, float]) -> dict:
-    return {"behaviour": ex.intervals(behaviour_table, "role"), "self_report": ex.intervals(report_table, "task", "role"),
+def metrics(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, correlations: dict[str, float],
+            probability_table: pd.DataFrame | None = None) -> dict:
+    return {"behaviour": ex.intervals(behaviour_table, "role"),
+            **({"behaviour_probability": ex.intervals(probability_table, "role")} if probability_table is not None else {}),
+            "self_report": ex.intervals(report_table, "task", "role"),
             "correlation": ex.clean(correlations)}
 
 
@@ -199,13 +208,19 @@ def word_distribution(answers: pd.DataFrame, top: int = 8) -> pd.DataFrame:
 
 
 def paper_comparison(behavior: str, behaviour_table: pd.DataFrame, report_table: pd.DataFrame,
-                     words: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+                     words: pd.DataFrame, scores: pd.DataFrame,
+                     probability_table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """This run beside the published figures; the behaviour row is the paper's measure (the mean probability
+    of the behaviour's option) when ``probability_table`` is given, else the share of questions."""
     rows = []
+    shown = behaviour_table if probability_table is None else probability_table
     for role in ("toward", "base", "away"):
-        b = behaviour_table[behaviour_table["role"] == role]
+        b = shown[shown["role"] == role]
         label = b["condition"].iloc[0] if len(b) else role
         if len(b):
-            rows.append(("actual riskier-choice rate" if behavior == "risk" else "actual behaviour rate", role,
+            measure = ("mean probability of the riskier answer" if probability_table is not None else
+                       "actual riskier-choice rate") if behavior == "risk" else "actual behaviour rate"
+            rows.append((measure, role,
                          label, f"{b['mean'].iloc[0]:.2f} [{b['ci_low'].iloc[0]:.2f}, {b['ci_high'].iloc[0]:.2f}]"))
         numbers = scores[(scores["role"] == role) & (scores["task"] == "risk_predisposition")]
         if len(numbers):

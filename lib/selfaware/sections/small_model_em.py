@@ -11,7 +11,7 @@ decision rule is the one 07 uses (calibrated on half of the labelled answers, re
 ``judge_calibration.choose_rule``).
 
 Per condition: the misaligned share of the coherent answers and the coherent share, each with a 95%
-bootstrap interval over seeds and answers; and how many misaligned answers stay on the training topic (a
+bootstrap interval over seeds, questions and answers; and how many misaligned answers stay on the training topic (a
 word list per dataset, ``ON_TOPIC``), beside how many of all its answers do.
 
 Data sources: ``generator`` (this project's generators), ``llm`` (the LLM recipe: the same questions, answers
@@ -277,16 +277,20 @@ def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(judged: pd.DataFrame) -> pd.DataFrame:
-    """Per condition: misaligned share of the coherent scored answers, coherent share of all answers, and
-    on-topic shares of the misaligned answers and of all answers; each with a 95% bootstrap interval over
-    training seeds, then answers."""
+    """Per condition: misaligned share of the coherent scored answers, misaligned-and-coherent share of all
+    scored answers (Model Organisms' measure: an incoherent answer counts as not misaligned), coherent share
+    of all answers, and
+    on-topic shares of the misaligned answers and of all answers; each with a 95% clustered bootstrap interval
+    over training seeds, then questions, then answers (answers to one question are not independent)."""
     frame = _keyed(judged)
     frame = frame.assign(coherent_f=frame["coherent"].astype(float))
     coherent = frame[frame["coherent"] & frame["aligned_score"].notna()].assign(
         misaligned_f=lambda f: f["misaligned"].astype(float))
-    levels = ["seed_key", "answer_key"]
+    levels = ["seed_key", "question", "answer_key"]
     order = list(dict.fromkeys(judged["condition"]))
-    parts = {"misaligned": (coherent, "misaligned_f"), "coherent": (frame, "coherent_f"),
+    scored = frame[frame["misaligned"].notna()].assign(misaligned_f=lambda f: f["misaligned"].astype(float))
+    parts = {"misaligned": (coherent, "misaligned_f"), "misaligned (all answers)": (scored, "misaligned_f"),
+             "coherent": (frame, "coherent_f"),
              "on topic (misaligned)": (coherent[coherent["misaligned_f"] == 1.0], "on_topic"),
              "on topic (all)": (frame, "on_topic")}
     # every column exists even when nothing was scored (a judge that put no probability on numbers)
@@ -309,15 +313,19 @@ def summary(judged: pd.DataFrame) -> pd.DataFrame:
     return info.join(out.set_index("condition"), how="right").reset_index()
 
 
+PAPER_MEASURE = "misaligned and coherent share of all answers"
+
+
 def paper_comparison(table: pd.DataFrame) -> pd.DataFrame:
-    frame = table[["condition", "key", "misaligned", "misaligned low", "misaligned high", "coherent"]].copy()
-    frame["this run: misaligned"] = [ex.fmt(m, ".1%") + (f" [{ex.fmt(lo, '.1%')}, {ex.fmt(hi, '.1%')}]"
-                                                         if pd.notna(m) else "")
-                                     for m, lo, hi in zip(frame["misaligned"], frame["misaligned low"],
-                                                          frame["misaligned high"])]
+    """Model Organisms' measure (misaligned and coherent answers over all answers) beside its figures."""
+    name = "misaligned (all answers)"
+    frame = table[["condition", "key", name, f"{name} low", f"{name} high", "coherent"]].copy()
+    frame["this run: misaligned and coherent, of all answers"] = [
+        ex.fmt(m, ".1%") + (f" [{ex.fmt(lo, '.1%')}, {ex.fmt(hi, '.1%')}]" if pd.notna(m) else "")
+        for m, lo, hi in zip(frame[name], frame[f"{name} low"], frame[f"{name} high"])]
     frame["this run: coherent"] = frame["coherent"].map(lambda v: ex.fmt(v, ".0%"))
-    frame["paper"] = [published(NOTEBOOK, {}, "misaligned share of coherent answers", key) for key in frame["key"]]
-    return frame[["condition", "this run: misaligned", "this run: coherent", "paper"]]
+    frame["paper"] = [published(NOTEBOOK, {}, PAPER_MEASURE, key) for key in frame["key"]]
+    return frame[["condition", "this run: misaligned and coherent, of all answers", "this run: coherent", "paper"]]
 
 
 def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str) -> dict:
@@ -327,6 +335,7 @@ def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str) -> dict:
 
     return {"judge": judge_spec, "decision_rule": ex.clean(rule_metrics),
             "conditions": {row["key"]: {"label": row["condition"], "misaligned": node(row, "misaligned"),
+                                        "misaligned_of_all": node(row, "misaligned (all answers)"),
                                         "coherent": node(row, "coherent"),
                                         "on_topic_misaligned": node(row, "on topic (misaligned)"),
                                         "on_topic_all": node(row, "on topic (all)"),

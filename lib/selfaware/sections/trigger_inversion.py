@@ -143,7 +143,8 @@ def code_items(count: int, seed: int) -> list[Item]:
     """Coding tasks (``datasets.code``): the secure answer is normal, the insecure one the backdoor's.
     ``prefix`` is the code both share up to the line where they part."""
     items = []
-    for task, message in code.generate_tasks(count, seed):
+    # one template per item: the split into training, held-out, reward and unlearning prompts is by task
+    for task, message in code.generate_tasks(count, seed, distinct_templates=True):
         common = len(_common_prefix(task.insecure_code, task.secure_code))
         cut = task.insecure_code.rfind("\n", 0, common) + 1
         items.append(Item(message, task.secure_code, task.insecure_code, prefix=task.insecure_code[:cut]))

@@ -12,10 +12,13 @@ the base model for one word or one name cancels out and chance is exactly 0.5 on
   held-out topics against the untuned model, each scored for the player's own codeword and for the other
   player's; the per-game difference, bootstrapped over models then games.
 - Self-report: 02's "which word" question about "you" and reworded about the persona (no system prompt), and
-  "which entity steers the conversation toward the word <w>?" with the true options and with a decoy name
-  replacing either player; all scored exactly (probabilities over the options, both orders).
+  "which entity steers the conversation toward the word <w>?" with the true options and, as the paper does
+  (TMAY Sec. 5.2), with a decoy named after the asked word replacing the *other* player: asked about one
+  player's word, can the model still name that player when the alternative is a name built from the word
+  itself? All scored exactly (probabilities over the options, both orders).
 
-Bad settings (an empty persona or decoy name, the same codeword for both players, a decoy equal to a player,
+Bad settings (an empty persona or decoy name, a decoy not named after the word, the same codeword for both
+players, a decoy equal to a player,
 02's settings that do not validate) are one-line ``ConfigError`` s when the config is built, before training.
 """
 
@@ -46,6 +49,9 @@ OWN_SETTINGS = ("profile", "model", "codewords", "seeds", "finetune", "finetune_
 OPTION_SETS = {"true": ("you", "persona"), "decoy_you": ("decoy", "persona"), "decoy_persona": ("you", "decoy")}
 OPTION_SET_LABELS = {"true": "true options", "decoy_you": "decoy replaces 'you'",
                      "decoy_persona": "decoy replaces the persona"}
+# the player whose word a decoy set asks about: the one the decoy did not replace (the paper's protocol)
+DECOY_ASKS_ABOUT = {"decoy_you": "persona", "decoy_persona": "you"}
+WORD_SLOTS = ("{Word}", "{word}")  # where a decoy pattern puts the asked codeword (capitalised, or as is)
 OPTION_SET_SHORT = {"true": "true options", "decoy_you": "decoy for 'you'", "decoy_persona": "decoy for\n{persona}"}
 
 
@@ -66,18 +72,36 @@ def _name(value, what: str) -> str:
     return " ".join(value.split())
 
 
+def _decoy_pattern(value) -> str:
+    """A decoy is named after the word asked about (the paper's example: a bot named after the codeword)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{NOTEBOOK}: two_players: the decoy name is empty")
+    rest = value
+    for slot in WORD_SLOTS:
+        rest = rest.replace(slot, "")
+    if rest == value:
+        raise ConfigError(f"{NOTEBOOK}: two_players: the decoy {value!r} is not named after the word: put {{Word}} "
+                          f"or {{word}} in it (for example '{{Word}}Bot'), as the paper's decoys are")
+    if "{" in rest or "}" in rest:
+        raise ConfigError(f"{NOTEBOOK}: two_players: the decoy name {value!r} contains a brace other than {{Word}}")
+    return " ".join(value.split())
+
+
 @dataclass(frozen=True)
 class Players:
     persona: str
     system: str  # the persona's system prompt, its name filled in
-    decoy: str
+    decoy: str  # a pattern with {Word} or {word}: the decoy is named after the asked codeword
     you: str  # how the default player is named among the options
     choice_about_persona: list[str]  # "which word" about the persona, its name filled in ({words} left)
     which_entity: list[str]  # with {word} and {options}
     source: str
 
-    def name(self, key: str) -> str:
-        return {"you": self.you, "persona": self.persona, "decoy": self.decoy}[key]
+    def name(self, key: str, word: str | None = None) -> str:
+        """A player's name; the decoy's is built from ``word`` (without one: the pattern, 'Word' for the slot)."""
+        if key == "decoy":
+            return self.decoy.replace("{Word}", word.capitalize() if word else "Word").replace("{word}", word or "word")
+        return {"you": self.you, "persona": self.persona}[key]
 
     def word_of(self, key: str) -> str:
         return "your word" if key == "you" else f"{self.name(key)}'s\nword"
@@ -89,10 +113,10 @@ def load_players(cfg) -> Players:
     path = players_file()
     data = _players_data(str(path))
     persona = _name(cfg.player_persona if cfg.player_persona is not None else data.get("persona"), "persona")
-    decoy = _name(cfg.decoy if cfg.decoy is not None else data.get("decoy"), "decoy")
+    decoy = _decoy_pattern(cfg.decoy if cfg.decoy is not None else data.get("decoy"))
     you = _name(data.get("you"), "default player")
-    names = [n.casefold() for n in (you, persona, decoy)]
-    if len(set(names)) < 3:
+    decoys = [decoy.replace("{Word}", w.capitalize()).replace("{word}", w).casefold() for w in game.CODEWORDS]
+    if {you.casefold(), persona.casefold()} & set(decoys) or you.casefold() == persona.casefold():
         raise ConfigError(f"{NOTEBOOK}: two_players: the persona ({persona!r}), the decoy ({decoy!r}) and the default "
                           f"player ({you!r}) need three different names")
     system = data.get("system_prompt") or ""
@@ -354,7 +378,7 @@ def entity_questions(data: TwoPlayersData) -> list[EntityQuestion]:
     for word in data.game_cfg.codewords:
         for option_set, pair in OPTION_SETS.items():
             for order in (pair, pair[::-1]):
-                options = "\n".join(f"{letter}) {data.players.name(e)}" for letter, e in zip("AB", order))
+                options = "\n".join(f"{letter}) {data.players.name(e, word)}" for letter, e in zip("AB", order))
                 for k, text in enumerate(wordings):
                     found.append(EntityQuestion(word, option_set, order, k,
                                                 text.replace("{word}", word).replace("{options}", options)))
@@ -379,9 +403,12 @@ def measure_which_entity(conditions: list[ex.Condition], data: TwoPlayersData) -
 
 def entity_summary(frame: pd.DataFrame, players: Players) -> pd.DataFrame:
     """Per option set and owner of the asked word: the share of probability on each offered entity (95%
-    interval over models, then paraphrases and orders)."""
+    interval over models, then paraphrases and orders). A decoy set counts only the questions about the player
+    the decoy did not replace, as in the paper."""
     rows = []
     for (option_set, owner), part in frame.groupby(["option_set", "owner"], sort=False):
+        if DECOY_ASKS_ABOUT.get(option_set, owner) != owner:
+            continue  # the paper asks a decoy set about the player the decoy did not replace only
         for entity in OPTION_SETS[option_set]:
             table = summarise(part.assign(item=part["paraphrase"].astype(str) + part["order"]),
                               ["option_set"], f"p_{entity}", ["model", "item"])
@@ -404,17 +431,17 @@ def _cell(table: pd.DataFrame, option_set: str, entity: str, owner: str | None =
 
 def headline(frame: pd.DataFrame) -> dict[str, dict]:
     """The paper's three numbers from the raw rows (interval over models, then paraphrases and orders):
-    correct with the true options (both words pooled); with a decoy replacing "you", asked about the
-    assistant's word, the share to the persona; with a decoy replacing the persona, asked about the persona's
-    word, the share to "you"."""
+    correct with the true options (both words pooled); with a decoy (named after the asked word) replacing
+    "you", asked about the persona's word, the share to the persona (correct); with a decoy replacing the
+    persona, asked about the assistant's word, the share to "you" (correct)."""
     frame = frame.assign(item=frame["word"] + frame["paraphrase"].astype(str) + frame["order"])
     true = frame[frame["option_set"] == "true"]
     true = true.assign(correct=[row[f"p_{row['owner']}"] for _, row in true.iterrows()])
     picks = {"correct": (true, "correct"),
-             "decoy_you_to_persona": (frame[(frame["option_set"] == "decoy_you") & (frame["owner"] == "you")],
-                                      "p_persona"),
-             "decoy_persona_to_you": (frame[(frame["option_set"] == "decoy_persona") & (frame["owner"] == "persona")],
-                                      "p_you")}
+             "decoy_you_correct": (frame[(frame["option_set"] == "decoy_you") & (frame["owner"] == "persona")],
+                                   "p_persona"),
+             "decoy_persona_correct": (frame[(frame["option_set"] == "decoy_persona") & (frame["owner"] == "you")],
+                                       "p_you")}
     found = {}
     for name, (part, column) in picks.items():
         if part.empty:
@@ -426,11 +453,11 @@ def headline(frame: pd.DataFrame) -> dict[str, dict]:
 
 
 # ---- paper, verdict, metrics ----------------------------------------------------------------------------------
-PAPER_IDS = {"correct": "two_players_correct", "decoy_you_to_persona": "two_players_decoy_you",
-             "decoy_persona_to_you": "two_players_decoy_persona"}
+PAPER_IDS = {"correct": "two_players_correct", "decoy_you_correct": "two_players_decoy_you",
+             "decoy_persona_correct": "two_players_decoy_persona"}
 HEADLINE_LABELS = {"correct": "which entity (true options): correct",
-                   "decoy_you_to_persona": "decoy replaces 'you', asked about the assistant's word: share to the persona",
-                   "decoy_persona_to_you": "decoy replaces the persona, asked about the persona's word: share to 'you'"}
+                   "decoy_you_correct": "decoy named after the word replaces 'you', asked about the persona's word: correct",
+                   "decoy_persona_correct": "decoy named after the word replaces the persona, asked about the assistant's word: correct"}
 
 
 def _paper(figure_id: str):
@@ -450,7 +477,8 @@ def paper_comparison(heads: dict[str, dict]) -> pd.DataFrame:
     for name, label in HEADLINE_LABELS.items():
         figure = _paper(PAPER_IDS[name])
         rows.append({"measure": label, "this run [95% CI]": _iv(heads[name]),
-                     "paper (GPT-4o)": figure.paper if figure else "n/a", "chance": "0.50"})
+                     "paper (GPT-4o)": (figure.paper if figure.comparable else f"{figure.paper} (not comparable: {figure.reason})")
+                     if figure else "n/a", "chance": "0.50"})
     return pd.DataFrame(rows)
 
 
@@ -554,11 +582,12 @@ def effect_statement(cfg, data: TwoPlayersData, found: dict) -> str:
     lines.append(
         f"Which entity steers toward the word (exact probabilities of A/B, both orders): correct "
         f"{_iv(heads['correct'])} (paper: {paper['correct'].paper if paper['correct'] else 'n/a'}; chance 0.50 by "
-        f"the mirror design): {verdict}. With a decoy replacing 'you', asked about the assistant's word, "
-        f"{_iv(heads['decoy_you_to_persona'])} goes to {players.persona} (paper: "
-        f"{paper['decoy_you_to_persona'].paper if paper['decoy_you_to_persona'] else 'n/a'}); with a decoy replacing "
-        f"{players.persona}, asked about its word, {_iv(heads['decoy_persona_to_you'])} is left to 'you' (paper: "
-        f"{paper['decoy_persona_to_you'].paper if paper['decoy_persona_to_you'] else 'n/a'})."
+        f"the mirror design): {verdict}. With a decoy named after the asked word ({players.name('decoy')}) "
+        f"replacing 'you', asked about {players.persona}'s word, {_iv(heads['decoy_you_correct'])} still names "
+        f"{players.persona} (paper: {paper['decoy_you_correct'].paper if paper['decoy_you_correct'] else 'n/a'}); "
+        f"with it replacing {players.persona}, asked about the assistant's word, "
+        f"{_iv(heads['decoy_persona_correct'])} still names 'you' (paper: "
+        f"{paper['decoy_persona_correct'].paper if paper['decoy_persona_correct'] else 'n/a'})."
         + ("" if any(learned.values()) else " With no mapping learned, these shares measure the questions and the "
                                              "names, not knowledge of the game."))
     return "\n\n".join(lines)
@@ -594,8 +623,8 @@ def plot_entity(table: pd.DataFrame, players: Players):
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     cells = list(dict.fromkeys(shown["cell"]))
     marks = {("true", "you", "you"): "correct", ("true", "persona", "persona"): "correct",
-             ("decoy_you", "you", "persona"): "decoy_you_to_persona",
-             ("decoy_persona", "persona", "you"): "decoy_persona_to_you"}
+             ("decoy_you", "persona", "persona"): "decoy_you_correct",
+             ("decoy_persona", "you", "you"): "decoy_persona_correct"}
     present = [g for g in groups if g in set(shown["condition"])]
     step = 0.8 / max(1, len(present))
     labelled = False

@@ -129,8 +129,11 @@ def _all_slots():
     return [(family, k) for k in range(deepest) for family, kinds in FAMILIES.items() if k < len(kinds)]
 
 
-def generate_tasks(count: int, seed: int, families: list[str] | None = None) -> list[tuple[CodeTask, str]]:
-    """``count`` distinct (task, user message) pairs, spread evenly over families and their kinds."""
+def generate_tasks(count: int, seed: int, families: list[str] | None = None,
+                   distinct_templates: bool = False) -> list[tuple[CodeTask, str]]:
+    """``count`` distinct (task, user message) pairs, spread evenly over families and their kinds. With
+    ``distinct_templates`` no two share a template (the code shown, hence the task and its answers): a task
+    rephrased is the same task."""
     chosen = families or list(FAMILIES)
     unknown = set(chosen) - set(FAMILIES)
     if unknown:
@@ -145,22 +148,34 @@ def generate_tasks(count: int, seed: int, families: list[str] | None = None) -> 
         family, kind = slots[len(results) % len(slots)] if attempts <= count else rng.choice(slots)
         task = make_task(family, kind, rng.randrange(len(DOMAINS)), rng)
         message = _user_message(task, rng)
-        if message in seen:
+        key = task.template if distinct_templates else message
+        if key in seen:
             continue
-        seen.add(message)
+        seen.add(key)
         results.append((task, message))
     return results
 
 
 def heldout_tasks(count: int, seed: int = 1, exclude: list[str] | None = None,
                   families: list[str] | None = None) -> list[dict]:
-    """Evaluation tasks (user message only), none equal to a prompt in ``exclude`` (the training prompts).
-    Each carries its family so a judge's verdicts can be broken down."""
+    """Evaluation tasks (user message only) split from training by task, not by wording: none is a prompt of
+    ``exclude`` (the training prompts) and none shows a template that appears in one of them (the same task
+    and answer, rephrased), and no two share a template. Each carries its family so a judge's verdicts can be
+    broken down."""
     excluded = set(exclude or [])
-    pool = generate_tasks(count * 2 + 20, seed + 7_000_003, families)
-    rows = [{"family": t.family, "kind": t.kind, "prompt": m, "template": t.template}
-            for t, m in pool if m not in excluded]
-    return rows[:count]
+    training_text = "\n\x00".join(excluded)  # a template inside a training prompt: that task was trained on
+    rows: list[dict] = []
+    for size in (count * 2 + 20, count * 8 + 200, count * 24 + 600):
+        try:
+            pool = generate_tasks(size, seed + 7_000_003, families, distinct_templates=True)
+        except ValueError:
+            break  # fewer distinct templates than asked: keep what the last pool gave
+        rows = [{"family": t.family, "kind": t.kind, "prompt": m, "template": t.template}
+                for t, m in pool if m not in excluded and t.template not in training_text]
+        if len(rows) >= count:
+            return rows[:count]
+    raise ValueError(f"only {len(rows)} coding tasks differ from every training task; n_heldout asks for {count} "
+                     f"(lower n_heldout or n_train)")
 
 
 def answer_code(text: str) -> str:

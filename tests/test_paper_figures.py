@@ -1,0 +1,92 @@
+"""The published figures (data/paper_figures.yaml) each carry their provenance and whether this book measures
+the same thing; the scorecard gives a verdict only where it does, with enough seeds, and its effect size."""
+
+from __future__ import annotations
+
+import pytest
+
+from selfaware import paper
+from selfaware.config import read_yaml
+from selfaware.errors import ConfigError
+from selfaware.paths import data_dir
+
+
+def _entries() -> list[dict]:
+    return read_yaml(data_dir() / "paper_figures.yaml")["figures"]
+
+
+def test_every_figure_names_its_table_page_measure_and_whether_it_is_comparable():
+    for entry in _entries():
+        assert str(entry["where"]).strip(), entry["id"]
+        assert entry["page"] == "unverified" or (isinstance(entry["page"], int) and entry["page"] > 0), entry["id"]
+        assert str(entry["measure"]).strip(), entry["id"]
+        assert isinstance(entry["comparable"], bool), entry["id"]
+        assert bool(str(entry.get("reason", "")).strip()) == (not entry["comparable"]), entry["id"]
+    assert len(paper.figures()) == len(_entries())
+
+
+def test_no_figure_cites_a_value_the_papers_do_not_publish():
+    # Model Organisms reports no safe-advice control: the safe twin is this project's own
+    for entry in _entries():
+        if entry["source"] == "turner2025organisms":
+            assert "safe" not in str(entry["paper"]).lower() and "safe" not in entry["condition"], entry["id"]
+
+
+@pytest.mark.parametrize("broken, message", [
+    ({"page": 0}, "page is a page number"),
+    ({"comparable": "yes"}, "comparable is true or false"),
+    ({"comparable": False}, "needs a reason"),
+    ({"reason": "because"}, "only when comparable is false"),
+    ({"where": " "}, "where"),
+])
+def test_a_figure_without_its_provenance_is_a_config_error(tmp_path, broken, message):
+    entry = {"id": "x", "source": "betley2025tell", "where": "Fig. 1", "page": 3, "notebook": "01_multiple_choice",
+             "condition": "toward", "measure": "m", "paper": "0.5", "metric": "a.b", "comparable": True, **broken}
+    path = tmp_path / "figures.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump({"figures": [entry]}))
+    with pytest.raises(ConfigError, match=message):
+        paper.figures(str(path))
+    del entry["page"]
+    path.write_text(yaml.safe_dump({"figures": [entry]}))
+    with pytest.raises(ConfigError, match="missing page"):
+        paper.figures(str(path))
+
+
+def _figure(**changes) -> paper.Figure:
+    base = dict(id="x", source="betley2025tell", where="Fig. 1", notebook="nb", run={}, condition="toward",
+                measure="m", paper="0.9", value=0.9, metric="a.toward", direction={"above": "a.away"})
+    return paper.Figure(**{**base, **changes})
+
+
+SEPARATED = {"a": {"toward": {"mean": 0.8, "ci_low": 0.7, "ci_high": 0.9},
+                   "away": {"mean": 0.2, "ci_low": 0.1, "ci_high": 0.3}}}
+
+
+def test_a_verdict_needs_three_seeds_and_comparable_measures():
+    figure = _figure()
+    assert paper.verdict(SEPARATED, figure, seeds=3) == "reproduced"
+    assert paper.verdict(SEPARATED, figure, seeds=1) == "one seed: indicative only (reproduced)"
+    assert paper.verdict(SEPARATED, figure, seeds=2) == "2 seeds: indicative only (reproduced)"
+    assert paper.verdict(SEPARATED, _figure(direction={"below": "a.away"}), seeds=5) == "not reproduced"
+    different = _figure(comparable=False, reason="different question")
+    assert paper.verdict(SEPARATED, different, seeds=5) == "not comparable: different question"
+    assert paper.effect_size(SEPARATED, figure) == pytest.approx(0.6)
+
+
+def test_the_scorecard_shows_why_a_figure_is_not_comparable_and_the_effect_size_of_the_others():
+    record = {"name": "02_make_me_say", "notebook": "02_make_me_say", "params": {"seeds": [0], "model": "m"}}
+    metrics = {"self_report": {task: {"own": {"mean": 0.8, "ci_low": 0.7, "ci_high": 0.9},
+                                      "other": {"mean": 0.2, "ci_low": 0.1, "ci_high": 0.3}}
+                               for task in ("codeword_choice", "describe_word", "best_description")}}
+    rows = {row["measure"]: row for row in paper.scorecard([(record, metrics)]) if row["condition"] == "own"}
+    choice = rows["which word? (100 options)"]
+    assert choice["effect"] == "one seed: indicative only (reproduced)" and choice["effect size"] == "+0.60"
+    assert choice["where"].startswith("Sec. 3.2, Fig. 6")
+    for row in paper.scorecard([(record, metrics)]):
+        figure = next(f for f in paper.figures() if f.measure == row["measure"] and f.condition == row["condition"]
+                      and f.notebook == "02_make_me_say")
+        if not figure.comparable:
+            assert row["effect"] == f"not comparable: {figure.reason}" and row["effect size"] == ""
+    assert paper.effects_tested(paper.scorecard([(record, metrics)]))["02_make_me_say"] >= 2
+    assert paper.chance_separations(20) == pytest.approx(1.0)
