@@ -5,6 +5,11 @@
 from the profile"; right after papermill injects values, :func:`from_notebook` merges profile and explicit
 values into a pydantic model that rejects unknown keys and wrong types, so a typo is an error, not a
 silent default.
+
+Because an injected ``None`` cannot be told from the parameters cell's placeholder, a value a user gives as
+``null`` (``-p question_ids null``, or in a ``-f`` file) travels by name in :data:`NULL_PARAMETERS`: those
+parameters are set to ``None`` (the config class's meaning of unset, e.g. every question), not taken from
+the profile.
 """
 
 from __future__ import annotations
@@ -102,13 +107,27 @@ def profile_notebooks(profile: str) -> list[str]:
     return list((load_profile(profile).get("notebooks") or {}).keys())
 
 
+NULL_PARAMETERS = "null_parameters"  # the injected list of parameters a user set to null
+
+
+def with_nulls(parameters: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` plus the names of those given as ``None`` under :data:`NULL_PARAMETERS`, so they stay
+    ``None`` through papermill's injection instead of falling back to the profile."""
+    nulls = sorted(k for k, v in parameters.items() if v is None and k != NULL_PARAMETERS)
+    return {**parameters, NULL_PARAMETERS: nulls} if nulls else dict(parameters)
+
+
 def resolve(config_class: type[BaseModel], notebook: str, profile: str, explicit: dict[str, Any]) -> BaseModel:
-    """Profile defaults < notebook params < explicit values (papermill -p or the runner's run dict)."""
+    """Profile defaults < notebook params < explicit values (papermill -p or the runner's run dict). An
+    explicit ``None`` means "not given" (the parameters cell's placeholder), unless the name is listed under
+    :data:`NULL_PARAMETERS`: then the parameter is ``None``."""
     data = load_profile(profile)
+    explicit = dict(explicit)
+    nulls = set(explicit.pop(NULL_PARAMETERS, None) or ())
     merged: dict[str, Any] = {}
     merged.update(data.get("defaults") or {})
     merged.update(notebook_entry(profile, notebook).get("params") or {})
-    merged.update({k: v for k, v in explicit.items() if v is not None})
+    merged.update({k: v for k, v in explicit.items() if v is not None or k in nulls})
     merged["profile"] = profile
     fields = set(config_class.model_fields)
     unknown = sorted(set(merged) - fields)

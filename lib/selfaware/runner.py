@@ -72,7 +72,7 @@ def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: di
                                   f"{artifacts.run_name(notebook, entry)} measures; give --page NAME to run it as "
                                   f"a page of its own")
             name = (f"{notebook}-{page}" if page is not None else artifacts.run_name(notebook, entry))
-            parameters = {**entry, **overrides}
+            parameters = config.with_nulls({**entry, **overrides})  # a null given by the user stays null
             cfg = config.resolve(config_class(notebook), notebook, profile, parameters)  # raises on a bad value
             for spec in dict.fromkeys(cfg.models_used()):  # a missing model fails here, before any kernel starts
                 if check_models:
