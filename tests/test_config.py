@@ -166,3 +166,25 @@ def test_a_parameter_given_as_null_is_unset_not_the_profiles_value(given_by, tmp
     # a placeholder None still takes the profile's value
     plain = config.from_notebook(em.EmergentMisalignmentConfig, em.NOTEBOOK, namespace)
     assert plain.question_ids == ["granted_wish"]
+
+
+def test_broken_yaml_in_a_profile_is_one_line_naming_file_line_and_column(tmp_path):
+    profile = tmp_path / "broken.yaml"
+    profile.write_text("profile: zz\nnotebooks:\n  01_multiple_choice:\n    params: {n_train: 3\n  02_make_me_say: {}\n")
+    with pytest.raises(ConfigError) as raised:
+        planned_runs(str(profile))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{profile}:5:17: not valid YAML (expected ',' or '}}'")
+    assert "flow mapping that began at line 4, column 13" in message
+
+
+def test_broken_yaml_from_the_command_line_prints_one_error_line(tmp_path, capsys):
+    from selfaware.cli import main
+
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("question_ids: [granted_wish\n")
+    assert main(["plan", "--profile", "smoke", "-f", str(overrides)]) == 1
+    error = capsys.readouterr().err
+    assert error == f"error: {overrides}:2:1: not valid YAML (expected ',' or ']', but got '<stream end>', while " \
+                    f"parsing a flow sequence that began at line 1, column 15)\n"

@@ -75,10 +75,9 @@ def profile_name(profile: str) -> str:
 
 def load_profile(profile: str) -> dict[str, Any]:
     path = profile_path(profile)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a profile is a YAML mapping (profile, description, defaults, notebooks)")
     unknown = set(data) - {"profile", "description", "defaults", "notebooks"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}")
@@ -166,10 +165,22 @@ def describe(config: BaseModel) -> str:
 
 
 def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; broken YAML is one line: ``file:line:column: not valid YAML (problem, context)``."""
     path = Path(path)
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None
+        raise ConfigError(yaml_fault(path, error)) from None
+
+
+def yaml_fault(path: str | Path, error: yaml.YAMLError) -> str:
+    """One line for a YAML error: where the parser stopped (line and column from 1) and why, with the
+    construct it was in ("while parsing a flow mapping") and where that construct began."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context:
+        problem += f", {context}" + (f" that began at line {context_mark.line + 1}, column {context_mark.column + 1}"
+                                     if context_mark else "")
+    return f"{where}: not valid YAML ({problem})"
