@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             from .code_judge import corpus_table, score_code_corpus
             scores = score_code_corpus(args.file, args.limit)
             print(json.dumps(scores, indent=2) if args.json else corpus_table(scores))
+            if scores["warning"]:
+                print(f"warning: {scores['warning']}", file=sys.stderr)
             return 0
         if args.command in ("plan", "run", "book"):
             overrides = parse_overrides(args.parameter, args.parameters_file)
