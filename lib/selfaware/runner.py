@@ -110,7 +110,7 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
         except PapermillExecutionError as error:
             raise NotebookFailed(
                 f"{notebook} ({name}) failed in cell {error.exec_count}: "
-                f"{error.ename}: {error.evalue.splitlines()[0] if error.evalue else ''}\n"
+                f"{error.ename}: {_shown_error(error.evalue)}\n"
                 f"  partial executed notebook kept at {executed}") from None
     record = artifacts.load_run(out_dir)
     if record is None:
@@ -119,9 +119,36 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
     return record
 
 
+def _shown_error(text: str | None) -> str:
+    """A kernel's error message as the terminal shows it: whole, up to a header, the listed faults
+    (``selfaware.datasets.jsonl.MAX_REPORTED``, as a dataset error lists them) and its "... more" line."""
+    from .datasets.jsonl import MAX_REPORTED
+
+    lines = (text or "").splitlines()
+    return "\n".join(lines[:MAX_REPORTED + 2])
+
+
+def check_data(profile: str, runs: list[PlannedRun]) -> None:
+    """What ``selfaware plan`` checks, before any kernel starts: each run's plan is built from the datasets
+    and prompts the run will send, so a malformed data file or a question set that does not fit fails here,
+    with every faulty line (``file:line: reason``), rather than in a notebook cell. Nothing is called or
+    trained: the plan only reads and counts."""
+    for planned in runs:
+        cfg = config.resolve(config_class(planned.notebook), planned.notebook, profile, planned.parameters)
+        try:
+            experiment.section(planned.notebook).plan(cfg)
+        except SelfAwareError as error:
+            try:  # the same kind of error, naming the run
+                named = type(error)(f"{planned.name}: {error}")
+            except TypeError:
+                named = SelfAwareError(f"{planned.name}: {error}")
+            raise named from None
+
+
 def run_profile(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
                 page: str | None = None, log_output: bool = False) -> list[dict[str, Any]]:
     runs = planned_runs(profile, notebooks, overrides, page)
+    check_data(profile, runs)
     records = []
     print(f"Running {len(runs)} notebook run(s) of profile {profile!r}", flush=True)
     for k, planned in enumerate(runs, start=1):
