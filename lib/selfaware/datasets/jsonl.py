@@ -38,7 +38,9 @@ def validate_conversation(obj, where: str) -> dict:
 
 def _parse_line(raw: bytes, where: str) -> dict:
     try:
-        line = raw.decode("utf-8-sig")  # -sig: a byte-order mark some editors put before the first line
+        # -sig: a byte-order mark some editors put before the first line; the line ending goes, or JSON cut short
+        # would be reported at column 1 of a line after it
+        line = raw.decode("utf-8-sig").rstrip("\r\n")
     except UnicodeDecodeError as error:
         raise DatasetError(f"{where}: not UTF-8 text (byte {error.start + 1})") from None
     try:
