@@ -43,3 +43,28 @@ def test_a_kernels_error_shows_the_listed_faults_up_to_the_cap():
     text = "\n".join(["30 faults in the chat data:"] + faults[:MAX_REPORTED] + ["... and 10 more"])
     assert _shown_error(text) == text
     assert _shown_error("one line") == "one line" and _shown_error(None) == ""
+
+
+def test_relative_paths_are_the_users_resolved_before_any_kernel(tmp_path, monkeypatch):
+    """Paths typed relative to the folder the command is given from reach the kernel (which works in the
+    repository) as absolute paths; the profiles' repository paths stay as they are."""
+    from selfaware import config
+    from selfaware.runner import planned_runs
+
+    work = tmp_path / "work"
+    (work / "sets").mkdir(parents=True)
+    data = _chat_file(work / "sets" / "insecure.jsonl", [_chat("Write a helper.", "def f():\n    return 1\n")])
+    questions = "data/em/first_plot_questions.yaml"
+    profile = work / "mine.yaml"
+    profile.write_text(Path(config.profile_path("smoke")).read_text())
+    monkeypatch.chdir(work)
+    overrides = cli.parse_overrides([["data_files", "{insecure: sets/insecure.jsonl, secure: sets/absent.jsonl}"],
+                                     ["question_files", f"[{questions}]"], ["conditions", "[base, insecure]"]], None)
+    [planned] = planned_runs("mine.yaml", [EM], overrides, page="mine", check_models=False)
+    assert planned.parameters["data_files"] == {"insecure": str(data), "secure": str(work / "sets" / "absent.jsonl")}
+    assert planned.parameters["question_files"] == [questions]
+    assert config.profile_reference("mine.yaml") == str(profile) and config.profile_reference("smoke") == "smoke"
+    monkeypatch.chdir(tmp_path)  # as the kernel, elsewhere: the checked parameters still find the file
+    from selfaware.sections import emergent_misalignment as em
+    cfg = config.resolve(em.EmergentMisalignmentConfig, EM, str(profile), planned.parameters)
+    assert len(em.training_sets(cfg)[0]["insecure"]) == 1

@@ -67,6 +67,47 @@ def profile_path(profile: str) -> Path:
     return path
 
 
+def profile_reference(profile: str) -> str:
+    """The profile as a run passes it to its kernel: a name under ``params/`` as is, a profile file by its
+    absolute path (the kernel works in the repository, not in the folder the command was given from)."""
+    is_file = profile.endswith((".yaml", ".yml")) or "/" in profile  # as profile_path tells them apart
+    return str(profile_path(profile)) if is_file else profile
+
+
+def _is_path_parameter(name: str) -> bool:
+    return name.endswith(("_file", "_files"))
+
+
+def with_absolute_paths(overrides: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The overrides a user typed, with every relative path made absolute against ``base`` (the folder the
+    command was given from), at any depth. A path parameter is one whose name ends in ``_file`` or ``_files``
+    (a string, a list or a mapping of strings). A relative path that names a file of the repository and none
+    under ``base`` (``data/em/first_plot_questions.yaml``) stays as the profiles write it: relative to the
+    repository."""
+    from .paths import REPO_ROOT
+
+    def absolute(value):
+        if isinstance(value, str) and value.startswith("~"):
+            return str(Path(value).expanduser())
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            here = base / value
+            return value if not here.exists() and (REPO_ROOT / value).exists() else str(here)
+        if isinstance(value, list):
+            return [absolute(v) for v in value]
+        if isinstance(value, dict):
+            return {k: absolute(v) for k, v in value.items()}
+        return value
+
+    def walk(value):
+        if isinstance(value, dict):
+            return {k: absolute(v) if _is_path_parameter(str(k)) else walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(overrides)
+
+
 def profile_name(profile: str) -> str:
     """The name a profile's outputs go under (``outputs/<name>/``): the file's ``profile:`` key, else its stem."""
     path = profile_path(profile)

@@ -57,7 +57,8 @@ def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: di
     does not need the weights installed; running does. ``overrides`` apply to every run; a run entry's own key cannot be
     overridden (its page would then hold another experiment), except on an ad-hoc page: ``page`` runs each
     notebook once, from the profile's notebook parameters plus ``overrides``, into ``<notebook>-<page>``."""
-    overrides = dict(overrides or {})
+    # relative paths are the user's, from where the command was given; the kernel works in the repository
+    overrides = config.with_absolute_paths(dict(overrides or {}), Path.cwd())
     names = notebooks or config.profile_notebooks(profile)
     if page is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", page):
         raise ConfigError(f"--page {page!r}: use letters, digits, '.', '_' and '-' only")
@@ -147,6 +148,7 @@ def check_data(profile: str, runs: list[PlannedRun]) -> None:
 
 def run_profile(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
                 page: str | None = None, log_output: bool = False) -> list[dict[str, Any]]:
+    profile = config.profile_reference(profile)  # a profile file given relative to where the command was given
     runs = planned_runs(profile, notebooks, overrides, page)
     check_data(profile, runs)
     records = []
