@@ -72,14 +72,19 @@ def _read(path: Path, check: Callable[[dict, str], None] | None = None) -> tuple
     return conversations, faults
 
 
-def _raise_if_any(faults: list[str]) -> None:
-    if not faults:
-        return
+def fault_report(faults: list[str]) -> str:
+    """Faults as one error text: a single fault as it is; several under a header that counts them all,
+    the first ``MAX_REPORTED`` listed, then how many more."""
     if len(faults) == 1:
-        raise DatasetError(faults[0])
+        return faults[0]
     shown = faults[:MAX_REPORTED]
     more = [f"... and {len(faults) - len(shown)} more"] if len(faults) > len(shown) else []
-    raise DatasetError("\n".join([f"{len(faults)} faults in the chat data:"] + shown + more))
+    return "\n".join([f"{len(faults)} faults in the chat data:"] + shown + more)
+
+
+def _raise_if_any(faults: list[str]) -> None:
+    if faults:
+        raise DatasetError(fault_report(faults))
 
 
 def read_chat_jsonl(path: str | Path) -> list[dict]:
