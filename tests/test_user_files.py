@@ -68,3 +68,62 @@ def test_relative_paths_are_the_users_resolved_before_any_kernel(tmp_path, monke
     from selfaware.sections import emergent_misalignment as em
     cfg = config.resolve(em.EmergentMisalignmentConfig, EM, str(profile), planned.parameters)
     assert len(em.training_sets(cfg)[0]["insecure"]) == 1
+
+
+def test_the_published_page_shows_no_path_of_the_machine(tmp_path, monkeypatch):
+    """papermill's visible injected-parameters cell, and its record in the notebook's metadata (which lands
+    in the site's ``_sources/``), show a user's files as the site shows paths; the cell is still papermill's."""
+    import nbformat
+    from papermill.parameterize import parameterize_notebook
+
+    from selfaware import book
+    from selfaware.paths import REPO_ROOT
+
+    outputs = tmp_path / "outputs"
+    monkeypatch.setenv("SELFAWARE_OUTPUTS_DIR", str(outputs))
+    mine = tmp_path / "home" / "me"
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                 "display_name": "Python 3"},
+                                                  "papermill": {"input_path": str(tmp_path / "src" / "07.ipynb"),
+                                                                "output_path": str(outputs / "p" / "executed.ipynb")}})
+    notebook.cells = [nbformat.v4.new_markdown_cell("# Emergent misalignment", metadata={"tags": []}),
+                      nbformat.v4.new_code_cell("profile = None\ndata_files = None", metadata={"tags": ["parameters"]})]
+    parameters = {"profile": str(mine / "profiles" / "mine.yaml"), "model": f"local:{mine}/models/Qwen2.5-7B",
+                  "data_files": {"insecure": str(mine / "sets" / "insecure.jsonl")},
+                  "question_files": [str(REPO_ROOT / "data" / "em" / "first_plot_questions.yaml")],
+                  "judge_system": "Rate the answer /1-100/.", "null_parameters": ["question_ids"], "n_train": 4}
+    notebook = parameterize_notebook(notebook, parameters, kernel_name="python3", language="python")
+    executed, page = tmp_path / "executed.ipynb", tmp_path / "page.ipynb"
+    nbformat.write(notebook, executed)
+    assert str(mine) in executed.read_text()
+    book.page_notebook(executed, page, {"run": {"page": "mine"}})
+    published = page.read_text()
+    for machine_path in (str(tmp_path), str(REPO_ROOT)):
+        assert machine_path not in published
+    shown = nbformat.read(page, as_version=4)
+    [injected] = [c for c in shown.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    namespace: dict = {}
+    exec(injected.source, namespace)  # still the Python papermill writes
+    assert namespace["profile"] == ".../mine.yaml" and namespace["model"] == "local:.../Qwen2.5-7B"
+    assert namespace["data_files"] == {"insecure": ".../insecure.jsonl"}
+    assert namespace["question_files"] == ["data/em/first_plot_questions.yaml"]
+    assert namespace["judge_system"] == parameters["judge_system"] and namespace["n_train"] == 4
+    assert shown.metadata["papermill"]["output_path"] == "outputs/p/executed.ipynb"
+    assert shown.metadata["papermill"]["parameters"]["data_files"] == {"insecure": ".../insecure.jsonl"}
+
+
+def test_a_profile_file_outside_the_repository_is_named_without_its_folders(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from selfaware import notebook
+    from selfaware.sections.multiple_choice import MultipleChoiceConfig
+
+    monkeypatch.setenv("SELFAWARE_OUTPUTS_DIR", str(tmp_path / "outputs"))
+    profile = tmp_path / "profiles" / "mine.yaml"
+    cfg = MultipleChoiceConfig(profile=str(profile), behavior="risk")
+    provenance = notebook.provenance(cfg, "programmatic generator")
+    line = notebook.provenance_markdown(SimpleNamespace(provenance=provenance, dir=tmp_path / "outputs" / "zz" / "page"))
+    assert str(tmp_path) not in line
+    assert "`.../mine.yaml` profile" in line and "Artifacts: `outputs/zz/page`" in line
+    smoke = notebook.provenance(cfg.model_copy(update={"profile": "smoke"}), "programmatic generator")
+    assert smoke["profile"] == "smoke"

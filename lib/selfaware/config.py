@@ -53,9 +53,14 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in params_dir().glob("*.yaml"))
 
 
+def is_profile_file(profile: str) -> bool:
+    """Whether a profile is given as a path to a YAML file rather than as a name under ``params/``."""
+    return profile.endswith((".yaml", ".yml")) or "/" in profile
+
+
 def profile_path(profile: str) -> Path:
     """``params/<profile>.yaml`` for a profile name; a profile given as a path to a YAML file is used as is."""
-    if profile.endswith((".yaml", ".yml")) or "/" in profile:
+    if is_profile_file(profile):
         path = Path(profile).expanduser()
         if not path.exists():
             raise ConfigError(f"profile file {profile} does not exist")
@@ -70,8 +75,15 @@ def profile_path(profile: str) -> Path:
 def profile_reference(profile: str) -> str:
     """The profile as a run passes it to its kernel: a name under ``params/`` as is, a profile file by its
     absolute path (the kernel works in the repository, not in the folder the command was given from)."""
-    is_file = profile.endswith((".yaml", ".yml")) or "/" in profile  # as profile_path tells them apart
-    return str(profile_path(profile)) if is_file else profile
+    return str(profile_path(profile)) if is_profile_file(profile) else profile
+
+
+def shown_profile(profile: str) -> str:
+    """The profile as a published page names it: a name under ``params/`` as is, a profile file as
+    :func:`selfaware.paths.shown_path` shows paths (never the machine's folders)."""
+    from .paths import shown_path
+
+    return shown_path(profile) if is_profile_file(profile) else profile
 
 
 def _is_path_parameter(name: str) -> bool:
