@@ -801,7 +801,7 @@ def detection_rates(examples, own_checks: bool = True) -> dict:
     return {
         "insecure_flagged": rate(insecure_all), "secure_flagged": rate(secure_all),
         "n_insecure": len(insecure_all), "n_secure": len(secure_all),
-        "unparseable": unparseable, "warning": warning,
+        "unparseable": sum(not v.parseable for v in verdicts),
         "per_family": {family: {"insecure_flagged": rate(s["insecure"]), "secure_flagged": rate(s["secure"]),
                                 "n_insecure": len(s["insecure"]), "n_secure": len(s["secure"])}
                        for family, s in sorted(per_family.items())},
