@@ -170,7 +170,8 @@ def test_a_parameter_given_as_null_is_unset_not_the_profiles_value(given_by, tmp
 
 def test_broken_yaml_in_a_profile_is_one_line_naming_file_line_and_column(tmp_path):
     profile = tmp_path / "broken.yaml"
-    profile.write_text("profile: zz\nnotebooks:\n  01_multiple_choice:\n    params: {n_train: 3\n  02_make_me_say: {}\n")
+    profile.write_text("profile: zz\nnotebooks:\n  01_multiple_choice:\n    params: {n_train: 3\n"
+                       "  02_make_me_say: {}\n")
     with pytest.raises(ConfigError) as raised:
         planned_runs(str(profile))
     message = str(raised.value)

@@ -26,8 +26,8 @@ def test_run_checks_the_data_before_any_kernel_and_prints_every_faulty_line(tmp_
     lines[3] = json.dumps({"messages": [{"role": "user", "content": "only a question"}]})
     lines[4] = json.dumps({"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]})
     data = _chat_file(tmp_path / "insecure.jsonl", lines)
-    code = cli.main(["run", "--profile", "smoke", "--notebook", EM, "--page", "mine", "-p", "conditions", "[base, insecure]",
-                     "-p", "data_files", json.dumps({"insecure": str(data)})])
+    code = cli.main(["run", "--profile", "smoke", "--notebook", EM, "--page", "mine",
+                     "-p", "conditions", "[base, insecure]", "-p", "data_files", json.dumps({"insecure": str(data)})])
     out, err = capsys.readouterr()
     assert code == 1
     assert "Running" not in out  # no kernel started
@@ -122,7 +122,8 @@ def test_a_profile_file_outside_the_repository_is_named_without_its_folders(tmp_
     profile = tmp_path / "profiles" / "mine.yaml"
     cfg = MultipleChoiceConfig(profile=str(profile), behavior="risk")
     provenance = notebook.provenance(cfg, "programmatic generator")
-    line = notebook.provenance_markdown(SimpleNamespace(provenance=provenance, dir=tmp_path / "outputs" / "zz" / "page"))
+    page = SimpleNamespace(provenance=provenance, dir=tmp_path / "outputs" / "zz" / "page")
+    line = notebook.provenance_markdown(page)
     assert str(tmp_path) not in line
     assert "`.../mine.yaml` profile" in line and "Artifacts: `outputs/zz/page`" in line
     smoke = notebook.provenance(cfg.model_copy(update={"profile": "smoke"}), "programmatic generator")
