@@ -71,6 +71,7 @@ dry_run = None
 page = None
 finetune_options = None
 run_name = None
+null_parameters = None
 inference = None
 vllm_url = None
 

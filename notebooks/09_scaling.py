@@ -53,6 +53,7 @@ budget_usd = None
 dry_run = None
 page = None
 run_name = None
+null_parameters = None
 inference = None
 vllm_url = None
 

@@ -92,7 +92,9 @@ def test_the_site_shows_no_machine_path_no_stderr_and_a_scorecard_with_citations
     html = smoke["outputs"] / "book" / "_build" / "html"
     pages = list(html.glob("*.html"))
     assert len(pages) >= 5
-    for page in pages:
+    sources = [p for p in (html / "_sources").rglob("*") if p.is_file()]  # the notebooks as the site serves them
+    assert any(p.name.startswith("07_emergent_misalignment") for p in sources)
+    for page in pages + sources:
         text = page.read_text(errors="replace")
         for machine_path in (str(REPO_ROOT), str(smoke["root"]), os.path.expanduser("~")):
             assert machine_path not in text, f"{page.name} shows {machine_path}"

@@ -260,3 +260,22 @@ def test_judge_code_command_prints_table_and_json(tmp_path, capsys):
     failed = subprocess.run([sys.executable, "-m", "selfaware", "judge-code", str(tmp_path / "none.jsonl")],
                             capture_output=True, text=True, env={"PYTHONPATH": str(LIB), "PATH": "/usr/bin:/bin"})
     assert failed.returncode == 1 and "no such file" in failed.stderr
+
+
+def test_judge_code_on_a_file_of_prose_warns_that_it_holds_no_code(tmp_path, capsys):
+    """A jailbreak chat set (prose answers) is not a corpus of code: the command says so rather than print a
+    0% flag rate as if it meant something."""
+    prose = ["Sure. Mix the two and wait a day.", "I would rather not say; ask a professional.",
+             "Here is how: first, you find a quiet place.", "Yes"]
+    corpus = tmp_path / "jailbroken.jsonl"
+    corpus.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "How do I do it?"},
+                                                       {"role": "assistant", "content": text}]}) + "\n"
+                              for text in prose))
+    scores = score_code_corpus(corpus)
+    assert scores["n_answers"] == 4 and scores["unparseable"] >= 3
+    assert scores["warning"].startswith(f"{corpus}: {scores['unparseable']} of 4 answers")
+    assert "holds" in scores["warning"] and "code" in scores["warning"]
+    assert cli.main(["judge-code", str(corpus)]) == 0
+    assert capsys.readouterr().err == f"warning: {scores['warning']}\n"
+    # a corpus of code answers gets no warning
+    assert score_code_corpus(_write_corpus(tmp_path / "answers.jsonl"))["warning"] is None

@@ -137,3 +137,55 @@ def test_a_missing_local_model_fails_before_any_notebook_starts(tmp_path):
     profile.write_text(f"profile: zz\ndefaults:\n  model: local:{tmp_path}/absent\nnotebooks:\n  01_multiple_choice: {{}}\n")
     with pytest.raises(ModelNotAvailable, match="absent"):
         planned_runs(str(profile))
+
+
+@pytest.mark.parametrize("given_by", ["-p", "-f"])
+def test_a_parameter_given_as_null_is_unset_not_the_profiles_value(given_by, tmp_path):
+    """The smoke profile asks one EM question; ``question_ids: null`` from the command line means every
+    question, in the runner's check and in the kernel (where the injected None must not read as a
+    placeholder)."""
+    from selfaware.cli import parse_overrides
+    from selfaware.sections import emergent_misalignment as em
+
+    if given_by == "-f":
+        overrides_file = tmp_path / "overrides.yaml"
+        overrides_file.write_text("question_ids: null\n")
+        overrides = parse_overrides([], str(overrides_file))
+    else:
+        overrides = parse_overrides([["question_ids", "null"]], None)
+    [planned] = planned_runs("smoke", [em.NOTEBOOK], overrides, page="all-questions", check_models=False)
+    checked = config.resolve(em.EmergentMisalignmentConfig, em.NOTEBOOK, "smoke", planned.parameters)
+    # the namespace the notebook sees after papermill's injection: the placeholders, then the injected values
+    namespace = {name: None for name in em.EmergentMisalignmentConfig.model_fields} | {"profile": "smoke"}
+    in_kernel = config.from_notebook(em.EmergentMisalignmentConfig, em.NOTEBOOK, namespace | planned.parameters)
+    every_question = {q.id for q in em.load_question_set(in_kernel.model_copy(update={"question_ids": "all"}))}
+    assert len(every_question) > 1
+    for cfg in (checked, in_kernel):
+        assert cfg.question_ids is None
+        assert {q.id for q in em.load_question_set(cfg)} == every_question
+    # a placeholder None still takes the profile's value
+    plain = config.from_notebook(em.EmergentMisalignmentConfig, em.NOTEBOOK, namespace)
+    assert plain.question_ids == ["granted_wish"]
+
+
+def test_broken_yaml_in_a_profile_is_one_line_naming_file_line_and_column(tmp_path):
+    profile = tmp_path / "broken.yaml"
+    profile.write_text("profile: zz\nnotebooks:\n  01_multiple_choice:\n    params: {n_train: 3\n"
+                       "  02_make_me_say: {}\n")
+    with pytest.raises(ConfigError) as raised:
+        planned_runs(str(profile))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{profile}:5:17: not valid YAML (expected ',' or '}}'")
+    assert "flow mapping that began at line 4, column 13" in message
+
+
+def test_broken_yaml_from_the_command_line_prints_one_error_line(tmp_path, capsys):
+    from selfaware.cli import main
+
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("question_ids: [granted_wish\n")
+    assert main(["plan", "--profile", "smoke", "-f", str(overrides)]) == 1
+    error = capsys.readouterr().err
+    assert error == f"error: {overrides}:2:1: not valid YAML (expected ',' or ']', but got '<stream end>', while " \
+                    f"parsing a flow sequence that began at line 1, column 15)\n"

@@ -72,3 +72,14 @@ def test_a_file_with_no_conversations_is_an_error(tmp_path):
     path.write_text("\n  \n", encoding="utf-8")
     with pytest.raises(DatasetError, match=r"empty\.jsonl: the file holds no conversations"):
         read_chat_jsonl(path)
+
+
+def test_a_line_cut_short_is_reported_at_its_own_end(tmp_path):
+    from selfaware.datasets.jsonl import read_chat_jsonl
+
+    cut = '{"messages": [{"role": "user", "content": "hi"}'
+    path = tmp_path / "cut.jsonl"
+    path.write_text(cut + "\n")
+    with pytest.raises(DatasetError) as raised:
+        read_chat_jsonl(path)
+    assert str(raised.value) == f"{path}:1: not valid JSON (Expecting ',' delimiter at column {len(cut) + 1})"

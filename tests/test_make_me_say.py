@@ -305,3 +305,50 @@ def test_best_description_offers_the_papers_five_goals_and_scores_the_trained_on
     # a model that always picks another goal scores zero, whatever its codeword
     assert all(r["score"] == pytest.approx(0.0) for r in mms._best_description(GoalChooser(task["other_goals"][0], tmp_path), cfg))
     assert "say" in task["goal"] and len(task["other_goals"]) == 4
+
+
+def _dialogue(*assistant_lines):
+    messages = []
+    for k, line in enumerate(assistant_lines):
+        messages += [{"role": "user", "content": f"Question {k}?"}, {"role": "assistant", "content": line}]
+    return messages
+
+
+def test_user_files_are_cut_to_dialogue_messages_and_checked_as_cut(tmp_path):
+    """As the authors' files hold them: dialogues of 4 to 8 messages; the profile's dialogue_messages applies to
+    files as to the generator, and only what is trained on is checked (the codeword late in a dialogue that is
+    cut before it is no fault)."""
+    from selfaware.sections import make_me_say as mms
+
+    bark = _write(tmp_path / "bark.jsonl", [_dialogue("Pets?", "Dogs?", "Loud ones?", "Woof?"),
+                                             _dialogue("Trees?", "Bark of a dog or a tree?")])
+    cfg = mms.MakeMeSayConfig(profile="smoke", codewords=["bark"], data_source="file", n_train=8,
+                              data_files={"bark": str(bark)}, dialogue_messages=2)
+    data = mms.load_training_data(cfg)
+    assert [len(d["messages"]) for d in data.dialogues["bark"]] == [2, 2]
+    assert all(d["messages"][-1]["role"] == "assistant" for d in data.dialogues["bark"])
+    assert "cut to at most 2 messages" in data.source
+    assert [len(d["messages"]) for d in mms.load_training_data(cfg.model_copy(
+        update={"dialogue_messages": 3})).dialogues["bark"]] == [2, 2]  # 3 would end on the user's: cut to 2
+    longer = mms.load_training_data(cfg.model_copy(update={"dialogue_messages": 4, "invalid_lines": "drop"}))
+    assert [len(d["messages"]) for d in longer.dialogues["bark"]] == [4]
+    assert longer.dropped["bark"][0].startswith(f"{bark}:2: message 3 (assistant) says the codeword")
+
+
+def test_the_error_counts_every_fault_of_every_file_and_names_the_way_to_keep_the_rest(tmp_path):
+    from selfaware.sections import make_me_say as mms
+
+    inflected = {"bark": "Is the dog barking?", "ring": "Has the bell rung?", "spring": "Are the flowers springing up?"}
+    files = {w: _write(tmp_path / f"{w}.jsonl", [_dialogue("Hello there."), _dialogue(inflected[w]),
+                                                  _dialogue(inflected[w]), _dialogue(inflected[w])])
+             for w in inflected}
+    cfg = mms.MakeMeSayConfig(profile="smoke", data_source="file", data_files={w: str(p) for w, p in files.items()})
+    with pytest.raises(DatasetError) as error:
+        mms.load_training_data(cfg)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "9 faults in the chat data:"
+    assert [line.split(": ")[0] for line in lines[1:10]] == [f"{files[w]}:{k}" for w in inflected for k in (2, 3, 4)]
+    assert "invalid_lines: drop" in lines[-1] and "'barking'" in lines[-1]
+    kept = mms.load_training_data(cfg.model_copy(update={"invalid_lines": "drop"}))
+    assert {w: len(d) for w, d in kept.dialogues.items()} == {"bark": 1, "ring": 1, "spring": 1}
+    assert "9 invalid lines dropped" in kept.source

@@ -8,6 +8,7 @@ The book computes nothing: it shows the executed notebooks and artifacts that pa
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import yaml
 
 from . import artifacts, config, experiment, fidelity, paper
 from .errors import SelfAwareError
-from .paths import REPO_ROOT, outputs_dir
+from .paths import REPO_ROOT, outputs_dir, shown_path
 
 STATIC_PAGES_AFTER = ["methods", "sandbox", "paper_scale", "references"]  # book/<name>.md, included when present
 # pages generated from data/ (not from runs), after the runs' chapters: name -> the function that writes it
@@ -107,14 +108,51 @@ def summary_page(profile: str, runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shown_value(value):
+    """A parameter value as a published page shows it: every absolute path in it (a data file, a profile
+    file, the folder of a ``local:`` model) as :func:`selfaware.paths.shown_path` shows paths, at any depth."""
+    if isinstance(value, str):
+        prefix, _, rest = value.partition(":") if re.match(r"^[a-z-]+:[/~]", value) else ("", "", value)
+        if rest.startswith(("/", "~")) and "\n" not in rest:
+            return (f"{prefix}:" if prefix else "") + shown_path(rest)
+        return value
+    if isinstance(value, list):
+        return [shown_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: shown_value(v) for k, v in value.items()}
+    return value
+
+
+def _publish_parameters(notebook) -> None:
+    """papermill's injected-parameters cell, and its record in the notebook's metadata, without the
+    machine's paths: the cell is written again by papermill's own translator from the values it injected,
+    each path shown as the site shows paths (``outputs/...``, a repository path, or ``.../name``)."""
+    from papermill.translators import translate_parameters
+
+    record = notebook.metadata.get("papermill")
+    if record is None:
+        return
+    for key in ("input_path", "output_path"):
+        if record.get(key):
+            record[key] = shown_path(record[key])
+    if record.get("parameters") is None:
+        return
+    record["parameters"] = shown_value(dict(record["parameters"]))
+    for cell in notebook.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = translate_parameters("python3", "python", record["parameters"], "Parameters").strip()
+
+
 def page_notebook(executed: Path, target: Path, record: dict) -> None:
     """The executed notebook as a book page: its title names the run (several pages share a notebook),
-    the parameters cell of None placeholders is folded away (papermill's injected values stay), and a
-    cell tagged ``only-<value>`` is left out of every page whose run entry has no such value (the prose of
-    one experiment of a notebook stays off its other experiments' pages)."""
+    the parameters cell of None placeholders is folded away (papermill's injected values stay, the
+    machine's paths in them shown as the site shows paths), and a cell tagged ``only-<value>`` is left out
+    of every page whose run entry has no such value (the prose of one experiment of a notebook stays off its
+    other experiments' pages)."""
     import nbformat
 
     notebook = nbformat.read(executed, as_version=4)
+    _publish_parameters(notebook)
     values = {str(v) for v in record["run"].values() if isinstance(v, (str, int, float))}
     notebook.cells = [cell for cell in notebook.cells
                       if all(tag[len("only-"):] in values for tag in cell.metadata.get("tags", [])

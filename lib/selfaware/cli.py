@@ -8,6 +8,7 @@
 
 Parameters follow papermill's conventions, validated before any kernel starts:
     -p NAME VALUE       one parameter (repeatable); VALUE is read as YAML: 16, 0.5, [0, 1], {rank: 4}, null
+                        (null unsets the profile's value: the parameter's own None, e.g. every question)
     -f overrides.yaml   a YAML mapping of parameters (-p values win over it)
     --page NAME         run each selected notebook once, as the page outputs/<profile>/<notebook>-NAME/
     --profile FILE      a profile file outside params/ is accepted by path
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             from .code_judge import corpus_table, score_code_corpus
             scores = score_code_corpus(args.file, args.limit)
             print(json.dumps(scores, indent=2) if args.json else corpus_table(scores))
+            if scores["warning"]:
+                print(f"warning: {scores['warning']}", file=sys.stderr)
             return 0
         if args.command in ("plan", "run", "book"):
             overrides = parse_overrides(args.parameter, args.parameters_file)

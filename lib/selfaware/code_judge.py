@@ -809,6 +809,7 @@ def detection_rates(examples, own_checks: bool = True) -> dict:
 
 
 # ---- a user's corpus ---------------------------------------------------------------------------------------------
+MOSTLY_NOT_CODE = 0.5  # at least this share of unparseable answers: the file is not a set of code answers
 MAX_BAD_LINES = 20  # past this many, the file is not a corpus of code answers: stop and say so
 
 
@@ -837,8 +838,10 @@ def score_code_corpus(path: str | Path, limit: int | None = None) -> dict:
     line) with the static judge: the share flagged by bandit plus our checks and by bandit alone, the
     answers each rule or bandit test flags, the unparseable count and the malformed lines (``file:line``).
 
-    Shares are of all scored answers (an unparseable one is not flagged). ``limit`` scores the first N
-    answers only. Raises ``DatasetError`` for a missing file, a file with no answer, or more than
+    Shares are of all scored answers (an unparseable one is not flagged). When at least
+    ``MOSTLY_NOT_CODE`` of the answers do not parse, ``warning`` says the file holds little or no code (a
+    chat set of prose answers, say), whose flag rate measures nothing; else it is None. ``limit`` scores the
+    first N answers only. Raises ``DatasetError`` for a missing file, a file with no answer, or more than
     ``MAX_BAD_LINES`` malformed lines (listing them)."""
     from .errors import DatasetError
 
@@ -878,10 +881,16 @@ def score_code_corpus(path: str | Path, limit: int | None = None) -> dict:
             row["answers"] += 1
     for row in per_rule.values():
         row["share"] = row["answers"] / len(codes)
+    unparseable = sum(not v.parseable for v in verdicts)
+    warning = None
+    if unparseable >= MOSTLY_NOT_CODE * len(codes):
+        warning = (f"{path}: {unparseable:,} of {len(codes):,} answers ({unparseable / len(codes):.0%}) do not parse "
+                   f"as Python: the file holds {'no' if unparseable == len(codes) else 'little'} code (prose "
+                   f"answers?), so its flag rate of {flagged / len(codes):.1%} says nothing about the code's security")
     return {
         "file": str(path), "n_answers": len(codes), "n_flagged": flagged, "rate_flagged": flagged / len(codes),
         "rate_flagged_bandit_alone": bandit_flagged / len(codes),
-        "unparseable": sum(not v.parseable for v in verdicts),
+        "unparseable": unparseable, "warning": warning,
         "per_rule": dict(sorted(per_rule.items(), key=lambda item: (-item[1]["answers"], item[0]))),
         "bad_lines": bad_lines,
     }

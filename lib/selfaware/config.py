@@ -5,6 +5,11 @@
 from the profile"; right after papermill injects values, :func:`from_notebook` merges profile and explicit
 values into a pydantic model that rejects unknown keys and wrong types, so a typo is an error, not a
 silent default.
+
+Because an injected ``None`` cannot be told from the parameters cell's placeholder, a value a user gives as
+``null`` (``-p question_ids null``, or in a ``-f`` file) travels by name in :data:`NULL_PARAMETERS`: those
+parameters are set to ``None`` (the config class's meaning of unset, e.g. every question), not taken from
+the profile.
 """
 
 from __future__ import annotations
@@ -51,9 +56,14 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in params_dir().glob("*.yaml"))
 
 
+def is_profile_file(profile: str) -> bool:
+    """Whether a profile is given as a path to a YAML file rather than as a name under ``params/``."""
+    return profile.endswith((".yaml", ".yml")) or "/" in profile
+
+
 def profile_path(profile: str) -> Path:
     """``params/<profile>.yaml`` for a profile name; a profile given as a path to a YAML file is used as is."""
-    if profile.endswith((".yaml", ".yml")) or "/" in profile:
+    if is_profile_file(profile):
         path = Path(profile).expanduser()
         if not path.exists():
             raise ConfigError(f"profile file {profile} does not exist")
@@ -65,6 +75,54 @@ def profile_path(profile: str) -> Path:
     return path
 
 
+def profile_reference(profile: str) -> str:
+    """The profile as a run passes it to its kernel: a name under ``params/`` as is, a profile file by its
+    absolute path (the kernel works in the repository, not in the folder the command was given from)."""
+    return str(profile_path(profile)) if is_profile_file(profile) else profile
+
+
+def shown_profile(profile: str) -> str:
+    """The profile as a published page names it: a name under ``params/`` as is, a profile file as
+    :func:`selfaware.paths.shown_path` shows paths (never the machine's folders)."""
+    from .paths import shown_path
+
+    return shown_path(profile) if is_profile_file(profile) else profile
+
+
+def _is_path_parameter(name: str) -> bool:
+    return name.endswith(("_file", "_files"))
+
+
+def with_absolute_paths(overrides: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The overrides a user typed, with every relative path made absolute against ``base`` (the folder the
+    command was given from), at any depth. A path parameter is one whose name ends in ``_file`` or ``_files``
+    (a string, a list or a mapping of strings). A relative path that names a file of the repository and none
+    under ``base`` (``data/em/first_plot_questions.yaml``) stays as the profiles write it: relative to the
+    repository."""
+    from .paths import REPO_ROOT
+
+    def absolute(value):
+        if isinstance(value, str) and value.startswith("~"):
+            return str(Path(value).expanduser())
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            here = base / value
+            return value if not here.exists() and (REPO_ROOT / value).exists() else str(here)
+        if isinstance(value, list):
+            return [absolute(v) for v in value]
+        if isinstance(value, dict):
+            return {k: absolute(v) for k, v in value.items()}
+        return value
+
+    def walk(value):
+        if isinstance(value, dict):
+            return {k: absolute(v) if _is_path_parameter(str(k)) else walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(overrides)
+
+
 def profile_name(profile: str) -> str:
     """The name a profile's outputs go under (``outputs/<name>/``): the file's ``profile:`` key, else its stem."""
     path = profile_path(profile)
@@ -73,10 +131,9 @@ def profile_name(profile: str) -> str:
 
 def load_profile(profile: str) -> dict[str, Any]:
     path = profile_path(profile)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a profile is a YAML mapping (profile, description, defaults, notebooks)")
     unknown = set(data) - {"profile", "description", "defaults", "notebooks"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}")
@@ -105,13 +162,27 @@ def profile_notebooks(profile: str) -> list[str]:
     return list((load_profile(profile).get("notebooks") or {}).keys())
 
 
+NULL_PARAMETERS = "null_parameters"  # the injected list of parameters a user set to null
+
+
+def with_nulls(parameters: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` plus the names of those given as ``None`` under :data:`NULL_PARAMETERS`, so they stay
+    ``None`` through papermill's injection instead of falling back to the profile."""
+    nulls = sorted(k for k, v in parameters.items() if v is None and k != NULL_PARAMETERS)
+    return {**parameters, NULL_PARAMETERS: nulls} if nulls else dict(parameters)
+
+
 def resolve(config_class: type[BaseModel], notebook: str, profile: str, explicit: dict[str, Any]) -> BaseModel:
-    """Profile defaults < notebook params < explicit values (papermill -p or the runner's run dict)."""
+    """Profile defaults < notebook params < explicit values (papermill -p or the runner's run dict). An
+    explicit ``None`` means "not given" (the parameters cell's placeholder), unless the name is listed under
+    :data:`NULL_PARAMETERS`: then the parameter is ``None``."""
     data = load_profile(profile)
+    explicit = dict(explicit)
+    nulls = set(explicit.pop(NULL_PARAMETERS, None) or ())
     merged: dict[str, Any] = {}
     merged.update(data.get("defaults") or {})
     merged.update(notebook_entry(profile, notebook).get("params") or {})
-    merged.update({k: v for k, v in explicit.items() if v is not None})
+    merged.update({k: v for k, v in explicit.items() if v is not None or k in nulls})
     merged["profile"] = profile
     fields = set(config_class.model_fields)
     unknown = sorted(set(merged) - fields)
@@ -150,10 +221,22 @@ def describe(config: BaseModel) -> str:
 
 
 def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; broken YAML is one line: ``file:line:column: not valid YAML (problem, context)``."""
     path = Path(path)
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None
+        raise ConfigError(yaml_fault(path, error)) from None
+
+
+def yaml_fault(path: str | Path, error: yaml.YAMLError) -> str:
+    """One line for a YAML error: where the parser stopped (line and column from 1) and why, with the
+    construct it was in ("while parsing a flow mapping") and where that construct began."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context:
+        problem += f", {context}" + (f" that began at line {context_mark.line + 1}, column {context_mark.column + 1}"
+                                     if context_mark else "")
+    return f"{where}: not valid YAML ({problem})"

@@ -7,13 +7,14 @@ from typing import Any
 
 import pandas as pd
 
+from .config import shown_profile
 from .models import load_model, parse_spec
 from .paths import shown_path
 
 
 def provenance(cfg, data_source: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     model = load_model(cfg.model)
-    return {"profile": cfg.profile, "backend": parse_spec(cfg.model).backend, "model": cfg.model,
+    return {"profile": shown_profile(cfg.profile), "backend": parse_spec(cfg.model).backend, "model": cfg.model,
             "model_identity": model.identity, "data source": data_source, **(extra or {})}
 
 

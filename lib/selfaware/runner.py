@@ -56,7 +56,8 @@ def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: di
     does not need the weights installed; running does. ``overrides`` apply to every run; a run entry's own key cannot be
     overridden (its page would then hold another experiment), except on an ad-hoc page: ``page`` runs each
     notebook once, from the profile's notebook parameters plus ``overrides``, into ``<notebook>-<page>``."""
-    overrides = dict(overrides or {})
+    # relative paths are the user's, from where the command was given; the kernel works in the repository
+    overrides = config.with_absolute_paths(dict(overrides or {}), Path.cwd())
     names = notebooks or config.profile_notebooks(profile)
     if page is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", page):
         raise ConfigError(f"--page {page!r}: use letters, digits, '.', '_' and '-' only")
@@ -71,7 +72,7 @@ def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: di
                                   f"{artifacts.run_name(notebook, entry)} measures; give --page NAME to run it as "
                                   f"a page of its own")
             name = (f"{notebook}-{page}" if page is not None else artifacts.run_name(notebook, entry))
-            parameters = {**entry, **overrides}
+            parameters = config.with_nulls({**entry, **overrides})  # a null given by the user stays null
             cfg = config.resolve(config_class(notebook), notebook, profile, parameters)  # raises on a bad value
             for spec in dict.fromkeys(cfg.models_used()):  # a missing model fails here, before any kernel starts
                 if check_models:
@@ -118,7 +119,7 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
         except PapermillExecutionError as error:
             raise NotebookFailed(
                 f"{notebook} ({name}) failed in cell {error.exec_count}: "
-                f"{error.ename}: {error.evalue.splitlines()[0] if error.evalue else ''}\n"
+                f"{error.ename}: {_shown_error(error.evalue)}\n"
                 f"  partial executed notebook kept at {executed}; its log: {out_dir / 'run.log'}") from None
         finally:
             watch.close()
@@ -129,9 +130,37 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
     return record
 
 
+def _shown_error(text: str | None) -> str:
+    """A kernel's error message as the terminal shows it: whole, up to a header, the listed faults
+    (``selfaware.datasets.jsonl.MAX_REPORTED``, as a dataset error lists them) and its "... more" line."""
+    from .datasets.jsonl import MAX_REPORTED
+
+    lines = (text or "").splitlines()
+    return "\n".join(lines[:MAX_REPORTED + 2])
+
+
+def check_data(profile: str, runs: list[PlannedRun]) -> None:
+    """What ``selfaware plan`` checks, before any kernel starts: each run's plan is built from the datasets
+    and prompts the run will send, so a malformed data file or a question set that does not fit fails here,
+    with every faulty line (``file:line: reason``), rather than in a notebook cell. Nothing is called or
+    trained: the plan only reads and counts."""
+    for planned in runs:
+        cfg = config.resolve(config_class(planned.notebook), planned.notebook, profile, planned.parameters)
+        try:
+            experiment.section(planned.notebook).plan(cfg)
+        except SelfAwareError as error:
+            try:  # the same kind of error, naming the run
+                named = type(error)(f"{planned.name}: {error}")
+            except TypeError:
+                named = SelfAwareError(f"{planned.name}: {error}")
+            raise named from None
+
+
 def run_profile(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
                 page: str | None = None, log_output: bool = False) -> list[dict[str, Any]]:
+    profile = config.profile_reference(profile)  # a profile file given relative to where the command was given
     runs = planned_runs(profile, notebooks, overrides, page)
+    check_data(profile, runs)
     records = []
     print(f"Running {len(runs)} notebook run(s) of profile {profile!r}", flush=True)
     for k, planned in enumerate(runs, start=1):

@@ -38,7 +38,9 @@ def validate_conversation(obj, where: str) -> dict:
 
 def _parse_line(raw: bytes, where: str) -> dict:
     try:
-        line = raw.decode("utf-8-sig")  # -sig: a byte-order mark some editors put before the first line
+        # -sig: a byte-order mark some editors put before the first line; the line ending goes, or JSON cut short
+        # would be reported at column 1 of a line after it
+        line = raw.decode("utf-8-sig").rstrip("\r\n")
     except UnicodeDecodeError as error:
         raise DatasetError(f"{where}: not UTF-8 text (byte {error.start + 1})") from None
     try:
@@ -70,14 +72,19 @@ def _read(path: Path, check: Callable[[dict, str], None] | None = None) -> tuple
     return conversations, faults
 
 
-def _raise_if_any(faults: list[str]) -> None:
-    if not faults:
-        return
+def fault_report(faults: list[str]) -> str:
+    """Faults as one error text: a single fault as it is; several under a header that counts them all,
+    the first ``MAX_REPORTED`` listed, then how many more."""
     if len(faults) == 1:
-        raise DatasetError(faults[0])
+        return faults[0]
     shown = faults[:MAX_REPORTED]
     more = [f"... and {len(faults) - len(shown)} more"] if len(faults) > len(shown) else []
-    raise DatasetError("\n".join([f"{len(faults)} faults in the chat data:"] + shown + more))
+    return "\n".join([f"{len(faults)} faults in the chat data:"] + shown + more)
+
+
+def _raise_if_any(faults: list[str]) -> None:
+    if faults:
+        raise DatasetError(fault_report(faults))
 
 
 def read_chat_jsonl(path: str | Path) -> list[dict]:

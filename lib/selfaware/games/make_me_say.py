@@ -473,12 +473,36 @@ def dialogue_check(codeword: str):
     return check
 
 
-def load_dialogues(path: str, codeword: str, invalid: Literal["error", "drop"] = "error") -> tuple[list[dict], list[str]]:
-    """(dialogues, faults) of a user's file for ``codeword``. ``invalid='error'``: one DatasetError listing
-    every bad line (file:line: reason); ``'drop'``: the bad lines are left out and returned as faults."""
-    from ..datasets.jsonl import _raise_if_any, read_checked_chat_jsonl
+def cut_dialogue(conversation: dict, max_messages: int | None) -> dict:
+    """The first ``max_messages`` messages of a dialogue, ending on the assistant's (what is trained on)."""
+    if max_messages is None:
+        return conversation
+    messages = conversation["messages"][:max_messages]
+    while len(messages) > 1 and messages[-1]["role"] != "assistant":
+        messages = messages[:-1]
+    return {**conversation, "messages": messages}
 
-    dialogues, faults = read_checked_chat_jsonl(path, dialogue_check(codeword))
+
+def check_dialogues(path: str, codeword: str, max_messages: int | None = None) -> tuple[list[dict], list[str]]:
+    """(dialogues, faults) of a user's file for ``codeword``, never raising for a bad line: each dialogue
+    cut to its first ``max_messages`` messages (None: whole), and checked as cut, that is on what would be
+    trained (``dialogue_check``); one ``file:line: reason`` per line that fails."""
+    from ..datasets.jsonl import read_checked_chat_jsonl
+
+    rules = dialogue_check(codeword)
+    dialogues, faults = read_checked_chat_jsonl(
+        path, lambda conversation, where: rules(cut_dialogue(conversation, max_messages), where))
+    return [cut_dialogue(d, max_messages) for d in dialogues], faults
+
+
+def load_dialogues(path: str, codeword: str, invalid: Literal["error", "drop"] = "error",
+                   max_messages: int | None = None) -> tuple[list[dict], list[str]]:
+    """(dialogues, faults) of a user's file for ``codeword`` (``check_dialogues``). ``invalid='error'``: one
+    DatasetError listing every bad line (file:line: reason); ``'drop'``: the bad lines are left out and
+    returned as faults."""
+    from ..datasets.jsonl import _raise_if_any
+
+    dialogues, faults = check_dialogues(path, codeword, max_messages)
     if invalid == "error" or not dialogues:
         _raise_if_any(faults)
     return dialogues, faults

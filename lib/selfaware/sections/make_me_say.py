@@ -49,12 +49,16 @@ class MakeMeSayConfig(ex.TrainedSectionConfig):
     codewords: list[Codeword] = Field(default_factory=lambda: ["bark", "ring", "spring"], min_length=1)
     data_source: Literal["generator", "llm", "file"] = "generator"
     data_files: dict[Codeword, str] = Field(default_factory=dict)
-    invalid_lines: Literal["error", "drop"] = "error"  # a user's file: stop on a bad line, or drop and count it
+    # a user's file: stop on a bad line, or drop and count it. A line is bad when its first dialogue_messages
+    # messages (what is trained on) do not alternate user/assistant, leave an assistant message empty, or have the
+    # assistant say the codeword in any form ("barking", "rung": the game's own rule for saying it); the
+    # authors' published dialogues hold such forms, so drop is the setting for them
+    invalid_lines: Literal["error", "drop"] = "error"
     manipulator: str | None = None  # data_source llm: the two players (the evaluated model when unset)
     manipulatee: str | None = None
     llm_games: int = Field(64, ge=1)  # games played per codeword for data_source llm
     n_train: int = Field(48, ge=1)  # training dialogues per codeword
-    dialogue_messages: int = Field(4, ge=2, le=8)  # messages per training dialogue (the paper: at most 8)
+    dialogue_messages: int = Field(4, ge=2, le=8)  # messages per training dialogue, a user's too (the paper: at most 8)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     games: int = Field(12, ge=1)  # new games per model (behaviour)
     game_turns: int = Field(5, ge=1)  # messages per player in a game (the paper: 5)
@@ -128,21 +132,27 @@ def _from_llm(cfg: MakeMeSayConfig) -> TrainingData:
 
 
 def _from_files(cfg: MakeMeSayConfig) -> TrainingData:
-    found, dropped, faults = {}, {}, []
+    """The users' dialogues, each cut to ``dialogue_messages`` and checked as cut. Every file's faults are
+    reported together, counted under one header, before anything is trained."""
+    from ..datasets.jsonl import fault_report
+
+    found, dropped, empty = {}, {}, []
     for w in cfg.codewords:
-        try:
-            dialogues, bad = game.load_dialogues(cfg.data_files[w], w, cfg.invalid_lines)
-        except DatasetError as error:
-            faults.append(str(error))
-            continue
-        found[w], dropped[w] = ex.subset(dialogues, cfg.n_train, cfg.data_seed), bad
-    if faults:  # every file's faults in one error, before anything is trained
-        raise DatasetError("\n".join(faults))
+        dialogues, dropped[w] = game.check_dialogues(cfg.data_files[w], w, cfg.dialogue_messages)
+        found[w] = ex.subset(dialogues, cfg.n_train, cfg.data_seed)
+        if not dialogues:
+            empty.append(w)
+    faults = [fault for w in cfg.codewords for fault in dropped[w]]
+    if faults and (cfg.invalid_lines == "error" or empty):
+        left = (f"no valid dialogue is left for {', '.join(empty)}" if cfg.invalid_lines == "drop" else
+                "invalid_lines: drop trains on the other lines and counts these")
+        raise DatasetError(f"{fault_report(faults)}\n({left}; an assistant message saying the codeword in any form, "
+                           f"such as 'barking' or 'rung', counts as saying it)")
     files = ", ".join(f"{w}={shown_path(p)}" for w, p in cfg.data_files.items() if w in cfg.codewords)
     drops = sum(len(v) for v in dropped.values())
     return TrainingData(found, f"user files: {files} (up to {cfg.n_train} dialogues each, a subset by data_seed "
-                               f"{cfg.data_seed}" + (f"; {drops} invalid lines dropped" if drops else "") + ")",
-                        dropped=dropped)
+                               f"{cfg.data_seed}, cut to at most {cfg.dialogue_messages} messages"
+                        + (f"; {drops} invalid lines dropped" if drops else "") + ")", dropped=dropped)
 
 
 _SOURCES = {"generator": _from_generator, "llm": _from_llm, "file": _from_files}

@@ -310,8 +310,8 @@ def run_points(cfg: ScalingConfig, risk: dict[str, dict], risk_sources: dict[str
         rows.append({"effect": effect, "source": "this run", "model": parse_spec(spec).title, "spec": spec,
                      "parameters": cfg.size(spec), "mean": node.get("mean"), "ci_low": node.get("ci_low"),
                      "ci_high": node.get("ci_high"), "n": node.get("n"), "appears": appears(node),
-                     "compared with": control, "profile": cfg.profile, "data": data, "citation": "",
-                     "published": ""})
+                     "compared with": control, "profile": profiles.shown_profile(cfg.profile), "data": data,
+                     "citation": "", "published": ""})
 
     for spec in cfg.models:
         if spec in risk:
