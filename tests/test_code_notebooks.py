@@ -69,8 +69,12 @@ def test_emergent_misalignment_notebook_writes_its_artifacts(smoke_runs):
     assert set(metrics["conditions"]) == conditions and metrics["judge"] == "local:smollm2-135m"
     assert "135M" in metrics["statement"]
     assert {"misaligned_by_question", "coherence_vs_alignment", "backdoor"} <= {f["name"] for f in record["figures"]}
-    comparison = (folder / "tables" / "paper_comparison.csv").read_text()
-    assert "about 20%" in comparison
+    import pandas as pd
+    from selfaware import paper
+    comparison = pd.read_csv(folder / "tables" / "paper_comparison.csv", dtype=str).fillna("")
+    published = {f.id: f.paper for f in paper.figures()}
+    insecure = comparison[(comparison["form"] == "plain") & (comparison["condition"] == "insecure")]
+    assert list(insecure["paper"]) == [published["em_insecure"]]  # the paper's number beside the same measure
 
 
 @pytest.mark.parametrize("notebook, bad, message", [
