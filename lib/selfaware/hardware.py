@@ -163,6 +163,17 @@ def choose_precision(setting: str | None = None) -> PrecisionChoice:
     return PrecisionChoice("auto", "bf16" if native else "fp32", reason)
 
 
+class TrainingPrecision:
+    """For a training config with a ``precision`` field (auto, bf16 or fp32): the precision it computes in."""
+
+    precision: str
+
+    @property
+    def computed_precision(self) -> str:
+        """bf16 or fp32: ``precision`` with auto resolved by the run's setting and this machine."""
+        return choose_precision(None if self.precision == "auto" else self.precision).used
+
+
 def inference_dtype() -> str:
     """The torch dtype name local models compute in: ``SELFAWARE_DTYPE`` when set (float16, say), else
     the run's precision. Part of every local model's cache identity."""

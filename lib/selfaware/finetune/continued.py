@@ -39,7 +39,7 @@ def continue_lora(spec: str, conversations: Sequence[dict], hparams: LoraHParams
     if not conversations:
         raise ConfigError(f"continued finetuning {name!r}: the dataset is empty")
     key = content_hash({"parent": adapter_identity(parsed.adapter), "data": dataset_hash(conversations),
-                        "hparams": {**hparams.model_dump(mode="json"), "precision": hparams.computed_precision},
+                        "hparams": hparams.record(),
                         "seed": seed, "trainer": TRAINER_VERSION, "continued": 1})
     target = adapters_dir() / key[:24]
     if (target / "run.json").exists():
@@ -93,7 +93,7 @@ def _train(parsed, conversations, hparams: LoraHParams, seed: int, target: Path,
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     record = {"key": key, "name": name, "parent": parsed.adapter and adapter_identity(parsed.adapter),
-              "hparams": {**hparams.model_dump(mode="json"), "precision": hparams.computed_precision}, "seed": seed, "examples": len(conversations),
+              "hparams": hparams.record(), "seed": seed, "examples": len(conversations),
               "dataset_hash": dataset_hash(conversations), "steps": len(losses),
               "seconds": round(time.time() - started, 2), "loss_first": losses[0] if losses else None,
               "loss_last": losses[-1] if losses else None, "loss_curve": [round(x, 4) for x in losses],

@@ -36,12 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..cache import content_hash
 from ..errors import ConfigError
+from ..hardware import TrainingPrecision
 from ..paths import cache_dir
 
 Messages = list[dict[str, str]]
 
 
-class GRPOConfig(BaseModel):
+class GRPOConfig(TrainingPrecision, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     steps: int = Field(20, ge=1)
@@ -63,11 +64,6 @@ class GRPOConfig(BaseModel):
     replay_min_reward: float = 0.0  # only answers scoring above this enter the buffer
     checkpoint_every: int = Field(1, ge=1)
     eval_every: int = Field(1, ge=1)  # how often ``on_step`` gets a sampler (the section measures there)
-
-    @property
-    def computed_precision(self) -> str:
-        from ..hardware import choose_precision
-        return choose_precision(None if self.precision == "auto" else self.precision).used
 
     def identity(self) -> dict[str, Any]:
         """Everything that shapes the trajectory, the total step count excepted; the precision as computed

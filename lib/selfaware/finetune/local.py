@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .. import cache as cache_module
 from ..cache import content_hash
 from ..errors import ConfigError
+from ..hardware import TrainingPrecision
 from ..models import parse_spec
 from ..models.local import base_identity, chat_ids, device, resolve_model_dir, torch_threads
 from ..paths import cache_dir
@@ -29,7 +30,7 @@ TRAINER_VERSION = 1  # bump when a change to this file changes what training pro
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-class LoraHParams(BaseModel):
+class LoraHParams(TrainingPrecision, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rank: int = Field(16, ge=1)
@@ -76,12 +77,6 @@ class LoraHParams(BaseModel):
             return sorted(set(self.layers))
         return None
 
-    @property
-    def computed_precision(self) -> str:
-        """bf16 or fp32: ``precision`` with auto resolved by the run's setting and this machine."""
-        from ..hardware import choose_precision
-        return choose_precision(None if self.precision == "auto" else self.precision).used
-
     def identity(self) -> dict:
         """What goes into a training key. ``layers`` only when set, so adapters trained before the field
         existed keep their keys (and their cache). The precision is the one computed, never ``auto``: an
@@ -89,6 +84,10 @@ class LoraHParams(BaseModel):
         identity = self.model_dump(mode="json", exclude=set() if self.layers is not None else {"layers"})
         identity["precision"] = self.computed_precision
         return identity
+
+    def record(self) -> dict:
+        """The settings as a training record shows them: every field, with the precision as computed."""
+        return {**self.model_dump(mode="json"), "precision": self.computed_precision}
 
 
 Conversation = dict  # {"messages": [{"role": ..., "content": ...}, ...]}
@@ -356,7 +355,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     record = {
-        "key": key, "name": name, "base": base_identity(base_name), "hparams": {**hparams.model_dump(mode="json"), "precision": precision},
+        "key": key, "name": name, "base": base_identity(base_name), "hparams": hparams.record(),
         "seed": seed, "dataset_hash": dataset_hash(conversations), "examples": len(conversations),
         "steps": step, "tokens": tokens_seen, "seconds": round(seconds, 2),
         "tuned_layers": len(layers) if layers else n_layers, "layers": layers, "frozen_activations_stored": frozen is not None,
