@@ -95,7 +95,7 @@ def main() -> None:
     from selfaware.evals.questions import load_judge_calibration
     from selfaware.judge import ALIGNMENT_PROMPT, COHERENCE_PROMPT
     from selfaware.models import load_model
-    from selfaware.models.local import inference_dtype
+    from selfaware.hardware import inference_dtype
     from selfaware.paths import data_dir
 
     cache.set_mode("off")

@@ -25,7 +25,8 @@ from .. import cache as cache_module
 from ..cache import content_hash
 from ..errors import ConfigError
 from ..models import parse_spec
-from ..models.local import adapter_identity, device, resolve_model_dir, torch_threads
+from ..hardware import device, use_threads
+from ..models.local import adapter_identity, resolve_model_dir
 from .local import (TRAINER_VERSION, LoraHParams, adapters_dir, assistant_loss, dataset_hash,
                     length_aware_batches, tokenize_conversation)
 
@@ -58,7 +59,7 @@ def _train(parsed, conversations, hparams: LoraHParams, seed: int, target: Path,
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch_threads()
+    use_threads()
     path = resolve_model_dir(parsed.name)
     tokenizer = AutoTokenizer.from_pretrained(path)
     base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device())

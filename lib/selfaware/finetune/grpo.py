@@ -96,12 +96,13 @@ def load_merged(spec: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..models import parse_spec
-    from ..models.local import device, resolve_model_dir, torch_threads
+    from ..hardware import device, use_threads
+    from ..models.local import resolve_model_dir
 
     parsed = parse_spec(spec)
     if not parsed.is_local:
         raise ConfigError(f"GRPO trains local models only, got {spec!r}")
-    torch_threads()
+    use_threads()
     path = resolve_model_dir(parsed.name)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -226,7 +227,7 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
                                              layers_to_transform=layers, task_type="CAUSAL_LM"))
 
     def autocast():
-        from ..models.local import device
+        from ..hardware import device
         return torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=cfg.computed_precision == "bf16")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)

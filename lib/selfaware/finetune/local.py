@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .. import cache as cache_module
 from ..cache import content_hash
 from ..errors import ConfigError
-from ..hardware import TrainingPrecision
+from ..hardware import TrainingPrecision, device, use_threads
 from ..models import parse_spec
-from ..models.local import base_identity, chat_ids, device, resolve_model_dir, torch_threads
+from ..models.local import base_identity, chat_ids, resolve_model_dir
 from ..paths import cache_dir
 
 TRAINER_VERSION = 1  # bump when a change to this file changes what training produces
@@ -264,7 +264,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch_threads()
+    use_threads()
     precision = hparams.computed_precision
     # only the tokenizer: loading the inference copy of the weights too would cost memory for nothing
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(base_name))

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from .. import hardware
+from ..hardware import device, inference_dtype, use_threads
 from ..cache import content_hash
 from ..errors import ModelNotAvailable
 from . import ModelSpec
@@ -30,22 +30,6 @@ _MAX_LOADED_GB = float(os.environ.get("SELFAWARE_MAX_LOADED_GB", "4"))
 
 def _weight_gb(model) -> float:
     return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
-
-
-def torch_threads() -> None:
-    """Torch's thread count for this machine (``selfaware.hardware.thread_count``)."""
-    hardware.use_threads()
-
-
-def inference_dtype() -> str:
-    """The dtype local models compute in: the run's precision (``auto``: bfloat16 only where the device
-    computes it natively, else float32), or ``SELFAWARE_DTYPE`` when set. Part of every local model's cache
-    identity."""
-    return hardware.inference_dtype()
-
-
-def device() -> str:
-    return hardware.device()
 
 
 def scoring_batch(spec: ModelSpec) -> int:
@@ -94,7 +78,7 @@ def load_weights(name: str, adapter: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch_threads()
+    use_threads()
     path = resolve_model_dir(name)
     tokenizer = AutoTokenizer.from_pretrained(path)
     # an adapter is merged in float32; a base model loads straight into the inference dtype (the same
