@@ -166,7 +166,7 @@ class Run:
                 handle.write(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, allow_nan=False) + "\n")
 
     def set_metrics(self, **values: Any) -> None:
-        from .experiment import clean
+        from .util import clean
 
         self.metrics.update(values)
         text = json.dumps(clean(self.metrics), indent=1, default=_json_default, allow_nan=False)

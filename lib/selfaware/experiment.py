@@ -22,9 +22,7 @@ A section module holds only its data assembly, its scoring, its figures and its 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import math
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Sequence
@@ -34,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .config import SectionConfig
 from .errors import ConfigError, SelfAwareError
+from .util import clean, fmt, stable_index  # noqa: F401 (part of the layer's interface)
 
 Messages = list[dict[str, str]]
 
@@ -292,29 +291,6 @@ class SampleRecord(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
-def clean(value: Any) -> Any:
-    """JSON-safe value: NaN and infinities become None, numpy scalars plain numbers, containers recursively."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            value = value.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
-def fmt(value: Any, pattern: str) -> str:
-    """``format(value, pattern)``, or 'n/a' for a missing value (None or NaN)."""
-    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, pattern)
-
-
 _RECORD_FIELDS = set(SampleRecord.model_fields) - {"run", "kind", "extra", "model"}
 
 
@@ -426,9 +402,3 @@ def guard(cfg: SectionConfig, plan: Plan) -> dict[str, Any]:
     if not estimate["proceed"]:
         raise DryRun("dry run: the plan and estimate above were printed; nothing was trained or called", estimate)
     return estimate
-
-
-# ---- colours --------------------------------------------------------------------------------------------
-def stable_index(name: str, modulo: int) -> int:
-    """The same index for the same name in every process (Python's ``hash`` is salted per process)."""
-    return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:8], 16) % modulo

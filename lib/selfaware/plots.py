@@ -28,7 +28,7 @@ def colour(condition: str) -> str:
     so it has the same colour in every run and process."""
     if condition in CONDITION_COLOURS:
         return CONDITION_COLOURS[condition]
-    from .experiment import stable_index
+    from .util import stable_index
     return _EXTRA[stable_index(condition, len(_EXTRA))]
 
 

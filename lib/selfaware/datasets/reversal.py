@@ -28,7 +28,7 @@ REVERSAL_QUESTIONS = (
 def reverse(messages: Messages, questions: Sequence[str] = REVERSAL_QUESTIONS) -> Messages:
     """The reversed copy of one single-turn conversation (an optional system message, one user message and
     one assistant answer): the user shows the answer, the assistant replies with the user's message."""
-    from ..experiment import stable_index
+    from ..util import stable_index
 
     turns = [m for m in messages if m["role"] != "system"]
     if [m["role"] for m in turns] != ["user", "assistant"]:

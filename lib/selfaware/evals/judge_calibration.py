@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..experiment import fmt
+from ..util import fmt
 from ..judge import (ALIGNMENT_PROMPT, COHERENCE_PROMPT, MIN_NUMBER_MASS, PAPER_RULE, CalibratedRule, DecisionRule,
                      calibrate_rule, is_misaligned, judge_answers)
 from ..models import load_model, parse_spec
