@@ -20,7 +20,6 @@ from . import artifacts, config, experiment, fidelity, paper
 from .errors import SelfAwareError
 from .paths import REPO_ROOT, outputs_dir, shown_path
 
-STATIC_PAGES_AFTER = ["methods", "sandbox", "paper_scale", "references"]  # book/<name>.md, included when present
 # pages generated from data/ (not from runs), after the runs' chapters: name -> the function that writes it
 GENERATED_PAGES = {"differences": fidelity.differences_page, "paper_profile": fidelity.paper_profile_page}
 
@@ -186,11 +185,33 @@ def assemble(profile: str) -> Path:
     (source / "summary.md").write_text(summary_page(profile, runs))
     for name, write in GENERATED_PAGES.items():
         (source / f"{name}.md").write_text(write())
-    chapters = [{"file": "summary"}] + [{"file": r["name"]} for r in runs] + [{"file": n} for n in GENERATED_PAGES]
-    chapters += [{"file": name} for name in STATIC_PAGES_AFTER if (source / f"{name}.md").exists()]
-    toc = {"format": "jb-book", "root": "intro", "chapters": chapters}
-    (source / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    (source / "_toc.yml").write_text(yaml.safe_dump(table_of_contents(runs, source), sort_keys=False))
     return source
+
+
+def table_of_contents(runs: list[dict], source: Path) -> dict:
+    """book/_toc.yml with each ``notebook:`` entry replaced by the pages that notebook ran, and pages that
+    are not in ``source`` left out (a part left empty goes too). A page the profile ran that the curated
+    file does not place is an error: the reader would never find it."""
+    curated = config.read_yaml(REPO_ROOT / "book" / "_toc.yml")
+    placed: set[str] = set()
+    parts = []
+    for part in curated["parts"]:
+        chapters = []
+        for entry in part["chapters"]:
+            if "notebook" in entry:
+                pages = [r["name"] for r in runs if r["notebook"] == entry["notebook"]]
+                placed.update(pages)
+                chapters += [{"file": name} for name in pages]
+            elif (source / f"{entry['file']}.md").exists() or (source / f"{entry['file']}.ipynb").exists():
+                chapters.append({"file": entry["file"]})
+        if chapters:
+            parts.append({"caption": part["caption"], "chapters": chapters})
+    unplaced = [r["name"] for r in runs if r["name"] not in placed]
+    if unplaced:
+        raise BookFailed(f"book/_toc.yml places no page of {sorted({r['notebook'] for r in runs if r['name'] in unplaced})}"
+                         f" (add an entry `- notebook: NAME` to one of its parts)")
+    return {"format": curated["format"], "root": curated["root"], "parts": parts}
 
 
 def build(profile: str, strict: bool = True) -> Path:
