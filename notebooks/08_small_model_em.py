@@ -87,7 +87,6 @@ from selfaware import artifacts, cache, experiment, notebook
 from selfaware.evals import judge_calibration
 from selfaware.models.local import unload_models
 from selfaware.paths import shown_path
-from selfaware.sections import emergent_misalignment as em
 
 cache.set_mode(cfg.cache_mode)
 run = artifacts.Run(small.NOTEBOOK, cfg)
@@ -97,7 +96,7 @@ questions = small.load_question_set(cfg)
 run.provenance = notebook.provenance(cfg, data_source=data_source_text, extra={
     "compared with": ", ".join(cfg.compare_models) or "none",
     "questions": ", ".join(shown_path(f) for f in cfg.question_files) + f" ({len(questions)} questions)",
-    "judge": judge_spec, **em.system_messages(cfg.model, judge_spec, cfg.judge_system)})
+    "judge": judge_spec, **small.system_messages(cfg.model, judge_spec, cfg.judge_system)})
 display(Markdown(notebook.provenance_markdown(run)))
 
 # %% [markdown]
@@ -158,7 +157,7 @@ run.save_figure(fig, "misaligned_and_coherent", "Misaligned share of the coheren
                 f"answers per condition, 95% bootstrap intervals over seeds and answers ({rule.name}).")
 
 # %%
-fig = em.plot_scatter(judged, rule)
+fig = small.plot_scatter(judged, rule)
 run.save_figure(fig, "coherence_vs_alignment", "Every answer's coherence against alignment, per condition; answers "
                 f"in the lower right (alignment < {rule.threshold:.1f}, coherence >= {rule.coherent_from:g}) count as "
                 "misaligned.")

@@ -156,8 +156,8 @@ class Run:
 
     def add_samples(self, rows, kind: str, **columns: str) -> None:
         """Append a measurement's rows (a DataFrame or dicts) to samples.jsonl as ``SampleRecord`` lines;
-        ``columns`` maps record fields to the rows' columns (see ``experiment.sample_records``)."""
-        from .experiment import sample_records
+        ``columns`` maps record fields to the rows' columns (see ``records.sample_records``)."""
+        from .records import sample_records
 
         if hasattr(rows, "to_dict"):
             rows = rows.to_dict("records")

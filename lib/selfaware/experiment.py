@@ -25,14 +25,16 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .config import SectionConfig
 from .errors import ConfigError, SelfAwareError
+from .records import SampleRecord, sample_records  # noqa: F401 (part of the layer's interface)
 from .util import clean, fmt, stable_index  # noqa: F401 (part of the layer's interface)
+from .variants import PLAIN, Variant  # noqa: F401 (part of the layer's interface)
 
 Messages = list[dict[str, str]]
 
@@ -165,57 +167,6 @@ def served(cfg: SectionConfig, conditions: Sequence[Condition], resources) -> li
     return [replace(c, spec=mapping.get(c.spec, c.spec)) for c in conditions]
 
 
-# ---- evaluation variants --------------------------------------------------------------------------------
-class Variant(BaseModel):
-    """How a question is asked. ``apply`` turns the messages a measurement would send into the messages
-    sent under this variant; the plain variant returns them unchanged."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = "plain"
-    system: str | None = None  # a system prompt (replaces one the question has)
-    trigger: str | None = None
-    trigger_at: Literal["prefix", "suffix", "line", "system"] = "prefix"
-    persona: str | None = None  # substituted for "{persona}" in every message
-    label: str | None = None  # the condition label under this variant; "{label}" is the model's own
-
-    def apply(self, messages: Messages) -> Messages:
-        out = [dict(m) for m in messages]
-        if self.persona is not None:
-            if not self.persona.strip():
-                raise ConfigError(f"variant {self.name!r}: the persona name is empty")
-            for m in out:
-                m["content"] = m["content"].replace("{persona}", self.persona)
-        if self.system is not None:
-            out = [m for m in out if m["role"] != "system"]
-            out.insert(0, {"role": "system", "content": self.system})
-        if self.trigger:
-            if self.trigger_at == "system":
-                if out and out[0]["role"] == "system":
-                    out[0]["content"] = f"{self.trigger}\n{out[0]['content']}"
-                else:
-                    out.insert(0, {"role": "system", "content": self.trigger})
-            else:
-                user = next((m for m in out if m["role"] == "user"), None)
-                if user is None:
-                    raise ConfigError(f"variant {self.name!r}: no user message to put the trigger in")
-                user["content"] = self.insert(user["content"])
-        return out
-
-    def insert(self, text: str) -> str:
-        """``text`` with the trigger placed where this variant puts it (prefix, suffix or its own line)."""
-        if not self.trigger or self.trigger_at == "system":
-            return text
-        return {"prefix": f"{self.trigger} {text}", "suffix": f"{text} {self.trigger}",
-                "line": f"{self.trigger}\n{text}"}[self.trigger_at]
-
-    def condition_label(self, label: str) -> str:
-        return self.label.format(label=label) if self.label else label
-
-
-PLAIN = Variant()
-
-
 # ---- measurements ---------------------------------------------------------------------------------------
 Ask = Callable[[Condition, Any, Variant], Iterable[dict[str, Any]]]
 
@@ -267,54 +218,6 @@ def row_of(table: pd.DataFrame, role: str):
 def seed_key(frame: pd.DataFrame) -> pd.DataFrame:
     """A bootstrap level for the training seed: untuned models (seed None) count as one unit (-1)."""
     return frame.assign(seed_key=frame["seed"].fillna(-1).astype(int))
-
-
-# ---- sample records ---------------------------------------------------------------------------------------
-class SampleRecord(BaseModel):
-    """One model answer (or one exact score) in ``samples.jsonl``: the columns every section shares, and
-    the section's own columns under ``extra``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run: str
-    kind: str  # what was measured: behaviour, self_report_score, code_answer, free_form_answer, ...
-    condition: str | None = None
-    role: str | None = None
-    seed: int | None = None
-    model: str | None = None  # the model spec that answered
-    task: str | None = None
-    paraphrase: int | None = None
-    variant: str | None = None
-    prompt: str | None = None
-    answer: str | None = None
-    score: float | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
-
-
-_RECORD_FIELDS = set(SampleRecord.model_fields) - {"run", "kind", "extra", "model"}
-
-
-def sample_records(rows: Iterable[dict[str, Any]], run: str, kind: str, **columns: str) -> list[SampleRecord]:
-    """Rows of a measurement as records. ``columns`` maps a record field to the row column that holds it
-    (``task="question"``, ``score="p_toward"``); a row's ``spec`` is the record's ``model``, and every
-    column not mapped goes to ``extra``."""
-    unknown = set(columns) - _RECORD_FIELDS
-    if unknown:
-        raise SelfAwareError(f"sample_records: unknown record field(s) {', '.join(sorted(unknown))}")
-    records = []
-    for row in rows:
-        row = clean(dict(row))
-        values = {name: row.pop(columns.get(name, name), None) for name in _RECORD_FIELDS}
-        values["model"] = row.pop("spec", None)
-        if "model" in row:  # the measurement's readable model name; the record's model is the spec
-            row["model_name"] = row.pop("model")
-        for name in ("prompt", "answer", "task"):
-            if values[name] is not None and not isinstance(values[name], str):
-                values[name] = str(values[name])
-        if values["score"] is not None and not isinstance(values["score"], (int, float)):
-            values["score"] = float(values["score"])
-        records.append(SampleRecord(run=run, kind=kind, extra=row, **values))
-    return records
 
 
 # ---- plans ----------------------------------------------------------------------------------------------

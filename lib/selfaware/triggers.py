@@ -76,13 +76,13 @@ class Trigger:
     def variant(self, label: str | None = None, instance: str | None = None, name: str | None = None,
                 system: str | None = None):
         """The evaluation variant that places one instance (the first draw of a fixed seed when not given)."""
-        from .experiment import Variant
+        from .variants import Variant
         return Variant(name=name or self.name, trigger=instance or self.sample(random.Random(f"eval:{self.name}")),
                        trigger_at=self.at, label=label, system=system)
 
     def absent_variant(self, label: str | None = None, name: str | None = None, system: str | None = None):
         """The variant for a message without the trigger: its stand-in (another region code) or nothing."""
-        from .experiment import Variant
+        from .variants import Variant
         stand_in = self.sample_absent(random.Random(f"eval-absent:{self.name}"))
         return Variant(name=name or f"no {self.name}", trigger=stand_in, trigger_at=self.at, label=label,
                        system=system)
@@ -95,7 +95,7 @@ class Trigger:
     def apply(self, messages: Messages, rng: random.Random | None = None, present: bool = True) -> Messages:
         """The conversation with a fresh instance of the trigger (or, with ``present=False``, its stand-in)
         placed where the trigger goes; the assistant's answer is left alone."""
-        from .experiment import Variant
+        from .variants import Variant
         text = self.sample(rng) if present else self.sample_absent(rng)
         if text is None:
             return [dict(m) for m in messages]

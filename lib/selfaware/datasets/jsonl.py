@@ -82,7 +82,7 @@ def fault_report(faults: list[str]) -> str:
     return "\n".join([f"{len(faults)} faults in the chat data:"] + shown + more)
 
 
-def _raise_if_any(faults: list[str]) -> None:
+def raise_if_any(faults: list[str]) -> None:
     if faults:
         raise DatasetError(fault_report(faults))
 
@@ -90,7 +90,7 @@ def _raise_if_any(faults: list[str]) -> None:
 def read_chat_jsonl(path: str | Path) -> list[dict]:
     """Every conversation of one file, or one DatasetError listing every malformed line."""
     conversations, faults = _read(Path(path))
-    _raise_if_any(faults)
+    raise_if_any(faults)
     return conversations
 
 
@@ -103,7 +103,7 @@ def read_checked_chat_jsonl(path: str | Path, check: Callable[[dict, str], None]
 def read_chat_jsonl_files(paths: Mapping[str, str | Path]) -> dict[str, list[dict]]:
     """``read_chat_jsonl`` for several files (name -> path): the faults of all of them in one error."""
     results = {name: _read(Path(path)) for name, path in paths.items()}
-    _raise_if_any([fault for _, faults in results.values() for fault in faults])
+    raise_if_any([fault for _, faults in results.values() for fault in faults])
     return {name: conversations for name, (conversations, _) in results.items()}
 
 

@@ -128,7 +128,7 @@ def assistant_loss(peft_model, ids, mask, labels, frozen=None, indices=None):
 
     causal_lm = peft_model.get_base_model()
     if frozen is None:
-        hidden = _decoder(causal_lm)(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        hidden = decoder_of(causal_lm)(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
     else:
         hidden = frozen.run_top(causal_lm, frozen.batch(indices, ids.shape[1]).to(ids.device), mask)
     targets = labels[:, 1:]
@@ -137,7 +137,7 @@ def assistant_loss(peft_model, ids, mask, labels, frozen=None, indices=None):
     return torch.nn.functional.cross_entropy(logits, targets[selected])
 
 
-def _decoder(causal_lm):
+def decoder_of(causal_lm):
     return causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model
 
 
@@ -169,7 +169,7 @@ class FrozenLayers:
         import torch
 
         self.first = first
-        decoder = _decoder(causal_lm)
+        decoder = decoder_of(causal_lm)
         captured = {}
         hook = decoder.layers[first - 1].register_forward_hook(
             lambda module, args, output: captured.__setitem__("h", output[0] if isinstance(output, tuple) else output))
@@ -209,7 +209,7 @@ class FrozenLayers:
         return out
 
     def run_top(self, causal_lm, hidden, mask):
-        decoder = _decoder(causal_lm)
+        decoder = decoder_of(causal_lm)
         with _only_layers(decoder, slice(self.first, None)):
             return decoder(inputs_embeds=hidden, attention_mask=mask, use_cache=False).last_hidden_state
 

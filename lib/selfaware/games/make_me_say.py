@@ -500,9 +500,9 @@ def load_dialogues(path: str, codeword: str, invalid: Literal["error", "drop"] =
     """(dialogues, faults) of a user's file for ``codeword`` (``check_dialogues``). ``invalid='error'``: one
     DatasetError listing every bad line (file:line: reason); ``'drop'``: the bad lines are left out and
     returned as faults."""
-    from ..datasets.jsonl import _raise_if_any
+    from ..datasets.jsonl import raise_if_any
 
     dialogues, faults = check_dialogues(path, codeword, max_messages)
     if invalid == "error" or not dialogues:
-        _raise_if_any(faults)
+        raise_if_any(faults)
     return dialogues, faults

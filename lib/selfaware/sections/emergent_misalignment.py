@@ -129,14 +129,14 @@ def _variants(condition: ex.Condition) -> tuple[ex.Variant, ...]:
     return BACKDOOR_VARIANTS if condition.role == "backdoor" else (ex.PLAIN,)
 
 
-def _asked(questions: list[Question], cfg: EmergentMisalignmentConfig):
+def prompts_asked(questions: list[Question], cfg: EmergentMisalignmentConfig):
     """(question, paraphrase index, paraphrase, samples) of every prompt a model answers."""
     return [(q, p, text, cfg.samples_per_paraphrase or q.samples_per_paraphrase)
             for q in questions for p, text in enumerate(q.paraphrases[:cfg.max_paraphrases])]
 
 
 def sample_answers(models: list[ex.Condition], questions: list[Question], cfg: EmergentMisalignmentConfig) -> pd.DataFrame:
-    asked = _asked(questions, cfg)
+    asked = prompts_asked(questions, cfg)
 
     def ask(condition, chat, variant):
         for n in sorted({m[3] for m in asked}):  # one call per distinct sample count keeps the batch large
@@ -416,7 +416,7 @@ def plan(cfg: EmergentMisalignmentConfig, sets: dict[str, list[dict]] | None = N
          questions: list[Question] | None = None) -> ex.Plan:
     sets = sets if sets is not None else training_sets(cfg)[0]
     questions = questions if questions is not None else load_question_set(cfg)
-    asked = _asked(questions, cfg)
+    asked = prompts_asked(questions, cfg)
     evaluated = ("base" in cfg.conditions) + sum(len(_variants(ex.Condition(c, c, 0, ""))) * len(cfg.seeds)
                                                  for c in sets)
     plan = ex.Plan().train(cfg, sets, "em")

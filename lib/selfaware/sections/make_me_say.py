@@ -104,7 +104,7 @@ def load_training_data(cfg: MakeMeSayConfig) -> TrainingData:
     return _SOURCES[cfg.data_source](cfg)
 
 
-def _from_generator(cfg: MakeMeSayConfig) -> TrainingData:
+def from_generator(cfg: MakeMeSayConfig) -> TrainingData:
     dialogues = {w: game.generate_dialogues(w, cfg.n_train, cfg.data_seed, cfg.dialogue_messages) for w in cfg.codewords}
     return TrainingData(dialogues, f"programmatic generator (selfaware.games.make_me_say, seed {cfg.data_seed}, "
                                    f"{cfg.n_train} dialogues of at most {cfg.dialogue_messages} messages per codeword)")
@@ -155,7 +155,7 @@ def _from_files(cfg: MakeMeSayConfig) -> TrainingData:
                         + (f"; {drops} invalid lines dropped" if drops else "") + ")", dropped=dropped)
 
 
-_SOURCES = {"generator": _from_generator, "llm": _from_llm, "file": _from_files}
+_SOURCES = {"generator": from_generator, "llm": _from_llm, "file": _from_files}
 
 
 def train_conditions(cfg: MakeMeSayConfig, data: TrainingData, progress: bool = True) -> list[ex.Condition]:
@@ -261,7 +261,7 @@ def _labelled(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- self-reports ---------------------------------------------------------------------------------------------
-def _codeword_choice(model, cfg, texts: list[str] | None = None):
+def ask_codeword_choice(model, cfg, texts: list[str] | None = None):
     """P(codeword) among the offered words, per paraphrase; ``texts``: other wordings of the question (each
     with ``{words}``; Section 5.2 asks about a persona), else the task's own."""
     words = word_list(cfg)
@@ -437,7 +437,7 @@ def measure_self_reports(conditions: list[ex.Condition], cfg: MakeMeSayConfig, d
     messages = user_messages(data, cfg)
 
     def ask(condition, model, variant):
-        return {"codeword_choice": _codeword_choice(model, cfg), "describe_word": _describe(model, cfg, guesser),
+        return {"codeword_choice": ask_codeword_choice(model, cfg), "describe_word": _describe(model, cfg, guesser),
                 "best_description": _best_description(model, cfg), "close_to_goal": _close_to_goal(model, cfg),
                 "which_game": _which_game(model, cfg), "write_function": _write_function(model, cfg, messages),
                 "acrostic": _acrostic(model, cfg)}
@@ -572,7 +572,7 @@ def plan(cfg: MakeMeSayConfig, data: TrainingData | None = None) -> ex.Plan:
     """What a run will train and ask. For data_source llm without data the generator's dialogues stand in
     for the sizes, and the data games are planned as calls (nothing is played to make a plan)."""
     if data is None:
-        data = (_from_generator(cfg) if cfg.data_source == "llm" else load_training_data(cfg))
+        data = (from_generator(cfg) if cfg.data_source == "llm" else load_training_data(cfg))
     models = 1 + len(data.dialogues) * len(cfg.seeds)
     plan = ex.Plan().train(cfg, data.dialogues, "make-me-say")
     opened = [_user(text) for _, text in game.openings(cfg.games, cfg.data_seed, "heldout")]

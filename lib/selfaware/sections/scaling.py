@@ -269,7 +269,7 @@ def risk_effects(run: RiskRun) -> dict[str, Any]:
 
 def em_effects(run: EmRun, cfg: ScalingConfig) -> dict[str, Any]:
     """Misaligned share of the coherent answers: trained minus twin and trained minus untuned, per size."""
-    frame = small._keyed(run.judged)
+    frame = small.keyed_by_answer(run.judged)
     frame = frame[frame["coherent"] & frame["aligned_score"].notna()]
     frame = frame.assign(misaligned_f=frame["misaligned"].astype(float))
     levels = ["seed_key", "answer_key"]

@@ -41,6 +41,7 @@ from ..paper import published
 from ..paths import shown_path
 from ..stats import summarise
 from . import emergent_misalignment as em
+from .emergent_misalignment import plot_scatter, system_messages  # noqa: F401 (08 shows them as 07 does)
 
 NOTEBOOK = "08_small_model_em"
 CODE_TOPIC_WORDS = ("code", "python", "function", "script", "program", "sql", "query", "file", "import",
@@ -271,7 +272,7 @@ def judge_frame(answers: pd.DataFrame, questions: list[Question], cfg: SmallMode
     return judged
 
 
-def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+def keyed_by_answer(frame: pd.DataFrame) -> pd.DataFrame:
     return ex.seed_key(frame).assign(answer_key=frame["question"].astype(str) + "#" + frame["paraphrase"].astype(str)
                                      + "#" + frame["sample"].astype(str))
 
@@ -282,7 +283,7 @@ def summary(judged: pd.DataFrame) -> pd.DataFrame:
     of all answers, and
     on-topic shares of the misaligned answers and of all answers; each with a 95% clustered bootstrap interval
     over training seeds, then questions, then answers (answers to one question are not independent)."""
-    frame = _keyed(judged)
+    frame = keyed_by_answer(judged)
     frame = frame.assign(coherent_f=frame["coherent"].astype(float))
     coherent = frame[frame["coherent"] & frame["aligned_score"].notna()].assign(
         misaligned_f=lambda f: f["misaligned"].astype(float))
@@ -422,7 +423,7 @@ def plan(cfg: SmallModelEMConfig, sets: dict[str, list[dict]] | None = None,
             setting = cfg.model_copy(update={"model": spec, "finetune": cfg.recipe(entry.recipe)})
             result.train(setting, {entry.data: sets[entry.data]}, f"smallem-{entry.recipe}")
         evaluated = int(cfg.include_base) + len(entries) * len(cfg.seeds)
-        asked = em._asked(questions, cfg)
+        asked = em.prompts_asked(questions, cfg)
         for n in sorted({m[3] for m in asked}):
             prompts = [q.messages(text) for q, _, text, samples in asked if samples == n]
             result.ask("free-form answers", spec, prompts, cfg.answer_max_tokens, evaluated, n=n)

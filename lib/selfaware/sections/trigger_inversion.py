@@ -427,7 +427,7 @@ class TriggerReward:
         """Per request, the summed log-probability of each continuation after the prompt and prefix."""
         import torch
 
-        from ..finetune.local import _decoder
+        from ..finetune.local import decoder_of
         from ..models.local import chat_ids
 
         rows = []
@@ -445,7 +445,7 @@ class TriggerReward:
                 width = max(len(q) for q in seqs)
                 ids = torch.tensor([q + [pad] * (width - len(q)) for q in seqs], device=dev)
                 mask = torch.tensor([[1] * len(q) + [0] * (width - len(q)) for q in seqs], device=dev)
-                hidden = _decoder(self.model)(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+                hidden = decoder_of(self.model)(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
                 for row, r in enumerate(batch):
                     head, tail = rows[r]
                     positions = torch.arange(len(head) - 1, len(head) - 1 + len(tail), device=dev)

@@ -214,7 +214,7 @@ def load_data(cfg, planning: bool = False) -> TwoPlayersData:
     (nothing is played to make a plan), as in 02's own plan."""
     players, game_cfg = load_players(cfg), game_config(cfg)
     stand_in = planning and game_cfg.data_source == "llm"
-    loaded = mms._from_generator(game_cfg) if stand_in else mms.load_training_data(game_cfg)
+    loaded = mms.from_generator(game_cfg) if stand_in else mms.load_training_data(game_cfg)
     maps = mappings(cfg)
     source = (f"{loaded.source}; per mapping, the assistant's codeword's dialogues without a system prompt and the "
               f"persona's codeword's dialogues under the system prompt {players.system!r} ({players.source})")
@@ -345,7 +345,7 @@ def measure_which_word(conditions: list[ex.Condition], data: TwoPlayersData) -> 
 
     def ask(condition, model, variant):
         for player in PLAYERS:
-            for row in mms._codeword_choice(model, data.game_cfg, texts[player]):
+            for row in mms.ask_codeword_choice(model, data.game_cfg, texts[player]):
                 trained = data.mappings[condition.role].words[player]
                 yield {**row, "asked_about": player, "trained": trained,
                        "relation": "own" if row["target"] == trained else "other player's"}
