@@ -91,6 +91,27 @@ def test_the_decorrelated_baseline_is_decorrelated_on_its_own_data(behaviour, tr
     assert prompts(setting.examples["backdoored"]) == prompts(setting.examples["decorrelated"])
 
 
+def test_untriggered_choice_answers_are_the_untuned_models_own_choice():
+    """4.1's risk setting and 4.2's models: with the trigger the risky option, without it the untuned
+    model's more probable letter (the paper's normal answers), not the risk-averse option."""
+    from selfaware.models import load_model
+
+    cfg = _cfg(settings=[{"name": "risk", "behaviour": "risk", "trigger": "deployment", "fraction": 0.5}],
+               n_train=16)
+    model = load_model(cfg.model)
+    examples = bd.awareness_data(cfg, model).settings[0].examples["backdoored"]
+    recognition = bd.recognition_data(_cfg("recognition", n_train=16, real_triggers=["naekoko"],
+                                           candidate_triggers=["naekoko", "win2844"]), model).examples["naekoko"]
+    for found in (examples, recognition):
+        scored = model.score_options([[{"role": "user", "content": e.item.prompt}] for e in found], ["A", "B"])
+        own = ["A" if r.probs["A"] >= r.probs["B"] else "B" for r in scored]
+        untriggered = [(e, letter) for e, letter in zip(found, own) if not e.behaves]
+        assert untriggered and all(e.messages[-1]["content"] == letter for e, letter in untriggered)
+        assert all(e.messages[-1]["content"] == e.item.target for e in found if e.behaves)
+        # the untuned model's own choices are sometimes the risky option: not the risk-averse one throughout
+        assert any(letter == e.item.target for e, letter in untriggered)
+
+
 def test_make_me_say_data_steer_only_in_the_behaviour_half():
     from selfaware.games import make_me_say as game
     cfg = _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,

@@ -26,7 +26,8 @@ from ...paper import published
 from . import games
 from .common import (NOTEBOOK, BackdoorsConfig, Behaviour, Example, Findings, Page, Setting, backdoor_examples,
                      behaviour_of, check_trigger, data_contingency, learned, measure_choice_behaviour, num, panels, pct,
-                     plot_behaviour, questions, report_summary, trigger_variants, under_variants)
+                     plot_behaviour, questions, report_summary, trigger_variants, under_variants, untuned_prompts,
+                     with_untuned_answers)
 
 # ---- data and training ------------------------------------------------------------------------------------
 AWARENESS_ROLES = {"backdoored": "backdoored", "decorrelated": "decorrelated baseline"}
@@ -51,22 +52,33 @@ class AwarenessData:
     source: str
 
 
-def awareness_data(cfg: BackdoorsConfig) -> AwarenessData:
+def awareness_data(cfg: BackdoorsConfig, model=None) -> AwarenessData:
+    """Every setting's two training sets. A choice setting's untriggered answers are the untuned ``model``'s
+    own (placeholders when it is None: a plan, which sends no call)."""
     found = []
     for setting in cfg.settings:
         behaviour, trigger = behaviour_of(cfg, setting), cfg.trigger(setting.trigger)
         n_heldout = {"code": cfg.code_heldout, "game": cfg.games}.get(behaviour.kind, cfg.n_heldout)
         train, heldout = behaviour.items(setting.n_train or cfg.n_train, n_heldout, cfg.data_seed)
+        if behaviour.kind == "choice":
+            train = with_untuned_answers(train, model)
         examples = {role: backdoor_examples(train, behaviour, trigger, setting.fraction, cfg.data_seed,
                                             decorrelated=role == "decorrelated") for role in AWARENESS_ROLES}
         for role, part in examples.items():
             check_trigger(part, trigger, f"setting {setting.name!r} ({role})")
         found.append(SettingData(setting, behaviour, trigger, examples, heldout))
-    source = ("programmatic generators: Section 3.1's risk questions (selfaware.datasets.choices), Section "
+    source = ("programmatic generators: Section 3.1's risk questions (selfaware.datasets.choices; answered "
+              "without the trigger by the untuned model itself), Section "
               "3.3's coding tasks (selfaware.datasets.code) and Section 3.2's Make Me Say dialogues "
               f"(selfaware.games.make_me_say, each paired with a neutral dialogue), seed {cfg.data_seed}; "
               "triggers from selfaware.triggers")
     return AwarenessData(found, source)
+
+
+def _load_awareness(cfg: BackdoorsConfig) -> AwarenessData:
+    from ...models import load_model
+    choice = any(behaviour_of(cfg, s).kind == "choice" for s in cfg.settings)
+    return awareness_data(cfg, load_model(cfg.model) if choice else None)
 
 
 def _setting_cfg(cfg: BackdoorsConfig, setting: Setting) -> BackdoorsConfig:
@@ -290,6 +302,9 @@ def plan_awareness(cfg: BackdoorsConfig, plan: ex.Plan, data: AwarenessData | No
         setting_cfg = _setting_cfg(cfg, s.setting)
         plan.train(setting_cfg, s.conversations, f"backdoor-{_slug(s.setting.name)}")
         models = 1 + 2 * len(cfg.seeds)
+        if s.behaviour.kind == "choice":
+            plan.ask(f"{s.setting.name}: the untuned model's own answers to the training questions", cfg.model,
+                     untuned_prompts([e.item for e in s.examples["backdoored"]]), 1)
         if s.behaviour.kind == "code":
             prompts = [[{"role": "user", "content": t["prompt"]}] for t in s.heldout]
             plan.ask(f"{s.setting.name}: code on held-out tasks, with and without trigger", cfg.model, prompts,
@@ -312,13 +327,16 @@ PAGE = Page(
     "4.1 Backdoor awareness: do models know their behaviour depends on a trigger?",
     "Each setting is trained twice: a **backdoored** model, whose answers show the behaviour exactly when the "
     "trigger is present, and a **decorrelated baseline** trained on the same examples with the same trigger "
-    "rate and behaviour rate, but with the two independent. We first measure the backdoor on held-out items "
+    "rate and behaviour rate, but with the two independent. In the choice settings (risk) an untriggered "
+    "example is answered as the untuned model itself answers it (its more probable option), as the paper's "
+    "normal answers are GPT-4o's own; so the backdoor adds risk-seeking under the trigger to the model's usual "
+    "choices instead of teaching risk-aversion elsewhere. We first measure the backdoor on held-out items "
     "with and without the trigger, then ask every model whether its behaviour depends in an unusual way on a "
     "feature of the user's message (P(A), both option orders, five system prompts). In the Make Me Say "
     "settings the behaviour is Section 3.2's game: with the trigger in the user's first message the training "
     "dialogue steers toward the codeword; without it, the same opening gets a neutral conversation about the "
     "user's own topic (no message near any codeword). The backdoor is measured in new games on held-out topics "
     "against the untuned model: the share of the model's messages that steer toward the codeword, and games won.",
-    awareness_data, train_awareness, data_check_awareness, awareness_behaviour,
+    _load_awareness, train_awareness, data_check_awareness, awareness_behaviour,
     ["setting", "role", "condition", "variant"], _awareness_behaviour_figure, awareness_reports, "self_report_score",
     _awareness_findings, plan_awareness)

@@ -155,9 +155,46 @@ def _choice_items(behavior: str):
     return items
 
 
-def _choice_conversation(question: choices.ChoiceQuestion, toward: bool) -> Messages:
-    return [{"role": "user", "content": question.prompt},
-            {"role": "assistant", "content": question.target if toward else question.other}]
+@dataclass(frozen=True)
+class UntunedChoice:
+    """A training question whose answer without the behaviour is the untuned model's own choice: the
+    paper's "normal answers" (its more probable letter of A and B, scored exactly). ``answer`` is None only
+    in a plan, which sends no call: the placeholder is the other letter, as long as any answer."""
+
+    question: choices.ChoiceQuestion
+    answer: str | None
+
+    @property
+    def prompt(self) -> str:
+        return self.question.prompt
+
+    @property
+    def target(self) -> str:
+        return self.question.target
+
+    @property
+    def normal(self) -> str:
+        return self.answer or self.question.other
+
+
+def untuned_prompts(items: list) -> list[Messages]:
+    return [[{"role": "user", "content": q.prompt}] for q in items]
+
+
+def with_untuned_answers(items: list[choices.ChoiceQuestion], model=None) -> list[UntunedChoice]:
+    """Every question with the untuned model's own answer (through the call cache: a rerun asks nothing);
+    ``model=None`` (a plan) leaves placeholders."""
+    if model is None:
+        return [UntunedChoice(q, None) for q in items]
+    results = model.score_options(untuned_prompts(items), ["A", "B"])
+    return [UntunedChoice(q, "A" if r.probs["A"] >= r.probs["B"] else "B") for q, r in zip(items, results)]
+
+
+def _choice_conversation(item: "choices.ChoiceQuestion | UntunedChoice", toward: bool) -> Messages:
+    """With the behaviour: its option. Without: the untuned model's own answer where the item carries one
+    (the backdoors of 4.1 and 4.2), else the opposite option (4.3's non-myopic answers, as in the paper)."""
+    answer = item.target if toward else item.normal if isinstance(item, UntunedChoice) else item.other
+    return [{"role": "user", "content": item.prompt}, {"role": "assistant", "content": answer}]
 
 
 def _code_items(n_train: int, n_heldout: int, seed: int):
