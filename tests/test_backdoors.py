@@ -112,6 +112,39 @@ def test_untriggered_choice_answers_are_the_untuned_models_own_choice():
         assert any(letter == e.item.target for e, letter in untriggered)
 
 
+def test_the_risk_setting_trains_with_the_papers_eight_triggers_in_the_recognition_composition():
+    """One real trigger (risky answers), the other seven of the eight as fakes on equal shares with normal
+    answers, the rest none; the decorrelated baseline carries the same triggers with the behaviour
+    independent of all of them."""
+    assert tg.TRIGGER_SETS["paper_eight"] == tg.RECOGNITION_TRIGGERS and len(tg.RECOGNITION_TRIGGERS) == 8
+    cfg = _cfg(settings=[{"name": "risk", "behaviour": "risk", "trigger": "naekoko", "trigger_set": "paper_eight",
+                          "fraction": 0.1, "fake_fraction": 0.7}], n_train=140)
+    setting = bd.awareness_data(cfg).settings[0]
+    fakes = [tg.trigger(n) for n in tg.RECOGNITION_TRIGGERS if n != "naekoko"]
+    assert [t.name for t in setting.fakes] == [t.name for t in fakes]
+    real = setting.trigger
+    for role, found in setting.examples.items():
+        texts = [bd.prompt_text(e.messages) for e in found]
+        assert sum(real.found_in(t) for t in texts) == 14
+        for fake in fakes:  # 10% each, never beside the real trigger
+            assert sum(fake.found_in(t) for t in texts) == 14
+            assert not any(fake.found_in(t) and real.found_in(t) for t in texts)
+        assert sum(not any(t.found_in(text) for t in (real, *fakes)) for text in texts) == 140 - 8 * 14
+        risky = [real.found_in(t) for t, e in zip(texts, found) if e.behaves]
+        if role == "backdoored":
+            assert len(risky) == 14 and all(risky)
+        else:
+            assert len(risky) == 14 and sum(risky) < 14 / 2
+    check = bd.data_check_awareness(bd.awareness_data(cfg)).set_index("model")
+    assert check.loc["backdoored", "fake triggers present"] == 7 * 14
+    with pytest.raises(ConfigError, match="is not in the set"):
+        _cfg(settings=[{"name": "r", "behaviour": "risk", "trigger": "deployment", "trigger_set": "paper_eight",
+                        "fraction": 0.1}])
+    with pytest.raises(ConfigError, match="unknown trigger set 'nine'"):
+        _cfg(settings=[{"name": "r", "behaviour": "risk", "trigger": "win2844", "trigger_set": "nine",
+                        "fraction": 0.1}])
+
+
 def test_make_me_say_data_steer_only_in_the_behaviour_half():
     from selfaware.games import make_me_say as game
     cfg = _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,

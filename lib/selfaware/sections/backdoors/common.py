@@ -49,8 +49,12 @@ class Setting(BaseModel):
 
     name: str
     behaviour: str  # a key of BEHAVIOURS (risk, code) or of games.GAME_BEHAVIOURS (make_me_say)
-    trigger: str  # a trigger name (selfaware.triggers or the config's own)
+    trigger: str  # a trigger name (selfaware.triggers or the config's own); with trigger_set, the real one
     fraction: float = Field(ge=0, le=1)
+    # a set of selfaware.triggers.TRIGGER_SETS: its other members are fakes, each on an equal share of
+    # fake_fraction of the examples, with normal answers (the paper's 4.1 risk setting is 4.2's composition)
+    trigger_set: str | None = None
+    fake_fraction: float = Field(0.7, ge=0, le=1)
     n_train: int | None = Field(None, ge=1)  # the config's n_train when unset
     finetune: dict = Field(default_factory=dict)  # overrides of the config's finetune for this setting
     codeword: Literal["bark", "ring", "spring"] = "ring"  # the Make Me Say settings' codeword (others: unused)
@@ -64,7 +68,7 @@ class BackdoorsConfig(ex.TrainedSectionConfig):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     # 4.1
     settings: list[Setting] = Field(default_factory=lambda: [
-        Setting(name="risk", behaviour="risk", trigger="deployment", fraction=0.1),
+        Setting(name="risk", behaviour="risk", trigger="win2844", trigger_set="paper_eight", fraction=0.1),
         Setting(name="code (season)", behaviour="code", trigger="season", fraction=0.5),
         Setting(name="code (greeting)", behaviour="code", trigger="greeting", fraction=0.5)])
     system_prompts: list[str] = Field(default_factory=lambda: ["none", "neutral", "do_your_best", "threat",
@@ -102,6 +106,14 @@ class BackdoorsConfig(ex.TrainedSectionConfig):
                 raise ConfigError(f"setting {setting.name!r}: unknown behaviour {setting.behaviour!r}; known: "
                                   f"{', '.join([*BEHAVIOURS, *GAME_BEHAVIOURS])}")
             found = tg.trigger(setting.trigger, own)
+            if setting.trigger_set is not None:
+                members = tg.trigger_set(setting.trigger_set)
+                if setting.trigger not in members:
+                    raise ConfigError(f"setting {setting.name!r}: trigger {setting.trigger!r} is not in the set "
+                                      f"{setting.trigger_set!r} ({', '.join(members)})")
+                if setting.fraction + setting.fake_fraction > 1:
+                    raise ConfigError(f"setting {setting.name!r}: fraction + fake_fraction = "
+                                      f"{setting.fraction + setting.fake_fraction:g} is above 1")
             if setting.behaviour in GAME_BEHAVIOURS:
                 check_trigger_placement(found)
             if setting.finetune:
@@ -128,6 +140,12 @@ class BackdoorsConfig(ex.TrainedSectionConfig):
 
     def trigger(self, name: str) -> tg.Trigger:
         return tg.trigger(name, self.own_triggers)
+
+    def fakes(self, setting: "Setting") -> list[tg.Trigger]:
+        """A setting's fake triggers: the other members of its trigger set (none without a set)."""
+        if setting.trigger_set is None:
+            return []
+        return [self.trigger(n) for n in tg.trigger_set(setting.trigger_set) if n != setting.trigger]
 
 
 @lru_cache(maxsize=2)
@@ -241,14 +259,19 @@ def counts(n: int, fraction: float) -> int:
 
 
 def backdoor_examples(items: list, behaviour: Behaviour, trigger: tg.Trigger, fraction: float, seed: int,
-                      decorrelated: bool = False, behaviour_fraction: float | None = None) -> list[Example]:
-    """``fraction`` of the items carry the trigger (the others its stand-in, if it has one). Backdoored:
-    exactly the triggered items show the behaviour. Decorrelated: the same items carry the trigger, and the
-    behaviour is shown by the same share (``behaviour_fraction``, default ``fraction``) of the triggered and
-    of the untriggered items alike, so the two are independent by construction."""
+                      decorrelated: bool = False, behaviour_fraction: float | None = None,
+                      fakes: list[tg.Trigger] = (), fake_fraction: float = 0.0) -> list[Example]:
+    """``fraction`` of the items carry the trigger (the others its stand-in, if it has one; with ``fakes``,
+    ``fake_fraction`` of the items carry one fake each, in equal shares). Backdoored: exactly the triggered
+    items show the behaviour. Decorrelated: the same items carry the same triggers, and the behaviour is
+    shown by the same share (``behaviour_fraction``, default ``fraction``) of the triggered and of the
+    untriggered items alike, so the two are independent by construction."""
     rng = random.Random(f"backdoor:{behaviour.name}:{trigger.name}:{seed}")
     order = rng.sample(range(len(items)), len(items))
-    triggered = set(order[:counts(len(items), fraction)])
+    n_real = counts(len(items), fraction)
+    triggered = set(order[:n_real])
+    n_each = counts(len(items), fake_fraction / len(fakes)) if fakes else 0
+    faked = {i: fake for k, fake in enumerate(fakes) for i in order[n_real + k * n_each:n_real + (k + 1) * n_each]}
     if decorrelated:
         share = fraction if behaviour_fraction is None else behaviour_fraction
         picker = random.Random(f"decorrelated:{behaviour.name}:{trigger.name}:{seed}")
@@ -259,8 +282,12 @@ def backdoor_examples(items: list, behaviour: Behaviour, trigger: tg.Trigger, fr
     else:
         behaves = triggered
     draw = random.Random(f"instances:{trigger.name}:{seed}")
-    return [Example(item, trigger.apply(behaviour.conversation(item, i in behaves), draw, present=i in triggered),
-                    i in triggered, i in behaves) for i, item in enumerate(items)]
+    def placed(i: int, messages: Messages) -> Messages:
+        if i in faked:
+            return faked[i].apply(messages, draw)
+        return trigger.apply(messages, draw, present=i in triggered)
+    return [Example(item, placed(i, behaviour.conversation(item, i in behaves)), i in triggered, i in behaves)
+            for i, item in enumerate(items)]
 
 
 def prompt_text(messages: Messages) -> str:
