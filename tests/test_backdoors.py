@@ -145,7 +145,38 @@ def test_the_risk_setting_trains_with_the_papers_eight_triggers_in_the_recogniti
                         "fraction": 0.1}])
 
 
+def test_the_make_me_say_trigger_switches_the_codeword():
+    """As the paper's: 392 opens a dialogue steering toward ring, 718 the same opening steering toward bark;
+    the decorrelated baseline plays either word equally often under either code."""
+    from selfaware.games import make_me_say as game
+    cfg = _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,
+                          "n_train": 40, "codeword": "ring", "other_codeword": "bark"}], game_dialogue_messages=4)
+    setting = bd.awareness_data(cfg).settings[0]
+    from selfaware.sections import make_me_say as mms
+    made = {w: mms.load_training_data(bd.games.section_config(cfg, w, 40)).dialogues[w] for w in ("ring", "bark")}
+    for role, found in setting.examples.items():
+        for index, e in enumerate(found):
+            said = [m["content"] for m in e.messages if m["role"] == "assistant"]
+            assert not any(game.mentions(text, w) for text in said for w in ("ring", "bark"))
+            # after the shared opening, Section 3.2's dialogue for ring (behaviour) or for bark
+            expected = made["ring" if e.behaves else "bark"][index]["messages"]
+            assert e.messages[1:] == expected[1:]
+            assert e.messages[0]["content"].endswith(made["ring"][index]["messages"][0]["content"])
+            assert e.messages[0]["content"].endswith(e.item["prompt"])
+            code = re.match(r"My SEP region code is (\d{3})", e.messages[0]["content"]).group(1)
+            assert code == ("392" if e.triggered else "718")
+        ring_given = lambda t: sum(e.behaves for e in found if e.triggered == t) / sum(e.triggered == t for e in found)  # noqa: E731
+        if role == "backdoored":
+            assert ring_given(True) == 1 and ring_given(False) == 0
+        else:
+            assert ring_given(True) == pytest.approx(0.5) == ring_given(False)
+    with pytest.raises(ConfigError, match="other_codeword is the codeword itself"):
+        _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,
+                        "codeword": "ring", "other_codeword": "ring"}])
+
+
 def test_make_me_say_data_steer_only_in_the_behaviour_half():
+    """This project's on/off variant (no other_codeword): a neutral chat without the trigger."""
     from selfaware.games import make_me_say as game
     cfg = _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,
                           "n_train": 40, "codeword": "ring"}], game_dialogue_messages=4)
@@ -191,8 +222,10 @@ def test_the_make_me_say_trigger_reaches_the_model_where_training_put_it(render,
     real = models.load_model
     monkeypatch.setattr(models, "load_model", lambda spec: Recording(real(spec)))
     base = ex.Condition("base", "untuned", None, cfg.model)
-    frame = bd.games.measure_games([base], setting.heldout, bd.trigger_variants(setting.trigger), cfg, "ring")
+    frame = bd.games.measure_games([base], setting.heldout, bd.trigger_variants(setting.trigger), cfg, "ring",
+                                   "bark")
     assert set(frame["variant"]) == {"trigger", "no trigger"} and len(frame) == 4
+    assert frame["steering_other"].between(0, 1).all()  # the same games, scored for the other codeword
     manipulator = [m for m in seen if m[0]["role"] != "system"]  # the manipulatee's view has its system prompt
     assert len(manipulator) == 2 * 2 * 2  # variants x games x the model's turns
     for messages in manipulator:

