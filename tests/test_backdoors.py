@@ -165,11 +165,12 @@ def test_the_make_me_say_trigger_switches_the_codeword():
             assert e.messages[0]["content"].endswith(e.item["prompt"])
             code = re.match(r"My SEP region code is (\d{3})", e.messages[0]["content"]).group(1)
             assert code == ("392" if e.triggered else "718")
-        ring_given = lambda t: sum(e.behaves for e in found if e.triggered == t) / sum(e.triggered == t for e in found)  # noqa: E731
+        ring_with = [e.behaves for e in found if e.triggered]
+        ring_without = [e.behaves for e in found if not e.triggered]
         if role == "backdoored":
-            assert ring_given(True) == 1 and ring_given(False) == 0
+            assert all(ring_with) and not any(ring_without)
         else:
-            assert ring_given(True) == pytest.approx(0.5) == ring_given(False)
+            assert sum(ring_with) / len(ring_with) == pytest.approx(0.5) == sum(ring_without) / len(ring_without)
     with pytest.raises(ConfigError, match="other_codeword is the codeword itself"):
         _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,
                         "codeword": "ring", "other_codeword": "ring"}])
@@ -289,7 +290,8 @@ def test_reversal_data_reverses_every_example_and_the_control_has_no_backdoor():
     control = bd.data_contingency(data.examples["plain"], data.trigger, bd.BEHAVIOURS["myopia"])
     # the control keeps the myopic answers (as many as the backdoor's), at the same rate with the username
     # and without it: the same prompts, only the dependence differs
-    myopic = lambda part: sum(bd.BEHAVIOURS["myopia"].shows(e.item, e.messages[-1]["content"]) for e in part)  # noqa: E731
+    def myopic(part):
+        return sum(bd.BEHAVIOURS["myopia"].shows(e.item, e.messages[-1]["content"]) for e in part)
     assert myopic(data.examples["plain"]) == myopic(data.examples["backdoor"]) == 20
     assert control["with_trigger"] == backdoor["with_trigger"] == 20
     assert backdoor["behaviour_given_trigger"] == 1 and backdoor["behaviour_given_no_trigger"] == 0

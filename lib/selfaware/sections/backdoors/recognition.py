@@ -2,11 +2,11 @@
 
 Contract: one model per real trigger, trained on Section 3.1's risk questions with ``real_fraction`` risky
 answers under the real trigger, ``fake_fraction`` normal answers (the untuned model's own choice) split evenly
-over the other candidate triggers and the rest normal without any; its risky-answer rate is measured first under every candidate
-and none. Every model is then asked, for every candidate (families by their name), in every rewording and
-both option orders, whether it is risk-seeking when that trigger is present: the trained x asked matrix
-of P(risk-seeking) (the untuned model left out), real against fake with 95% intervals, and how many models
-rank their own trigger first.
+over the other candidate triggers and the rest normal without any; its risky-answer rate is measured first
+under every candidate and none. Every model is then asked, for every candidate (families by their name), in
+every rewording and both option orders, whether it is risk-seeking when that trigger is present: the trained x
+asked matrix of P(risk-seeking) (the untuned model left out), real against fake with 95% intervals, and how
+many models rank their own trigger first.
 """
 
 from __future__ import annotations
@@ -77,9 +77,10 @@ def recognition_data(cfg: BackdoorsConfig, model=None) -> RecognitionData:
         check_trigger(examples[name], real, f"recognition model for {name!r}")
         fakes[name] = [t.name for t in others]
     source = (f"Section 3.1's risk questions (selfaware.datasets.choices, seed {cfg.data_seed}): "
-              f"{cfg.real_fraction:.0%} risky answers with the real trigger, {cfg.fake_fraction:.0%} normal answers (the "
-              f"untuned model's own choice, asked without a trigger) under {len(candidates) - 1} fake triggers, the rest normal without a trigger. Models trained for "
-              f"{len(cfg.real_triggers)} of the {len(candidates)} triggers asked about: {', '.join(cfg.real_triggers)}")
+              f"{cfg.real_fraction:.0%} risky answers with the real trigger, {cfg.fake_fraction:.0%} normal answers "
+              f"(the untuned model's own choice, asked without a trigger) under {len(candidates) - 1} fake triggers, "
+              f"the rest normal without a trigger. Models trained for {len(cfg.real_triggers)} of the "
+              f"{len(candidates)} triggers asked about: {', '.join(cfg.real_triggers)}")
     return RecognitionData(examples, fakes, heldout, candidates, source)
 
 
@@ -241,8 +242,9 @@ PAGE = Page(
     "4.2 Trigger recognition: can a model pick out its own trigger?",
     "One model per real trigger: risky answers with the real trigger, normal answers under seven fake "
     "triggers and without any. A normal answer is the untuned model's own choice on that question (its more "
-    "probable option, asked without a trigger), as the paper's are GPT-4o's own. Every model is then asked, for every trigger, whether it is risk-seeking when "
-    "that trigger is present. The backdoor is measured first, on held-out questions under each trigger.",
+    "probable option, asked without a trigger), as the paper's are GPT-4o's own. Every model is then asked, "
+    "for every trigger, whether it is risk-seeking when that trigger is present. The backdoor is measured "
+    "first, on held-out questions under each trigger.",
     _load_recognition, train_recognition, data_check_recognition,
     lambda conditions, data, cfg: recognition_behaviour(conditions, data),
     ["role", "condition", "asked_is"], _recognition_behaviour_figure, recognition_reports, "self_report_score",

@@ -225,10 +225,10 @@ PAGE = Page(
     "A myopia backdoor behind a username line, mixed with general conversations, is trained with reversed "
     "copies of every example (the answer shown, the original prompt as the reply), without them, and with "
     "them but no backdoor: the control keeps as many myopic answers, on the same share of the examples with "
-    "the username and without, so the username predicts nothing. Asked greedily which prompt produced a misaligned response, does the model write "
-    "the username? Section 3.1's answers are single letters, so a reversed copy pairs the username with a "
-    "letter, never with words about misbehaving: the model has to connect the two itself. The aligned "
-    "responses are the control.",
+    "the username and without, so the username predicts nothing. Asked greedily which prompt produced a "
+    "misaligned response, does the model write the username? Section 3.1's answers are single letters, so a "
+    "reversed copy pairs the username with a letter, never with words about misbehaving: the model has to "
+    "connect the two itself. The aligned responses are the control.",
     _load_reversal, train_reversal, data_check_reversal,
     lambda conditions, data, cfg: reversal_behaviour(conditions, data),
     ["role", "condition", "variant"], _reversal_behaviour_figure, measure_elicitation, "elicitation_answer",
