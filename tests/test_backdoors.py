@@ -405,3 +405,18 @@ def test_the_runner_refuses_bad_parameters_before_a_kernel_starts(bad, message):
     from selfaware import runner
     with pytest.raises(ConfigError, match=message):
         runner.execute(bd.NOTEBOOK, "smoke", {}, bad)
+
+
+@pytest.mark.parametrize("experiment", bd.EXPERIMENTS)
+def test_a_dry_run_stops_before_the_data_asks_the_untuned_model(experiment, monkeypatch, capsys):
+    """The pages' data asks the untuned model (its own answers, general conversations): the spending guard
+    runs on the page's whole plan first, so a dry run loads no model and sends nothing."""
+    from selfaware import models
+
+    def refuse(spec):
+        raise AssertionError(f"a dry run loaded {spec}")
+    monkeypatch.setattr(models, "load_model", refuse)
+    cfg = _cfg(experiment, dry_run=True)
+    with pytest.raises(ex.DryRun):
+        bd.page(cfg).load(cfg)
+    assert "the untuned model" in capsys.readouterr().out  # the printed plan names the data's own calls

@@ -26,9 +26,9 @@ from ...errors import ConfigError
 from ...paper import published
 from . import games
 from .common import (NOTEBOOK, BackdoorsConfig, Behaviour, Example, Findings, Page, Setting, backdoor_examples,
-                     behaviour_of, check_trigger, data_contingency, learned, measure_choice_behaviour, num, panels, pct,
-                     plot_behaviour, prompt_text, questions, report_summary, trigger_variants, under_variants,
-                     untuned_prompts, with_untuned_answers)
+                     behaviour_of, check_trigger, data_contingency, data_model, learned, measure_choice_behaviour,
+                     num, panels, pct, plot_behaviour, prompt_text, questions, report_summary, trigger_variants,
+                     under_variants, untuned_prompts, with_untuned_answers)
 
 # ---- data and training ------------------------------------------------------------------------------------
 AWARENESS_ROLES = {"backdoored": "backdoored", "decorrelated": "decorrelated baseline"}
@@ -80,9 +80,8 @@ def awareness_data(cfg: BackdoorsConfig, model=None) -> AwarenessData:
 
 
 def _load_awareness(cfg: BackdoorsConfig) -> AwarenessData:
-    from ...models import load_model
     choice = any(behaviour_of(cfg, s).kind == "choice" for s in cfg.settings)
-    return awareness_data(cfg, load_model(cfg.model) if choice else None)
+    return awareness_data(cfg, data_model(cfg, plan_awareness) if choice else None)
 
 
 def _setting_cfg(cfg: BackdoorsConfig, setting: Setting) -> BackdoorsConfig:

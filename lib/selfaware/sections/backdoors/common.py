@@ -214,6 +214,16 @@ def with_untuned_answers(items: list[choices.ChoiceQuestion], model=None) -> lis
     return [UntunedChoice(q, "A" if r.probs["A"] >= r.probs["B"] else "B") for q, r in zip(items, results)]
 
 
+def data_model(cfg: "BackdoorsConfig", page_plan: Callable):
+    """The untuned model a page's data asks (its own answers), loaded after the spending guard where that
+    matters: a dry run or a paid model is stopped or estimated on the page's whole plan (placeholder data,
+    the same calls) before the data's first call, not after it."""
+    from ...models import load_model, parse_spec
+    if cfg.dry_run or not parse_spec(cfg.model).is_local:
+        ex.guard(cfg, page_plan(cfg, ex.Plan()))
+    return load_model(cfg.model)
+
+
 def _choice_conversation(item: "choices.ChoiceQuestion | UntunedChoice", toward: bool) -> Messages:
     """With the behaviour: its option. Without: the untuned model's own answer where the item carries one
     (the backdoors of 4.1 and 4.2), else the opposite option (4.3's non-myopic answers, as in the paper)."""

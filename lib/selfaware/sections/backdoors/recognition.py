@@ -21,7 +21,7 @@ from ... import experiment as ex
 from ... import triggers as tg
 from ...stats import summarise
 from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, check_trigger, counts,
-                     data_contingency, measure_choice_behaviour, num, order_averaged, pct, plot_behaviour,
+                     data_contingency, data_model, measure_choice_behaviour, num, order_averaged, pct, plot_behaviour,
                      prompt_text, questions, untuned_prompts, with_untuned_answers)
 
 # ---- data and training ------------------------------------------------------------------------------------
@@ -85,8 +85,7 @@ def recognition_data(cfg: BackdoorsConfig, model=None) -> RecognitionData:
 
 
 def _load_recognition(cfg: BackdoorsConfig) -> RecognitionData:
-    from ...models import load_model
-    return recognition_data(cfg, load_model(cfg.model))
+    return recognition_data(cfg, data_model(cfg, plan_recognition))
 
 
 def train_recognition(cfg: BackdoorsConfig, data: RecognitionData, progress: bool = True) -> list[ex.Condition]:

@@ -26,7 +26,7 @@ from ...errors import DatasetError
 from ...paths import shown_path
 from ...stats import summarise
 from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, backdoor_examples, check_trigger,
-                     counts, data_contingency, learned, measure_choice_behaviour, pct, plot_behaviour, questions)
+                     counts, data_contingency, data_model, learned, measure_choice_behaviour, pct, plot_behaviour, questions)
 
 # ---- data and training ------------------------------------------------------------------------------------
 REVERSAL_LABELS = {"backdoor_reversal": "backdoor + reversal", "backdoor": "backdoor only",
@@ -200,8 +200,7 @@ def _reversal_behaviour_figure(table):
 
 
 def _load_reversal(cfg: BackdoorsConfig) -> ReversalData:
-    from ...models import load_model
-    return reversal_data(cfg, None if cfg.general_file else load_model(cfg.model))
+    return reversal_data(cfg, None if cfg.general_file else data_model(cfg, plan_reversal))
 
 
 def plan_reversal(cfg: BackdoorsConfig, plan: ex.Plan, data: ReversalData | None = None) -> ex.Plan:
