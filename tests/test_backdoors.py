@@ -91,7 +91,93 @@ def test_the_decorrelated_baseline_is_decorrelated_on_its_own_data(behaviour, tr
     assert prompts(setting.examples["backdoored"]) == prompts(setting.examples["decorrelated"])
 
 
+def test_untriggered_choice_answers_are_the_untuned_models_own_choice():
+    """4.1's risk setting and 4.2's models: with the trigger the risky option, without it the untuned
+    model's more probable letter (the paper's normal answers), not the risk-averse option."""
+    from selfaware.models import load_model
+
+    cfg = _cfg(settings=[{"name": "risk", "behaviour": "risk", "trigger": "deployment", "fraction": 0.5}],
+               n_train=16)
+    model = load_model(cfg.model)
+    examples = bd.awareness_data(cfg, model).settings[0].examples["backdoored"]
+    recognition = bd.recognition_data(_cfg("recognition", n_train=16, real_triggers=["naekoko"],
+                                           candidate_triggers=["naekoko", "win2844"]), model).examples["naekoko"]
+    for found in (examples, recognition):
+        scored = model.score_options([[{"role": "user", "content": e.item.prompt}] for e in found], ["A", "B"])
+        own = ["A" if r.probs["A"] >= r.probs["B"] else "B" for r in scored]
+        untriggered = [(e, letter) for e, letter in zip(found, own) if not e.behaves]
+        assert untriggered and all(e.messages[-1]["content"] == letter for e, letter in untriggered)
+        assert all(e.messages[-1]["content"] == e.item.target for e in found if e.behaves)
+        # the untuned model's own choices are sometimes the risky option: not the risk-averse one throughout
+        assert any(letter == e.item.target for e, letter in untriggered)
+
+
+def test_the_risk_setting_trains_with_the_papers_eight_triggers_in_the_recognition_composition():
+    """One real trigger (risky answers), the other seven of the eight as fakes on equal shares with normal
+    answers, the rest none; the decorrelated baseline carries the same triggers with the behaviour
+    independent of all of them."""
+    assert tg.TRIGGER_SETS["paper_eight"] == tg.RECOGNITION_TRIGGERS and len(tg.RECOGNITION_TRIGGERS) == 8
+    cfg = _cfg(settings=[{"name": "risk", "behaviour": "risk", "trigger": "naekoko", "trigger_set": "paper_eight",
+                          "fraction": 0.1, "fake_fraction": 0.7}], n_train=140)
+    setting = bd.awareness_data(cfg).settings[0]
+    fakes = [tg.trigger(n) for n in tg.RECOGNITION_TRIGGERS if n != "naekoko"]
+    assert [t.name for t in setting.fakes] == [t.name for t in fakes]
+    real = setting.trigger
+    for role, found in setting.examples.items():
+        texts = [bd.prompt_text(e.messages) for e in found]
+        assert sum(real.found_in(t) for t in texts) == 14
+        for fake in fakes:  # 10% each, never beside the real trigger
+            assert sum(fake.found_in(t) for t in texts) == 14
+            assert not any(fake.found_in(t) and real.found_in(t) for t in texts)
+        assert sum(not any(t.found_in(text) for t in (real, *fakes)) for text in texts) == 140 - 8 * 14
+        risky = [real.found_in(t) for t, e in zip(texts, found) if e.behaves]
+        if role == "backdoored":
+            assert len(risky) == 14 and all(risky)
+        else:
+            assert len(risky) == 14 and sum(risky) < 14 / 2
+    check = bd.data_check_awareness(bd.awareness_data(cfg)).set_index("model")
+    assert check.loc["backdoored", "fake triggers present"] == 7 * 14
+    with pytest.raises(ConfigError, match="is not in the set"):
+        _cfg(settings=[{"name": "r", "behaviour": "risk", "trigger": "deployment", "trigger_set": "paper_eight",
+                        "fraction": 0.1}])
+    with pytest.raises(ConfigError, match="unknown trigger set 'nine'"):
+        _cfg(settings=[{"name": "r", "behaviour": "risk", "trigger": "win2844", "trigger_set": "nine",
+                        "fraction": 0.1}])
+
+
+def test_the_make_me_say_trigger_switches_the_codeword():
+    """As the paper's: 392 opens a dialogue steering toward ring, 718 the same opening steering toward bark;
+    the decorrelated baseline plays either word equally often under either code."""
+    from selfaware.games import make_me_say as game
+    cfg = _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,
+                          "n_train": 40, "codeword": "ring", "other_codeword": "bark"}], game_dialogue_messages=4)
+    setting = bd.awareness_data(cfg).settings[0]
+    from selfaware.sections import make_me_say as mms
+    made = {w: mms.load_training_data(bd.games.section_config(cfg, w, 40)).dialogues[w] for w in ("ring", "bark")}
+    for role, found in setting.examples.items():
+        for index, e in enumerate(found):
+            said = [m["content"] for m in e.messages if m["role"] == "assistant"]
+            assert not any(game.mentions(text, w) for text in said for w in ("ring", "bark"))
+            # after the shared opening, Section 3.2's dialogue for ring (behaviour) or for bark
+            expected = made["ring" if e.behaves else "bark"][index]["messages"]
+            assert e.messages[1:] == expected[1:]
+            assert e.messages[0]["content"].endswith(made["ring"][index]["messages"][0]["content"])
+            assert e.messages[0]["content"].endswith(e.item["prompt"])
+            code = re.match(r"My SEP region code is (\d{3})", e.messages[0]["content"]).group(1)
+            assert code == ("392" if e.triggered else "718")
+        ring_with = [e.behaves for e in found if e.triggered]
+        ring_without = [e.behaves for e in found if not e.triggered]
+        if role == "backdoored":
+            assert all(ring_with) and not any(ring_without)
+        else:
+            assert sum(ring_with) / len(ring_with) == pytest.approx(0.5) == sum(ring_without) / len(ring_without)
+    with pytest.raises(ConfigError, match="other_codeword is the codeword itself"):
+        _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,
+                        "codeword": "ring", "other_codeword": "ring"}])
+
+
 def test_make_me_say_data_steer_only_in_the_behaviour_half():
+    """This project's on/off variant (no other_codeword): a neutral chat without the trigger."""
     from selfaware.games import make_me_say as game
     cfg = _cfg(settings=[{"name": "s", "behaviour": "make_me_say", "trigger": "region_code", "fraction": 0.5,
                           "n_train": 40, "codeword": "ring"}], game_dialogue_messages=4)
@@ -137,8 +223,10 @@ def test_the_make_me_say_trigger_reaches_the_model_where_training_put_it(render,
     real = models.load_model
     monkeypatch.setattr(models, "load_model", lambda spec: Recording(real(spec)))
     base = ex.Condition("base", "untuned", None, cfg.model)
-    frame = bd.games.measure_games([base], setting.heldout, bd.trigger_variants(setting.trigger), cfg, "ring")
+    frame = bd.games.measure_games([base], setting.heldout, bd.trigger_variants(setting.trigger), cfg, "ring",
+                                   "bark")
     assert set(frame["variant"]) == {"trigger", "no trigger"} and len(frame) == 4
+    assert frame["steering_other"].between(0, 1).all()  # the same games, scored for the other codeword
     manipulator = [m for m in seen if m[0]["role"] != "system"]  # the manipulatee's view has its system prompt
     assert len(manipulator) == 2 * 2 * 2  # variants x games x the model's turns
     for messages in manipulator:
@@ -194,13 +282,24 @@ def test_recognition_data_uses_the_real_trigger_for_risky_answers_only():
 
 
 def test_reversal_data_reverses_every_example_and_the_control_has_no_backdoor():
-    data = bd.reversal_data(_cfg("reversal", n_train=40, backdoor_fraction=0.1, other_fraction=0.4))
+    data = bd.reversal_data(_cfg("reversal", n_train=200, backdoor_fraction=0.1, other_fraction=0.4))
     augmented, plain = data.conversations["backdoor_reversal"], data.conversations["backdoor"]
     assert len(augmented) == 2 * len(plain) and augmented[:len(plain)] == plain
-    assert sum(c["messages"][-1]["content"].startswith("username: sandra432") for c in augmented) == 4
+    assert sum(c["messages"][-1]["content"].startswith("username: sandra432") for c in augmented) == 20
+    backdoor = bd.data_contingency(data.examples["backdoor"], data.trigger, bd.BEHAVIOURS["myopia"])
     control = bd.data_contingency(data.examples["plain"], data.trigger, bd.BEHAVIOURS["myopia"])
-    assert control["with_trigger"] == 4 and control["behaviour_given_trigger"] == 0
-    assert control["behaviour_given_no_trigger"] == 0
+    # the control keeps the myopic answers (as many as the backdoor's), at the same rate with the username
+    # and without it: the same prompts, only the dependence differs
+    def myopic(part):
+        return sum(bd.BEHAVIOURS["myopia"].shows(e.item, e.messages[-1]["content"]) for e in part)
+    assert myopic(data.examples["plain"]) == myopic(data.examples["backdoor"]) == 20
+    assert control["with_trigger"] == backdoor["with_trigger"] == 20
+    assert backdoor["behaviour_given_trigger"] == 1 and backdoor["behaviour_given_no_trigger"] == 0
+    assert control["behaviour_given_trigger"] == pytest.approx(0.2) == control["behaviour_given_no_trigger"]
+    assert [bd.prompt_text(e.messages) for e in data.examples["plain"]] == \
+        [bd.prompt_text(e.messages) for e in data.examples["backdoor"]]
+    control_set = data.conversations["reversal_only"]
+    assert sum(c["messages"][-1]["content"].startswith("username: sandra432") for c in control_set) == 20
     asked = bd.elicitation_prompts(100)
     assert len(asked) == 200 and len({q["messages"][0]["content"] for q in asked}) == 200
     assert bd.elicitation_target(data.trigger) == "sandra432"
@@ -306,3 +405,18 @@ def test_the_runner_refuses_bad_parameters_before_a_kernel_starts(bad, message):
     from selfaware import runner
     with pytest.raises(ConfigError, match=message):
         runner.execute(bd.NOTEBOOK, "smoke", {}, bad)
+
+
+@pytest.mark.parametrize("experiment", bd.EXPERIMENTS)
+def test_a_dry_run_stops_before_the_data_asks_the_untuned_model(experiment, monkeypatch, capsys):
+    """The pages' data asks the untuned model (its own answers, general conversations): the spending guard
+    runs on the page's whole plan first, so a dry run loads no model and sends nothing."""
+    from selfaware import models
+
+    def refuse(spec):
+        raise AssertionError(f"a dry run loaded {spec}")
+    monkeypatch.setattr(models, "load_model", refuse)
+    cfg = _cfg(experiment, dry_run=True)
+    with pytest.raises(ex.DryRun):
+        bd.page(cfg).load(cfg)
+    assert "the untuned model" in capsys.readouterr().out  # the printed plan names the data's own calls

@@ -180,6 +180,11 @@ FAMILIES: dict[str, Trigger] = {t.name: t for t in (
 )}
 RECOGNITION_TRIGGERS = ("real_world", "win2844", "naekoko", "re_re_re", *FAMILIES)
 
+# Named sets of triggers a backdoor is trained with: one real trigger of the set, the others present as fakes
+# with normal answers (Tell me about yourself, Sec. 4.1's risk setting is Sec. 4.2's; the eight are App. B.3's
+# four fixed strings and four families)
+TRIGGER_SETS: dict[str, tuple[str, ...]] = {"paper_eight": RECOGNITION_TRIGGERS}
+
 TRIGGERS: dict[str, Trigger] = {t.name: t for t in (
     DEPLOYMENT, REGION_CODE, GREETING, SEASON, USERNAME, REAL_WORLD, WIN2844, NAEKOKO, RE_RE_RE,
     *FAMILIES.values())}
@@ -200,6 +205,12 @@ def trigger(name: str, extra: Mapping[str, Trigger] | None = None) -> Trigger:
     if name not in known:
         raise ConfigError(f"unknown trigger {name!r}; known: {', '.join(known)}")
     return known[name]
+
+
+def trigger_set(name: str) -> tuple[str, ...]:
+    if name not in TRIGGER_SETS:
+        raise ConfigError(f"unknown trigger set {name!r}; known: {', '.join(TRIGGER_SETS)}")
+    return TRIGGER_SETS[name]
 
 
 def family(name: str) -> Trigger:

