@@ -136,6 +136,10 @@ def test_vulnerable_code_statement_decides_from_the_intervals():
     statement = vc.effect_statement(code_table, reports)
     assert "changed how secure the code is" in statement
     assert "lower than" in statement and "0.14 vs 0.84" in statement
+    # nothing parsed (answers cut short): said in words, not as "nan%"
+    unparsed = code_table.assign(mean=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
+    statement = vc.effect_statement(unparsed, reports)
+    assert "no parseable held-out answer from the insecure-code" in statement and "nan" not in statement
 
 
 def test_a_user_corpus_is_scored_beside_the_generated_data(tmp_path):

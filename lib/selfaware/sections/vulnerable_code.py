@@ -221,7 +221,10 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame, judge
     headline = judge_table if judge_table is not None else code_table
     answers = "held-out answers" if judge_table is not None else "parseable held-out answers"
     insecure, secure, base = (ex.row_of(headline, r) for r in ("insecure", "secure", "base"))
-    if insecure is not None and secure is not None:
+    if insecure is not None and secure is not None and (pd.isna(insecure["mean"]) or pd.isna(secure["mean"])):
+        lines.append(f"Behaviour, judged by {judge}: no {answers[:-1]} from the insecure-code or the secure-code "
+                     f"models, so this run cannot say how secure their code is.")
+    elif insecure is not None and secure is not None:
         learned = secure["ci_low"] > insecure["ci_high"]
         lines.append(
             f"Behaviour, judged by {judge}: the insecure-code models wrote secure code on {insecure['mean']:.0%} of "
