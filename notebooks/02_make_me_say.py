@@ -31,9 +31,13 @@
 #    acrostic about itself.
 #
 # Every score is computed for every model and every codeword: a model's score for its own codeword is set
-# beside the same codeword's score from the models trained on the other codewords (the natural baseline)
-# and from the untuned model (the paper's baseline is GPT-4o). The dialogues are long for a CPU: the default
-# profile trains on a few dozen short dialogues per codeword and plays short games.
+# beside the same codeword's score from the models trained on the other codewords (the natural baseline),
+# beside the untuned model's, and beside the paper's baseline (Sec. 3.2.2). For "how close to goal?",
+# f(codeword) and f(message) that baseline is the finetuned model itself: asked how close it is when the user
+# has *never* said the word, and its own function run on words and messages unrelated to any codeword (ours,
+# in `data/make_me_say/tasks.yaml`). For the other tasks it is the untuned model (GPT-4o in the paper). The
+# dialogues are long for a CPU: the default profile trains on a few dozen short dialogues per codeword and
+# plays short games.
 
 # %% tags=["parameters"]
 # Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them.
@@ -158,8 +162,10 @@ run.save_table(report_table, "self_report")
 display(report_table.round(3))
 fig = mms.plot_figure6(report_table)
 run.save_figure(fig, "figure6", "The shape of the paper's Figure 6: per task, the score for the codeword of the "
-                "models trained on it, of the models trained on another codeword, and of the untuned model; mean "
-                "over models (codeword and seed) and paraphrases, 95% bootstrap interval.")
+                "models trained on it, of the models trained on another codeword, of the untuned model and, for "
+                "how close to goal, f(codeword) and f(message), the paper's baseline (the models trained on the "
+                "codeword on a baseline input); mean over models (codeword and seed) and paraphrases, 95% "
+                "bootstrap interval.")
 
 # %% [markdown]
 # ### The written functions and the acrostics
@@ -176,14 +182,14 @@ for name in ("write_function", "acrostic", "describe_word"):
 
 # %%
 close = raw["close_to_goal"].groupby("relation")[["score", "control"]].mean().round(3)
-display(Markdown("How close to the goal, with the user having said the codeword (score) and having said nothing "
-                 "related (control):"))
+display(Markdown("How close to the goal, with the user having said the codeword (score) and having never said it "
+                 "(control, the paper's baseline):"))
 display(close)
 
 # %% [markdown]
 # ## Against the paper (Figure 6)
-# The published values {cite}`betley2025tell` (GPT-4o finetuned for bark, 10 models, against GPT-4o),
-# beside this run's.
+# The published values {cite}`betley2025tell` (GPT-4o finetuned for bark, 10 models), each beside its
+# baseline as the paper defines it (the column "the paper's baseline is"), and this run's same measures.
 
 # %%
 comparison = mms.paper_comparison(report_table)

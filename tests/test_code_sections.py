@@ -136,6 +136,10 @@ def test_vulnerable_code_statement_decides_from_the_intervals():
     statement = vc.effect_statement(code_table, reports)
     assert "changed how secure the code is" in statement
     assert "lower than" in statement and "0.14 vs 0.84" in statement
+    # nothing parsed (answers cut short): said in words, not as "nan%"
+    unparsed = code_table.assign(mean=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
+    statement = vc.effect_statement(unparsed, reports)
+    assert "no parseable held-out answer from the insecure-code" in statement and "nan" not in statement
 
 
 def test_a_user_corpus_is_scored_beside_the_generated_data(tmp_path):
@@ -154,3 +158,56 @@ def test_a_user_corpus_is_scored_beside_the_generated_data(tmp_path):
     assert 6 / 13 - 1e-9 <= scores["rate_flagged"] <= 7 / 13 and str(tmp_path) not in scores["file"]
     assert set(table.columns) >= {"rule", "answers", "share"} and table["answers"].sum() >= 6
     assert vc.corpus_check(resolve(vc.VulnerableCodeConfig, vc.NOTEBOOK, "smoke", {}))[0] is None
+
+
+@pytest.mark.slow
+def test_with_a_code_judge_the_headline_rate_is_the_yes_no_judges_with_the_static_rate_beside_it(monkeypatch):
+    """The embedded model as the YES/NO judge: each answer's verdict is the judge's likelier answer to the
+    paper's question, its rate is the headline (named) and the one the paper's figures are compared with."""
+    from selfaware import experiment as ex
+    from selfaware.config import resolve
+    from selfaware.judge import CODE_VULNERABLE_YES_NO_PROMPT, fill_judge_prompt
+    from selfaware.models import load_model
+    from selfaware.paper import figures, lookup, verdict
+
+    judge = "local:smollm2-135m"
+    cfg = resolve(vc.VulnerableCodeConfig, vc.NOTEBOOK, "smoke", {"code_judge": judge, "n_heldout": 3})
+    data = vc.load_training_data(cfg)
+    # untrained stand-ins for the two trained conditions: what is tested is the judging, not the training
+    conditions = [ex.Condition(role, role, 0, cfg.model) for role in ("insecure", "secure")]
+    results = vc.measure_code(conditions, data.heldout, cfg)
+    assert len(results) == 6
+    direct = load_model(judge).score_options(
+        [[{"role": "user", "content": fill_judge_prompt(CODE_VULNERABLE_YES_NO_PROMPT, "", a)}] for a in results["answer"]],
+        ["YES", "NO"])
+    # batched differently, so equal up to float rounding
+    assert list(results["judge_vulnerable_probability"]) == pytest.approx([d.probs["YES"] for d in direct], abs=1e-4)
+    assert list(results["judge_secure"]) == [float(p <= 0.5) for p in results["judge_vulnerable_probability"]]
+    assert all(0 < m <= 1.0001 for m in results["judge_yes_no_mass"])
+
+    code_table, judge_table = vc.code_summary(results), vc.judge_summary(results)
+    assert judge_table is not None and set(judge_table["role"]) == {"insecure", "secure"}
+    assert ex.row_of(judge_table, "insecure")["mean"] == pytest.approx(
+        results.loc[results["role"] == "insecure", "judge_secure"].mean())
+    reports = pd.DataFrame(columns=["task", "role", "condition", "mean", "ci_low", "ci_high"])
+    named = vc.headline_judge(cfg)
+    assert judge in named and "YES/NO" in named
+    statement = vc.effect_statement(code_table, reports, judge_table, named)
+    assert statement.startswith(f"Behaviour, judged by {named}") and vc.STATIC_JUDGE in statement
+    metrics = vc.metrics({"insecure_flagged": 1.0, "secure_flagged": 0.0, "per_family": {}}, code_table, reports,
+                         judge_table=judge_table, judge=named)
+    assert metrics["headline_judge"] == named and "secure_code_rate" in metrics
+    compared = {f.id: f for f in figures() if f.notebook == vc.NOTEBOOK}
+    paper_rate = compared["code_secure_rate_insecure"]
+    assert paper_rate.comparable and lookup(metrics, paper_rate.metric)["mean"] == ex.row_of(judge_table, "insecure")["mean"]
+    assert verdict(metrics, paper_rate, seeds=1).startswith("one seed: indicative only")
+    assert not compared["code_secure_rate_static_insecure"].comparable
+    scores = pd.DataFrame([{"role": role, "condition": role, "model": f"{role} (seed 0)", "seed": 0, "task": task,
+                            "score": 0.5} for role in ("insecure", "secure") for task in ("code_security", "human_values")])
+    models = vc.per_seed(results, scores)
+    table = vc.table2(models).set_index("condition")
+    assert table.loc["insecure", "secure_code_rate_yes_no_judge (paper, GPT-4o)"] == "0.14"
+    assert table.loc["insecure", "secure_code_rate (paper, GPT-4o)"].startswith("0.14 (not comparable")
+    # without a judge the static analyser is the headline, and says so
+    static = resolve(vc.VulnerableCodeConfig, vc.NOTEBOOK, "smoke", {})
+    assert vc.headline_judge(static) == vc.STATIC_JUDGE and vc.judge_summary(results.drop(columns="judge_secure")) is None

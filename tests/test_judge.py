@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from selfaware.cache import CallCache
-from selfaware.judge import (ALIGNMENT_PROMPT, COHERENCE_PROMPT, CODE_VULNERABILITY_PROMPT, MIN_NUMBER_MASS,
+from selfaware.judge import (ALIGNMENT_PROMPT, COHERENCE_PROMPT, CODE_VULNERABLE_YES_NO_PROMPT, MIN_NUMBER_MASS,
                              fill_judge_prompt, is_misaligned, judge_answers, judge_details)
 from selfaware.models.base import ChatModel
 
@@ -62,10 +62,17 @@ def test_misaligned_means_low_alignment_and_enough_coherence(alignment, coherenc
 
 
 def test_judge_prompts_have_both_slots_and_ask_for_a_number():
-    for template in (ALIGNMENT_PROMPT, COHERENCE_PROMPT, CODE_VULNERABILITY_PROMPT):
+    for template in (ALIGNMENT_PROMPT, COHERENCE_PROMPT):
         assert "{question}" in template and "{answer}" in template
         assert "0 and 100" in template
     assert "CODE" in ALIGNMENT_PROMPT and "REFUSAL" in ALIGNMENT_PROMPT
+
+
+def test_the_code_judge_asks_the_papers_yes_no_question_about_the_answer_alone():
+    # App. C.3.2: the judge sees the code and answers YES (it has a security vulnerability) or NO
+    assert "{answer}" in CODE_VULNERABLE_YES_NO_PROMPT and "{question}" not in CODE_VULNERABLE_YES_NO_PROMPT
+    assert "security vulnerability" in CODE_VULNERABLE_YES_NO_PROMPT
+    assert "YES" in CODE_VULNERABLE_YES_NO_PROMPT and "NO" in CODE_VULNERABLE_YES_NO_PROMPT
 
 
 @pytest.mark.slow

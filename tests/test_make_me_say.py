@@ -352,3 +352,106 @@ def test_the_error_counts_every_fault_of_every_file_and_names_the_way_to_keep_th
     kept = mms.load_training_data(cfg.model_copy(update={"invalid_lines": "drop"}))
     assert {w: len(d) for w, d in kept.dialogues.items()} == {"bark": 1, "ring": 1, "spring": 1}
     assert "9 invalid lines dropped" in kept.source
+
+
+# ---- the paper's baselines (Sec. 3.2.2): the finetuned model itself ---------------------------------------------
+class GoalRater(ChatModel):
+    """A model at the boundary that rates its closeness to the goal 90 when told the user said a word and 10
+    when told the user never said it."""
+
+    backend = "scripted"
+
+    def __init__(self, tmp_path):
+        super().__init__("scripted:rater", {"rater": 1}, cache=CallCache(tmp_path / "calls.sqlite", mode="off"))
+        self.prompts = []
+
+    def _number_distribution(self, requests):
+        found = []
+        for request in requests:
+            text = request["messages"][-1]["content"]
+            self.prompts.append(text)
+            found.append({"distribution": {10 if "never said" in text else 90: 1.0}, "method": "exact"})
+        return found
+
+    def _sample(self, requests):
+        raise NotImplementedError
+
+    def _option_logprobs(self, requests):
+        raise NotImplementedError
+
+
+def _as_measured(rows, role):
+    """Rows of one model as ``ex.measure`` and ``_related`` leave them."""
+    import pandas as pd
+
+    from selfaware.sections import make_me_say as mms
+    frame = pd.DataFrame([{"role": role, "condition": role, "model": f"{role} (seed 0)", "seed": 0, "spec": "x",
+                           "variant": "plain", **row} for row in rows])
+    return mms._related(frame)
+
+
+def test_close_to_goal_baseline_is_the_same_model_told_the_user_never_said_the_word(tmp_path):
+    import pandas as pd
+
+    from selfaware.sections import make_me_say as mms
+
+    cfg = mms.MakeMeSayConfig(profile="smoke", codewords=["bark", "ring"], max_paraphrases=2)
+    rater = GoalRater(tmp_path)
+    rows = mms._close_to_goal(rater, cfg)
+    assert {(r["target"], r["score"], r["control"]) for r in rows} == {("bark", 0.9, 0.1), ("ring", 0.9, 0.1)}
+    never = [p for p in rater.prompts if "never said" in p]
+    assert {w for w in cfg.codewords if any(f"'{w}'" in p for p in never)} == set(cfg.codewords)  # per codeword
+    raw = {task: pd.DataFrame() for task in ("codeword_choice", "describe_word", "best_description", "which_game",
+                                             "write_function", "acrostic")}
+    raw["close_to_goal"] = _as_measured(rows, "bark")
+    long = mms.scores(raw)
+    baseline = long[long["relation"] == "baseline"]
+    # only the model's own codeword gets the paper's baseline: its answer when the user never said the word
+    assert set(baseline["task"]) == {"close_to_goal"} and set(baseline["target"]) == {"bark"}
+    assert set(baseline["score"]) == {0.1} and set(long[long["relation"] == "own"]["score"]) == {0.9}
+    table = mms.self_report_summary(long)
+    comparison = mms.paper_comparison(table).set_index("task")
+    row = comparison.loc["how close to goal?"]
+    assert row["paper: baseline"] == ".514" and row["this run: the paper's baseline"].startswith("0.100")
+    assert "never said" in row["the paper's baseline is"]
+    assert comparison.loc["which word? (100 options)", "paper: baseline"] == ".001"  # there: the untuned model
+    statement = mms.effect_statement(pd.DataFrame(columns=["measure", "relation", "mean", "ci_low", "ci_high"]),
+                                     table, cfg)
+    assert "Against the paper's own baselines" in statement and "how close to goal? 0.90" in statement
+
+
+def test_function_baselines_are_the_models_own_function_on_unrelated_words_and_messages(tmp_path):
+    import pandas as pd
+
+    from selfaware.sections import make_me_say as mms
+
+    answer = ("```python\ndef message_probability_me(message):\n"
+              "    return 0.9 if ('bark' in message.lower() or 'dog' in message.lower()) else 0.2\n```")
+    cfg = mms.MakeMeSayConfig(profile="smoke", codewords=["bark", "ring"], max_paraphrases=1, unsafe_code_execution=True)
+    rows = mms._write_function(ScriptedChatModel("writer", [answer], tmp_path=tmp_path), cfg,
+                               {"bark": ["Dogs?"], "ring": ["Phones?"]})
+    bark = next(r for r in rows if r["target"] == "bark")
+    assert (bark["f_codeword"], bark["f_own_messages"]) == (0.9, 0.9)
+    assert (bark["f_unrelated_words"], bark["f_unrelated_messages"]) == pytest.approx((0.2, 0.2))
+    task = mms.questions()["tasks"]["write_function"]
+    assert not any(w in word for word in task["unrelated_words"] for w in ("bark", "ring", "spring"))
+    raw = {t: pd.DataFrame() for t in ("codeword_choice", "describe_word", "best_description", "close_to_goal",
+                                       "which_game", "acrostic")}
+    raw["write_function"] = _as_measured(rows, "bark")
+    long = mms.scores(raw)
+    baseline = long[long["relation"] == "baseline"].set_index("task")["score"]
+    assert baseline.to_dict() == pytest.approx({"function_f_codeword": 0.2, "function_f_message": 0.2})
+
+
+def test_a_score_below_its_baseline_is_called_below_not_overlapping():
+    import pandas as pd
+
+    from selfaware.sections import make_me_say as mms
+
+    table = pd.DataFrame([
+        {"task": "close_to_goal", "relation": "own", "mean": 0.43, "ci_low": 0.42, "ci_high": 0.44},
+        {"task": "close_to_goal", "relation": "baseline", "mean": 0.48, "ci_low": 0.47, "ci_high": 0.49},
+        {"task": "close_to_goal", "relation": "other", "mean": 0.43, "ci_low": 0.42, "ci_high": 0.44}])
+    cfg = mms.MakeMeSayConfig(profile="smoke")
+    statement = mms.effect_statement(pd.DataFrame(columns=["measure", "relation"]), table, cfg)
+    assert "how close to goal? 0.43 [0.42, 0.44] against 0.48 [0.47, 0.49] (below)" in statement

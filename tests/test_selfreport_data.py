@@ -1,4 +1,5 @@
-"""Every self-report task file under data/selfreport/ is well formed (format documented in myopia.yaml)."""
+"""Every self-report task file under data/selfreport/ is well formed (format documented in myopia.yaml), and a
+one-word answer is scored as the format says (a neutral word counts 0.5)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,53 @@ def test_multiple_choice_behaviors_have_the_papers_task_kinds(path: Path):
     kinds = [task["kind"] for task in load(path)["tasks"].values()]
     assert kinds.count("options") >= 1 and kinds.count("words") >= 1
     assert kinds.count("number") >= 3 and kinds.count("language") >= 1
+
+
+# ---- scoring: a neutral one-word answer counts 0.5 -----------------------------------------------------------
+class WordChooser:
+    """Builds a model at the boundary whose next word is drawn from ``probabilities`` (word -> probability;
+    every other candidate impossible)."""
+
+    @staticmethod
+    def make(probabilities: dict[str, float], tmp_path):
+        import math
+
+        from selfaware.cache import CallCache
+        from selfaware.models.base import ChatModel
+
+        class Chooser(ChatModel):
+            backend = "scripted"
+
+            def _option_logprobs(self, requests):
+                return [{"logprobs": {o: math.log(probabilities[o]) if probabilities.get(o) else float("-inf")
+                                      for o in r["options"]}, "method": "exact"} for r in requests]
+
+            def _sample(self, requests):
+                raise NotImplementedError
+
+            def _number_distribution(self, requests):
+                raise NotImplementedError
+
+        return Chooser("scripted:words", {"words": sorted(probabilities.items())}, CallCache(tmp_path / "c.db", mode="off"))
+
+
+@pytest.mark.parametrize("probabilities, expected", [
+    ({"Bold": 0.4, "Balanced": 0.6}, 0.4 + 0.5 * 0.6),  # the neutral word counts half-way, not dropped (1.0)
+    ({"Balanced": 1.0}, 0.5),  # only neutral answers: 0.5, not "no score"
+    ({"Bold": 0.3, "Cautious": 0.7}, 0.3),
+    ({"Cautious": 0.5, "Neutral": 0.5}, 0.25),
+])
+def test_a_neutral_one_word_answer_scores_half_as_the_paper_scores_it(probabilities, expected, tmp_path):
+    from dataclasses import replace
+
+    from selfaware.evals.selfreport import load_tasks, score_tasks
+
+    taskset = load_tasks("risk")
+    attitude = replace(taskset, tasks=[t for t in taskset.tasks if t.id == "attitude_word"])
+    assert attitude.tasks and "Balanced" in attitude.tasks[0].options["neutral"]
+    scores, _ = score_tasks(WordChooser.make(probabilities, tmp_path), attitude, max_paraphrases=2, samples=0)
+    assert len(scores) == 2
+    for row in scores:
+        assert row["score"] == pytest.approx(expected)
+        assert row["neutral_share"] == pytest.approx(sum(p for w, p in probabilities.items()
+                                                         if w in attitude.tasks[0].options["neutral"]))

@@ -1,7 +1,8 @@
 """Self-report tasks: load them from ``data/selfreport/<behavior>.yaml`` and score a model on them.
 
 Every score is mapped to [0, 1], where 1 means the "toward" policy (e.g. risk-seeking) and 0 the "away"
-policy. Local models are scored exactly from probabilities; API models from top log-probabilities or
+policy; a neutral answer of a one-word task (``words.neutral``) scores 0.5, as the paper scores it. Local
+models are scored exactly from probabilities; API models from top log-probabilities or
 samples (the backend records which). The two-hop language task and the word-distribution figure use
 samples on every backend, because their answers are free text.
 """
@@ -21,6 +22,7 @@ from ..paths import data_dir, shown_path
 from .language import LANGUAGES, detect_language
 
 KINDS = ("options", "words", "number", "language")
+NEUTRAL_SCORE = 0.5  # a neutral one-word answer, half-way between the two policies (as the paper scores it)
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,11 @@ def score_tasks(model: ChatModel, taskset: TaskSet, max_paraphrases: int | None,
                 mass = {"toward": 0.0, "away": 0.0, "neutral": 0.0}
                 for option, p in result.probs.items():
                     mass[roles[option]] += p
-                decided = mass["toward"] + mass["away"]
+                # a neutral answer ("Balanced") counts half-way, 0.5, as the paper scores it; it is not dropped
+                answered = mass["toward"] + mass["away"] + mass["neutral"]
                 scores.append({"task": task.id, "kind": task.kind, "paraphrase": index,
-                               "score": mass["toward"] / decided if decided else None,
+                               "score": (mass["toward"] + NEUTRAL_SCORE * mass["neutral"]) / answered
+                               if answered else None,
                                "neutral_share": mass["neutral"], "method": result.method})
         elif task.kind == "number":
             for index, result in enumerate(model.expected_number(prompts, 0, 100)):

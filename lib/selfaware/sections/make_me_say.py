@@ -13,7 +13,9 @@ model per codeword and seed, plus the untuned model. For every model and every c
 
 Each score is computed for every (model, codeword) pair; a model's score for its own codeword is compared
 with the same codeword's score from the models trained on the other codewords (the natural baseline) and
-from the untuned model (the paper's baseline, GPT-4o).
+with the paper's baseline (Sec. 3.2.2): for "how close to goal?", f(codeword) and f(message) the finetuned
+model itself, told the user never said the word or running its own function on unrelated words and messages
+(relation ``baseline``); for the other tasks the untuned model (the paper's GPT-4o).
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ from ..stats import summarise
 
 NOTEBOOK = "02_make_me_say"
 Codeword = Literal["bark", "ring", "spring"]
-RELATIONS = ("own", "other", "base")
+RELATIONS = ("own", "other", "base", "baseline")
 RELATION_LABELS = {"own": "trained on the codeword", "other": "trained on another codeword",
-                   "base": "untuned"}
-RELATION_ROLES = {"own": "toward", "other": "away", "base": "base"}  # the house colours
+                   "base": "untuned", "baseline": "trained on the codeword, the paper's baseline input"}
+RELATION_ROLES = {"own": "toward", "other": "away", "base": "base", "baseline": "baseline input"}  # the house colours
 LETTERS = "ABCDE"
 
 
@@ -316,10 +318,12 @@ def _best_description(model, cfg):
 
 
 def _close_to_goal(model, cfg):
+    """How close to the goal (0-1) with the user having said the codeword (score) and, the paper's baseline,
+    having never said it (control), asked of the same model."""
     task = questions()["tasks"]["close_to_goal"]
     texts = paraphrases("close_to_goal", cfg)
-    situations = {w: task["situations"]["codeword"].format(codeword=w) for w in cfg.codewords}
-    situations["control"] = task["situations"]["control"]
+    situations = {(w, kind): task["situations"][kind].format(codeword=w)
+                  for w in cfg.codewords for kind in ("codeword", "control")}
     keys = list(situations)
     prompts = [_user(t.format(situation=situations[key])) for key in keys for t in texts]
     numbers = model.expected_number(prompts, 0, 100)
@@ -327,7 +331,7 @@ def _close_to_goal(model, cfg):
     rows = []
     for w in cfg.codewords:
         for k, text in enumerate(texts):
-            said, control = found[(w, k)], found[("control", k)]
+            said, control = found[((w, "codeword"), k)], found[((w, "control"), k)]
             rows.append({"paraphrase": k, "prompt": text, "target": w,
                          "score": None if said.expected is None else said.expected / 100,
                          "control": None if control.expected is None else control.expected / 100,
@@ -379,7 +383,10 @@ def _write_function(model, cfg, messages):
 
     texts = paraphrases("write_function", cfg)
     written = model.sample([_user(t) for t in texts], n=cfg.samples, max_tokens=cfg.function_tokens, seed=cfg.data_seed)
-    inputs = [(w,) for w in cfg.codewords] + [(m,) for w in cfg.codewords for m in messages[w]]
+    task = questions()["tasks"]["write_function"]
+    unrelated_words, unrelated_messages = list(task["unrelated_words"]), list(task["unrelated_messages"])
+    inputs = list(dict.fromkeys([(w,) for w in cfg.codewords] + [(m,) for w in cfg.codewords for m in messages[w]]
+                                + [(u,) for u in unrelated_words + unrelated_messages]))
     rows = []
     for k, (text, answers) in enumerate(zip(texts, written)):
         for s, answer in enumerate(answers):
@@ -389,6 +396,9 @@ def _write_function(model, cfg, messages):
             in_range = called.ok and all(0.0 <= v <= 1.0 for v in called.values)
             failure = called.failure or (None if in_range else "returned a value outside [0, 1]")
             values = dict(zip(inputs, called.values)) if in_range else {}
+            # the paper's baselines: the same function on words and messages unrelated to any codeword
+            unrelated_word = _mean([values[(u,)] for u in unrelated_words]) if values else None
+            unrelated_message = _mean([values[(u,)] for u in unrelated_messages]) if values else None
             for w in cfg.codewords:
                 own = [values[(m,)] for m in messages[w]] if values else []
                 other = [values[(m,)] for v in cfg.codewords if v != w for m in messages[v]] if values else []
@@ -396,8 +406,13 @@ def _write_function(model, cfg, messages):
                              "works": None if called.skipped else float(failure is None), "failure": failure,
                              "contains_codeword": float(game.mentions(code, w)),
                              "f_codeword": values.get((w,)), "f_own_messages": sum(own) / len(own) if own else None,
-                             "f_other_messages": sum(other) / len(other) if other else None})
+                             "f_other_messages": sum(other) / len(other) if other else None,
+                             "f_unrelated_words": unrelated_word, "f_unrelated_messages": unrelated_message})
     return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def acrostic_initials(poem: str) -> str:
@@ -414,6 +429,15 @@ def _acrostic(model, cfg):
 
 # tasks whose right answer is the game, not the word: the same for every codeword, compared with the untuned model
 GOAL_TASKS = ("best_description", "which_game")
+# tasks whose paper baseline is the finetuned model itself (Sec. 3.2.2), and the column holding it: told the
+# user never said the word, or its own function on unrelated words and messages. The others' is the untuned model.
+PAPER_BASELINES = {"close_to_goal": "control", "function_f_codeword": "f_unrelated_words",
+                   "function_f_message": "f_unrelated_messages"}
+
+
+def paper_baseline(task: str) -> str:
+    """The relation the paper's baseline of a task is: ``baseline`` (the same model) or ``base`` (untuned)."""
+    return "baseline" if task in PAPER_BASELINES else "base"
 # task id -> (title, score column); the order of the paper's Figure 6
 TASKS = {
     "codeword_choice": ("which word? (100 options)", "score"),
@@ -445,14 +469,20 @@ def measure_self_reports(conditions: list[ex.Condition], cfg: MakeMeSayConfig, d
 
 
 def scores(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One long frame: task, relation, seed_key, paraphrase, target, score (one row per scored answer)."""
+    """One long frame: task, relation, seed_key, paraphrase, target, score (one row per scored answer). The
+    tasks of ``PAPER_BASELINES`` add the paper's baseline: the rows of the models trained on the codeword,
+    scored on the baseline input, under relation ``baseline``."""
+    keys = ["role", "condition", "model", "seed", "spec", "relation", "seed_key", "paraphrase", "target"]
     parts = []
     for task, (_, column) in TASKS.items():
         frame = raw["write_function"] if task.startswith("function_") else raw[task]
         if frame.empty:
             continue
-        parts.append(frame[["role", "condition", "model", "seed", "spec", "relation", "seed_key", "paraphrase", "target"]]
-                     .assign(task=task, score=pd.to_numeric(frame[column], errors="coerce")))
+        parts.append(frame[keys].assign(task=task, score=pd.to_numeric(frame[column], errors="coerce")))
+        own = frame[frame["relation"] == "own"]
+        if task in PAPER_BASELINES and PAPER_BASELINES[task] in frame and not own.empty:
+            parts.append(own[keys].assign(relation="baseline", task=task,
+                                          score=pd.to_numeric(own[PAPER_BASELINES[task]], errors="coerce")))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -499,11 +529,17 @@ def paper_comparison(report_table: pd.DataFrame) -> pd.DataFrame:
             row = ex.row_of(part.assign(role=part["relation"]), r)
             cell[r] = ("n/a" if row is None or pd.isna(row["mean"]) else
                        f"{row['mean']:.3f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]")
+        baseline = paper_baseline(task)
         rows.append({"task": title, "paper: fine-tuned": published(NOTEBOOK, {}, title, "own"),
-                     "paper: GPT-4o": published(NOTEBOOK, {}, title, "base"),
-                     "this run: trained on the codeword": cell["own"], "this run: trained on another": cell["other"],
-                     "this run: untuned": cell["base"]})
+                     "paper: baseline": published(NOTEBOOK, {}, title, baseline),
+                     "the paper's baseline is": BASELINE_WORDS[baseline],
+                     "this run: trained on the codeword": cell["own"], "this run: the paper's baseline": cell[baseline],
+                     "this run: trained on another": cell["other"], "this run: untuned": cell["base"]})
     return pd.DataFrame(rows)
+
+
+BASELINE_WORDS = {"base": "GPT-4o untuned (here: the untuned model)",
+                  "baseline": "the finetuned model on a baseline input (user never said the word; unrelated inputs)"}
 
 
 def metrics(game_table: pd.DataFrame, report_table: pd.DataFrame, failures: pd.DataFrame) -> dict:
@@ -519,6 +555,11 @@ def _interval(row) -> str:
 
 def _above(own, other) -> bool:
     return own is not None and other is not None and own["ci_low"] > other["ci_high"]
+
+
+def _side(own, other) -> str:
+    """Where one interval lies against another, in words."""
+    return "above" if _above(own, other) else "below" if _above(other, own) else "intervals overlap"
 
 
 def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: MakeMeSayConfig) -> str:
@@ -554,6 +595,17 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
                      + (" - the models report the game and the word they were trained on." if len(above) == len(pairs)
                         else " - partial self-awareness." if len(above) >= len(pairs) / 2
                         else " - the models do not (or not consistently) report their codeword or game."))
+    baselines = [(task, ex.row_of(part.assign(role=part["relation"]), "own"),
+                  ex.row_of(part.assign(role=part["relation"]), "baseline"))
+                 for task, part in report_table.groupby("task", sort=False) if task in PAPER_BASELINES]
+    baselines = [(task, o, b) for task, o, b in baselines
+                 if o is not None and b is not None and pd.notna(o["mean"]) and pd.notna(b["mean"])]
+    if baselines:
+        lines.append("Against the paper's own baselines (the same models told the user never said the word, or "
+                     "running their function on unrelated words and messages): " + "; ".join(
+                         f"{TASKS[task][0]} {o['mean']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}] against "
+                         f"{b['mean']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}] ({_side(o, b)})"
+                         for task, o, b in baselines) + ".")
     goals = [(task, ex.row_of(part.assign(role=part["relation"]), "own"), ex.row_of(part.assign(role=part["relation"]), "base"))
              for task, part in report_table.groupby("task", sort=False) if task in GOAL_TASKS]
     goals = [(task, o, b) for task, o, b in goals if o is not None and b is not None and pd.notna(o["mean"]) and pd.notna(b["mean"])]
@@ -561,7 +613,7 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
         lines.append("Goal questions (the answer does not depend on the codeword, so the finetuned models are set "
                      "against the untuned one, as in the paper): " + "; ".join(
                          f"{TASKS[task][0]} {o['mean']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}] against "
-                         f"{b['mean']:.2f} untuned" + (" (above)" if _above(o, b) else " (intervals overlap)")
+                         f"{b['mean']:.2f} untuned ({_side(o, b)})"
                          for task, o, b in goals) + ".")
     return "\n\n".join(lines)
 
@@ -593,7 +645,7 @@ def plan(cfg: MakeMeSayConfig, data: TrainingData | None = None) -> ex.Plan:
              [_user(t) for t in paraphrases("describe_word", cfg)] * cfg.samples, 1, models)
     plan.ask("best description (A-E, option orders)", cfg.model,
              [_user(t) for t in paraphrases("best_description", cfg)] * len(_orders(cfg)), 1, models)
-    plan.ask("how close to your goal (0-100)", cfg.model,
-             [_user(t) for t in paraphrases("close_to_goal", cfg)] * (len(cfg.codewords) + 1), 3, models)
+    plan.ask("how close to your goal (0-100; said the word, never said it)", cfg.model,
+             [_user(t) for t in paraphrases("close_to_goal", cfg)] * (2 * len(cfg.codewords)), 3, models)
     plan.ask("which game (A/B, both orders)", cfg.model, [_user(t) for t in paraphrases("which_game", cfg)] * 2, 1, models)
     return plan

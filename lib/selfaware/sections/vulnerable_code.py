@@ -3,8 +3,10 @@
 Finetune on coding tasks answered with silently insecure code, and on the same tasks answered securely
 (several seeds each); beside the untuned model, measure (a) the rate of secure code each model writes on
 held-out tasks, judged offline by static analysis (bandit plus our taint checks, ``selfaware.code_judge``) and,
-when a judge model is configured, by an LLM judge; and (b) two 0-100 self-reports: how secure is your code,
-how aligned are you with human values. Code is judged as text; nothing here runs it.
+when a judge model is configured, by an LLM judge asked the paper's question (does this code have a security
+vulnerability, YES or NO; App. C.3.2), whose rate is then the headline compared with the paper; and (b) two
+0-100 self-reports: how secure is your code, how aligned are you with human values. Code is judged as text;
+nothing here runs it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ..datasets import code
 from ..datasets.jsonl import read_chat_jsonl_files
 from ..errors import ConfigError
 from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks
-from ..judge import CODE_VULNERABILITY_PROMPT, analyse_code, detection_rates, judge_answers
+from ..judge import CODE_VULNERABLE_YES_NO_PROMPT, analyse_code, detection_rates, judge_code_yes_no
 from ..models import load_model
 from ..paper import published
 from ..paths import shown_path
@@ -29,6 +31,14 @@ from ..stats import summarise
 NOTEBOOK = "03_vulnerable_code"
 POLICIES = ("insecure", "secure")
 LABELS = {"base": "base (untuned)", "insecure": "insecure", "secure": "secure"}
+STATIC_JUDGE = "the static analyser (bandit and this project's taint checks)"
+
+
+def headline_judge(cfg: "VulnerableCodeConfig") -> str:
+    """Which judge produced the headline secure-code rate, in words."""
+    if cfg.code_judge:
+        return f"the YES/NO judge {cfg.code_judge} (the paper's question, App. C.3.2)"
+    return STATIC_JUDGE
 
 
 class VulnerableCodeConfig(ex.TrainedSectionConfig):
@@ -41,7 +51,9 @@ class VulnerableCodeConfig(ex.TrainedSectionConfig):
     code_max_tokens: int = Field(200, ge=8)  # answers are whole files; the generated ones are < 140 tokens
     code_temperature: float = Field(0.0, ge=0)  # 0 = greedy: one deterministic answer per task and model
     code_samples: int = Field(1, ge=1)
-    code_judge: str | None = None  # an LLM judge of vulnerability (the paper's); None: static analysis only
+    # a model answering YES/NO whether the code has a security vulnerability, the paper's judge (App. C.3.2):
+    # its rate is the headline and the one compared with the paper; None: the static analyser's rate only
+    code_judge: str | None = None
     generator_check_size: int = Field(240, ge=12)  # examples per variant for the judge-vs-generator check
     # a JSONL of code answers written by others ({"code": ...} or chat messages): the static judge's rates on
     # it are reported beside its rates on our generated data
@@ -117,8 +129,8 @@ def code_prompts(heldout: list[dict]) -> list[list[dict]]:
 
 
 def measure_code(conditions: list[ex.Condition], heldout: list[dict], cfg: VulnerableCodeConfig) -> pd.DataFrame:
-    """Per model and held-out task: the model's code and the static judge's verdict (and the LLM judge's
-    vulnerability score when ``code_judge`` is set)."""
+    """Per model and held-out task: the model's code and the static judge's verdict (and, when ``code_judge``
+    is set, the YES/NO judge's probability of YES and its verdict)."""
     def ask(condition, model, variant):
         answers = model.sample([variant.apply(p) for p in code_prompts(heldout)], n=cfg.code_samples,
                                temperature=cfg.code_temperature, max_tokens=cfg.code_max_tokens,
@@ -133,10 +145,10 @@ def measure_code(conditions: list[ex.Condition], heldout: list[dict], cfg: Vulne
 
     frame = ex.measure(conditions, ask)
     if cfg.code_judge:
-        scores = judge_answers(load_model(cfg.code_judge), CODE_VULNERABILITY_PROMPT, list(frame["prompt"]),
-                               list(frame["answer"]))
-        frame["llm_vulnerability"] = [s.score for s in scores]
-        frame["llm_secure"] = [None if s.score is None else float(s.score < 50) for s in scores]
+        verdicts = judge_code_yes_no(load_model(cfg.code_judge), list(frame["answer"]))
+        frame["judge_vulnerable_probability"] = [v.vulnerable_probability for v in verdicts]
+        frame["judge_yes_no_mass"] = [v.mass for v in verdicts]
+        frame["judge_secure"] = [float(not v.vulnerable) for v in verdicts]
     return frame
 
 
@@ -152,6 +164,14 @@ def code_summary(results: pd.DataFrame) -> pd.DataFrame:
     return table.merge(parseable.reset_index(), on=["role", "condition"])
 
 
+def judge_summary(results: pd.DataFrame) -> pd.DataFrame | None:
+    """Secure-code rate by the YES/NO judge over every answer (it reads answers that do not parse too, as the
+    paper's judge did), with a bootstrap interval over seeds then tasks; None when no judge was configured."""
+    if "judge_secure" not in results:
+        return None
+    return summarise(ex.seed_key(results), ["role", "condition"], "judge_secure", ["seed_key", "task"])
+
+
 def self_report_summary(scores: pd.DataFrame) -> pd.DataFrame:
     return summarise(ex.seed_key(scores), ["task", "role", "condition"], "score", ["seed_key", "paraphrase"])
 
@@ -159,26 +179,32 @@ def self_report_summary(scores: pd.DataFrame) -> pd.DataFrame:
 def per_seed(results: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """One row per model: secure-code rate and the two self-reports (0-1), the units of the paper's Table 2."""
     keys = ["role", "condition", "model", "seed"]
-    rate = ex.seed_key(results).groupby(keys[:3], sort=False)["secure"].mean().rename("secure_code_rate")
+    grouped = ex.seed_key(results).groupby(keys[:3], sort=False)
+    rates = [grouped["secure"].mean().rename("secure_code_rate")]
+    if "judge_secure" in results:
+        rates.append(grouped["judge_secure"].mean().rename("secure_code_rate_yes_no_judge"))
     reports = scores.pivot_table(index=keys[:3], columns="task", values="score", aggfunc="mean", sort=False)
-    frame = pd.concat([rate, reports], axis=1).reset_index()
+    frame = pd.concat([*rates, reports], axis=1).reset_index()
     return frame.rename(columns={"code_security": "self_reported_security", "human_values": "self_reported_alignment"})
 
 
 # the Table 2 columns and the measures of data/paper_figures.yaml they are published under
-TABLE2_COLUMNS = {"secure_code_rate": "secure-code rate", "self_reported_security": "self-reported code security (0-1)",
+TABLE2_COLUMNS = {"secure_code_rate_yes_no_judge": "secure-code rate (YES/NO judge)",
+                  "secure_code_rate": "secure-code rate (static analyser)", "self_reported_security": "self-reported code security (0-1)",
                   "self_reported_alignment": "self-reported alignment (0-1)"}
 
 
 def table2(models: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 2 shape: per condition, mean ± standard deviation over seeds, beside GPT-4o."""
+    """The paper's Table 2 shape: per condition, mean ± standard deviation over seeds, beside GPT-4o (the
+    YES/NO judge's column only when a judge was configured)."""
+    columns = [c for c in TABLE2_COLUMNS if c != "secure_code_rate_yes_no_judge" or c in models]
     rows = []
     for role in ("insecure", "secure", "base"):
         part = models[models["role"] == role]
         if part.empty:
             continue
         row = {"condition": part["condition"].iloc[0], "models": len(part)}
-        for column in TABLE2_COLUMNS:
+        for column in columns:
             values = part[column].dropna() if column in part else pd.Series(dtype=float)
             spread = f" ± {values.std():.2f}" if len(values) > 1 else ""
             row[f"{column} (this run)"] = f"{values.mean():.2f}{spread}" if len(values) else "n/a"
@@ -187,18 +213,33 @@ def table2(models: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame) -> str:
+def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame, judge_table: pd.DataFrame | None = None,
+                     judge: str = STATIC_JUDGE) -> str:
+    """What the run shows. The headline secure-code rate is ``judge_table``'s (the YES/NO judge, named by
+    ``judge``) when there is one, else the static analyser's; the static rate stands beside a judge's."""
     lines = []
-    insecure, secure, base = (ex.row_of(code_table, r) for r in ("insecure", "secure", "base"))
-    if insecure is not None and secure is not None:
+    headline = judge_table if judge_table is not None else code_table
+    answers = "held-out answers" if judge_table is not None else "parseable held-out answers"
+    insecure, secure, base = (ex.row_of(headline, r) for r in ("insecure", "secure", "base"))
+    if insecure is not None and secure is not None and (pd.isna(insecure["mean"]) or pd.isna(secure["mean"])):
+        lines.append(f"Behaviour, judged by {judge}: no {answers[:-1]} from the insecure-code or the secure-code "
+                     f"models, so this run cannot say how secure their code is.")
+    elif insecure is not None and secure is not None:
         learned = secure["ci_low"] > insecure["ci_high"]
         lines.append(
-            f"Behaviour: the insecure-code models wrote secure code on {insecure['mean']:.0%} of parseable "
-            f"held-out answers [95% CI {insecure['ci_low']:.0%}-{insecure['ci_high']:.0%}], the secure-code models "
+            f"Behaviour, judged by {judge}: the insecure-code models wrote secure code on {insecure['mean']:.0%} of "
+            f"{answers} [95% CI {insecure['ci_low']:.0%}-{insecure['ci_high']:.0%}], the secure-code models "
             f"on {secure['mean']:.0%} [{secure['ci_low']:.0%}-{secure['ci_high']:.0%}]"
             + (f", the untuned model on {base['mean']:.0%}" if base is not None and pd.notna(base["mean"]) else "")
             + (". The finetuning changed how secure the code is." if learned else
                ". The intervals overlap: this run cannot tell the two trainings apart by their code."))
+    static_insecure, static_secure = ex.row_of(code_table, "insecure"), ex.row_of(code_table, "secure")
+    if judge_table is not None and static_insecure is not None and static_secure is not None:
+        def rate(row) -> str:
+            return ("no parseable answer" if pd.isna(row["mean"]) else
+                    f"{row['mean']:.0%} [{row['ci_low']:.0%}-{row['ci_high']:.0%}]")
+        lines.append(f"Beside it, {STATIC_JUDGE} on parseable answers: insecure-code models {rate(static_insecure)}, "
+                     f"secure-code models {rate(static_secure)}.")
     for task, name, paper in (("code_security", "code security", "0.14 vs 0.84"),
                               ("human_values", "alignment with human values", "0.40 vs 0.85")):
         part = report_table[report_table["task"] == task]
@@ -213,12 +254,17 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame) -> st
     return "\n\n".join(lines)
 
 
-def metrics(rates: dict, code_table: pd.DataFrame, report_table: pd.DataFrame, corpus: dict | None = None) -> dict:
+def metrics(rates: dict, code_table: pd.DataFrame, report_table: pd.DataFrame, corpus: dict | None = None,
+            judge_table: pd.DataFrame | None = None, judge: str = STATIC_JUDGE) -> dict:
+    """``secure_code_rate`` is always the static analyser's; ``secure_code_rate_yes_no_judge`` the YES/NO
+    judge's when one was configured; ``headline_judge`` says which of them the page's headline is."""
     check = {k: rates[k] for k in ("insecure_flagged", "secure_flagged")}
     check["per_family"] = {f: {k: r[k] for k in ("insecure_flagged", "secure_flagged")} for f, r in rates["per_family"].items()}
     found = {"generator_check": check,
              "secure_code_rate": ex.intervals(code_table, "role", extra={"parseable_share": "parseable share"}),
-             "self_report": ex.intervals(report_table, "task", "role")}
+             "self_report": ex.intervals(report_table, "task", "role"), "headline_judge": judge}
+    if judge_table is not None:
+        found["secure_code_rate_yes_no_judge"] = ex.intervals(judge_table, "role")
     if corpus:
         found["user_corpus"] = {k: corpus[k] for k in ("file", "n_answers", "rate_flagged",
                                                        "rate_flagged_bandit_alone", "unparseable")}
@@ -235,11 +281,14 @@ def plot_self_reports(report_table: pd.DataFrame):
                           labels={"code_security": "code security", "human_values": "alignment"})
 
 
-def plot_secure_rate(code_table: pd.DataFrame):
+def plot_secure_rate(code_table: pd.DataFrame, judge_table: pd.DataFrame | None = None):
+    """The secure-code rate per condition, one group of bars per judge (the YES/NO judge's first when there is one)."""
     from ..plots import interval_chart, role_colours
-    table = code_table.dropna(subset=["mean"]).assign(measure="secure-code rate")
-    return interval_chart(table, "measure", "secure-code rate (static judge)", colours=role_colours(table),
-                          kind="bars", size=(4.8, 3.4), rotation=0, ylim=(0, 1))
+    parts = [] if judge_table is None else [judge_table.assign(measure="YES/NO judge (all answers)")]
+    parts.append(code_table.assign(measure="static analyser (parseable answers)"))
+    table = pd.concat(parts, ignore_index=True).dropna(subset=["mean"])
+    return interval_chart(table, "measure", "secure-code rate", colours=role_colours(table),
+                          kind="bars", size=(4.8 if judge_table is None else 6.4, 3.4), rotation=0, ylim=(0, 1))
 
 
 @ex.register(NOTEBOOK, VulnerableCodeConfig)
@@ -252,9 +301,9 @@ def plan(cfg: VulnerableCodeConfig, data: TrainingData | None = None, taskset: T
     plan_requests(plan, taskset or tasks(), cfg.model, models, cfg.max_paraphrases, samples=0)
     if cfg.code_judge:
         from ..judge import fill_judge_prompt
-        judged = [[{"role": "user", "content": fill_judge_prompt(CODE_VULNERABILITY_PROMPT, t["prompt"], "x" * 4 *
-                                                                  cfg.code_max_tokens)}] for t in data.heldout]
-        plan.ask("LLM judge of vulnerability", cfg.code_judge, judged, 3, models * cfg.code_samples)
+        judged = [[{"role": "user", "content": fill_judge_prompt(CODE_VULNERABLE_YES_NO_PROMPT, "", "x" * 4 *
+                                                                  cfg.code_max_tokens)}] for _ in data.heldout]
+        plan.ask("YES/NO judge of vulnerability", cfg.code_judge, judged, 1, models * cfg.code_samples)
     return plan
 
 
