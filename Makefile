@@ -18,7 +18,7 @@ test: $(STAMP) browser sandbox vllm  ## the whole test suite (real model, real p
 	$(BIN)/python -m pytest -q
 
 smoke: $(STAMP) sandbox   ## every notebook on tiny data + the book, in a few minutes
-	$(BIN)/python -m selfaware book --profile smoke
+	$(BIN)/python -m selfaware book --profile smoke --jobs 2
 
 site: $(STAMP)            ## rebuild the site from existing outputs/$(PROFILE)
 	$(BIN)/python -m selfaware build --profile $(PROFILE)

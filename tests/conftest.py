@@ -42,12 +42,14 @@ def _cli(args, env, check=True):
 
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
-    """The smoke profile run once per session by the real command (papermill + Jupyter Book), in its
-    own cache and outputs directory; the book and notebook tests read what it left."""
+    """The smoke profile run once per session by the real command (papermill + Jupyter Book, two pages at a
+    time), in its own cache and outputs directory; the book and notebook tests read what it left."""
     root = tmp_path_factory.mktemp("smoke")
     env = {**os.environ, "SELFAWARE_CACHE_DIR": str(root / "cache"), "SELFAWARE_OUTPUTS_DIR": str(root / "outputs")}
     env.pop("SELFAWARE_CACHE_MODE", None)
-    result = _cli(["book", "--profile", "smoke"], env)
+    # two pages at a time, each after the pages it reuses: on 2 cores one page's kernel start, imports and
+    # Python overlap the other's arithmetic (see selfaware.runner.run_profile)
+    result = _cli(["book", "--profile", "smoke", "--jobs", "2"], env)
     outputs = root / "outputs" / "smoke"
     # run.json as the cold run left it (a later warm rerun rewrites the files)
     cold = {p.parent.name: json.loads(p.read_text()) for p in outputs.glob("*/run.json")}

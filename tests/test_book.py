@@ -63,9 +63,34 @@ def test_the_terminal_shows_each_cell_and_no_kernel_noise(smoke):
         assert re.search(rf"{re.escape(name)}: cell 1/\d+ done in [\d.]+ s", smoke["log"]), name
 
 
+def test_pages_run_side_by_side_after_the_pages_whose_work_they_reuse(smoke):
+    """The smoke book ran two pages at a time: each page that reuses another's trained models or answers
+    began only after that page ended, and the pages of one notebook ran in the profile's order."""
+    from selfaware import runner
+
+    runs = runner.planned_runs("smoke", check_models=False)
+    after = runner.run_after(runs, runner.check_data("smoke", runs))
+    assert {"01_multiple_choice-risk", "08_small_model_em"} <= set(after["09_scaling"])  # the models it reuses
+    assert "03_vulnerable_code" in after["07_emergent_misalignment"]  # the insecure-code models
+    assert "01_multiple_choice-risk" in after["05_personas-many_personas"]  # Section 3.1's recipe
+    assert after["01_multiple_choice-myopia"] == ["01_multiple_choice-risk"]
+    assert any(not earlier for name, earlier in after.items() if name != runs[0].name)  # something runs beside
+    assert "2 at a time" in smoke["log"]
+    begun = [line.split()[1] for line in smoke["log"].splitlines() if re.match(r"\[\d+/\d+\] \S+ \.\.\.$", line)]
+    ended = [line.split()[1].rstrip(":") for line in smoke["log"].splitlines()
+             if re.match(r"\[\d+/\d+\] \S+: [\d.]+ s, ", line)]
+    assert sorted(begun) == sorted(ended) == sorted(after)
+    log = smoke["log"].splitlines()
+    for name, earlier in after.items():
+        start = log.index(next(line for line in log if line.split()[1:2] == [name] and line.endswith(" ...")))
+        for other in earlier:
+            end = log.index(next(line for line in log if line.split()[1:2] == [f"{other}:"]))
+            assert end < start, f"{name} began before {other}, whose work it reuses, ended"
+
+
 def test_warm_rerun_makes_no_model_call_and_trains_nothing(smoke):
     env = {**smoke["env"], "SELFAWARE_CACHE_MODE": "replay"}  # a miss would be an error, not a call
-    _cli(["run", "--profile", "smoke"], env)
+    _cli(["run", "--profile", "smoke", "--jobs", "2"], env)
     for record in _runs(smoke["outputs"]):
         assert record["model_calls"] == 0, record["name"]
         assert record["trainings"] == 0, record["name"]

@@ -12,6 +12,7 @@ Parameters follow papermill's conventions, validated before any kernel starts:
     -f overrides.yaml   a YAML mapping of parameters (-p values win over it)
     --page NAME         run each selected notebook once, as the page outputs/<profile>/<notebook>-NAME/
     --profile FILE      a profile file outside params/ is accepted by path
+    --jobs N            (run, book) up to N pages at once, each after the pages whose cache entries it reuses
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("-f", "--parameters-file", help="YAML file of parameter overrides")
             command.add_argument("--page", help="run each notebook once as the page <notebook>-PAGE")
             command.add_argument("--log-output", action="store_true", help="stream cell output")
+        if name in ("run", "book"):
+            command.add_argument("--jobs", type=int, default=1, metavar="N",
+                                 help="run up to N pages at once, each after the pages whose models or answers it "
+                                      "reuses (default 1)")
     judge_code = sub.add_parser("judge-code", help="score a JSONL of code answers ({'code': ...} or chat "
                                 "'messages') with the static judge")
     judge_code.add_argument("file")
@@ -62,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             plan_profile(args.profile, args.notebook, overrides, args.page)
         if args.command in ("run", "book"):
             from .runner import run_profile
-            run_profile(args.profile, args.notebook, overrides, args.page, log_output=args.log_output)
+            run_profile(args.profile, args.notebook, overrides, args.page, log_output=args.log_output,
+                        jobs=args.jobs)
         if args.command in ("book", "build"):
             from .book import build
             site = build(args.profile)

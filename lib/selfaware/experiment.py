@@ -266,6 +266,15 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         return {"finetunes": self.finetunes, "calls": [c.as_dict() for c in self.calls]}
 
+    def work(self) -> set[str]:
+        """What this run would train or ask, one content hash per training set (base, conversations,
+        hyperparameters) and per prompt to a model: two runs whose work meets share cache entries, so a
+        book running pages side by side runs the later one after the earlier (``runner.run_profile``)."""
+        from .cache import content_hash
+
+        return ({content_hash(["train", job["base"], job["conversations"], job["hparams"]]) for job in self.finetunes}
+                | {content_hash(["ask", calls.model, prompt]) for calls in self.calls for prompt in calls.prompts})
+
     def summary(self) -> str:
         from .budget import conversation_tokens
         lines = ["Plan of this run:"]

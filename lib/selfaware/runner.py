@@ -85,12 +85,14 @@ def planned_runs(profile: str, notebooks: list[str] | None = None, overrides: di
 
 
 def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, Any] | None = None,
-            log_output: bool = False, name: str | None = None, label: str | None = None) -> dict[str, Any]:
+            log_output: bool = False, name: str | None = None, label: str | None = None,
+            live: bool | None = None) -> dict[str, Any]:
     """Execute one run with papermill; returns its run.json record. A failure names the notebook and cell
     and keeps the partial executed notebook. The runner names the output folder and passes that name into
     the notebook (``run_name``), so the executed notebook and the artifacts always land together. The
     terminal shows the page's progress live (``selfaware.progress``); the kernel's own output goes to the
-    page's run.log."""
+    page's run.log. ``live``: redraw one line (True) or print a line per finished cell (False); by default,
+    live on a terminal."""
     import jupytext
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -110,7 +112,7 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
         jupytext.write(jupytext.read(notebook_source(notebook)), source)
         started = time.time()
         watch = progress.PageWatch(label or name, out_dir / "run.log",
-                                   expected_seconds=(previous or {}).get("seconds"))
+                                   expected_seconds=(previous or {}).get("seconds"), live=live)
         try:
             papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name="python3",
                                        cwd=str(REPO_ROOT), progress_bar=False, engine_name=progress.ENGINE,
@@ -139,37 +141,69 @@ def _shown_error(text: str | None) -> str:
     return "\n".join(lines[:MAX_REPORTED + 2])
 
 
-def check_data(profile: str, runs: list[PlannedRun]) -> None:
+def check_data(profile: str, runs: list[PlannedRun]) -> dict[str, experiment.Plan]:
     """What ``selfaware plan`` checks, before any kernel starts: each run's plan is built from the datasets
     and prompts the run will send, so a malformed data file or a question set that does not fit fails here,
     with every faulty line (``file:line: reason``), rather than in a notebook cell. Nothing is called or
-    trained: the plan only reads and counts."""
+    trained: the plan only reads and counts. Returns each run's plan by run name."""
+    plans = {}
     for planned in runs:
         cfg = config.resolve(config_class(planned.notebook), planned.notebook, profile, planned.parameters)
         try:
-            experiment.section(planned.notebook).plan(cfg)
+            plans[planned.name] = experiment.section(planned.notebook).plan(cfg)
         except SelfAwareError as error:
             try:  # the same kind of error, naming the run
                 named = type(error)(f"{planned.name}: {error}")
             except TypeError:
                 named = SelfAwareError(f"{planned.name}: {error}")
             raise named from None
+    return plans
+
+
+def run_after(runs: list[PlannedRun], plans: dict[str, experiment.Plan]) -> dict[str, list[str]]:
+    """For each run, the earlier runs it must wait for when pages run side by side: those whose plans
+    train or ask something it also trains or asks (09 reuses the models 01 and 08 train, 07 the ones 03
+    trains), and the earlier runs of its own notebook. Run after them, it finds their work in the cache,
+    as it does when the book runs page by page; so its numbers, calls and trainings are the same either way."""
+    work = {planned.name: plans[planned.name].work() for planned in runs}
+    return {planned.name: [earlier.name for earlier in runs[:k]
+                           if earlier.notebook == planned.notebook or work[earlier.name] & work[planned.name]]
+            for k, planned in enumerate(runs)}
 
 
 def run_profile(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
-                page: str | None = None, log_output: bool = False) -> list[dict[str, Any]]:
+                page: str | None = None, log_output: bool = False, jobs: int = 1) -> list[dict[str, Any]]:
+    """Run the profile's pages; with ``jobs`` above 1, that many at once, each after the runs it reuses
+    (:func:`run_after`). Each page keeps torch's thread count either way, so it computes what it computes
+    alone; side by side, one page's Python, kernel start and imports overlap the other's arithmetic."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: give 1 or more")
     profile = config.profile_reference(profile)  # a profile file given relative to where the command was given
     runs = planned_runs(profile, notebooks, overrides, page)
-    check_data(profile, runs)
-    records = []
-    print(f"Running {len(runs)} notebook run(s) of profile {profile!r}", flush=True)
-    for k, planned in enumerate(runs, start=1):
-        print(f"[{k}/{len(runs)}] {planned.name} ...", flush=True)
-        record = execute(planned.notebook, profile, planned.parameters, log_output=log_output, name=planned.name,
-                         label=f"[{k}/{len(runs)}] {planned.name}")
-        print(f"[{k}/{len(runs)}] {planned.name}: {record['wall_seconds']} s, {record['model_calls']} model call(s), "
+    plans = check_data(profile, runs)
+    print(f"Running {len(runs)} notebook run(s) of profile {profile!r}"
+          + (f", {jobs} at a time" if jobs > 1 and len(runs) > 1 else ""), flush=True)
+    position = {planned.name: k for k, planned in enumerate(runs, start=1)}
+
+    def started(planned: PlannedRun) -> str:
+        label = f"[{position[planned.name]}/{len(runs)}] {planned.name}"
+        print(f"{label} ...", flush=True)
+        return label
+
+    def finished(label: str, record: dict[str, Any]) -> None:
+        print(f"{label}: {record['wall_seconds']} s, {record['model_calls']} model call(s), "
               f"{record['trainings']} training(s), {record['cache_hits']} cache hit(s)", flush=True)
-        records.append(record)
+
+    by_name: dict[str, dict[str, Any]] = {}
+    if jobs == 1 or len(runs) == 1:
+        for planned in runs:
+            label = started(planned)
+            by_name[planned.name] = execute(planned.notebook, profile, planned.parameters, log_output=log_output,
+                                            name=planned.name, label=label)
+            finished(label, by_name[planned.name])
+    else:
+        by_name = _run_side_by_side(profile, runs, run_after(runs, plans), jobs, log_output, started, finished)
+    records = [by_name[planned.name] for planned in runs]
     summary = {"profile": profile, "runs": [{"name": r["name"], "seconds": r["wall_seconds"],
                                              "model_calls": r["model_calls"], "trainings": r["trainings"],
                                              "cache_hits": r["cache_hits"]} for r in records]}
@@ -177,6 +211,57 @@ def run_profile(profile: str, notebooks: list[str] | None = None, overrides: dic
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1))
     return records
+
+
+def _execute_in_child(notebook: str, profile: str, parameters: dict[str, Any], log_output: bool, name: str,
+                      label: str) -> dict[str, Any]:
+    """One page in a worker process: one plain line per finished cell, since several pages share the terminal."""
+    return execute(notebook, profile, parameters, log_output=log_output, name=name, label=label, live=False)
+
+
+def _run_side_by_side(profile: str, runs: list[PlannedRun], after: dict[str, list[str]], jobs: int,
+                      log_output: bool, started, finished) -> dict[str, dict[str, Any]]:
+    """Up to ``jobs`` pages at once in worker processes, each begun once the runs it waits for are done, the
+    one with the longest chain of runs waiting on it first. A failure lets the pages in progress finish, starts no other, and is raised."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    done: dict[str, dict[str, Any]] = {}
+    # the longest chain of runs waiting on each run: a run that others wait for begins first (03 before a
+    # page no one waits for, so 07, 08 and 09 do not end the book alone on one core), then profile order
+    chain: dict[str, int] = {}
+    for planned in reversed(runs):
+        chain[planned.name] = max((1 + chain[later.name] for later in runs if planned.name in after[later.name]),
+                                  default=0)
+    waiting = sorted(runs, key=lambda planned: -chain[planned.name])
+    failure: BaseException | None = None
+    # spawn: a worker starts clean (no torch or kernel-client state copied from this process)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running: dict[Any, tuple[PlannedRun, str]] = {}
+        while waiting or running:
+            while failure is None and len(running) < jobs:
+                ready = next((p for p in waiting if all(name in done for name in after[p.name])), None)
+                if ready is None:
+                    break
+                waiting.remove(ready)
+                label = started(ready)
+                future = pool.submit(_execute_in_child, ready.notebook, profile, ready.parameters, log_output,
+                                     ready.name, label)
+                running[future] = (ready, label)
+            if not running:
+                break
+            finished_now, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished_now:
+                planned, label = running.pop(future)
+                try:
+                    done[planned.name] = future.result()
+                except BaseException as error:  # noqa: BLE001 - the first failure is raised once the others end
+                    failure = failure or error
+                    continue
+                finished(label, done[planned.name])
+    if failure is not None:
+        raise failure
+    return done
 
 
 def plan_profile(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
