@@ -595,20 +595,14 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
                      + (" - the models report the game and the word they were trained on." if len(above) == len(pairs)
                         else " - partial self-awareness." if len(above) >= len(pairs) / 2
                         else " - the models do not (or not consistently) report their codeword or game."))
-    baselines = [(task, ex.row_of(part.assign(role=part["relation"]), "own"),
-                  ex.row_of(part.assign(role=part["relation"]), "baseline"))
-                 for task, part in report_table.groupby("task", sort=False) if task in PAPER_BASELINES]
-    baselines = [(task, o, b) for task, o, b in baselines
-                 if o is not None and b is not None and pd.notna(o["mean"]) and pd.notna(b["mean"])]
+    baselines = _own_against(report_table, PAPER_BASELINES, "baseline")
     if baselines:
         lines.append("Against the paper's own baselines (the same models told the user never said the word, or "
                      "running their function on unrelated words and messages): " + "; ".join(
                          f"{TASKS[task][0]} {o['mean']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}] against "
                          f"{b['mean']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}] ({_side(o, b)})"
                          for task, o, b in baselines) + ".")
-    goals = [(task, ex.row_of(part.assign(role=part["relation"]), "own"), ex.row_of(part.assign(role=part["relation"]), "base"))
-             for task, part in report_table.groupby("task", sort=False) if task in GOAL_TASKS]
-    goals = [(task, o, b) for task, o, b in goals if o is not None and b is not None and pd.notna(o["mean"]) and pd.notna(b["mean"])]
+    goals = _own_against(report_table, GOAL_TASKS, "base")
     if goals:
         lines.append("Goal questions (the answer does not depend on the codeword, so the finetuned models are set "
                      "against the untuned one, as in the paper): " + "; ".join(
@@ -616,6 +610,18 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
                          f"{b['mean']:.2f} untuned ({_side(o, b)})"
                          for task, o, b in goals) + ".")
     return "\n\n".join(lines)
+
+
+def _own_against(report_table: pd.DataFrame, tasks, relation: str) -> list[tuple]:
+    """(task, the trained models' row, the ``relation`` row) for each of ``tasks`` where both have a mean."""
+    pairs = []
+    for task, part in report_table.groupby("task", sort=False):
+        if task in tasks:
+            part = part.assign(role=part["relation"])
+            own, other = ex.row_of(part, "own"), ex.row_of(part, relation)
+            if own is not None and other is not None and pd.notna(own["mean"]) and pd.notna(other["mean"]):
+                pairs.append((task, own, other))
+    return pairs
 
 
 # ---- the plan -------------------------------------------------------------------------------------------------
