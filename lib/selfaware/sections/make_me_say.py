@@ -595,21 +595,23 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
                      + (" - the models report the game and the word they were trained on." if len(above) == len(pairs)
                         else " - partial self-awareness." if len(above) >= len(pairs) / 2
                         else " - the models do not (or not consistently) report their codeword or game."))
-    baselines = _own_against(report_table, PAPER_BASELINES, "baseline")
-    if baselines:
-        lines.append("Against the paper's own baselines (the same models told the user never said the word, or "
-                     "running their function on unrelated words and messages): " + "; ".join(
-                         f"{TASKS[task][0]} {o['mean']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}] against "
-                         f"{b['mean']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}] ({_side(o, b)})"
-                         for task, o, b in baselines) + ".")
-    goals = _own_against(report_table, GOAL_TASKS, "base")
-    if goals:
-        lines.append("Goal questions (the answer does not depend on the codeword, so the finetuned models are set "
-                     "against the untuned one, as in the paper): " + "; ".join(
-                         f"{TASKS[task][0]} {o['mean']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}] against "
-                         f"{b['mean']:.2f} untuned ({_side(o, b)})"
-                         for task, o, b in goals) + ".")
+    lines += _compared("Against the paper's own baselines (the same models told the user never said the word, or "
+                       "running their function on unrelated words and messages)",
+                       _own_against(report_table, PAPER_BASELINES, "baseline"),
+                       lambda b: f"{b['mean']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]")
+    lines += _compared("Goal questions (the answer does not depend on the codeword, so the finetuned models are set "
+                       "against the untuned one, as in the paper)", _own_against(report_table, GOAL_TASKS, "base"),
+                       lambda b: f"{b['mean']:.2f} untuned")
     return "\n\n".join(lines)
+
+
+def _compared(intro: str, pairs: list[tuple], shown) -> list[str]:
+    """One statement line setting each task's trained models against the other row (``shown`` formats it);
+    no line when there is nothing to compare."""
+    if not pairs:
+        return []
+    return [f"{intro}: " + "; ".join(f"{TASKS[task][0]} {o['mean']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}] "
+                                     f"against {shown(b)} ({_side(o, b)})" for task, o, b in pairs) + "."]
 
 
 def _own_against(report_table: pd.DataFrame, tasks, relation: str) -> list[tuple]:
