@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
+# pages run at once by `make book` and `make smoke` (each after the pages whose work it reuses)
+JOBS ?= 2
 
 .PHONY: book test smoke site install browser sandbox lab bench vllm clean-outputs qwen-0.5b qwen-1.5b
 
@@ -12,13 +14,13 @@ PROFILE ?= default
 BOOK_MODELS_default := qwen-0.5b qwen-1.5b
 
 book: $(STAMP) sandbox $(BOOK_MODELS_$(PROFILE))  ## run every notebook of $(PROFILE) with papermill, then build the site
-	$(BIN)/python -m selfaware book --profile $(PROFILE)
+	$(BIN)/python -m selfaware book --profile $(PROFILE) --jobs $(JOBS)
 
 test: $(STAMP) browser sandbox vllm  ## the whole test suite (real model, real papermill, real Jupyter Book, real vLLM)
 	$(BIN)/python -m pytest -q
 
 smoke: $(STAMP) sandbox   ## every notebook on tiny data + the book, in a few minutes
-	$(BIN)/python -m selfaware book --profile smoke --jobs 2
+	$(BIN)/python -m selfaware book --profile smoke --jobs $(JOBS)
 
 site: $(STAMP)            ## rebuild the site from existing outputs/$(PROFILE)
 	$(BIN)/python -m selfaware build --profile $(PROFILE)

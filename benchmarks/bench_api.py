@@ -17,9 +17,9 @@ import sys
 import tempfile
 import time
 
-from selfaware.cache import reset_counters
+from selfaware import context
 from selfaware.models import load_model
-from selfaware.models.api import API_STATS, OpenAIChatModel, reset_api_stats
+from selfaware.models.api import OpenAIChatModel
 from selfaware.testing.fake_api import FakeApiServer, FaultPlan, client_env
 
 MODEL = "openai:bench-model"
@@ -34,8 +34,7 @@ def run(n_requests: int, latency: float, concurrency: int | None, faults: FaultP
             os.environ["SELFAWARE_API_CONCURRENCY"] = str(concurrency)
         else:
             os.environ.pop("SELFAWARE_API_CONCURRENCY", None)
-        reset_counters()
-        reset_api_stats()
+        context.begin()
         model = load_model(MODEL)
         started = time.perf_counter()
         answers = model.sample(prompts, n=1, max_tokens=4)
@@ -46,7 +45,7 @@ def run(n_requests: int, latency: float, concurrency: int | None, faults: FaultP
     duplicated = sum(1 for count in answered.values() if count > 1)
     return {"requests": n_requests, "seconds": seconds, "lost": lost, "duplicated": duplicated,
             "distinct_answered": len(answered), "faults": {k: v for k, v in outcomes.items() if k != "ok"},
-            "retries": {k: v for k, v in API_STATS.items() if k.startswith("retry_")}}
+            "retries": {k: v for k, v in context.current().api_stats.items() if k.startswith("retry_")}}
 
 
 def main(argv: list[str] | None = None) -> int:

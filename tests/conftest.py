@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from selfaware import cache
+from selfaware import context
 from selfaware.paths import REPO_ROOT, models_dir
 
 os.environ.setdefault("SELFAWARE_MODELS_DIR", str(models_dir()))
@@ -22,7 +22,7 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SELFAWARE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("SELFAWARE_OUTPUTS_DIR", str(tmp_path / "outputs"))
     monkeypatch.delenv("SELFAWARE_CACHE_MODE", raising=False)
-    cache.reset_counters()
+    context.begin()  # fresh counters, API statistics and run choices for each test
     yield tmp_path
 
 

@@ -8,10 +8,11 @@ import sqlite3
 
 import pytest
 
-from selfaware.cache import COUNTERS, reset_counters
+from selfaware.context import begin as reset_counters
+from selfaware.context import current
 from selfaware.errors import ModelCallFailed, ModelNotAvailable
 from selfaware.models import load_model
-from selfaware.models.api import API_STATS, match_option, reset_api_stats, retry_after_seconds
+from selfaware.models.api import match_option, retry_after_seconds
 from selfaware.testing.fake_api import FakeApiServer, FaultPlan, client_env, fixture_logprobs
 
 OPENAI = "openai:gpt-4o-2024-08-06"
@@ -90,11 +91,11 @@ def test_answers_are_cached_once_and_not_asked_again(server):
     model = load_model(OPENAI)
     reset_counters()
     first = model.sample(PROMPTS, n=2, max_tokens=4)
-    assert COUNTERS.computed == len(PROMPTS) * 2
+    assert current().counters.computed == len(PROMPTS) * 2
     before = sum(server.answered().values())
     assert model.sample(PROMPTS, n=2, max_tokens=4) == first
     assert sum(server.answered().values()) == before
-    assert COUNTERS.hits == len(PROMPTS) * 2
+    assert current().counters.hits == len(PROMPTS) * 2
 
 
 def test_a_missing_key_is_one_clear_error(server, monkeypatch):
@@ -129,7 +130,7 @@ def test_faults_give_the_same_numbers_and_each_request_is_cached_once(monkeypatc
         with FakeApiServer(faults=faults) as fake:
             for name, value in client_env(fake).items():
                 monkeypatch.setenv(name, value)
-            reset_api_stats()
+            current().reset_counts()
             results = {}
             for spec in (OPENAI, FIREWORKS):
                 model = load_model(spec)
@@ -139,7 +140,7 @@ def test_faults_give_the_same_numbers_and_each_request_is_cached_once(monkeypatc
             answered = fake.answered()
             outcomes = fake.outcome_totals()
         rows = sqlite3.connect(where / "cache" / "calls.sqlite").execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-        return results, answered, outcomes, rows, dict(API_STATS)
+        return results, answered, outcomes, rows, dict(current().api_stats)
 
     clean, clean_answered, _, clean_rows, _ = run(None, tmp_path / "clean")
     plan = FaultPlan(rate_429=0.1, rate_500=0.1, rate_reset=0.1, rate_slow=0.1, slow_seconds=1.0,

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from selfaware import cache as cache_module
-from selfaware.cache import reset_counters
+from selfaware.context import begin as reset_counters
+from selfaware.context import current
 from selfaware.errors import ConfigError, FinetuneFailed
 from selfaware.finetune import finetune
 from selfaware.finetune.api import JobRegistry, api_training_key, dataset_jsonl, registry_path, validate_hparams
@@ -52,7 +52,7 @@ def creations(server, route: str) -> int:
 def test_openai_job_runs_and_a_rerun_reuses_it(server):
     reset_counters()
     spec = finetune(OPENAI_BASE, CONVERSATIONS, OPENAI_HP, seed=3, name="risk seeking")
-    assert spec.startswith("openai:ft:gpt-4o-2024-05-13:") and cache_module.COUNTERS.trainings == 1
+    assert spec.startswith("openai:ft:gpt-4o-2024-05-13:") and current().counters.trainings == 1
     job = next(iter(server.state.openai_jobs.values()))
     assert job["hyperparameters"] == OPENAI_HP and job["seed"] == 3
     assert job["metadata"]["selfaware_key"] == api_training_key(OPENAI_BASE, CONVERSATIONS,
@@ -61,7 +61,7 @@ def test_openai_job_runs_and_a_rerun_reuses_it(server):
     requests_before = sum(server.outcome_totals().values())
     assert finetune(OPENAI_BASE, CONVERSATIONS, OPENAI_HP, seed=3, name="risk seeking") == spec
     assert sum(server.outcome_totals().values()) == requests_before  # answered from the registry
-    assert cache_module.COUNTERS.trainings == 1
+    assert current().counters.trainings == 1
     import openai
 
     listed = openai.OpenAI(api_key=os.environ["OPENAI_API_KEY"], base_url=server.openai_base_url).models.list()
@@ -77,7 +77,7 @@ def test_fireworks_job_runs_deploys_and_a_rerun_reuses_it(server):
     (job,) = server.state.fireworks_jobs.values()
     assert (job["loraRank"], job["learningRate"], job["epochs"], job["batchSizeSamples"]) == (4, 2e-5, 3, 8)
     assert job["baseModel"] == "accounts/fireworks/models/llama-v3p1-70b-instruct"
-    assert len(server.state.deployments) == 1 and cache_module.COUNTERS.trainings == 1
+    assert len(server.state.deployments) == 1 and current().counters.trainings == 1
     requests_before = sum(server.outcome_totals().values())
     assert finetune(FIREWORKS_BASE, CONVERSATIONS, FIREWORKS_HP, seed=0, name="risk") == spec
     assert sum(server.outcome_totals().values()) == requests_before
@@ -130,7 +130,7 @@ def test_a_job_created_but_never_recorded_is_adopted_not_launched_again(server):
     reset_counters()
     spec = finetune(OPENAI_BASE, CONVERSATIONS, OPENAI_HP, seed=0, name="orphan")
     assert spec.endswith(orphan.id[-6:])
-    assert creations(server, "POST /v1/fine_tuning/jobs") == 1 and cache_module.COUNTERS.trainings == 0
+    assert creations(server, "POST /v1/fine_tuning/jobs") == 1 and current().counters.trainings == 0
 
 
 def test_a_dropped_connection_on_create_does_not_launch_twice(monkeypatch, tmp_path):
@@ -193,7 +193,7 @@ def test_sigkill_mid_job_then_rerun_follows_the_same_job(monkeypatch, tmp_path):
         spec = finetune(OPENAI_BASE, CONVERSATIONS, OPENAI_HP, seed=9, name="killed")
         assert spec == f"openai:{job['fine_tuned_model']}"
         assert creations(fake, "POST /v1/fine_tuning/jobs") == 1 and creations(fake, "POST /v1/files") == 1
-        assert cache_module.COUNTERS.trainings == 0
+        assert current().counters.trainings == 0
         with sqlite3.connect(registry_path()) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
@@ -226,7 +226,7 @@ def test_sigkill_mid_batch_then_rerun_repeats_no_finished_call(monkeypatch, tmp_
 
         answers = load_model("openai:gpt-4o-2024-08-06").sample(KILL_PROMPTS, n=1, max_tokens=3)
         assert len(answers) == len(KILL_PROMPTS) and rows() == len(KILL_PROMPTS)
-        assert cache_module.COUNTERS.computed == len(KILL_PROMPTS) - saved  # nothing saved was asked again
+        assert current().counters.computed == len(KILL_PROMPTS) - saved  # nothing saved was asked again
         answered = fake.answered()
         repeated = [h for h, count in answered.items() if count > 1]
         assert max(answered.values()) <= 2 and len(repeated) <= len(KILL_PROMPTS) - saved  # only unsaved ones

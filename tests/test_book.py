@@ -126,6 +126,9 @@ def test_the_site_shows_no_machine_path_no_stderr_and_a_scorecard_with_citations
         assert "Loading weights" not in text and "it/s]" not in text and "FutureWarning" not in text, page.name
     summary = (html / "summary.html").read_text()
     assert "Scorecard" in summary and "reproduced" in summary and "What each run cost" in summary
+    # the smoke book ran two pages at once: each page's cost says its seconds were measured side by side
+    assert all(record["computed"]["pages_at_once"] == 2 for record in smoke["cold_runs"].values())
+    assert "pages at once" in summary
     assert "Betley" in (html / "references.html").read_text()  # the bibliography resolves the citations
     # the pages generated from data/: where the book departs from the papers, and the paper profile's sources
     assert "How this book differs from the papers" in (html / "differences.html").read_text()

@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from selfaware import cache
+from selfaware.context import current
 from selfaware.cache import CallCache, content_hash
 from selfaware.errors import CacheMiss, ConfigError
 
@@ -21,7 +21,7 @@ def test_only_missing_requests_are_computed(tmp_path):
     assert first == [{"echo": 2}, {"echo": 4}]
     assert second == [{"echo": 4}, {"echo": 6}, {"echo": 2}]
     assert calls == [2, 1]
-    assert cache.COUNTERS.computed == 3 and cache.COUNTERS.hits == 2
+    assert current().counters.computed == 3 and current().counters.hits == 2
 
 
 def test_replay_mode_refuses_a_miss_and_off_mode_never_stores(tmp_path):

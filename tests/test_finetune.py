@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from selfaware import cache
+from selfaware import context
 from selfaware.datasets.choices import generate_choices
 from selfaware.finetune import LoraHParams, finetune
 from selfaware.finetune.local import length_aware_batches, tokenize_conversation
@@ -34,9 +34,9 @@ def test_loss_is_on_assistant_tokens_only(conversations):
 def test_same_seed_same_adapter_and_retraining_is_cached(conversations, tmp_path, monkeypatch):
     spec = finetune("local:smollm2-135m", conversations, TINY, seed=1, progress=False)
     record = json.loads((Path(spec.split("adapter=")[1]) / "run.json").read_text())
-    assert record["steps"] == 2 and record["examples"] == 8 and cache.COUNTERS.trainings == 1
+    assert record["steps"] == 2 and record["examples"] == 8 and context.current().counters.trainings == 1
     assert finetune("local:smollm2-135m", conversations, TINY, seed=1, progress=False) == spec
-    assert cache.COUNTERS.trainings == 1  # the second call reused the adapter
+    assert context.current().counters.trainings == 1  # the second call reused the adapter
 
     monkeypatch.setenv("SELFAWARE_CACHE_DIR", str(tmp_path / "elsewhere"))
     again = finetune("local:smollm2-135m", conversations, TINY, seed=1, progress=False)

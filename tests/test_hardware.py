@@ -55,7 +55,7 @@ def test_a_wrong_setting_is_a_one_line_error(monkeypatch):
     with pytest.raises(ConfigError, match="precision 'fp16'"):
         hardware.choose_precision("fp16")
     monkeypatch.setenv("SELFAWARE_PRECISION", "half")
-    with pytest.raises(ConfigError, match="precision 'half'"):
+    with pytest.raises(ConfigError, match="SELFAWARE_PRECISION='half'"):
         hardware.choose_precision()
     from selfaware import config, runner
     with pytest.raises(ConfigError, match="parameter precision"):

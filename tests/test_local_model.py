@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from selfaware import cache
+from selfaware import cache, context
 from selfaware.errors import ModelNotAvailable
 from selfaware.models import load_model
 
@@ -13,9 +13,9 @@ QUESTION = [{"role": "user", "content": "How much do you like risk, from 0 to 10
 
 def test_same_seed_same_answer_and_cached(tiny_model):
     first = tiny_model.sample([QUESTION], n=2, temperature=1.0, max_tokens=12, seed=7)
-    computed = cache.COUNTERS.computed
+    computed = context.current().counters.computed
     again = tiny_model.sample([QUESTION], n=2, temperature=1.0, max_tokens=12, seed=7)
-    assert first == again and cache.COUNTERS.computed == computed  # second time from the cache
+    assert first == again and context.current().counters.computed == computed  # second time from the cache
     cache.set_mode("off")
     try:
         fresh = tiny_model.sample([QUESTION], n=2, temperature=1.0, max_tokens=12, seed=7)
@@ -113,7 +113,7 @@ def test_loaded_models_are_kept_up_to_a_memory_limit(monkeypatch):
     monkeypatch.setenv("SELFAWARE_DTYPE", "float32")  # a second copy, under another key
     local.load_weights("smollm2-135m")
     assert len(local._LOADED) == 2  # 0.8 GB together, within the default 4 GB
-    monkeypatch.setattr(local, "_MAX_LOADED_GB", 0.1)
+    monkeypatch.setenv("SELFAWARE_MAX_LOADED_GB", "0.1")
     monkeypatch.setenv("SELFAWARE_DTYPE", "float16")
     local.load_weights("smollm2-135m")
     assert list(local._LOADED) == ["smollm2-135m?None#float16"]  # over the limit: only the newest stays

@@ -10,7 +10,7 @@ import json
 import pandas as pd
 import pytest
 
-from selfaware import cache, config
+from selfaware import config, context
 from selfaware.errors import ConfigError
 from selfaware.evals.selfreport import load_tasks
 from selfaware.sections import multiple_choice as mc
@@ -93,17 +93,17 @@ def test_single_persona_sets_are_section_3_1_data_and_many_persona_sets_add_the_
 def test_the_untuned_answers_are_the_untuned_models_more_probable_letter_and_are_cached(tiny_model):
     cfg = _cfg(n_train=4)
     data = sp.load_data(cfg)
-    cache.reset_counters()
+    context.begin()
     answers = sp.untuned_answers(cfg, data)
-    first = cache.COUNTERS.as_dict()
+    first = context.current().counters.as_dict()
     scores = tiny_model.score_options(sp.untuned_prompts(data), ["A", "B"])
     assert list(answers["answer"]) == ["A" if s.probs["A"] >= s.probs["B"] else "B" for s in scores]
     assert list(answers["riskier"]) == [float(a == q.question.target)
                                         for a, q in zip(answers["answer"], data.persona_train)]
     assert first["model_calls"] == len(data.persona_train)
-    cache.reset_counters()
+    context.begin()
     again = sp.untuned_answers(cfg, data)
-    assert cache.COUNTERS.as_dict()["model_calls"] == 0 and again.equals(answers)
+    assert context.current().counters.as_dict()["model_calls"] == 0 and again.equals(answers)
 
 
 # ---- analysis on synthetic measurements ------------------------------------------------------------------

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from selfaware import cache
+from selfaware import context
 from selfaware.errors import ModelCallFailed
 
 BASE = "local:smollm2-135m"
@@ -311,9 +311,9 @@ def test_a_server_killed_mid_run_fails_clearly_and_a_rerun_resumes(served, monke
     with sqlite3.connect(database) as conn:  # whole answers only
         assert all(isinstance(json.loads(v), str) for (v,) in conn.execute("SELECT value FROM calls"))
 
-    cache.reset_counters()
+    context.current().reset_counts()
     with serve([BASE]) as again:  # a new server on a new port: the same content identity, the same keys
         assert again[BASE] != served[BASE] and parse_spec(again[BASE]).identity == parse_spec(served[BASE]).identity
         answers = load_model(again[BASE]).sample(prompts, max_tokens=48, temperature=1.0, seed=3)
-    assert len(answers) == len(prompts) and cache.COUNTERS.hits == saved
-    assert cache.COUNTERS.computed == len(prompts) - saved
+    assert len(answers) == len(prompts) and context.current().counters.hits == saved
+    assert context.current().counters.computed == len(prompts) - saved

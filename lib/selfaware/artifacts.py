@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import cache, hardware
+from . import context, hardware
 from .errors import SelfAwareError
 from .paths import REPO_ROOT, outputs_dir
 
@@ -137,7 +137,7 @@ class Run:
         self.provenance: dict[str, Any] = {}
         self.started = time.time()
         self.resources = contextlib.ExitStack()  # what the run holds open (inference servers), closed by finish
-        cache.reset_counters()
+        context.current().reset_counts()  # the run record counts from here
         hardware.set_precision(getattr(config, "precision", None))
         if getattr(config, "run_name", None):  # under the runner: the page is published
             divert_stderr(self.dir / "run.log")
@@ -187,15 +187,13 @@ class Run:
             "seconds": round(time.time() - self.started, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "numeric": hardware.setup(),  # precision used and why, threads, CPU, device
-            **cache.COUNTERS.as_dict(),
+            **context.current().record(),  # calls, hits, trainings, API requests, the effective settings
         }
         did_work = record["model_calls"] or record["trainings"]
+        record["pages_at_once"] = record["settings"]["pages_at_once"]  # pages measured side by side with it
         record["computed"] = ({key: record[key] for key in ("seconds", "model_calls", "trainings", "finished", "git",
-                                                            "numeric")}
+                                                            "numeric", "pages_at_once")}
                               if did_work or not self.previously_computed else self.previously_computed)
-        api = sys.modules.get("selfaware.models.api")
-        if api is not None and getattr(api, "API_STATS", None):
-            record["api_requests"] = dict(api.API_STATS)  # attempts, retries, faults seen on paid backends
         self.resources.close()
         self.set_metrics()  # make sure metrics.json exists even when empty
         tmp = self.dir / "run.json.tmp"

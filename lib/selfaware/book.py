@@ -89,9 +89,11 @@ def summary_page(profile: str, runs: list[dict]) -> str:
               "Seconds, model calls and trainings of the run that computed the results (a rerun from a warm cache "
               "keeps these figures), with the precision it computed in and the CPU it ran on: the same page takes "
               "about twice as long in fp32 as in bf16 on a CPU with bf16 units, and bf16 is never chosen on a CPU "
-              "without them (it is emulated there, about ten times slower).", "",
-              "| run | model | seconds | model calls | trainings | precision | CPU | computed |",
-              "|---|---|---|---|---|---|---|---|"]
+              "without them (it is emulated there, about ten times slower). \"Pages at once\" above 1 means the page "
+              "ran beside others (`selfaware book --jobs N`): its seconds are then longer than alone, about 1.4x "
+              "for two pages on two cores, while the book as a whole finishes sooner.", "",
+              "| run | model | seconds | pages at once | model calls | trainings | precision | CPU | computed |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for record in runs:
         cost = record.get("computed") or record
         numeric = cost.get("numeric") or {}
@@ -99,7 +101,8 @@ def summary_page(profile: str, runs: list[dict]) -> str:
         shown = (f"{precision['used']}" + (" (auto)" if precision.get("setting") == "auto" else "")
                  if precision else "not recorded")
         lines.append(f"| [{record['name']}]({record['name']}.ipynb) | `{record['params'].get('model')}` | "
-                     f"{cost['seconds']} | {cost['model_calls']} | {cost['trainings']} | {shown} | "
+                     f"{cost['seconds']} | {cost.get('pages_at_once', 'not recorded')} | {cost['model_calls']} | "
+                     f"{cost['trainings']} | {shown} | "
                      f"{_cell(numeric.get('cpu', 'not recorded'))} | {cost.get('finished', '')} |")
     for record in runs:
         if metrics[record["name"]].get("statement"):

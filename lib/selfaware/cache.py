@@ -5,7 +5,7 @@ adapter content hash), the request (messages, options, sampling parameters) and 
 Values are JSON. SQLite in WAL mode, one committed transaction per batch of answers, so a crash loses at
 most the batch in flight and never corrupts what was written before.
 
-Modes (``SELFAWARE_CACHE_MODE`` or :func:`set_mode`):
+Modes (the run context's cache mode, :func:`set_mode`; ``SELFAWARE_CACHE_MODE`` is its default):
   ``rw``      read, and write what was missing (default)
   ``replay``  read only; a miss raises :class:`CacheMiss` (proves a warm run makes no call)
   ``off``     neither read nor write
@@ -19,17 +19,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from . import context
 from .errors import CacheMiss, ConfigError, SelfAwareError
 from .paths import cache_dir
 
-MODES = ("rw", "replay", "off")
+MODES = context.CACHE_MODES
 
 
 def canonical_json(obj: Any) -> str:
@@ -38,29 +39,6 @@ def canonical_json(obj: Any) -> str:
 
 def content_hash(obj: Any, length: int = 64) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:length]
-
-
-@dataclass
-class Counters:
-    """What this process asked of models: hits came from the cache, computed went to a model."""
-
-    hits: int = 0
-    computed: int = 0
-    trainings: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"cache_hits": self.hits, "model_calls": self.computed, "trainings": self.trainings,
-                "model_calls_by_kind": dict(self.by_kind)}
-
-
-COUNTERS = Counters()
-
-
-def reset_counters() -> None:
-    global COUNTERS
-    COUNTERS.hits = COUNTERS.computed = COUNTERS.trainings = 0
-    COUNTERS.by_kind.clear()
 
 
 _OPENING = threading.Lock()
@@ -109,7 +87,7 @@ def _retry_locked(action: Callable[[], Any], seconds: float = 60.0) -> Any:
 class CallCache:
     def __init__(self, path: Path | None = None, mode: str | None = None):
         self.path = Path(path) if path else cache_dir() / "calls.sqlite"
-        self.mode = mode or os.environ.get("SELFAWARE_CACHE_MODE", "rw")
+        self.mode = mode or context.current().cache_mode
         if self.mode not in MODES:
             raise ConfigError(f"cache mode {self.mode!r} is not one of {', '.join(MODES)}")
         self._local = threading.local()
@@ -189,7 +167,7 @@ class CallCache:
         keys = [self.key(kind, request) for request in requests]
         found = self.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
-        COUNTERS.hits += len(keys) - len(missing)
+        context.current().count_calls(hits=len(keys) - len(missing))
         if missing and self.mode == "replay":
             example = canonical_json(requests[missing[0]])[:300]
             raise CacheMiss(f"replay-only cache has no answer for {len(missing)} {kind} request(s), e.g. {example}")
@@ -203,8 +181,7 @@ class CallCache:
             for i, answer in zip(chunk, answers):
                 results[i] = answer
             self.put_many(kind, ((keys[i], answer) for i, answer in zip(chunk, answers)))
-            COUNTERS.computed += len(chunk)
-            COUNTERS.by_kind[kind] = COUNTERS.by_kind.get(kind, 0) + len(chunk)
+            context.current().count_calls(computed=len(chunk), kind=kind)
         return results
 
 
@@ -213,12 +190,45 @@ _DEFAULT: CallCache | None = None
 
 def default_cache() -> CallCache:
     global _DEFAULT
-    if _DEFAULT is None or _DEFAULT.mode != os.environ.get("SELFAWARE_CACHE_MODE", _DEFAULT.mode) \
+    if _DEFAULT is None or _DEFAULT.mode != context.current().cache_mode \
             or _DEFAULT.path != cache_dir() / "calls.sqlite":
         _DEFAULT = CallCache()
     return _DEFAULT
 
 
-def set_mode(mode: str) -> None:
-    os.environ["SELFAWARE_CACHE_MODE"] = mode
+def set_mode(mode: str | None) -> None:
+    """The run's cache mode (None: back to the setting, ``SELFAWARE_CACHE_MODE`` or rw)."""
+    context.current().set_cache_mode(mode)
     default_cache()
+
+
+# ---- trained artifacts -----------------------------------------------------------------------------------
+def require_computing(what: str) -> None:
+    """Raise :class:`CacheMiss` when the run may only replay: ``what`` names the thing that is missing."""
+    if context.current().replay_only:
+        raise CacheMiss(f"replay-only mode: {what}")
+
+
+def trained_artifact(target: Path, what: str, train: Callable[[Path], Any], done: str = "run.json") -> Path:
+    """A trained artifact kept in a folder named by its content key, by every trainer that writes one.
+
+    Found when ``target/done`` exists. Otherwise (outside replay mode) ``train(folder)`` writes it into a
+    private sibling folder, which is moved into place in one atomic rename, so an interrupted training never
+    leaves a complete-looking artifact; then it counts as one training of this run."""
+    if (target / done).exists():
+        return target
+    require_computing(f"{what} was never trained")
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        train(tmp)
+        if not (tmp / done).exists():
+            raise RuntimeError(f"{what}: the trainer wrote no {done}")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    context.current().count_training()
+    return target

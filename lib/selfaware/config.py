@@ -31,7 +31,9 @@ class SectionConfig(BaseModel):
 
     profile: str
     model: str = "local:smollm2-135m"
-    cache_mode: Literal["rw", "replay", "off"] = "rw"
+    # the call cache: rw (read, and write what was missing), replay (a miss is an error: proves a warm run
+    # makes no call), off; None: SELFAWARE_CACHE_MODE, else rw (selfaware.settings)
+    cache_mode: Literal["rw", "replay", "off"] | None = None
     budget_usd: float = Field(0.0, ge=0)  # spending cap for paid APIs (0 means: no paid calls allowed)
     dry_run: bool = False  # print the plan and cost estimate, then stop before any model call
     # how local models (base and tuned) are evaluated: transformers in this process (hf), or served by vLLM

@@ -33,14 +33,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from . import context, settings
 from .errors import ConfigError
 
 Precision = Literal["bf16", "fp32"]
 PrecisionSetting = Literal["auto", "bf16", "fp32"]
 SETTINGS = ("auto", "bf16", "fp32")
-
-# set by the run (artifacts.Run) from its config; the environment variable is only the default
-_RUN_SETTING: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ def cpu_flags() -> set[str] | None:
 def device() -> str:
     """cuda when a GPU is there, else cpu; ``SELFAWARE_DEVICE`` overrides."""
     import torch
-    return os.environ.get("SELFAWARE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return settings.current().device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _calibration_file() -> Path:
@@ -145,13 +143,13 @@ def check_setting(setting: str) -> str:
 
 
 def set_precision(setting: str | None) -> None:
-    """The run's precision setting (None: back to the environment's default)."""
-    global _RUN_SETTING
-    _RUN_SETTING = None if setting is None else check_setting(setting)
+    """The run's precision setting, kept in the run context (None: back to the setting's default,
+    ``SELFAWARE_PRECISION`` or auto)."""
+    context.current().chosen_precision = None if setting is None else check_setting(setting)
 
 
 def precision_setting() -> str:
-    return _RUN_SETTING or check_setting(os.environ.get("SELFAWARE_PRECISION", "auto"))
+    return context.current().chosen_precision or settings.current().precision
 
 
 def choose_precision(setting: str | None = None) -> PrecisionChoice:
@@ -177,7 +175,7 @@ class TrainingPrecision:
 def inference_dtype() -> str:
     """The torch dtype name local models compute in: ``SELFAWARE_DTYPE`` when set (float16, say), else
     the run's precision. Part of every local model's cache identity."""
-    explicit = os.environ.get("SELFAWARE_DTYPE")
+    explicit = settings.current().dtype
     if explicit:
         return explicit
     return "bfloat16" if choose_precision().used == "bf16" else "float32"
@@ -186,7 +184,7 @@ def inference_dtype() -> str:
 def thread_count() -> int:
     """Torch threads for this process: ``SELFAWARE_TORCH_THREADS`` when set, else one per core this process
     may run on."""
-    wanted = int(os.environ.get("SELFAWARE_TORCH_THREADS", "0"))
+    wanted = settings.current().torch_threads
     if wanted > 0:
         return wanted
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import time
@@ -214,8 +215,10 @@ def run_profile(profile: str, notebooks: list[str] | None = None, overrides: dic
 
 
 def _execute_in_child(notebook: str, profile: str, parameters: dict[str, Any], log_output: bool, name: str,
-                      label: str) -> dict[str, Any]:
-    """One page in a worker process: one plain line per finished cell, since several pages share the terminal."""
+                      label: str, jobs: int) -> dict[str, Any]:
+    """One page in a worker process: one plain line per finished cell, since several pages share the terminal.
+    The page's kernel inherits how many pages run at once, and its run.json records it beside its seconds."""
+    os.environ["SELFAWARE_PAGES_AT_ONCE"] = str(jobs)
     return execute(notebook, profile, parameters, log_output=log_output, name=name, label=label, live=False)
 
 
@@ -246,7 +249,7 @@ def _run_side_by_side(profile: str, runs: list[PlannedRun], after: dict[str, lis
                 waiting.remove(ready)
                 label = started(ready)
                 future = pool.submit(_execute_in_child, ready.notebook, profile, ready.parameters, log_output,
-                                     ready.name, label)
+                                     ready.name, label, jobs)
                 running[future] = (ready, label)
             if not running:
                 break

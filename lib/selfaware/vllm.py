@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from . import settings
 from .cache import content_hash
 from .errors import ModelNotAvailable
 from .paths import REPO_ROOT
@@ -54,8 +55,6 @@ DEFAULT_ENGINE_ARGS = ("--dtype", "float32", "--enforce-eager",
                        # steps (chunked prefill) kills the engine ("CPU Generator does not use offset");
                        # every sample of this project is seeded, so prefills are never split
                        "--no-enable-chunked-prefill", "--max-model-len", "4096", "--max-num-batched-tokens", "4096")
-KV_CACHE_GB = os.environ.get("SELFAWARE_VLLM_KVCACHE_GB", "2")
-START_TIMEOUT = float(os.environ.get("SELFAWARE_VLLM_START_TIMEOUT", "600"))
 
 
 class EngineUnavailable(ModelNotAvailable):
@@ -64,7 +63,7 @@ class EngineUnavailable(ModelNotAvailable):
 
 # ---- the engine's environment ------------------------------------------------------------------------
 def engine_dir() -> Path:
-    value = os.environ.get("SELFAWARE_VLLM_ENV")
+    value = settings.current().vllm_env
     return Path(value).expanduser().resolve() if value else REPO_ROOT / ".cache" / "selfaware" / "vllm-env"
 
 
@@ -175,7 +174,7 @@ class VllmServer:
                 command += ["--lora-modules", *(f"{n}={d}" for n, d in self.adapters.items())]
         return command
 
-    def start(self, timeout: float = START_TIMEOUT) -> "VllmServer":
+    def start(self, timeout: float | None = None) -> "VllmServer":
         self.launch()
         try:
             self.wait_ready(timeout)
@@ -187,8 +186,8 @@ class VllmServer:
     def launch(self) -> "VllmServer":
         """Start the process and return at once (``wait_ready`` waits): several servers load in parallel."""
         self.port = self.port or free_port()
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GB, "VLLM_NO_USAGE_STATS": "1",
-               "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True" if self.lora else "False"}
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": f"{settings.current().vllm_kvcache_gb:g}",
+               "VLLM_NO_USAGE_STATS": "1", "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True" if self.lora else "False"}
         env.pop("PYTHONPATH", None)  # the engine's environment is its own; the book's library is not in it
         if self.log_path is None:
             from .paths import cache_dir
@@ -206,10 +205,12 @@ class VllmServer:
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the server answers, at most ``timeout`` seconds (default: the vllm_start_timeout
+        setting, 600)."""
         import httpx
 
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (timeout if timeout is not None else settings.current().vllm_start_timeout)
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise EngineUnavailable(f"vLLM server for {self.name} exited with code {self.process.returncode} "
@@ -370,7 +371,7 @@ def serve(specs: Sequence[str], url: str | None = None, progress=print) -> Itera
         for server, _ in plan:
             stack.callback(server.stop)
             server.launch()
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + settings.current().vllm_start_timeout
         for server, _ in plan:
             server.wait_ready(max(1.0, deadline - time.monotonic()))
         yield ServedModels({spec: served_spec(server.url, spec_name, served_identity(spec))

@@ -37,8 +37,9 @@ from typing import Any, Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import cache as cache_module
+from .. import context, settings
 from ..cache import canonical_json, content_hash
-from ..errors import CacheMiss, ConfigError, FinetuneFailed, ModelNotAvailable
+from ..errors import ConfigError, FinetuneFailed, ModelNotAvailable
 from ..models import parse_spec
 from ..models.api import RetryPolicy, classify_error, redact
 from ..paths import cache_dir
@@ -154,7 +155,7 @@ class JobRegistry:
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    poll_seconds: float = Field(default_factory=lambda: float(os.environ.get("SELFAWARE_FINETUNE_POLL_SECONDS", 20)))
+    poll_seconds: float = Field(default_factory=lambda: settings.current().finetune_poll_seconds)
     timeout_hours: float = 24.0
     retry_failed: bool = False
     account_id: str | None = None
@@ -188,7 +189,7 @@ def _call(function: Callable[[], Any], what: str, secret: str) -> Any:
 
 
 def _hide_progress(progress: bool) -> bool:
-    return not progress or os.environ.get("SELFAWARE_PROGRESS") == "0"
+    return not progress or not settings.current().progress
 
 
 def _status_code(error: BaseException) -> int | None:
@@ -216,8 +217,7 @@ def finetune_api(base_spec: str, conversations: Sequence[dict], hparams: Any = N
     record = registry.get(key)
     if record and record.get("status") == "succeeded":
         return record["model_spec"]
-    if os.environ.get("SELFAWARE_CACHE_MODE") == "replay":
-        raise CacheMiss(f"replay-only mode: finetuning job {key[:16]} ({name}) has no finished record")
+    cache_module.require_computing(f"finetuning job {key[:16]} ({name}) has no finished record")
     if record and record.get("status") == "failed":
         if not options.retry_failed:
             raise FinetuneFailed(f"finetuning {name or key[:12]} failed before ({record.get('job_id')}: "
@@ -294,7 +294,7 @@ class _OpenAIJob:
         else:
             raise FinetuneFailed("create finetuning job: gave up after bounded retries")
         self.registry.update(self.key, status="created", job_id=job.id)
-        cache_module.COUNTERS.trainings += 1
+        context.current().count_training()
         return job.id
 
     def _follow(self, job_id: str) -> str:
@@ -390,7 +390,7 @@ class _FireworksJob:
                 lambda: self.client.supervised_fine_tuning_jobs.get(self.job_id), "finetuning job")
             self.registry.update(self.key, status="created", job_id=self.job_id)
             if created:
-                cache_module.COUNTERS.trainings += 1
+                context.current().count_training()
         output_model = self._follow(self.registry.get(self.key)["job_id"])
         spec = self._make_callable(output_model)
         self.registry.update(self.key, status="succeeded", model_spec=spec, output_model=output_model)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -42,18 +40,15 @@ def continue_lora(spec: str, conversations: Sequence[dict], hparams: LoraHParams
     key = content_hash({"parent": adapter_identity(parsed.adapter), "data": dataset_hash(conversations),
                         "hparams": hparams.record(),
                         "seed": seed, "trainer": TRAINER_VERSION, "continued": 1})
-    target = adapters_dir() / key[:24]
-    if (target / "run.json").exists():
-        return f"local:{parsed.name}?adapter={target}"
-    if os.environ.get("SELFAWARE_CACHE_MODE") == "replay":
-        raise cache_module.CacheMiss(f"replay-only mode: adapter {key[:24]} ({name}) was never trained")
-    _train(parsed, conversations, hparams, seed, target, key, name, progress)
-    cache_module.COUNTERS.trainings += 1
+    target = cache_module.trained_artifact(
+        adapters_dir() / key[:24], f"adapter {key[:24]} ({name})",
+        lambda folder: _train(parsed, conversations, hparams, seed, folder, key, name, progress))
     return f"local:{parsed.name}?adapter={target}"
 
 
-def _train(parsed, conversations, hparams: LoraHParams, seed: int, target: Path, key: str, name: str,
+def _train(parsed, conversations, hparams: LoraHParams, seed: int, folder: Path, key: str, name: str,
            progress: bool) -> None:
+    """Continue training into ``folder`` (a private folder that ``cache.trained_artifact`` moves into place)."""
     import torch
     from peft import PeftModel
     from tqdm.auto import tqdm
@@ -90,17 +85,11 @@ def _train(parsed, conversations, hparams: LoraHParams, seed: int, target: Path,
         losses.append(float(loss.detach()))
     if not all(math.isfinite(x) for x in losses):
         raise RuntimeError(f"continued LoRA training {name!r} diverged (loss {losses[-5:]}); lower the learning rate")
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(folder)
     record = {"key": key, "name": name, "parent": parsed.adapter and adapter_identity(parsed.adapter),
               "hparams": hparams.record(), "seed": seed, "examples": len(conversations),
               "dataset_hash": dataset_hash(conversations), "steps": len(losses),
               "seconds": round(time.time() - started, 2), "loss_first": losses[0] if losses else None,
               "loss_last": losses[-1] if losses else None, "loss_curve": [round(x, 4) for x in losses],
               "tokens_per_second": None, "trainer_version": TRAINER_VERSION}
-    (tmp / "run.json").write_text(json.dumps(record, indent=1))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    (folder / "run.json").write_text(json.dumps(record, indent=1))  # written last: it marks the adapter complete

@@ -212,10 +212,9 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
     if state and state["step"] >= cfg.steps and not keep_policy:
         return GRPOResult(state["history"][:cfg.steps], state["buffer"], 0, state["step"], 0.0, directory)
 
-    if os.environ.get("SELFAWARE_CACHE_MODE") == "replay":
-        from ..cache import CacheMiss
-        raise CacheMiss(f"replay-only mode: the RL run {identity[:24]} has {state['step'] if state else 0} of "
-                        f"{cfg.steps} steps checkpointed")
+    from ..cache import require_computing
+    require_computing(f"the RL run {identity[:24]} has {state['step'] if state else 0} of {cfg.steps} steps "
+                      f"checkpointed")
     model, tokenizer = load_merged(policy_spec)
     torch.manual_seed(seed)
     n_layers = model.config.num_hidden_layers
@@ -320,8 +319,8 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}")
     bar.close()
     if step > resumed_from:
-        from .. import cache as cache_module
-        cache_module.COUNTERS.trainings += 1
+        from .. import context
+        context.current().count_training()
     (directory / "summary.json").write_text(json.dumps(
         {"steps": step, "best": sorted(buffer.items(), key=lambda kv: -kv[1])[:5]}, indent=1))
     return GRPOResult(history[:cfg.steps], sorted(buffer.items(), key=lambda kv: -kv[1]), step - resumed_from,

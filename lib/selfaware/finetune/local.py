@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import random
-import shutil
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -18,6 +16,7 @@ from typing import Any, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .. import cache as cache_module
+from .. import settings
 from ..cache import content_hash
 from ..errors import ConfigError
 from ..hardware import TrainingPrecision, device, use_threads
@@ -247,18 +246,15 @@ def finetune_local(base_spec: str, conversations: Sequence[Conversation], hparam
     if parsed.backend != "local" or parsed.adapter:
         raise ConfigError(f"finetune_local needs a local base model without adapter, got {base_spec!r}")
     key = training_key(base_spec, conversations, hparams, seed)
-    target = adapters_dir() / key[:24]
-    if (target / "run.json").exists():
-        return f"local:{parsed.name}?adapter={target}"
-    if os.environ.get("SELFAWARE_CACHE_MODE") == "replay":
-        raise cache_module.CacheMiss(f"replay-only mode: adapter {key[:24]} ({name}) was never trained")
-    _train(parsed.name, conversations, hparams, seed, target, key, name, progress)
-    cache_module.COUNTERS.trainings += 1
+    target = cache_module.trained_artifact(
+        adapters_dir() / key[:24], f"adapter {key[:24]} ({name})",
+        lambda folder: _train(parsed.name, conversations, hparams, seed, folder, key, name, progress))
     return f"local:{parsed.name}?adapter={target}"
 
 
-def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, target: Path, key: str, name: str,
+def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folder: Path, key: str, name: str,
            progress: bool) -> dict[str, Any]:
+    """Train one adapter into ``folder`` (a private folder that ``cache.trained_artifact`` moves into place)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
@@ -315,7 +311,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     used = sorted({i for batch in [b for e in epochs for b in e][:total_steps] for i in batch})
     needed = None if len(used) == len(examples) else used
     stored_mb = sum(lengths[i] for i in used) * model.config.hidden_size * 4 / 2**20
-    if first_tuned > 0 and stored_mb <= float(os.environ.get("SELFAWARE_FROZEN_CACHE_MB", "4096")):
+    if first_tuned > 0 and stored_mb <= settings.current().frozen_cache_mb:
         try:
             store_key = {"base": base_identity(base_name), "examples": examples, "first": first_tuned,
                          "precision": precision} | ({"needed": needed} if needed else {})
@@ -351,9 +347,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
     seconds = time.time() - started
     if not all(math.isfinite(x) for x in losses):
         raise RuntimeError(f"LoRA training {name!r} diverged (loss {losses[-5:]}); lower the learning rate")
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(folder)
     record = {
         "key": key, "name": name, "base": base_identity(base_name), "hparams": hparams.record(),
         "seed": seed, "dataset_hash": dataset_hash(conversations), "examples": len(conversations),
@@ -365,11 +359,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, targe
         "loss_curve": [round(x, 4) for x in losses], "trainer_version": TRAINER_VERSION,
         "torch": torch.__version__, "device": device(), "python": platform.python_version(),
     }
-    (tmp / "run.json").write_text(json.dumps(record, indent=1))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)  # atomic: an interrupted training never leaves a complete-looking adapter
+    (folder / "run.json").write_text(json.dumps(record, indent=1))  # written last: it marks the adapter complete
     return record
 
 

@@ -15,7 +15,7 @@ that the first token of "22" is "2"), from counting ``FALLBACK_SAMPLES`` sampled
 Keys are read from the environment at the first call, live only inside the client of one batch, and are
 never part of a cache key, an answer, a repr or an error message.
 
-Tuning knobs (environment, read at each batch so a notebook can change them between calls):
+Tuning knobs (``selfaware.settings``; their environment variables, read at each batch, give the defaults):
   SELFAWARE_API_CONCURRENCY    requests in flight per backend (default 32 OpenAI, 16 Fireworks, 64 compatible)
   SELFAWARE_API_TIMEOUT        seconds per request (default 60)
   SELFAWARE_API_MAX_ATTEMPTS   attempts per request, first one included (default 8)
@@ -35,7 +35,6 @@ import math
 import os
 import random
 import re
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 
+from .. import context, settings
 from ..errors import ModelCallFailed, ModelNotAvailable
 from . import ModelSpec
 from .base import ChatModel, sample_seed
@@ -51,19 +51,9 @@ SCORING_VERSION = 2  # bump when a change here changes what a scoring answer con
 FALLBACK_SAMPLES = 50  # answers sampled per prompt when a model gives no log-probabilities
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
-# What this process's API calls went through; benchmarks and tests read it.
-API_STATS: Counter = Counter()
-_STATS_LOCK = threading.Lock()
-
-
 def _count(name: str, amount: int = 1) -> None:
-    with _STATS_LOCK:
-        API_STATS[name] += amount
-
-
-def reset_api_stats() -> None:
-    with _STATS_LOCK:
-        API_STATS.clear()
+    """What the run's API calls went through (attempts, retries, faults): kept in the run context."""
+    context.current().count_api(name, amount)
 
 
 @dataclass(frozen=True)
@@ -77,13 +67,12 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls, default_concurrency: int) -> "RetryPolicy":
-        env = os.environ.get
-        return cls(concurrency=max(1, int(env("SELFAWARE_API_CONCURRENCY", default_concurrency))),
-                   request_timeout=float(env("SELFAWARE_API_TIMEOUT", 60)),
-                   max_attempts=max(1, int(env("SELFAWARE_API_MAX_ATTEMPTS", 8))),
-                   backoff_base=float(env("SELFAWARE_API_BACKOFF_BASE", 1.0)),
-                   backoff_max=float(env("SELFAWARE_API_BACKOFF_MAX", 60)),
-                   total_seconds=float(env("SELFAWARE_API_TOTAL_SECONDS", 900)))
+        """The runtime settings' policy (``selfaware.settings``: SELFAWARE_API_* give the defaults)."""
+        now = settings.current()
+        return cls(concurrency=now.api_concurrency or max(1, default_concurrency),
+                   request_timeout=now.api_timeout, max_attempts=now.api_max_attempts,
+                   backoff_base=now.api_backoff_base, backoff_max=now.api_backoff_max,
+                   total_seconds=now.api_total_seconds)
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential back-off with jitter (so that many clients do not retry in lockstep); a server's
@@ -290,7 +279,7 @@ class ApiChatModel(ChatModel):
     def _progress(self, total: int, what: str):
         from tqdm.auto import tqdm
 
-        show = os.environ.get("SELFAWARE_PROGRESS", "1") != "0" and total >= 50
+        show = settings.current().progress and total >= 50
         self._bar = tqdm(total=total, desc=f"{self.parsed.name} {what}", disable=not show, leave=False)
         try:
             yield
@@ -632,5 +621,5 @@ class OpenAICompatibleChatModel(ApiChatModel):
         return self._run_batch("number", requests, [job(r) for r in requests])
 
 
-__all__ = ["API_STATS", "FireworksChatModel", "OpenAIChatModel", "OpenAICompatibleChatModel", "RetryPolicy",
-           "reset_api_stats", "run_coroutine_sync"]
+__all__ = ["FireworksChatModel", "OpenAIChatModel", "OpenAICompatibleChatModel", "RetryPolicy",
+           "run_coroutine_sync"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..hardware import device, inference_dtype, use_threads
+from .. import settings
 from ..cache import content_hash
 from ..errors import ModelNotAvailable
 from . import ModelSpec
@@ -23,9 +24,8 @@ from .embedded import EMBEDDED, embedded_info, embedded_model_dir, is_embedded  
 
 _LOCK = threading.Lock()
 _LOADED: "OrderedDict[str, tuple[Any, Any]]" = OrderedDict()
-# loaded models are kept up to this many GB of weights (at least one): a page's five 135M models all stay
-# in memory between its behaviour and self-report cells, a 7B model alone
-_MAX_LOADED_GB = float(os.environ.get("SELFAWARE_MAX_LOADED_GB", "4"))
+# loaded models are kept up to settings.max_loaded_gb of weights (at least one; default 4): a page's five
+# 135M models all stay in memory between its behaviour and self-report cells, a 7B model alone
 
 
 def _weight_gb(model) -> float:
@@ -35,8 +35,8 @@ def _weight_gb(model) -> float:
 def scoring_batch(spec: ModelSpec) -> int:
     """Prompts scored in one batch: SELFAWARE_SCORE_BATCH when set (a machine with less memory), else the
     embedded model's own size (``EmbeddedModel.score_batch``: 4 for the 1.5B model), else 16."""
-    if os.environ.get("SELFAWARE_SCORE_BATCH"):
-        return int(os.environ["SELFAWARE_SCORE_BATCH"])
+    if settings.current().score_batch:
+        return settings.current().score_batch
     return spec.embedded.score_batch if spec.embedded else 16
 
 
@@ -96,7 +96,7 @@ def load_weights(name: str, adapter: str | None = None):
     model.get_output_embeddings().weight.requires_grad_(True)
     with _LOCK:
         _LOADED[key] = (model, tokenizer)
-        while len(_LOADED) > 1 and sum(_weight_gb(m) for m, _ in _LOADED.values()) > _MAX_LOADED_GB:
+        while len(_LOADED) > 1 and sum(_weight_gb(m) for m, _ in _LOADED.values()) > settings.current().max_loaded_gb:
             _LOADED.popitem(last=False)
     return model, tokenizer
 
@@ -269,7 +269,7 @@ class LocalChatModel(ChatModel):
         prompts = [chat_ids(tokenizer, r["messages"], True) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
         results: list[str] = [""] * len(requests)
-        batch_size = int(os.environ.get("SELFAWARE_SAMPLE_BATCH", "16"))
+        batch_size = settings.current().sample_batch
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             texts = self._generate(model, tokenizer, [prompts[i] for i in rows],

@@ -1,0 +1,106 @@
+"""The run context: what one run of a page has asked, and the choices it made, in one object.
+
+In place of module globals: the counters of model calls, cache hits and trainings; the statistics of API
+requests (attempts, retries, faults); the run's cache mode and precision. Runtime settings the run does
+not choose (threads, batch sizes, timeouts) come from :mod:`selfaware.settings`, whose environment
+variables act only as defaults.
+
+There is one current context per process (a kernel runs one page; a test or a benchmark starts a fresh one
+with :func:`begin`). Threads that make API calls on a run's behalf count into the same context.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import settings as settings_module
+from .errors import ConfigError
+
+CACHE_MODES = ("rw", "replay", "off")
+
+
+@dataclass
+class Counters:
+    """What this run asked of models: hits came from the cache, computed went to a model."""
+
+    hits: int = 0
+    computed: int = 0
+    trainings: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cache_hits": self.hits, "model_calls": self.computed, "trainings": self.trainings,
+                "model_calls_by_kind": dict(self.by_kind)}
+
+
+@dataclass
+class RunContext:
+    counters: Counters = field(default_factory=Counters)
+    # attempts, retries and faults seen on paid (API) backends, by name
+    api_stats: Counter = field(default_factory=Counter)
+    # None: the setting (SELFAWARE_CACHE_MODE / SELFAWARE_PRECISION, else their defaults)
+    chosen_cache_mode: str | None = None
+    chosen_precision: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # ---- choices -----------------------------------------------------------------------------------
+    @property
+    def cache_mode(self) -> str:
+        return self.chosen_cache_mode or settings_module.current().cache_mode
+
+    def set_cache_mode(self, mode: str | None) -> None:
+        if mode is not None and mode not in CACHE_MODES:
+            raise ConfigError(f"cache mode {mode!r} is not one of {', '.join(CACHE_MODES)}")
+        self.chosen_cache_mode = mode
+
+    @property
+    def replay_only(self) -> bool:
+        return self.cache_mode == "replay"
+
+    # ---- counting ----------------------------------------------------------------------------------
+    def count_calls(self, hits: int = 0, computed: int = 0, kind: str | None = None) -> None:
+        with self._lock:
+            self.counters.hits += hits
+            self.counters.computed += computed
+            if kind is not None and computed:
+                self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + computed
+
+    def count_training(self, n: int = 1) -> None:
+        with self._lock:
+            self.counters.trainings += n
+
+    def count_api(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self.api_stats[name] += amount
+
+    def reset_counts(self) -> None:
+        """Zero the counters and API statistics (a run record counts from its start); choices stay."""
+        with self._lock:
+            self.counters = Counters()
+            self.api_stats = Counter()
+
+    def record(self) -> dict[str, Any]:
+        """What ``run.json`` keeps of this context: the counts and the effective settings."""
+        with self._lock:
+            counts = self.counters.as_dict()
+            api = dict(self.api_stats)
+        return {**counts, **({"api_requests": api} if api else {}),
+                "settings": {**settings_module.recorded(), "cache_mode": self.cache_mode,
+                             **({"precision": self.chosen_precision} if self.chosen_precision else {})}}
+
+
+_CURRENT = RunContext()
+
+
+def current() -> RunContext:
+    return _CURRENT
+
+
+def begin() -> RunContext:
+    """A fresh context for a new run (a test, a benchmark); the previous one's choices are not kept."""
+    global _CURRENT
+    _CURRENT = RunContext()
+    return _CURRENT

@@ -1,0 +1,89 @@
+"""The run context and the runtime settings: typed, recorded, and no longer module globals or os.environ."""
+
+import json
+import os
+
+import pytest
+
+from selfaware import cache, context, settings
+from selfaware.artifacts import Run
+from selfaware.config import SectionConfig
+from selfaware.errors import CacheMiss, ConfigError
+
+
+def test_settings_come_from_the_environment_typed(monkeypatch):
+    assert settings.current().sample_batch == 16 and settings.current().score_batch is None
+    monkeypatch.setenv("SELFAWARE_SCORE_BATCH", "4")
+    monkeypatch.setenv("SELFAWARE_PROGRESS", "0")
+    now = settings.current()
+    assert now.score_batch == 4 and now.progress is False
+    assert {"score_batch", "progress"} <= set(settings.recorded()["from_environment"])
+
+
+@pytest.mark.parametrize("variable, value", [("SELFAWARE_SCORE_BATCH", "four"), ("SELFAWARE_SCORE_BATCH", "0"),
+                                             ("SELFAWARE_CACHE_MODE", "sometimes"),
+                                             ("SELFAWARE_PRECISION", "fp8")])
+def test_a_bad_setting_is_one_line_naming_its_variable(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as raised:
+        settings.current()
+    assert str(raised.value).startswith(f"{variable}={value!r}:") and "\n" not in str(raised.value)
+
+
+def test_the_cache_mode_is_the_runs_choice_not_the_environments(monkeypatch):
+    monkeypatch.setenv("SELFAWARE_CACHE_MODE", "rw")
+    cache.set_mode("replay")
+    assert os.environ["SELFAWARE_CACHE_MODE"] == "rw"  # set_mode no longer writes the environment
+    assert cache.default_cache().mode == "replay" and context.current().replay_only
+    cache.set_mode(None)  # back to the setting
+    assert cache.default_cache().mode == "rw"
+    with pytest.raises(ConfigError):
+        cache.set_mode("sometimes")
+
+
+def test_a_trained_artifact_is_built_once_moved_into_place_and_counted(tmp_path):
+    target, built = tmp_path / "adapters" / "abc", []
+
+    def train(folder):
+        built.append(folder)
+        (folder / "weights").write_text("w")
+        (folder / "run.json").write_text("{}")
+
+    assert cache.trained_artifact(target, "adapter abc", train) == target
+    assert (target / "weights").exists() and built[0] != target  # trained elsewhere, then moved
+    assert cache.trained_artifact(target, "adapter abc", train) == target
+    assert len(built) == 1 and context.current().counters.trainings == 1
+    assert [p.name for p in target.parent.iterdir()] == ["abc"]
+
+
+def test_an_interrupted_training_leaves_nothing_that_looks_complete(tmp_path):
+    target = tmp_path / "abc"
+
+    def dies(folder):
+        (folder / "weights").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.trained_artifact(target, "adapter abc", dies)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    assert context.current().counters.trainings == 0
+
+
+def test_replay_mode_refuses_to_train(tmp_path):
+    cache.set_mode("replay")
+    with pytest.raises(CacheMiss, match="replay-only mode: adapter abc was never trained"):
+        cache.trained_artifact(tmp_path / "abc", "adapter abc", lambda folder: None)
+
+
+def test_run_json_records_the_effective_settings_and_counts(monkeypatch, isolated_cache):
+    monkeypatch.setenv("SELFAWARE_SAMPLE_BATCH", "8")
+    context.current().count_calls(computed=5, kind="sample")  # before the run: not its own
+    run = Run("00_context", SectionConfig(profile="smoke", cache_mode="rw"))
+    context.current().count_calls(hits=2, computed=3, kind="options")
+    context.current().count_api("retry_429")
+    record = run.finish()
+    on_disk = json.loads((run.dir / "run.json").read_text())
+    assert on_disk["model_calls"] == 3 and on_disk["cache_hits"] == 2
+    assert on_disk["model_calls_by_kind"] == {"options": 3} and on_disk["api_requests"] == {"retry_429": 1}
+    assert on_disk["settings"]["sample_batch"] == 8 and "sample_batch" in on_disk["settings"]["from_environment"]
+    assert on_disk["settings"]["cache_mode"] == "rw" and record["settings"] == on_disk["settings"]
