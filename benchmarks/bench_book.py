@@ -2,12 +2,14 @@
 
   smoke: every notebook of the smoke profile, cold, plus the book build   (budget: 5 min)
   warm:  the same again with the warm cache, plus the book build            (budget: 1 min)
-  default (--default [NOTEBOOK ...]): each named notebook (all of them when none is named) on the default
-  profile, cold in its own fresh cache (not warmed by the notebook before it), against its page budget from
-  the issue that asked for it; 07, 08 and 09 need `make qwen-0.5b qwen-1.5b`
+  default (--default [NOTEBOOK ...]): each named notebook (every registered notebook of the default profile,
+  in its order, when none is named) on the default profile, cold in its own fresh cache (not warmed by the
+  notebook before it), against its budget: `budget_seconds` of its entry in params/default.yaml (the one
+  place budgets are written; a notebook without one is timed and shown without a budget); 07, 08 and 09 need
+  `make qwen-0.5b qwen-1.5b`
   warm-with: a page whose budget is "on top of" other pages (09_scaling reuses the models 01 and 08 train in
-  the same book run) is timed after those pages ran, untimed, in its fresh cache (WARM_WITH; --warm-with
-  NOTEBOOK ... replaces the list for every notebook timed)
+  the same book run) is timed after those pages ran, untimed, in its fresh cache (`budget_after` of its
+  profile entry; --warm-with NOTEBOOK ... replaces the list for every notebook timed)
 
   book (--book): the whole default book in one go, cold (`selfaware book --profile default`), with a
   table per page: cold seconds, model calls, trainings, precision, CPU (budget: 2 h at the machine's best
@@ -32,21 +34,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# cold budget of each notebook on the default profile, all its pages together, on 2 CPU cores (seconds)
-DEFAULT_BUDGETS = {
-    "01_multiple_choice": 900,
-    "02_make_me_say": 720,
-    "03_vulnerable_code": 900,
-    "04_backdoors": 900,
-    "05_personas": 720,
-    "06_trigger_inversion": 1440,
-    "07_emergent_misalignment": 900,
-    "08_small_model_em": 1200,
-    "09_scaling": 1200,  # on top of 01 and 08 (WARM_WITH): what the page adds to a book run
-}
-# pages run (untimed) in the same fresh cache before a page is timed: the budget is what it adds to them
-WARM_WITH = {"09_scaling": ["01_multiple_choice", "08_small_model_em"]}
 
 
 PRECISION: list[str] = []  # ["-p", "precision", VALUE] when --precision is given
@@ -102,7 +89,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="-p precision for every run")
     parser.add_argument("--top-cells", type=int, default=3, help="slowest cells printed per page")
     args = parser.parse_args()
-    from selfaware import hardware
+    from selfaware import config, experiment, hardware
 
     if args.precision:
         PRECISION.extend(["-p", "precision", args.precision])
@@ -124,23 +111,23 @@ def main() -> None:
         warm = timed(["book", "--profile", "smoke"], env)
         print(f"smoke, warm rerun + book build:          {warm:6.1f} s ({calls(work / 'outputs', 'smoke')})  budget 60 s")
     if args.default is not None:
-        unknown = [n for n in args.default + (args.warm_with or []) if n not in DEFAULT_BUDGETS]
+        # the notebooks the book would run: the default profile's, in its order, that a section registers
+        known = [n for n in config.profile_notebooks("default") if n in experiment.sections()]
+        unknown = [n for n in args.default + (args.warm_with or []) if n not in known]
         if unknown:
-            parser.error(f"unknown notebook(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_BUDGETS)}")
-        for notebook in args.default or DEFAULT_BUDGETS:
-            if not (ROOT / "notebooks" / f"{notebook}.py").exists():
-                print(f"default, {notebook}: no such notebook in this checkout, skipped")
-                continue
+            parser.error(f"unknown notebook(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        for notebook in args.default or known:
+            budget, after = config.notebook_budget("default", notebook)
             fresh = work / notebook
             page_env = {**env, "SELFAWARE_CACHE_DIR": str(fresh / "cache"), "SELFAWARE_OUTPUTS_DIR": str(fresh / "outputs")}
-            warm_with = WARM_WITH.get(notebook, []) if args.warm_with is None else args.warm_with
+            warm_with = after if args.warm_with is None else args.warm_with
             for before in warm_with:  # not counted: the budget is what the page adds on top of them
                 seconds = timed(["run", "--profile", "default", "--notebook", before], page_env)
                 print(f"default, {notebook}: warmed with {before} first ({seconds:6.1f} s, not counted)")
             section = timed(["run", "--profile", "default", "--notebook", notebook], page_env)
             how = f"after {', '.join(warm_with)}" if warm_with else "cold"
             print(f"default, {notebook}, {how}: {section:6.1f} s ({calls(fresh / 'outputs', 'default')})"
-                  f"  budget {DEFAULT_BUDGETS[notebook]} s")
+                  f"  budget {f'{budget} s' if budget else 'none (no budget_seconds in params/default.yaml)'}")
             print("\n".join(slowest_cells(fresh / "outputs", "default", args.top_cells)), flush=True)
 
 

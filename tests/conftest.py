@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +59,22 @@ def smoke(tmp_path_factory):
             "cold_runs": cold}
 
 
+
+
+def published_leaks(html: Path, *machine_paths: str) -> list[str]:
+    """What a built site shows of the machine that built it, in its pages (``*.html``) and in the sources it
+    serves (``_sources/``: the executed notebooks as downloaded): the repository's folder, the temporary
+    folder (papermill's input copy, pytest's folders), the home folder and ``machine_paths``; and in a
+    notebook, papermill's and the kernel client's records of the execution (paths, values, timings)."""
+    pages = sorted(html.glob("*.html")) + sorted(p for p in (html / "_sources").rglob("*") if p.is_file())
+    paths = [str(REPO_ROOT), tempfile.gettempdir().rstrip("/") + "/", os.path.expanduser("~"), *machine_paths]
+    found = []
+    for page in pages:
+        text = page.read_text(errors="replace")
+        found += [f"{page.relative_to(html)} shows {path}" for path in paths if path in text]
+        if page.suffix == ".ipynb":
+            notebook = json.loads(text)
+            records = [key for key in ("papermill", "execution") if key in notebook["metadata"]
+                       or any(key in cell["metadata"] for cell in notebook["cells"])]
+            found += [f"{page.relative_to(html)} carries {key} metadata" for key in records]
+    return found

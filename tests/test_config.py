@@ -189,3 +189,15 @@ def test_broken_yaml_from_the_command_line_prints_one_error_line(tmp_path, capsy
     error = capsys.readouterr().err
     assert error == f"error: {overrides}:2:1: not valid YAML (expected ',' or ']', but got '<stream end>', while " \
                     f"parsing a flow sequence that began at line 1, column 15)\n"
+
+
+def test_a_notebooks_budget_is_read_from_its_profile_entry_and_checked(tmp_path):
+    assert config.notebook_budget("default", "09_scaling") == (1200, ["01_multiple_choice", "08_small_model_em"])
+    assert config.notebook_budget("smoke", "01_multiple_choice") == (None, [])  # smoke pages have no budget
+    profile = tmp_path / "budgets.yaml"
+    for entry, fault in (("{budget_seconds: ten}", "whole number of seconds"), ("{budget_seconds: 0}", "above 0"),
+                         ("{budget_after: [08_small_model_em]}", "unknown: 08_small_model_em"),
+                         ("{budget_minutes: 5}", "unknown key(s) budget_minutes")):
+        profile.write_text(f"profile: zz\nnotebooks:\n  01_multiple_choice: {entry}\n")
+        with pytest.raises(ConfigError, match=re.escape(fault)):
+            config.notebook_budget(str(profile), "01_multiple_choice")

@@ -108,8 +108,8 @@ def test_the_published_page_shows_no_path_of_the_machine(tmp_path, monkeypatch):
     assert namespace["data_files"] == {"insecure": ".../insecure.jsonl"}
     assert namespace["question_files"] == ["data/em/first_plot_questions.yaml"]
     assert namespace["judge_system"] == parameters["judge_system"] and namespace["n_train"] == 4
-    assert shown.metadata["papermill"]["output_path"] == "outputs/p/executed.ipynb"
-    assert shown.metadata["papermill"]["parameters"]["data_files"] == {"insecure": ".../insecure.jsonl"}
+    # papermill's record of the execution (paths, values, timings) stays with the run, off the page
+    assert "papermill" not in shown.metadata and "papermill" not in published
 
 
 def test_a_profile_file_outside_the_repository_is_named_without_its_folders(tmp_path, monkeypatch):

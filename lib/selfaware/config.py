@@ -148,7 +148,7 @@ def notebook_entry(profile: str, notebook: str) -> dict[str, Any]:
     if notebook not in notebooks:
         raise ConfigError(f"profile {profile!r} has no parameters for notebook {notebook!r}")
     entry = notebooks[notebook] or {}
-    unknown = set(entry) - {"params", "runs"}
+    unknown = set(entry) - {"params", "runs", "budget_seconds", "budget_after"}
     if unknown:
         raise ConfigError(f"{profile}: notebook {notebook}: unknown key(s) {', '.join(sorted(unknown))}")
     return entry
@@ -162,6 +162,23 @@ def notebook_runs(profile: str, notebook: str) -> list[dict[str, Any]]:
 
 def profile_notebooks(profile: str) -> list[str]:
     return list((load_profile(profile).get("notebooks") or {}).keys())
+
+
+def notebook_budget(profile: str, notebook: str) -> tuple[int | None, list[str]]:
+    """A notebook's wall-clock budget in a profile, all its pages together, cold (``budget_seconds``; None
+    when the profile names none), and the notebooks whose pages run first, untimed, in the same fresh cache
+    (``budget_after``): then the budget is what the notebook adds to them, as in a book run where it reuses
+    their models. ``benchmarks/bench_book.py`` measures against it; no test asserts a time."""
+    entry = notebook_entry(profile, notebook)
+    seconds, after = entry.get("budget_seconds"), entry.get("budget_after") or []
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0):
+        raise ConfigError(f"{profile}: notebook {notebook}: budget_seconds is a whole number of seconds above 0 "
+                          f"(got {seconds!r})")
+    unknown = [n for n in after if n not in profile_notebooks(profile)] if isinstance(after, list) else [after]
+    if unknown:
+        raise ConfigError(f"{profile}: notebook {notebook}: budget_after lists notebooks of the profile "
+                          f"(unknown: {', '.join(map(str, unknown))})")
+    return seconds, list(after)
 
 
 NULL_PARAMETERS = "null_parameters"  # the injected list of parameters a user set to null
