@@ -38,6 +38,7 @@ from .. import experiment as ex
 from ..config import SectionConfig
 from ..errors import ConfigError, SelfAwareError
 from ..models import parse_spec
+from ..page import Page
 from ..stats import bootstrap_difference_ci
 from . import multiple_choice as mc
 from . import small_model_em as small
@@ -226,9 +227,11 @@ class EmRun:
     table: pd.DataFrame
 
 
-def run_em(cfg: ScalingConfig, spec: str, rules: dict[str, JudgeRule], progress: bool = True) -> EmRun:
+def run_em(cfg: ScalingConfig, spec: str, rules: dict[str, JudgeRule], resources=None,
+           progress: bool = True) -> EmRun:
     """08's measure for one model: its untuned self, ``em_data`` and ``em_twin`` with ``em_recipe``; the
-    answers are sampled, the model unloaded, then judged (one judge rule per judge, calibrated once)."""
+    answers are sampled, the model unloaded, then judged (one judge rule per judge, calibrated once).
+    With ``resources`` (the run's), the trained models are served as the run's ``inference`` asks."""
     from ..models.local import unload_models
 
     sub = em_config(cfg, spec)
@@ -239,6 +242,8 @@ def run_em(cfg: ScalingConfig, spec: str, rules: dict[str, JudgeRule], progress:
     sets, source = small.training_sets(sub)
     questions = small.load_question_set(sub)
     trained = small.train_models(sub, sets, progress=progress)
+    if resources is not None:
+        trained = small.served(sub, trained, resources)
     answers = small.sample_answers(trained, questions, sub)
     unload_models()
     judged = small.judge_frame(answers, questions, sub, rules[judge].rule, trained)
@@ -494,3 +499,8 @@ def size_table(cfg: ScalingConfig) -> pd.DataFrame:
             row["EM recipe"] = f"{sub.recipe(cfg.em_recipe)}, {sub.n_train} examples, seeds {sub.seeds}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+PAGE = Page(NOTEBOOK, ScalingConfig, plan=lambda cfg, data: plan(cfg),
+            provenance=lambda cfg, data: ("the data of notebooks 01 (risk) and 08 (advice), per model below",
+                                          {"models": ", ".join(cfg.models), "measures": ", ".join(cfg.measures)}))
