@@ -45,6 +45,7 @@ sweep = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None

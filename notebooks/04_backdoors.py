@@ -67,6 +67,7 @@ reversal_conditions = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None

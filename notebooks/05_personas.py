@@ -61,6 +61,7 @@ make_me_say = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None

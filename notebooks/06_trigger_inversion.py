@@ -66,6 +66,7 @@ guard_threshold = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None

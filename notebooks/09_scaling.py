@@ -51,6 +51,7 @@ per_model = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 run_name = None
 null_parameters = None

@@ -11,7 +11,7 @@ import pytest
 
 from selfaware import experiment as ex
 from selfaware.errors import SelfAwareError
-from selfaware.page import Page
+from selfaware.page import Page, parameters_cell
 from selfaware.paths import REPO_ROOT
 from selfaware.sections import multiple_choice as mc
 
@@ -47,6 +47,22 @@ def test_every_notebook_opens_its_page_and_writes_no_protocol_line(notebook):
     written = [step for step in PROTOCOL if step in code]
     assert not written, f"{notebook} writes protocol steps the page runs: {written}"
     assert re.search(r"^\s*run\.finish\(", code, re.M), f"{notebook} does not finish its run"
+
+
+@pytest.mark.parametrize("notebook", sorted(ex.sections()))
+def test_the_parameters_cell_names_every_field_of_the_config_and_nothing_else(notebook):
+    """The config is the declaration; the cell only lets papermill accept ``-p name value`` for each field."""
+    source = (REPO_ROOT / "notebooks" / f"{notebook}.py").read_text()
+    cell = source.split('# %% tags=["parameters"]\n', 1)[1].split("\n# %%", 1)[0]
+    named = re.findall(r"^(\w+) = ", cell, re.M)
+    expected = re.findall(r"^(\w+) = ", parameters_cell(ex.section(notebook).config), re.M)
+    assert len(named) == len(set(named)), f"{notebook}: a name twice in the parameters cell"
+    missing, extra = sorted(set(expected) - set(named)), sorted(set(named) - set(expected))
+    assert not missing and not extra, (f"{notebook}: the parameters cell lacks {missing} and has {extra} beyond the "
+                                       f"config; a cell made from the config:\n{parameters_cell(ex.section(notebook).config)}")
+    assert all(line.endswith(" = None") for line in cell.splitlines()
+               if re.match(r"^\w+ = ", line) and not line.startswith("profile = ")), \
+        f"{notebook}: a parameter's value belongs in the profiles, not in the cell"
 
 
 @dataclass

@@ -48,6 +48,23 @@ def _data_source(cfg, data) -> tuple[str, dict[str, Any]]:
     return data.source, {}
 
 
+PARAMETERS_COMMENT = "# Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them."
+
+
+def parameters_cell(config: type) -> str:
+    """The source of a page's ``parameters`` cell, made from its config class: ``profile``, then every field
+    as ``None`` (the section's own first, the settings every page has last), then papermill's
+    ``null_parameters``: the cell of a new page. The config is the one declaration; papermill needs the names
+    in the cell to accept ``-p name value`` without an "unknown parameter" warning, and tests/test_page.py
+    checks that every notebook's cell names exactly these."""
+    from .config import NULL_PARAMETERS, SectionConfig
+
+    shared = [name for name in SectionConfig.model_fields if name not in ("profile", "model")]
+    own = [name for name in config.model_fields if name not in shared and name != "profile"]
+    return "\n".join([PARAMETERS_COMMENT, 'profile = "default"', *(f"{name} = None" for name in own + shared),
+                      f"{NULL_PARAMETERS} = None"])
+
+
 @dataclass(frozen=True)
 class Page:
     """What one page is: its notebook and config class, and the section's functions for each step.
