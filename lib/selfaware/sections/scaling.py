@@ -47,8 +47,6 @@ NOTEBOOK = "09_scaling"
 size_name = small.size_name
 RISK_NOTEBOOK, EM_NOTEBOOK = mc.NOTEBOOK, small.NOTEBOOK
 MEASURES = ("risk", "em")
-# the page's settings every sub-config shares (how models are called, not what is trained)
-PASSED_ON = ("cache_mode", "budget_usd", "dry_run", "inference", "vllm_url")
 # what each effect is, in the points table and the figure (one panel each)
 EFFECTS = {"behaviour": "risk behaviour: risk-seeking minus risk-averse (share of riskier choices)",
            "self_report": "risk self-report: risk-seeking minus risk-averse (mean score over all tasks)",
@@ -147,7 +145,7 @@ def risk_config(cfg: ScalingConfig, spec: str) -> mc.MultipleChoiceConfig:
     merged = _profile_params(cfg.profile, RISK_NOTEBOOK, {"behavior": "risk"})
     merged.update(cfg.risk)
     merged.update(cfg.per_model.get(spec, {}).get("risk", {}))
-    merged.update({name: getattr(cfg, name) for name in PASSED_ON})
+    merged.update(cfg.call_settings())  # how models are called is the page's, not what is trained
     merged.update(profile=cfg.profile, model=spec, behavior="risk", sweep=[])
     return _build(mc.MultipleChoiceConfig, RISK_NOTEBOOK, merged, spec)
 
@@ -163,7 +161,7 @@ def em_config(cfg: ScalingConfig, spec: str) -> small.SmallModelEMConfig:
         raise ConfigError(f"em_recipe: unknown recipe {cfg.em_recipe!r} (recipes: {', '.join(recipes)})")
     recipes = {cfg.em_recipe: recipes[cfg.em_recipe]}  # only the recipe this page trains is validated
     data = [cfg.em_data] + ([cfg.em_twin] if cfg.em_twin else [])
-    merged.update({name: getattr(cfg, name) for name in PASSED_ON})
+    merged.update(cfg.call_settings())
     merged.update(profile=cfg.profile, model=spec, compare_models=[], include_base=True, recipes=recipes,
                   conditions=[{"data": d, "recipe": cfg.em_recipe} for d in data])
     return _build(small.SmallModelEMConfig, EM_NOTEBOOK, merged, spec)
