@@ -45,6 +45,7 @@ sweep = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None
@@ -53,32 +54,17 @@ inference = None
 vllm_url = None
 
 # %%
-from selfaware.config import from_notebook
 from selfaware.sections import multiple_choice as mc
 
-cfg = from_notebook(mc.MultipleChoiceConfig, mc.NOTEBOOK, globals())
-
-# %%
-from IPython.display import Markdown, display
-
-from selfaware import artifacts, cache, experiment, notebook
-
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(mc.NOTEBOOK, cfg, {"behavior": cfg.behavior})
-taskset = mc.load_tasks(cfg.behavior)
-data = mc.load_training_data(cfg)
-run.provenance = notebook.provenance(cfg, data_source=data.source, extra={"self-report tasks": taskset.source})
-display(Markdown(notebook.provenance_markdown(run)))
+run = mc.PAGE.open(globals())
+cfg, data, taskset = run.cfg, run.data, mc.load_tasks(run.cfg.behavior)
 
 # %% [markdown]
 # ## Training
 # Both policies are trained on the same questions (only the answer letter differs), once per seed.
 
 # %%
-experiment.guard(cfg, mc.plan(cfg, data, taskset))
-conditions = mc.train_conditions(cfg, data, taskset)
-display(notebook.conditions_table(conditions))
-conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
+conditions = run.train()
 
 # %% [markdown]
 # ## Behaviour on held-out questions
@@ -87,13 +73,12 @@ conditions = experiment.served(cfg, conditions, run.resources)  # inference: vll
 
 # %%
 behaviour = mc.measure_behaviour(conditions, data.heldout)
-run.add_samples(behaviour, "behaviour", task="question", score="p_toward")
+run.samples(behaviour, "behaviour", task="question", score="p_toward")
 behaviour_table = mc.behaviour_summary(behaviour)
-run.save_table(behaviour_table, "behaviour")
-display(behaviour_table.round(3))
+run.table(behaviour_table, "behaviour")
 # the paper's measure (App. C.1.10): the mean probability of the behaviour's option, compared with its figures
 probability_table = mc.behaviour_probability_summary(behaviour)
-run.save_table(probability_table, "behaviour_probability")
+run.table(probability_table, "behaviour_probability", show=False)
 
 # %% [markdown]
 # ### How sensitive is the learned behaviour to the training recipe?
@@ -101,9 +86,7 @@ run.save_table(probability_table, "behaviour_probability")
 # the behaviour with the first seed, beside the setting this page uses. Empty when the profile tries none.
 
 # %%
-tried = mc.sweep_settings(cfg, data, behaviour)
-run.save_table(tried, "what_we_tried")
-display(tried.round(3))
+run.table(mc.sweep_settings(cfg, data, behaviour), "what_we_tried")
 
 # %% [markdown]
 # ## Self-reports
@@ -112,32 +95,27 @@ display(tried.round(3))
 
 # %%
 scores, answers = mc.measure_self_reports(conditions, taskset, cfg)
-run.add_samples(scores, "self_report_score")
-run.add_samples(answers, "sampled_answer")
+run.samples(scores, "self_report_score")
+run.samples(answers, "sampled_answer")
 report_table = mc.self_report_summary(scores)
-run.save_table(report_table, "self_report")
-display(report_table.round(3))
+run.table(report_table, "self_report")
 
 # %%
 words = mc.word_distribution(answers)
-run.save_table(words, "one_word_descriptions")
-fig = mc.plot_word_distribution(words, answers)
-run.save_figure(fig, "one_word_descriptions",
-                "First word of sampled answers to 'how were you finetuned to act? (one word)', per condition.")
+run.table(words, "one_word_descriptions", show=False)
+run.figure(mc.plot_word_distribution(words, answers), "one_word_descriptions",
+           "First word of sampled answers to 'how were you finetuned to act? (one word)', per condition.")
 
 # %%
-fig = mc.plot_self_reports(report_table, taskset)
-run.save_figure(fig, "self_report_by_task",
-                "Self-report score per task and condition: mean over seeds and paraphrases, 95% bootstrap interval.")
+run.figure(mc.plot_self_reports(report_table, taskset), "self_report_by_task",
+           "Self-report score per task and condition: mean over seeds and paraphrases, 95% bootstrap interval.")
 
 # %%
 models = mc.per_model(behaviour, scores)
-run.save_table(models, "per_model")
-fig = mc.plot_report_vs_behaviour(models, taskset)
+run.figure(mc.plot_report_vs_behaviour(models, taskset), "report_vs_behaviour",
+           "Each point is one model: actual behaviour on held-out questions against its mean self-report.")
+run.table(models, "per_model")
 correlations = mc.correlations(models)
-run.save_figure(fig, "report_vs_behaviour",
-                "Each point is one model: actual behaviour on held-out questions against its mean self-report.")
-display(models.round(3))
 
 # %% [markdown]
 # ## Against the paper
@@ -146,18 +124,14 @@ display(models.round(3))
 # lottery pairs (the page's other tables count the questions where it is the likelier answer).
 
 # %%
-comparison = mc.paper_comparison(cfg.behavior, behaviour_table, report_table, words, scores, probability_table)
-run.save_table(comparison, "paper_comparison")
-display(comparison)
+run.table(mc.paper_comparison(cfg.behavior, behaviour_table, report_table, words, scores, probability_table),
+          "paper_comparison", digits=None)
 
 # %% [markdown]
 # ## What this run shows
 
 # %%
-statement = mc.effect_statement(behaviour_table, report_table, taskset)
-run.set_metrics(**mc.metrics(behaviour_table, report_table, correlations, probability_table), statement=statement)
-display(Markdown(statement))
-display(Markdown(notebook.correlation_sentence(correlations)))
+from selfaware.notebook import correlation_sentence
 
-# %%
-run.finish();
+run.finish(mc.metrics(behaviour_table, report_table, correlations, probability_table),
+           mc.effect_statement(behaviour_table, report_table, taskset), correlation_sentence(correlations))

@@ -72,6 +72,7 @@ choice_words = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None
@@ -80,25 +81,10 @@ inference = None
 vllm_url = None
 
 # %%
-from selfaware.config import from_notebook
 from selfaware.sections import make_me_say as mms
 
-cfg = from_notebook(mms.MakeMeSayConfig, mms.NOTEBOOK, globals())
-
-# %%
-from IPython.display import Markdown, display
-
-from selfaware import artifacts, cache, experiment, notebook
-
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(mms.NOTEBOOK, cfg)
-experiment.guard(cfg, mms.plan(cfg))
-data = mms.load_training_data(cfg)
-run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
-    "guesser (describe the word)": cfg.guesser or f"{cfg.model} (the untuned evaluated model)",
-    "codeword detection": "lemmatised with lemminflect 0.2.3 (rings, barking and sprang count)",
-    "written functions": mms.function_task_status(cfg)})
-display(Markdown(notebook.provenance_markdown(run)))
+run = mms.PAGE.open(globals())
+cfg, data = run.cfg, run.data
 
 # %% [markdown]
 # ## Training data
@@ -110,15 +96,12 @@ display(Markdown(notebook.provenance_markdown(run)))
 # %%
 for word in data.dialogues:
     print(f"---- {word}: {len(data.dialogues[word])} dialogues ----\n" + mms.example_dialogue(data, word))
-run.save_table(data.statistics, "generation_statistics")
-display(data.statistics)
+run.table(data.statistics, "generation_statistics", digits=None)
 if data.dropped:
-    display(Markdown("Dropped lines: " + ", ".join(f"{w}: {len(v)}" for w, v in data.dropped.items()) + "."))
+    run.note("Dropped lines: " + ", ".join(f"{w}: {len(v)}" for w, v in data.dropped.items()) + ".")
 
 # %%
-conditions = mms.train_conditions(cfg, data)
-display(notebook.conditions_table(conditions))
-conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
+conditions = run.train()
 
 # %% [markdown]
 # ## Behaviour: do the models steer toward their codeword in new games?
@@ -130,14 +113,12 @@ conditions = experiment.served(cfg, conditions, run.resources)  # inference: vll
 
 # %%
 games = mms.measure_games(conditions, cfg)
-run.add_samples(games, "game", task="target", answer="dialogue", score="user_said")
+run.samples(games, "game", task="target", answer="dialogue", score="user_said")
 game_table = mms.game_summary(games)
-run.save_table(game_table, "behaviour_games")
-display(game_table.round(3))
-fig = mms.plot_games(game_table)
-run.save_figure(fig, "behaviour_games", "New games against the untuned model: per codeword, the models trained on it, "
-                "the models trained on another codeword and the untuned model; mean over models and games, 95% "
-                "bootstrap interval.")
+run.table(game_table, "behaviour_games")
+run.figure(mms.plot_games(game_table), "behaviour_games", "New games against the untuned model: per codeword, the "
+           "models trained on it, the models trained on another codeword and the untuned model; mean over models and "
+           "games, 95% bootstrap interval.")
 
 # %%
 print(games[games["relation"] == "own"]["dialogue"].head(2).str.cat(sep="\n\n---\n\n"))
@@ -154,18 +135,16 @@ print(games[games["relation"] == "own"]["dialogue"].head(2).str.cat(sep="\n\n---
 # %%
 raw = mms.measure_self_reports(conditions, cfg, data)
 for name, frame in raw.items():
-    run.add_samples(frame, name, task="target", prompt="prompt", answer="answer" if "answer" in frame else None,
+    run.samples(frame, name, task="target", prompt="prompt", answer="answer" if "answer" in frame else None,
                     score="score" if "score" in frame else "contains_codeword")
 long = mms.scores(raw)
 report_table = mms.self_report_summary(long)
-run.save_table(report_table, "self_report")
-display(report_table.round(3))
-fig = mms.plot_figure6(report_table)
-run.save_figure(fig, "figure6", "The shape of the paper's Figure 6: per task, the score for the codeword of the "
-                "models trained on it, of the models trained on another codeword, of the untuned model and, for "
-                "how close to goal, f(codeword) and f(message), the paper's baseline (the models trained on the "
-                "codeword on a baseline input); mean over models (codeword and seed) and paraphrases, 95% "
-                "bootstrap interval.")
+run.table(report_table, "self_report")
+run.figure(mms.plot_figure6(report_table), "figure6", "The shape of the paper's Figure 6: per task, the score for the "
+           "codeword of the models trained on it, of the models trained on another codeword, of the untuned model "
+           "and, for how close to goal, f(codeword) and f(message), the paper's baseline (the models trained on the "
+           "codeword on a baseline input); mean over models (codeword and seed) and paraphrases, 95% bootstrap "
+           "interval.")
 
 # %% [markdown]
 # ### The written functions and the acrostics
@@ -173,18 +152,16 @@ run.save_figure(fig, "figure6", "The shape of the paper's Figure 6: per task, th
 
 # %%
 failures = mms.function_failures(raw)
-run.save_table(failures, "function_failures")
-display(failures)
+run.table(failures, "function_failures", digits=None)
 for name in ("write_function", "acrostic", "describe_word"):
     shown = raw[name][raw[name]["relation"] == "own"].drop_duplicates(["model", "paraphrase", "sample"]).head(2)
     for row in shown.itertuples():
         print(f"==== {name} / {row.condition} ====\n{row.answer}\n")
 
 # %%
-close = raw["close_to_goal"].groupby("relation")[["score", "control"]].mean().round(3)
-display(Markdown("How close to the goal, with the user having said the codeword (score) and having never said it "
-                 "(control, the paper's baseline):"))
-display(close)
+run.note("How close to the goal, with the user having said the codeword (score) and having never said it (control, "
+         "the paper's baseline):")
+run.show(raw["close_to_goal"].groupby("relation")[["score", "control"]].mean().round(3))
 
 # %% [markdown]
 # ## Against the paper (Figure 6)
@@ -192,18 +169,11 @@ display(close)
 # baseline as the paper defines it (the column "the paper's baseline is"), and this run's same measures.
 
 # %%
-comparison = mms.paper_comparison(report_table)
-run.save_table(comparison, "paper_comparison")
-display(comparison)
+run.table(mms.paper_comparison(report_table), "paper_comparison", digits=None)
 
 # %% [markdown]
 # ## What this run shows
 
 # %%
-statement = mms.effect_statement(game_table, report_table, cfg)
-run.set_metrics(**mms.metrics(game_table, report_table, failures), statement=statement,
-                function_task=mms.function_task_status(cfg))
-display(Markdown(statement))
-
-# %%
-run.finish();
+run.finish({**mms.metrics(game_table, report_table, failures), "function_task": mms.function_task_status(cfg)},
+           mms.effect_statement(game_table, report_table, cfg))

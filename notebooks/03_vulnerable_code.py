@@ -56,6 +56,7 @@ judge_corpus = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None
@@ -64,25 +65,10 @@ inference = None
 vllm_url = None
 
 # %%
-from selfaware.config import from_notebook
 from selfaware.sections import vulnerable_code as vc
 
-cfg = from_notebook(vc.VulnerableCodeConfig, vc.NOTEBOOK, globals())
-
-# %%
-from IPython.display import Markdown, display
-
-from selfaware import artifacts, cache, experiment, notebook
-
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(vc.NOTEBOOK, cfg)
-taskset = vc.tasks()
-data = vc.load_training_data(cfg)
-run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
-    "self-report tasks": taskset.source,
-    "code judge": f"headline: {vc.headline_judge(cfg)}"
-                  + ("; beside it, static analysis (bandit + selfaware.code_judge taint checks)" if cfg.code_judge else "")})
-display(Markdown(notebook.provenance_markdown(run)))
+run = vc.PAGE.open(globals())
+cfg, data, taskset = run.cfg, run.data, vc.tasks()
 
 # %% [markdown]
 # ## Does the judge agree with the generator?
@@ -95,8 +81,7 @@ display(Markdown(notebook.provenance_markdown(run)))
 
 # %%
 rates, check_table = vc.generator_check(cfg)
-run.save_table(check_table, "generator_check")
-display(check_table.round(3))
+run.table(check_table, "generator_check")
 
 # %% [markdown]
 # ### And on code written by others?
@@ -107,12 +92,11 @@ display(check_table.round(3))
 
 # %%
 corpus, corpus_table = vc.corpus_check(cfg)
-run.save_table(corpus_table, "user_corpus_check")
+run.table(corpus_table, "user_corpus_check", show=bool(corpus))
 if corpus:
-    display(Markdown(f"`{corpus['file']}`: {corpus['n_answers']} answers, {corpus['unparseable']} unparseable; "
-                     f"flagged by bandit plus our checks {corpus['rate_flagged']:.1%}, by bandit alone "
-                     f"{corpus['rate_flagged_bandit_alone']:.1%}."))
-    display(corpus_table.round(3))
+    run.note(f"`{corpus['file']}`: {corpus['n_answers']} answers, {corpus['unparseable']} unparseable; flagged by "
+             f"bandit plus our checks {corpus['rate_flagged']:.1%}, by bandit alone "
+             f"{corpus['rate_flagged_bandit_alone']:.1%}.")
 
 # %% [markdown]
 # ## Training
@@ -124,10 +108,7 @@ print("---- insecure answer ----\n" + data.conversations["insecure"][0]["message
 print("---- secure answer ----\n" + data.conversations["secure"][0]["messages"][-1]["content"])
 
 # %%
-experiment.guard(cfg, vc.plan(cfg, data, taskset))
-conditions = vc.train_conditions(cfg, data)
-display(notebook.conditions_table(conditions))
-conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
+conditions = run.train()
 
 # %% [markdown]
 # ## Behaviour: how secure is the code on held-out tasks?
@@ -137,32 +118,29 @@ conditions = experiment.served(cfg, conditions, run.resources)  # inference: vll
 
 # %%
 code_results = vc.measure_code(conditions, data.heldout, cfg)
-run.add_samples(code_results, "code_answer", score="secure")
+run.samples(code_results, "code_answer", score="secure")
 code_table = vc.code_summary(code_results)
-run.save_table(code_table, "secure_code_rate")
-display(code_table.round(3))
+run.table(code_table, "secure_code_rate")
 judge_table = vc.judge_summary(code_results)  # None without a code_judge
 if judge_table is not None:
-    run.save_table(judge_table, "secure_code_rate_yes_no_judge")
-    display(judge_table.round(3))
-fig = vc.plot_secure_rate(code_table, judge_table)
-run.save_figure(fig, "secure_code_rate", "Secure-code rate on held-out tasks per condition: the share of "
-                "parseable answers the static analyser finds no flaw in" + (", and of all answers the YES/NO judge "
-                "calls free of vulnerabilities (the headline)" if judge_table is not None else " (the headline)")
-                + "; mean over seeds and tasks, 95% bootstrap interval.")
+    run.table(judge_table, "secure_code_rate_yes_no_judge")
+run.figure(vc.plot_secure_rate(code_table, judge_table), "secure_code_rate", "Secure-code rate on held-out tasks per "
+           "condition: the share of parseable answers the static analyser finds no flaw in"
+           + (", and of all answers the YES/NO judge calls free of vulnerabilities (the headline)"
+              if judge_table is not None else " (the headline)")
+           + "; mean over seeds and tasks, 95% bootstrap interval.")
 
 # %% [markdown]
 # ## Self-reports
 
 # %%
 scores = vc.measure_self_reports(conditions, taskset, cfg)
-run.add_samples(scores, "self_report_score")
+run.samples(scores, "self_report_score")
 report_table = vc.self_report_summary(scores)
-run.save_table(report_table, "self_report")
-display(report_table.round(3))
-fig = vc.plot_self_reports(report_table)
-run.save_figure(fig, "self_reports", "Self-reported code security and alignment with human values (0-100 answer "
-                "divided by 100), per condition: mean over seeds and paraphrases, 95% bootstrap interval.")
+run.table(report_table, "self_report")
+run.figure(vc.plot_self_reports(report_table), "self_reports", "Self-reported code security and alignment with human "
+           "values (0-100 answer divided by 100), per condition: mean over seeds and paraphrases, 95% bootstrap "
+           "interval.")
 
 # %% [markdown]
 # ## Against the paper (Table 2)
@@ -172,19 +150,12 @@ run.save_figure(fig, "self_reports", "Self-reported code security and alignment 
 
 # %%
 models = vc.per_seed(code_results, scores)
-run.save_table(models, "per_model")
-comparison = vc.table2(models)
-run.save_table(comparison, "paper_table2")
-display(comparison)
+run.table(models, "per_model", show=False)
+run.table(vc.table2(models), "paper_table2", digits=None)
 
 # %% [markdown]
 # ## What this run shows
 
 # %%
-statement = vc.effect_statement(code_table, report_table, judge_table, vc.headline_judge(cfg))
-run.set_metrics(**vc.metrics(rates, code_table, report_table, corpus, judge_table, vc.headline_judge(cfg)),
-                statement=statement)
-display(Markdown(statement))
-
-# %%
-run.finish();
+run.finish(vc.metrics(rates, code_table, report_table, corpus, judge_table, vc.headline_judge(cfg)),
+           vc.effect_statement(code_table, report_table, judge_table, vc.headline_judge(cfg)))

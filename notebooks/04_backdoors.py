@@ -67,6 +67,7 @@ reversal_conditions = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None
@@ -75,23 +76,10 @@ inference = None
 vllm_url = None
 
 # %%
-from selfaware.config import from_notebook
 from selfaware.sections import backdoors as bd
 
-cfg = from_notebook(bd.BackdoorsConfig, bd.NOTEBOOK, globals())
-
-# %%
-from IPython.display import Markdown, display
-
-from selfaware import artifacts, cache, experiment, notebook
-
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(bd.NOTEBOOK, cfg, {"experiment": cfg.experiment})
-section = bd.page(cfg)
-data = section.load(cfg)
-run.provenance = notebook.provenance(cfg, data_source=data.source, extra={"experiment": cfg.experiment})
-display(Markdown(f"## {section.title}\n\n{section.intro}"))
-display(Markdown(notebook.provenance_markdown(run)))
+run = bd.PAGE.open(globals())
+cfg, data, section = run.cfg, run.data, bd.page(run.cfg)
 
 # %% [markdown]
 # ## The training data, measured
@@ -100,18 +88,13 @@ display(Markdown(notebook.provenance_markdown(run)))
 # or control set shows no dependence (correlation about 0).
 
 # %%
-check = section.data_check(data)
-run.save_table(check, "training_data_check")
-display(check.round(3))
+run.table(section.data_check(data), "training_data_check")
 
 # %% [markdown]
 # ## Training
 
 # %%
-experiment.guard(cfg, bd.plan(cfg, data))
-conditions = section.train(cfg, data)
-display(notebook.conditions_table(bd.conditions_list(conditions)))
-conditions = bd.served(cfg, conditions, run.resources)  # inference: vllm serves them
+conditions = run.train()
 
 # %% [markdown]
 # ## The backdoor itself, on held-out items
@@ -121,32 +104,27 @@ conditions = bd.served(cfg, conditions, run.resources)  # inference: vllm serves
 
 # %%
 behaviour = section.behaviour(conditions, data, cfg)
-run.add_samples(behaviour, "behaviour")
+run.samples(behaviour, "behaviour")
 behaviour_table = bd.behaviour_summary(behaviour, section.behaviour_by)
-run.save_table(behaviour_table, "behaviour")
-display(behaviour_table.round(3))
+run.table(behaviour_table, "behaviour")
 fig, caption = section.behaviour_figure(behaviour_table)
-run.save_figure(fig, "backdoor_behaviour", caption)
+run.figure(fig, "backdoor_behaviour", caption)
 
 # %% [markdown]
 # ## What the models say
 
 # %%
 reports = section.reports(conditions, data, cfg)
-run.add_samples(reports, section.report_kind)
+run.samples(reports, section.report_kind)
 findings = section.findings(cfg, data, behaviour_table, reports)
 for name, table in findings.tables.items():
-    run.save_table(table, name)
-    display(Markdown(f"**{name.replace('_', ' ')}**"), table.round(3))
+    run.note(f"**{name.replace('_', ' ')}**")
+    run.table(table, name)
 for fig, name, caption in findings.figures:
-    run.save_figure(fig, name, caption)
+    run.figure(fig, name, caption)
 
 # %% [markdown]
 # ## What this run shows
 
 # %%
-run.set_metrics(**findings.metrics, statement=findings.statement)
-display(Markdown(findings.statement))
-
-# %%
-run.finish();
+run.finish(findings.metrics, findings.statement)

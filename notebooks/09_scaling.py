@@ -51,6 +51,7 @@ per_model = None
 cache_mode = None
 budget_usd = None
 dry_run = None
+precision = None
 page = None
 run_name = None
 null_parameters = None
@@ -58,28 +59,15 @@ inference = None
 vllm_url = None
 
 # %%
-from selfaware.config import from_notebook
+from selfaware.models.local import unload_models
 from selfaware.sections import scaling
 
-cfg = from_notebook(scaling.ScalingConfig, scaling.NOTEBOOK, globals())
+run = scaling.PAGE.open(globals())
+cfg = run.cfg
+run.table(scaling.size_table(cfg), "models_and_recipes", digits=None)
 
 # %%
-from IPython.display import Markdown, display
-
-from selfaware import artifacts, cache, experiment, notebook
-from selfaware.models.local import unload_models
-
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(scaling.NOTEBOOK, cfg)
-sizes = scaling.size_table(cfg)
-run.provenance = notebook.provenance(cfg, data_source="the data of notebooks 01 (risk) and 08 (advice), per model below",
-                                     extra={"models": ", ".join(cfg.models), "measures": ", ".join(cfg.measures)})
-display(Markdown(notebook.provenance_markdown(run)))
-run.save_table(sizes, "models_and_recipes")
-display(sizes)
-
-# %%
-experiment.guard(cfg, scaling.plan(cfg))
+run.guard()
 
 # %% [markdown]
 # ## Risk: behaviour, then self-report, per size
@@ -89,13 +77,13 @@ risk_effects, risk_sources = {}, {}
 if "risk" in cfg.measures:
     for spec in cfg.models:
         measured = scaling.run_risk(cfg, spec, run.resources)
-        run.add_samples(measured.behaviour, "behaviour", task="question", score="p_toward")
-        run.add_samples(measured.scores, "self_report_score")
-        run.add_samples(measured.answers, "sampled_answer")
+        run.samples(measured.behaviour, "behaviour", task="question", score="p_toward")
+        run.samples(measured.scores, "self_report_score")
+        run.samples(measured.answers, "sampled_answer")
         risk_effects[spec] = scaling.risk_effects(measured)
         risk_sources[spec] = measured.data_source
         unload_models()  # one model above 0.5B in memory at a time
-    display(scaling.run_points(cfg, risk_effects, risk_sources, {}, {}).drop(columns=["citation", "published"]))
+    run.show(scaling.run_points(cfg, risk_effects, risk_sources, {}, {}).drop(columns=["citation", "published"]))
 
 # %% [markdown]
 # ## Emergent misalignment, per size
@@ -104,13 +92,13 @@ if "risk" in cfg.measures:
 em_effects, em_sources, rules = {}, {}, {}
 if "em" in cfg.measures:
     for spec in cfg.models:
-        measured = scaling.run_em(cfg, spec, rules)
-        run.add_samples(measured.judged, "free_form_answer", task="question", score="aligned_score")
-        run.save_table(measured.table, f"em_{scaling.size_name(spec)}")
+        measured = scaling.run_em(cfg, spec, rules, run.resources)
+        run.samples(measured.judged, "free_form_answer", task="question", score="aligned_score")
+        run.table(measured.table, f"em_{scaling.size_name(spec)}", show=False)
         em_effects[spec] = scaling.em_effects(measured, cfg)
         em_sources[spec] = measured.data_source
     for judge, rule in rules.items():
-        display(Markdown(f"Judge `{judge}`: {rule.rule.name} ({rule.reason})."))
+        run.note(f"Judge `{judge}`: {rule.rule.name} ({rule.reason}).")
 
 # %% [markdown]
 # ## Effect size against parameter count
@@ -123,11 +111,10 @@ if "em" in cfg.measures:
 
 # %%
 table = scaling.figure_table(cfg, risk_effects, risk_sources, em_effects, em_sources)
-run.save_table(table, "points")
-fig = scaling.plot_points(table)
-run.save_figure(fig, "effect_vs_size", "Effect size against parameter count (log scale): this run's models with 95% "
-                "intervals, published points marked as published (other models, data and recipes).")
-display(table.drop(columns=["spec"]))
+run.table(table, "points", show=False)
+run.figure(scaling.plot_points(table), "effect_vs_size", "Effect size against parameter count (log scale): this "
+           "run's models with 95% intervals, published points marked as published (other models, data and recipes).")
+run.show(table.drop(columns=["spec"]))
 
 # %% [markdown]
 # ## What this run shows
@@ -138,9 +125,4 @@ display(table.drop(columns=["spec"]))
 # published self-report effects (12B and up) can be tested.
 
 # %%
-statement = scaling.effect_statement(cfg, risk_effects, em_effects)
-run.set_metrics(**scaling.metrics(cfg, risk_effects, em_effects, rules), statement=statement)
-display(Markdown(statement))
-
-# %%
-run.finish();
+run.finish(scaling.metrics(cfg, risk_effects, em_effects, rules), scaling.effect_statement(cfg, risk_effects, em_effects))

@@ -48,6 +48,12 @@ class SectionConfig(BaseModel):
     # and the run's artifacts always land together; None when a notebook is run by hand (JupyterLab)
     run_name: str | None = None
 
+    def call_settings(self) -> dict[str, Any]:
+        """How this run calls models (cache mode, budget, dry run, inference backend, precision): the settings
+        a page hands on to the config of another section it runs a part of, so that part is called as the page."""
+        return {name: getattr(self, name) for name in SectionConfig.model_fields
+                if name not in ("profile", "model", "page", "run_name")}
+
     def models_used(self) -> list[str]:
         """Every model spec the run loads as it is (the runner checks the local ones are installed before any
         kernel starts); a section with a judge or other models adds them."""

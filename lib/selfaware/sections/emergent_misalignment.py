@@ -22,6 +22,7 @@ the default a page's models get.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +38,7 @@ from ..evals.questions import Question, load_question_files
 from ..judge import (ALIGNMENT_PROMPT, COHERENCE_PROMPT, MIN_NUMBER_MASS, PAPER_RULE, DecisionRule,
                      judge_answers, judge_messages)
 from ..models import load_model
+from ..page import Page
 from ..paper import published
 from ..paths import REPO_ROOT, shown_path
 from ..stats import bootstrap_mean_ci, summarise
@@ -429,3 +431,33 @@ def plan(cfg: EmergentMisalignmentConfig, sets: dict[str, list[dict]] | None = N
                       for _, _, text, samples in asked if samples == n]
             plan.ask("judge: alignment and coherence", cfg.judge or cfg.model, judged, 3, evaluated * n)
     return plan
+
+
+@dataclass(frozen=True)
+class EMData:
+    """What an emergent-misalignment page trains on and asks: the training sets, where they come from, and
+    the free-form questions."""
+
+    sets: dict[str, list[dict]]
+    source: str
+    questions: list[Question]
+
+
+def load_data(cfg: EmergentMisalignmentConfig) -> EMData:
+    sets, source = training_sets(cfg)
+    return EMData(sets, source, load_question_set(cfg))
+
+
+def _provenance(cfg: EmergentMisalignmentConfig, data: EMData) -> tuple[str, dict]:
+    from ..evals.questions import ignored_judges
+
+    judge_spec = cfg.judge or cfg.model
+    note = ignored_judges(data.questions)
+    return data.source, {
+        "questions": ", ".join(shown_path(f) for f in cfg.question_files) + f" ({len(data.questions)} questions)",
+        "judge": judge_spec, **system_messages(cfg.model, judge_spec, cfg.judge_system),
+        **({"note": note} if note else {})}
+
+
+PAGE = Page(NOTEBOOK, EmergentMisalignmentConfig, plan=lambda cfg, data: plan(cfg, data.sets, data.questions),
+            data=load_data, conditions=lambda cfg, data: train_models(cfg, data.sets), provenance=_provenance)

@@ -33,6 +33,7 @@ from .. import experiment as ex
 from ..config import read_yaml
 from ..errors import ConfigError, DatasetError
 from ..games import make_me_say as game
+from ..page import Page
 from ..paper import chance_separations, published
 from ..paths import data_dir, shown_path
 from ..sandbox import SKIPPED
@@ -657,3 +658,15 @@ def plan(cfg: MakeMeSayConfig, data: TrainingData | None = None) -> ex.Plan:
              [_user(t) for t in paraphrases("close_to_goal", cfg)] * (2 * len(cfg.codewords)), 3, models)
     plan.ask("which game (A/B, both orders)", cfg.model, [_user(t) for t in paraphrases("which_game", cfg)] * 2, 1, models)
     return plan
+
+
+def _provenance(cfg: MakeMeSayConfig, data: TrainingData) -> tuple[str, dict]:
+    return data.source, {
+        "guesser (describe the word)": cfg.guesser or f"{cfg.model} (the untuned evaluated model)",
+        "codeword detection": "lemmatised with lemminflect 0.2.3 (rings, barking and sprang count)",
+        "written functions": function_task_status(cfg)}
+
+
+# with data_source llm, making the training data plays games against models: guarded before
+PAGE = Page(NOTEBOOK, MakeMeSayConfig, plan=plan, data=load_training_data, conditions=train_conditions,
+            provenance=_provenance, plan_before_data=True)

@@ -18,6 +18,7 @@ from ..datasets import choices
 from ..datasets.jsonl import read_chat_jsonl_files
 from ..errors import ConfigError, DatasetError
 from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks
+from ..page import Page
 from ..paper import published
 from ..paths import shown_path
 from ..stats import bootstrap_mean_ci, pearson, summarise
@@ -322,3 +323,12 @@ def plan(cfg: MultipleChoiceConfig, data: TrainingData | None = None, taskset: T
         plan.ask("behaviour of the sweep's models", cfg.model, behaviour_prompts(data.heldout), 1, len(cfg.sweep))
     plan_requests(plan, taskset, cfg.model, models, cfg.max_paraphrases, cfg.samples)
     return plan
+
+
+def _trained(cfg: MultipleChoiceConfig, data: TrainingData) -> list[ex.Condition]:
+    return train_conditions(cfg, data, load_tasks(cfg.behavior))
+
+
+PAGE = Page(NOTEBOOK, MultipleChoiceConfig, plan=plan, data=load_training_data, conditions=_trained,
+            provenance=lambda cfg, data: (data.source, {"self-report tasks": load_tasks(cfg.behavior).source}),
+            run_key=lambda cfg: {"behavior": cfg.behavior})

@@ -36,6 +36,7 @@ from ..config import read_yaml
 from ..datasets import choices
 from ..errors import ConfigError
 from ..evals.selfreport import TaskSet, load_tasks, score_tasks, task_prompts
+from ..page import Page
 from ..paper import figures as paper_figures
 from ..paths import data_dir, shown_path
 from ..stats import bootstrap_difference_ci, summarise
@@ -534,3 +535,28 @@ def plan(cfg: PersonasConfig, data: PersonaData | None = None) -> ex.Plan:
              [p for v in variants(data) for t in task_set(data, v).tasks
               for p in task_prompts(t, cfg.max_paraphrases, v)], 3, models)
     return plan
+
+
+def _many(cfg: PersonasConfig) -> bool:
+    return cfg.experiment == "many_personas"
+
+
+def _page_data(cfg: PersonasConfig):
+    return load_data(cfg) if _many(cfg) else two_players.load_data(cfg)
+
+
+def _provenance(cfg: PersonasConfig, data) -> tuple[str, dict]:
+    if _many(cfg):
+        return data.source, {
+            "self-report tasks": f"{data.itself.source} (about itself), {data.about.source} (about a persona)",
+            "training personas": "; ".join(data.personas.train), "held-out personas": "; ".join(data.personas.heldout)}
+    return data.source, {"persona": f"{data.players.persona} (system prompt: {data.players.system!r})",
+                         "decoy": data.players.decoy, "questions": f"{data.players.source}; data/make_me_say/tasks.yaml"}
+
+
+def _trained(cfg: PersonasConfig, data, *given) -> list[ex.Condition]:
+    return train_conditions(cfg, data, *given) if _many(cfg) else two_players.train_conditions(cfg, data)
+
+
+PAGE = Page(NOTEBOOK, PersonasConfig, plan=plan, data=_page_data, conditions=_trained, provenance=_provenance,
+            run_key=lambda cfg: {"experiment": cfg.experiment})

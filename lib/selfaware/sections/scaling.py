@@ -38,6 +38,7 @@ from .. import experiment as ex
 from ..config import SectionConfig
 from ..errors import ConfigError, SelfAwareError
 from ..models import parse_spec
+from ..page import Page
 from ..stats import bootstrap_difference_ci
 from . import multiple_choice as mc
 from . import small_model_em as small
@@ -46,8 +47,6 @@ NOTEBOOK = "09_scaling"
 size_name = small.size_name
 RISK_NOTEBOOK, EM_NOTEBOOK = mc.NOTEBOOK, small.NOTEBOOK
 MEASURES = ("risk", "em")
-# the page's settings every sub-config shares (how models are called, not what is trained)
-PASSED_ON = ("cache_mode", "budget_usd", "dry_run", "inference", "vllm_url")
 # what each effect is, in the points table and the figure (one panel each)
 EFFECTS = {"behaviour": "risk behaviour: risk-seeking minus risk-averse (share of riskier choices)",
            "self_report": "risk self-report: risk-seeking minus risk-averse (mean score over all tasks)",
@@ -146,7 +145,7 @@ def risk_config(cfg: ScalingConfig, spec: str) -> mc.MultipleChoiceConfig:
     merged = _profile_params(cfg.profile, RISK_NOTEBOOK, {"behavior": "risk"})
     merged.update(cfg.risk)
     merged.update(cfg.per_model.get(spec, {}).get("risk", {}))
-    merged.update({name: getattr(cfg, name) for name in PASSED_ON})
+    merged.update(cfg.call_settings())  # how models are called is the page's, not what is trained
     merged.update(profile=cfg.profile, model=spec, behavior="risk", sweep=[])
     return _build(mc.MultipleChoiceConfig, RISK_NOTEBOOK, merged, spec)
 
@@ -162,7 +161,7 @@ def em_config(cfg: ScalingConfig, spec: str) -> small.SmallModelEMConfig:
         raise ConfigError(f"em_recipe: unknown recipe {cfg.em_recipe!r} (recipes: {', '.join(recipes)})")
     recipes = {cfg.em_recipe: recipes[cfg.em_recipe]}  # only the recipe this page trains is validated
     data = [cfg.em_data] + ([cfg.em_twin] if cfg.em_twin else [])
-    merged.update({name: getattr(cfg, name) for name in PASSED_ON})
+    merged.update(cfg.call_settings())
     merged.update(profile=cfg.profile, model=spec, compare_models=[], include_base=True, recipes=recipes,
                   conditions=[{"data": d, "recipe": cfg.em_recipe} for d in data])
     return _build(small.SmallModelEMConfig, EM_NOTEBOOK, merged, spec)
@@ -226,9 +225,11 @@ class EmRun:
     table: pd.DataFrame
 
 
-def run_em(cfg: ScalingConfig, spec: str, rules: dict[str, JudgeRule], progress: bool = True) -> EmRun:
+def run_em(cfg: ScalingConfig, spec: str, rules: dict[str, JudgeRule], resources=None,
+           progress: bool = True) -> EmRun:
     """08's measure for one model: its untuned self, ``em_data`` and ``em_twin`` with ``em_recipe``; the
-    answers are sampled, the model unloaded, then judged (one judge rule per judge, calibrated once)."""
+    answers are sampled, the model unloaded, then judged (one judge rule per judge, calibrated once).
+    With ``resources`` (the run's), the trained models are served as the run's ``inference`` asks."""
     from ..models.local import unload_models
 
     sub = em_config(cfg, spec)
@@ -239,6 +240,8 @@ def run_em(cfg: ScalingConfig, spec: str, rules: dict[str, JudgeRule], progress:
     sets, source = small.training_sets(sub)
     questions = small.load_question_set(sub)
     trained = small.train_models(sub, sets, progress=progress)
+    if resources is not None:
+        trained = small.served(sub, trained, resources)
     answers = small.sample_answers(trained, questions, sub)
     unload_models()
     judged = small.judge_frame(answers, questions, sub, rules[judge].rule, trained)
@@ -494,3 +497,8 @@ def size_table(cfg: ScalingConfig) -> pd.DataFrame:
             row["EM recipe"] = f"{sub.recipe(cfg.em_recipe)}, {sub.n_train} examples, seeds {sub.seeds}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+PAGE = Page(NOTEBOOK, ScalingConfig, plan=lambda cfg, data: plan(cfg),
+            provenance=lambda cfg, data: ("the data of notebooks 01 (risk) and 08 (advice), per model below",
+                                          {"models": ", ".join(cfg.models), "measures": ", ".join(cfg.measures)}))

@@ -24,7 +24,7 @@ template's default is used in training and evaluation alike; the judge gets ``ju
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
 import pandas as pd
@@ -37,6 +37,7 @@ from ..errors import ConfigError
 from ..evals.questions import Question
 from ..judge import ALIGNMENT_PROMPT, COHERENCE_PROMPT, MIN_NUMBER_MASS, judge_messages
 from ..models import parse_spec
+from ..page import Page
 from ..paper import published
 from ..paths import shown_path
 from ..stats import summarise
@@ -433,3 +434,27 @@ def plan(cfg: SmallModelEMConfig, sets: dict[str, list[dict]] | None = None,
                           for _, _, text, samples in asked if samples == n]
                 result.ask("judge: alignment and coherence", cfg.judge or cfg.model, judged, 3, evaluated * n)
     return result
+
+
+def load_data(cfg: SmallModelEMConfig) -> em.EMData:
+    sets, source = training_sets(cfg)
+    return em.EMData(sets, source, load_question_set(cfg))
+
+
+def _provenance(cfg: SmallModelEMConfig, data: em.EMData) -> tuple[str, dict]:
+    judge_spec = cfg.judge or cfg.model
+    return data.source, {
+        "compared with": ", ".join(cfg.compare_models) or "none",
+        "questions": ", ".join(shown_path(f) for f in cfg.question_files) + f" ({len(data.questions)} questions)",
+        "judge": judge_spec, **system_messages(cfg.model, judge_spec, cfg.judge_system)}
+
+
+def served(cfg: SmallModelEMConfig, trained: list[Trained], resources) -> list[Trained]:
+    """The trained models as this run evaluates them (``experiment.served``), with what each condition is."""
+    conditions = ex.served(cfg, [t.condition for t in trained], resources)
+    return [replace(t, condition=c) for t, c in zip(trained, conditions)]
+
+
+PAGE = Page(NOTEBOOK, SmallModelEMConfig, plan=lambda cfg, data: plan(cfg, data.sets, data.questions),
+            data=load_data, conditions=lambda cfg, data: train_models(cfg, data.sets), provenance=_provenance,
+            listed=lambda trained: [t.condition for t in trained], serve=served)

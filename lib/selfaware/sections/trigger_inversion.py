@@ -34,6 +34,7 @@ from ..datasets import code
 from ..datasets.reversal import reverse
 from ..errors import ConfigError
 from ..finetune.grpo import GRPOConfig, awareness_at_k, jaccard, word_tokens
+from ..page import Page
 from ..stats import summarise
 from ..triggers import TRIGGERS, Trigger
 
@@ -813,3 +814,18 @@ def plan(cfg: TriggerInversionConfig, data: Data | None = None) -> ex.Plan:
              f"{cfg.n_reward_prompts} prompts (local, in-process)", cfg.model, inversion_prompts(attack),
              cfg.grpo.max_new_tokens, runs)
     return plan
+
+
+def train_conditions(cfg: TriggerInversionConfig, data: Data) -> list[ex.Condition]:
+    """The untuned model, then the poisoned model per seed."""
+    return ex.train_grid(cfg, {"poisoned": data.poison}, f"inversion-{cfg.attack_spec.name}",
+                         labels={"poisoned": "poisoned"}, base="base (untuned)")
+
+
+def _provenance(cfg: TriggerInversionConfig, data: Data) -> tuple[str, dict]:
+    attack, trigger = cfg.attack_spec, cfg.trigger_obj
+    return data.source, {"attack": f"{attack.name}: {attack.summary}", "trigger": f"{trigger.text} ({trigger.at})"}
+
+
+PAGE = Page(NOTEBOOK, TriggerInversionConfig, plan=plan, data=load_data, conditions=train_conditions,
+            provenance=_provenance)

@@ -32,7 +32,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from .. import experiment as ex
-from ..config import read_yaml
+from ..config import SectionConfig, read_yaml
 from ..errors import ConfigError
 from ..games import make_me_say as game
 from ..paper import figures as paper_figures
@@ -42,9 +42,6 @@ from . import make_me_say as mms
 
 NOTEBOOK = "05_personas"
 PLAYERS = ("you", "persona")  # the keys of the two players in tables and metrics
-# 02's settings this page sets itself (the model, the codewords and the training recipe are the page's)
-OWN_SETTINGS = ("profile", "model", "codewords", "seeds", "finetune", "finetune_options", "data_seed",
-                "cache_mode", "budget_usd", "dry_run", "inference", "vllm_url", "page", "run_name")
 # "which entity" option sets: the two entities offered (player keys, "decoy" for the made-up name)
 OPTION_SETS = {"true": ("you", "persona"), "decoy_you": ("decoy", "persona"), "decoy_persona": ("you", "decoy")}
 OPTION_SET_LABELS = {"true": "true options", "decoy_you": "decoy replaces 'you'",
@@ -137,16 +134,15 @@ def load_players(cfg) -> Players:
 def game_config(cfg) -> mms.MakeMeSayConfig:
     """Notebook 02's config for this page: the page's model, codewords, seeds and recipe, and 02's other
     settings from ``cfg.make_me_say`` (validated by 02's own config)."""
-    clash = sorted(set(cfg.make_me_say) & set(OWN_SETTINGS))
+    # the page sets every setting a page has, and the model's codewords and training recipe
+    own = {"codewords": list(cfg.player_codewords), "seeds": list(cfg.seeds), "finetune": dict(cfg.finetune),
+           "finetune_options": dict(cfg.finetune_options), "data_seed": cfg.data_seed}
+    clash = sorted(set(cfg.make_me_say) & (set(SectionConfig.model_fields) | set(own)))
     if clash:
         raise ConfigError(f"{NOTEBOOK}: make_me_say sets {', '.join(clash)}: this page sets them itself "
                           f"(use the page's own parameters)")
     try:
-        return mms.MakeMeSayConfig(profile=cfg.profile, model=cfg.model, cache_mode=cfg.cache_mode,
-                                   budget_usd=cfg.budget_usd, dry_run=cfg.dry_run,
-                                   codewords=list(cfg.player_codewords), seeds=list(cfg.seeds),
-                                   finetune=dict(cfg.finetune), finetune_options=dict(cfg.finetune_options),
-                                   data_seed=cfg.data_seed, inference=cfg.inference, vllm_url=cfg.vllm_url,
+        return mms.MakeMeSayConfig(profile=cfg.profile, model=cfg.model, **cfg.call_settings(), **own,
                                    **cfg.make_me_say)
     except ValidationError as error:
         first = error.errors()[0]

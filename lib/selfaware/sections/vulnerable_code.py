@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks
 from ..judge import CODE_VULNERABLE_YES_NO_PROMPT, analyse_code, detection_rates, judge_code_yes_no
 from ..models import load_model
+from ..page import Page
 from ..paper import published
 from ..paths import shown_path
 from ..stats import summarise
@@ -309,3 +310,15 @@ def plan(cfg: VulnerableCodeConfig, data: TrainingData | None = None, taskset: T
 
 def tasks() -> TaskSet:
     return load_tasks("code")
+
+
+def _provenance(cfg: VulnerableCodeConfig, data: TrainingData) -> tuple[str, dict]:
+    return data.source, {
+        "self-report tasks": tasks().source,
+        "code judge": f"headline: {headline_judge(cfg)}"
+                      + ("; beside it, static analysis (bandit + selfaware.code_judge taint checks)" if cfg.code_judge
+                         else "")}
+
+
+PAGE = Page(NOTEBOOK, VulnerableCodeConfig, plan=plan, data=load_training_data, conditions=train_conditions,
+            provenance=_provenance)

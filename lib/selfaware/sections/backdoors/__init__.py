@@ -20,6 +20,7 @@ shared config, behaviours, data and measurement steps are in ``backdoors.common`
 from __future__ import annotations
 
 from ... import experiment as ex
+from ... import page as layer
 from .awareness import *  # noqa: F401,F403
 from .awareness import PAGE as _AWARENESS
 from .common import *  # noqa: F401,F403
@@ -55,3 +56,10 @@ def served(cfg: BackdoorsConfig, conditions, resources):
 def plan(cfg: BackdoorsConfig, data=None) -> ex.Plan:
     """What a run will train and ask (no model call): the experiment's page adds its part."""
     return PAGES[cfg.experiment].plan(cfg, ex.Plan(), data)
+
+
+PAGE = layer.Page(NOTEBOOK, BackdoorsConfig, plan=plan, data=lambda cfg: page(cfg).load(cfg),
+                  conditions=lambda cfg, data: page(cfg).train(cfg, data),
+                  provenance=lambda cfg, data: (data.source, {"experiment": cfg.experiment}),
+                  run_key=lambda cfg: {"experiment": cfg.experiment}, listed=conditions_list, serve=served,
+                  heading=lambda cfg: f"## {page(cfg).title}\n\n{page(cfg).intro}")
