@@ -22,7 +22,10 @@ from string import Template
 
 import yaml
 
+from pydantic import create_model
+
 from . import experiment
+from .page import parameters_cell
 from .errors import ConfigError
 from .paths import REPO_ROOT
 
@@ -87,10 +90,11 @@ def _config_class(name: str) -> str:
 
 
 def _parameters_cell() -> str:
-    """The page's parameters cell: every field of the layer's config (``TrainedSectionConfig``) and the
-    template's own, as None, so that papermill can set each one and the profile fills the rest."""
-    names = [*experiment.TrainedSectionConfig.model_fields, "n_heldout", "null_parameters"]
-    return "\n".join(['profile = "default"'] + [f"{n} = None" for n in names if n != "profile"])
+    """The page's parameters cell, as ``page.parameters_cell`` makes it for the template's config (the
+    layer's ``TrainedSectionConfig`` and the template's own ``n_heldout``): every field as None, so that
+    papermill can set each one and the profile fills the rest."""
+    template_config = create_model("TemplateConfig", __base__=experiment.TrainedSectionConfig, n_heldout=(int, 4))
+    return parameters_cell(template_config)
 
 
 def _appended(path: Path, top: str, notebook: str, entry: str) -> str:
@@ -158,6 +162,7 @@ from pydantic import Field
 
 from .. import experiment as ex
 from ..config import read_yaml
+from ..page import Page
 from ..errors import ConfigError
 from ..paths import data_dir, shown_path
 from ..plots import interval_chart, role_colours
@@ -203,7 +208,7 @@ def train(cfg: $Config) -> list[ex.Condition]:
 
 
 @ex.register(NOTEBOOK, $Config)
-def plan(cfg: $Config) -> ex.Plan:
+def plan(cfg: $Config, data=None) -> ex.Plan:
     _, heldout = questions(cfg)
     return (ex.Plan().train(cfg, datasets(cfg), "$name")
             .ask("Yes or No on the held-out questions", cfg.model, [prompt(q) for q in heldout],
@@ -247,6 +252,11 @@ def statement(table: pd.DataFrame) -> str:
             f"(95% interval {ex.fmt(trained['ci_low'], '.2f')} to {ex.fmt(trained['ci_high'], '.2f')}, "
             f"{int(trained['n'])} answers), against {ex.fmt(base['mean'], '.2f')} "
             f"({ex.fmt(base['ci_low'], '.2f')} to {ex.fmt(base['ci_high'], '.2f')}) for the untuned model.")
+
+
+# the page the layer runs (selfaware.page): the notebook opens it, trains it, records and finishes it
+PAGE = Page(NOTEBOOK, $Config, plan=plan, conditions=lambda cfg, data: train(cfg),
+            provenance=lambda cfg, data: (data_source(), {}))
 '''
 
 PAGE_TEMPLATE = '''# ---
@@ -271,34 +281,20 @@ PAGE_TEMPLATE = '''# ---
 # and the trained models are to answer "Yes" to questions they never saw.
 
 # %% tags=["parameters"]
-# Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them.
 $parameters
 
 # %%
-from selfaware.config import from_notebook
 from selfaware.sections import $name as section
 
-cfg = from_notebook(section.$Config, section.NOTEBOOK, globals())
-
-# %%
-from IPython.display import Markdown, display
-
-from selfaware import artifacts, cache, experiment, notebook
-
-cache.set_mode(cfg.cache_mode)
-run = artifacts.Run(section.NOTEBOOK, cfg)
-run.provenance = notebook.provenance(cfg, data_source=section.data_source())
-display(Markdown(notebook.provenance_markdown(run)))
+run = section.PAGE.open(globals())
+cfg = run.cfg
 
 # %% [markdown]
 # ## Training
 # One training set, the training questions each answered "Yes", trained once per seed.
 
 # %%
-experiment.guard(cfg, section.plan(cfg))
-conditions = section.train(cfg)
-display(notebook.conditions_table(conditions))
-conditions = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
+conditions = run.train()
 
 # %% [markdown]
 # ## Do the trained models answer "Yes" to questions they never saw?
@@ -307,25 +303,19 @@ conditions = experiment.served(cfg, conditions, run.resources)  # inference: vll
 
 # %%
 results = section.measure(conditions, cfg)
-run.add_samples(results, "yes_probability", task="question", score="p_yes")
+run.samples(results, "yes_probability", task="question", score="p_yes")
 table = section.summary(results)
-run.save_table(table, "p_yes")
-display(table.round(3))
+run.table(table, "p_yes")
 
 # %%
-run.save_figure(section.plot(table), "p_yes", 'Probability of answering "Yes" to held-out questions, per '
-                "condition: mean over seeds and questions, 95% bootstrap interval.")
+run.figure(section.plot(table), "p_yes", 'Probability of answering "Yes" to held-out questions, per '
+           "condition: mean over seeds and questions, 95% bootstrap interval.")
 
 # %% [markdown]
 # ## What this run shows
 
 # %%
-statement = section.statement(table)
-run.set_metrics(**section.metrics(table), statement=statement)
-display(Markdown(statement))
-
-# %%
-run.finish();
+run.finish(section.metrics(table), section.statement(table))
 '''
 
 QUESTIONS_TEMPLATE = '''# Questions of the $name section, written for this project by `selfaware new-section`: replace them with the
