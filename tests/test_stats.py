@@ -40,3 +40,26 @@ def test_answers_to_one_question_are_a_cluster_not_independent_draws():
     _, low_pooled, high_pooled = bootstrap_mean_ci(frame, "value", ["seed"], 500)
     _, low, high = bootstrap_mean_ci(frame, "value", ["seed", "question"], 500)
     assert high - low > 3 * (high_pooled - low_pooled)
+
+
+def _plain_resample(groups, rng) -> float:
+    """The hierarchical bootstrap as first written: rng.choice at the innermost level, np.mean above it."""
+    if isinstance(groups, np.ndarray):
+        return float(rng.choice(groups, size=len(groups), replace=True).mean())
+    picks = rng.integers(0, len(groups), size=len(groups))
+    return float(np.mean([_plain_resample(groups[i], rng) for i in picks]))
+
+
+def test_the_fast_resample_draws_and_averages_exactly_as_the_plain_one():
+    # the published intervals of every page rest on this stream: seeds, questions and answers of unequal counts
+    from selfaware.stats import _nest, _resample
+
+    values = np.random.default_rng(3)
+    rows = [{"seed": s, "question": q, "value": float(values.normal())}
+            for s in range(3) for q in range(2 + 3 * s) for _ in range(1 + (q * 7 + s) % 5)]
+    frame = pd.DataFrame(rows)
+    for levels in (["seed", "question"], ["seed"], []):
+        groups = _nest(frame, "value", levels)
+        fast, plain = np.random.default_rng(11), np.random.default_rng(11)
+        assert [_resample(groups, fast) for _ in range(300)] == [_plain_resample(groups, plain) for _ in range(300)]
+        assert fast.bit_generator.state == plain.bit_generator.state  # the next interval's draws too
