@@ -36,10 +36,10 @@ _CELLS_AT_ONCE = 2_000_000  # resampled values held in memory at a time by the v
 
 
 def _resamples(groups, rng, n_boot: int) -> np.ndarray:
-    """``n_boot`` hierarchical resample means, each exactly what :func:`_resample` returns, drawn from ``rng`` as
-    it draws them. Where every level has groups of one size (seeds x questions x answers, the usual design), all
-    draws of a chunk of resamples are computed at once from the generator's raw stream (see _balanced_chunk);
-    elsewhere, and for any chunk that meets a rejected draw, one resample at a time."""
+    """``n_boot`` hierarchical resample means, each exactly what :func:`_resample` returns, drawn from
+    ``rng`` as it draws them. Where every level has groups of one size (seeds x questions x answers, the usual
+    design), all draws of a chunk of resamples are computed at once from the generator's raw stream (see
+    _balanced_chunk); elsewhere, and for any chunk that meets a rejected draw, one resample at a time."""
     sizes = _balanced_sizes(groups)
     if sizes is None or not isinstance(rng.bit_generator, np.random.PCG64):
         return np.array([_resample(groups, rng) for _ in range(n_boot)])
@@ -69,10 +69,11 @@ def _balanced_sizes(groups) -> list[int] | None:
 
 
 def _balanced_chunk(values: np.ndarray, sizes: list[int], rng, count: int) -> np.ndarray | None:
-    """``count`` resamples of the balanced array ``values`` (shape ``sizes``), as _resample would draw them one
-    after another: numpy 2's ``Generator.integers(0, n, size=n)`` takes 32-bit halves of the 64-bit stream, low
-    half first, keeping an unused half for the next call (``has_uint32``), maps each by Lemire's method
-    (``u * n >> 32``, rejected when the low 32 bits fall below ``2**32 % n``) and draws nothing for n = 1.
+    """``count`` resamples of the balanced array ``values`` (shape ``sizes``), as _resample would draw them
+    one after another: numpy 2's ``Generator.integers(0, n, size=n)`` takes 32-bit halves of the 64-bit
+    stream, low half first, keeping an unused half for the next call (``has_uint32``), maps each by Lemire's
+    method (``u * n >> 32``, rejected when the low 32 bits fall below ``2**32 % n``) and draws nothing for
+    n = 1.
     A resample's calls come in depth-first order, so each level's draws sit at fixed places in the stream.
     Returns None, having moved ``rng``, if any draw would have been rejected (tests/test_stats.py holds the
     result to _resample's bit for bit)."""
@@ -128,10 +129,10 @@ def _resample(groups, rng) -> float:
 
 
 def _resampled_mean(groups, rng) -> np.float64:
-    # The pages spend most of a warm rerun here: indexing with rng.integers draws exactly what
-    # rng.choice(groups, size=n, replace=True) draws (one call each, same sizes, same stream), and sum() / n is
-    # what np.mean computes, without either function's per-call overhead; the intervals are bit for bit as before
-    # (tests/test_stats.py holds them to the plain form).
+    # Unbalanced designs come here: indexing with rng.integers draws exactly what
+    # rng.choice(groups, size=n, replace=True) draws (one call each, same sizes, same stream), and sum() / n
+    # is what np.mean computes, without either function's per-call overhead; the intervals are bit for bit as
+    # before (tests/test_stats.py holds them to the plain form).
     n = len(groups)
     if isinstance(groups, np.ndarray):
         return groups[rng.integers(0, n, size=n)].sum() / n
