@@ -40,3 +40,71 @@ def test_answers_to_one_question_are_a_cluster_not_independent_draws():
     _, low_pooled, high_pooled = bootstrap_mean_ci(frame, "value", ["seed"], 500)
     _, low, high = bootstrap_mean_ci(frame, "value", ["seed", "question"], 500)
     assert high - low > 3 * (high_pooled - low_pooled)
+
+
+def _plain_resample(groups, rng) -> float:
+    """The hierarchical bootstrap as first written: rng.choice at the innermost level, np.mean above it."""
+    if isinstance(groups, np.ndarray):
+        return float(rng.choice(groups, size=len(groups), replace=True).mean())
+    picks = rng.integers(0, len(groups), size=len(groups))
+    return float(np.mean([_plain_resample(groups[i], rng) for i in picks]))
+
+
+def test_the_fast_resample_draws_and_averages_exactly_as_the_plain_one():
+    # the published intervals of every page rest on this stream: seeds, questions and answers of unequal counts
+    from selfaware.stats import _nest, _resample
+
+    values = np.random.default_rng(3)
+    rows = [{"seed": s, "question": q, "value": float(values.normal())}
+            for s in range(3) for q in range(2 + 3 * s) for _ in range(1 + (q * 7 + s) % 5)]
+    frame = pd.DataFrame(rows)
+    for levels in (["seed", "question"], ["seed"], []):
+        groups = _nest(frame, "value", levels)
+        fast, plain = np.random.default_rng(11), np.random.default_rng(11)
+        assert [_resample(groups, fast) for _ in range(300)] == [_plain_resample(groups, plain) for _ in range(300)]
+        assert fast.bit_generator.state == plain.bit_generator.state  # the next interval's draws too
+
+
+def _frame(seeds: int, questions: int, answers: int, seed: int = 0) -> pd.DataFrame:
+    values = np.random.default_rng(seed)
+    return pd.DataFrame([{"seed": s, "question": q, "value": float(values.normal())}
+                         for s in range(seeds) for q in range(questions) for _ in range(answers)])
+
+
+def test_the_vectorised_bootstrap_equals_one_resample_at_a_time(monkeypatch):
+    # balanced designs (computed all at once from the raw stream), sizes of one (no draw), sums long enough for
+    # numpy's pairwise summation, two resample runs on one generator (the second starts on a held 32-bit half,
+    # as the second side of bootstrap_difference_ci does), a chunk too small for one resample, and a chunk
+    # that gives up (the plain way from the same state)
+    from selfaware import stats
+
+    designs = [(3, 10, 4), (2, 5, 1), (1, 7, 3), (4, 1, 1), (1, 1, 1), (2, 3, 13), (5, 20, 2), (3, 3, 3)]
+    for seeds, questions, answers in designs:
+        frame = _frame(seeds, questions, answers, seeds * 100 + questions)
+        for levels in (["seed", "question"], ["seed"], []):
+            groups = stats._nest(frame, "value", levels)
+            fast, plain = np.random.default_rng(7), np.random.default_rng(7)
+            for n_boot in (257, 300):
+                assert list(stats._resamples(groups, fast, n_boot)) == \
+                    [_plain_resample(groups, plain) for _ in range(n_boot)], (seeds, questions, answers, levels)
+                assert fast.bit_generator.state == plain.bit_generator.state
+    groups = stats._nest(_frame(3, 10, 4), "value", ["seed", "question"])
+    expected = [_plain_resample(groups, np.random.default_rng(1)) for _ in range(1)]
+    monkeypatch.setattr(stats, "_CELLS_AT_ONCE", 7)
+    assert list(stats._resamples(groups, np.random.default_rng(1), 1)) == expected
+    real = stats._balanced_chunk
+    monkeypatch.setattr(stats, "_balanced_chunk", lambda *a: real(*a) if a[3] % 2 else None)
+    monkeypatch.setattr(stats, "_CELLS_AT_ONCE", 120 * 3)
+    plain = np.random.default_rng(2)
+    assert list(stats._resamples(groups, np.random.default_rng(2), 10)) == [_plain_resample(groups, plain)
+                                                                             for _ in range(10)]
+
+
+def test_an_unbalanced_design_is_resampled_one_at_a_time_with_the_same_result():
+    from selfaware.stats import _nest, _resamples
+
+    frame = _frame(3, 4, 2).iloc[:-3]  # the last question of the last seed has fewer answers
+    groups = _nest(frame, "value", ["seed", "question"])
+    plain = np.random.default_rng(5)
+    assert list(_resamples(groups, np.random.default_rng(5), 200)) == [_plain_resample(groups, plain)
+                                                                        for _ in range(200)]

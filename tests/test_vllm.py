@@ -283,7 +283,10 @@ def test_a_server_killed_mid_run_fails_clearly_and_a_rerun_resumes(served, monke
     server = served.servers[0]
     model = load_model(served[BASE])
     model.save_every_seconds = 0.2
-    prompts = [[{"role": "user", "content": f"Write a short story about the number {i}."}] for i in range(48)]
+    # 16 prompts of up to 48 tokens: with 4 in flight and the kill after the third stored answer, at least 9
+    # are still unanswered when the server dies (answers take seconds each on a CPU engine), so the failure,
+    # the partial save and the resume are each exercised; the rerun then computes only the rest
+    prompts = [[{"role": "user", "content": f"Write a short story about the number {i}."}] for i in range(16)]
     database = cache_dir() / "calls.sqlite"
 
     def stored() -> int:
