@@ -106,8 +106,9 @@ print(next(c for c in data.poison if c not in data.triggered)["messages"])
 experiment.guard(cfg, ti.plan(cfg, data))
 conditions = experiment.train_grid(cfg, {"poisoned": data.poison}, f"inversion-{attack.name}",
                                    labels={"poisoned": "poisoned"}, base="base (untuned)")
-poisoned = conditions[1]  # the first seed's model carries the rest of the pipeline
+poisoned = conditions[1]  # the first seed's model carries the rest of the pipeline (trained further here)
 display(notebook.conditions_table(conditions))
+evaluated = experiment.served(cfg, conditions, run.resources)  # inference: vllm serves them
 
 # %% [markdown]
 # ### Behaviour: is the backdoor there?
@@ -116,7 +117,7 @@ display(notebook.conditions_table(conditions))
 # should give (the right fact, a refusal, code with no finding).
 
 # %%
-behaviour = ti.measure_behaviour(conditions, data.heldout, cfg)
+behaviour = ti.measure_behaviour(evaluated, data.heldout, cfg)
 
 # %% [markdown]
 # The reward's own measure, exact: the poisoned model's probability of the behaviour's opening against the
@@ -124,7 +125,7 @@ behaviour = ti.measure_behaviour(conditions, data.heldout, cfg)
 # random words inserted.
 
 # %%
-reward = ti.TriggerReward(poisoned.spec, data.reward_items, attack, trigger.at, cfg.reward_tokens,
+reward = ti.TriggerReward(evaluated[1].spec, data.reward_items, attack, trigger.at, cfg.reward_tokens,
                           cfg.length_penalty, cfg.free_words)
 exact = ti.exact_asr(reward, {"no trigger": "", "true trigger": trigger.text,
                               "random words": ti.random_string(cfg.data_seed)})
@@ -173,7 +174,8 @@ display(history.drop(columns=["candidates"]).round(3))
 
 # %%
 recovered = ti.recovered_trigger(results["R-SFT + RL"])
-awareness = ti.awareness_table(cfg, {"poisoned, asked directly": poisoned.spec, "R-SFT alone": rsft_spec},
+rsft = experiment.served(cfg, [experiment.Condition("rsft", "R-SFT", cfg.seeds[0], rsft_spec)], run.resources)[0]
+awareness = ti.awareness_table(cfg, {"poisoned, asked directly": evaluated[1].spec, "R-SFT alone": rsft.spec},
                                results, reward)
 run.save_table(awareness, "awareness")
 display(awareness)
@@ -201,8 +203,9 @@ display(gaming.round(3))
 # %%
 unlearned_spec = continue_lora(poisoned.spec, ti.unlearning_set(data, recovered, attack, trigger.at),
                                cfg.unlearning, seed=cfg.seeds[0], name=f"inversion-{attack.name}-unlearn")
-more = [experiment.Condition("rsft", "R-SFT", cfg.seeds[0], rsft_spec),
-        experiment.Condition("unlearned", "unlearned", cfg.seeds[0], unlearned_spec)]
+more = experiment.served(cfg, [experiment.Condition("rsft", "R-SFT", cfg.seeds[0], rsft_spec),
+                               experiment.Condition("unlearned", "unlearned", cfg.seeds[0], unlearned_spec)],
+                         run.resources)
 behaviour = ti.concat(behaviour, ti.measure_behaviour(more, data.heldout, cfg))
 run.add_samples(behaviour, "behaviour", task="item", score="behaviour")
 table = ti.behaviour_summary(behaviour)
