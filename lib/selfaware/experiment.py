@@ -172,7 +172,7 @@ def served(cfg: SectionConfig, conditions: Sequence[Condition], resources) -> li
     for spec in local:
         for models in running:
             try:
-                mapping[spec] = models[spec] if spec in models else models.add_adapter(spec)
+                mapping[spec] = models.add_adapter(spec)  # the spec it already has, or a new adapter
                 break
             except EngineUnavailable:  # no adapter server of its base there (or its rank does not fit)
                 continue
