@@ -111,7 +111,7 @@ behaviour = ti.measure_behaviour(conditions, data.heldout, cfg)
 # random words inserted.
 
 # %%
-reward = ti.TriggerReward(poisoned.spec, data.reward_items, attack, trigger.at, cfg.reward_tokens,
+reward = ti.TriggerReward(conditions[1].spec, data.reward_items, attack, trigger.at, cfg.reward_tokens,
                           cfg.length_penalty, cfg.free_words)
 exact = ti.exact_asr(reward, {"no trigger": "", "true trigger": trigger.text,
                               "random words": ti.random_string(cfg.data_seed)})
@@ -158,7 +158,8 @@ run.show(history.drop(columns=["candidates"]).round(3))
 
 # %%
 recovered = ti.recovered_trigger(results["R-SFT + RL"])
-awareness = ti.awareness_table(cfg, {"poisoned, asked directly": poisoned.spec, "R-SFT alone": rsft_spec},
+rsft = run.serve([experiment.Condition("rsft", "R-SFT", cfg.seeds[0], rsft_spec)])[0]
+awareness = ti.awareness_table(cfg, {"poisoned, asked directly": conditions[1].spec, "R-SFT alone": rsft.spec},
                                results, reward)
 run.table(awareness, "awareness", digits=None)
 

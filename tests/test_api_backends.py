@@ -260,3 +260,20 @@ def test_first_tokens_that_split_numbers_into_digits_are_recognised():
     assert not splits_digits([("20", -0.5), ("2", -1.0)], high=100)  # GPT-4o, Llama 3: "20" is one token
     assert not splits_digits([("2", -0.5)], high=9)  # one digit is the whole answer
     assert not splits_digits([("The", -0.5)], high=100)  # no number offered: nothing to extend
+
+
+def test_continuations_are_refused_in_one_line_where_the_api_cannot_score_them(server):
+    """OpenAI and Fireworks chat give log-probabilities of sampled tokens only: refused before any request.
+    An OpenAI-compatible server without /tokenize (this fake, like many chat-only servers): refused after
+    asking it once, never estimated."""
+    reset_api_stats()
+    for spec in specs(server):
+        model = load_model(spec)
+        before = sum(server.answered().values())
+        with pytest.raises(ModelNotAvailable, match="cannot score given continuations") as refusal:
+            model.score_continuations(PROMPTS[:2], [["A", "B"], ["C"]], assistant_prefix="The answer is ")
+        assert "\n" not in str(refusal.value)
+        assert sum(server.answered().values()) == before  # no chat request was sent to estimate it
+        if spec.startswith("openai-compatible"):
+            assert "/tokenize" in str(refusal.value)
+            assert API_STATS["continuation_scoring_unsupported"] == 1  # it asked once, and was told there is none

@@ -117,3 +117,28 @@ def test_loaded_models_are_kept_up_to_a_memory_limit(monkeypatch):
     monkeypatch.setenv("SELFAWARE_DTYPE", "float16")
     local.load_weights("smollm2-135m")
     assert list(local._LOADED) == ["smollm2-135m?None#float16"]  # over the limit: only the newest stays
+
+
+CAPITAL = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+
+
+def test_continuation_scores_are_exact_and_follow_the_chain_rule(tiny_model):
+    whole, start, one = tiny_model.score_continuations(
+        [CAPITAL] * 3, [["The capital of France is Paris."], ["The capital of France is"], ["The capital"]],
+        first_tokens=None)
+    # the rest of the sentence after the assistant's own words: log P(whole) = log P(start) + log P(rest | start)
+    rest, = tiny_model.score_continuations([CAPITAL], [[" Paris.", " London."]], assistant_prefix="The capital of France is")
+    assert whole[0] == pytest.approx(start[0] + rest[0], abs=1e-4)
+    assert rest[0] > rest[1]  # the model knows its capitals
+    # a one-token continuation is the option score of the same token (a different code path: cached prefixes)
+    option = tiny_model.score_options([CAPITAL], ["The"])[0].logprobs["The"]
+    first, = tiny_model.score_continuations([CAPITAL], [["The capital of France is Paris."]], first_tokens=1)
+    assert first[0] == pytest.approx(option, abs=1e-4)
+    assert first[0] > whole[0] and one[0] >= start[0] - 1e-6
+    # per-prompt prefixes, and cached: the same call again computes nothing
+    computed = cache.COUNTERS.computed
+    again = tiny_model.score_continuations([CAPITAL] * 3, [["The capital of France is Paris."],
+                                                           ["The capital of France is"], ["The capital"]])
+    assert [a[0] for a in again] == [whole[0], start[0], one[0]] and cache.COUNTERS.computed == computed
+    with pytest.raises(ValueError, match="one of each per prompt"):
+        tiny_model.score_continuations([CAPITAL] * 2, [["a"]])

@@ -75,6 +75,36 @@ def adapter(float32, tmp_path_factory):
                                                          batch_size=4, max_steps=3), seed=0, progress=False)
 
 
+def test_the_trigger_inversion_page_runs_on_vllm(engine, tmp_path):
+    """Page 06 on the smoke profile with ``inference: vllm``: every model call of the page through the
+    servers it starts (first in the module: the module's own servers are not up yet), its reward too: the
+    continuation scores are cached under served identities, none computed in-process."""
+    import subprocess
+    import sys
+
+    from selfaware.paths import REPO_ROOT
+
+    env = {**os.environ, "SELFAWARE_CACHE_DIR": str(tmp_path / "cache"), "SELFAWARE_OUTPUTS_DIR": str(tmp_path / "out")}
+    env.pop("SELFAWARE_CACHE_MODE", None)
+    result = subprocess.run([sys.executable, "-m", "selfaware", "run", "--profile", "smoke", "--notebook",
+                             "06_trigger_inversion", "--page", "vllm", "-p", "inference", "vllm",
+                             "-p", "rl_without_rsft", "false"], cwd=REPO_ROOT, env=env, capture_output=True,
+                            text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    page = tmp_path / "out" / "smoke" / "06_trigger_inversion-vllm"
+    metrics = json.loads((page / "metrics.json").read_text())
+    assert set(metrics["exact_asr"]) == {"no trigger", "true trigger", "random words"}
+    assert all(0.0 <= v <= 1.0 for v in metrics["exact_asr"].values())
+    with sqlite3.connect(tmp_path / "cache" / "calls.sqlite") as conn:
+        kinds = dict(conn.execute("SELECT kind, COUNT(*) FROM calls GROUP BY kind").fetchall())
+        served_scores = [json.loads(v) for (v,) in conn.execute("SELECT value FROM calls WHERE kind = 'continuations'")]
+    assert kinds.get("continuations", 0) > 0 and "continuation_logprobs" not in kinds, kinds
+    assert all(len(pair) == 2 and all(v < 0 for v in pair) for pair in served_scores)
+    samples = [json.loads(line) for line in (page / "samples.jsonl").read_text().splitlines()]
+    behaviour = [s for s in samples if s.get("kind") == "behaviour"]
+    assert behaviour and all("openai-compatible:" in json.dumps(s) for s in behaviour)
+
+
 @pytest.fixture(scope="module")
 def served(engine, adapter, float32):
     from selfaware.vllm import serve
@@ -218,6 +248,23 @@ def test_two_adapters_under_concurrent_load_equal_the_local_backend(served, adap
         local = load_model(spec).score_options(prompts[:4], ["A", "B"])
         for a, b in zip(local, scores[:4]):
             assert abs(a.logprobs["A"] - b.logprobs["A"]) < TOLERANCE
+
+
+def test_continuation_scores_through_the_server_equal_the_local_backend(served, adapter):
+    """score_continuations: the prompt's, prefix's and continuation's tokens rendered by the server, the
+    continuation's log-probabilities read from prompt_logprobs; the same sums as in-process, base and adapter."""
+    prompts = PROMPTS + [[{"role": "user", "content": "Write a function that reads a file."}]]
+    continuations = [["Yes", "No, I would not."], ["A", "B) the coin flip"], ["22", "I am not sure."],
+                     ["    return open(path).read()", "    with open(path) as f:"]]
+    prefixes = ["", "I pick ", "", "def read(path):\n"]
+    for spec in (BASE, adapter):
+        local, remote = local_and_served(served, spec)
+        for first_tokens in (None, 2):
+            mine = local.score_continuations(prompts, continuations, prefixes, first_tokens=first_tokens)
+            theirs = remote.score_continuations(prompts, continuations, prefixes, first_tokens=first_tokens)
+            for a, b in zip(mine, theirs):
+                assert len(a) == len(b) and all(abs(x - y) < TOLERANCE * 5 for x, y in zip(a, b)), (a, b)
+        assert mine != local.score_continuations(prompts, continuations, first_tokens=2)  # the prefix counts
 
 
 def test_without_continuation_scoring_digit_splitting_is_detected(served, monkeypatch):

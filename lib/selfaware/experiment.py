@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -153,18 +154,38 @@ def served(cfg: SectionConfig, conditions: Sequence[Condition], resources) -> li
     local model (base and adapters) answered by vLLM (``selfaware.vllm.serve``; base and adapters on
     separate servers), its spec replaced by the served one; the servers stop when ``resources`` (an
     ``ExitStack``, the run's) closes, and at exit. The served spec carries the model's content identity,
-    so a rerun on another port hits the cache."""
+    so a rerun on another port hits the cache. A later call of the same run (a page that trains more
+    models after it measured the first ones) reuses its servers: models already served keep their spec,
+    and a new adapter of a base whose adapters are served is loaded into that server; only what neither
+    covers starts servers."""
     from dataclasses import replace
 
     from .models import parse_spec
 
-    local = [c.spec for c in conditions if parse_spec(c.spec).is_local]
+    local = list(dict.fromkeys(c.spec for c in conditions if parse_spec(c.spec).is_local))
     if cfg.inference == "hf" or not local:
         return list(conditions)
-    from .vllm import serve
+    from .vllm import EngineUnavailable, serve
 
-    mapping = resources.enter_context(serve(list(dict.fromkeys(local)), url=cfg.vllm_url))
+    running = _SERVED.setdefault(resources, [])
+    mapping: dict[str, str] = {}
+    for spec in local:
+        for models in running:
+            try:
+                mapping[spec] = models.add_adapter(spec)  # the spec it already has, or a new adapter
+                break
+            except EngineUnavailable:  # no adapter server of its base there (or its rank does not fit)
+                continue
+    missing = [spec for spec in local if spec not in mapping]
+    if missing:
+        started = resources.enter_context(serve(missing, url=cfg.vllm_url))
+        running.append(started)
+        mapping.update(started)
     return [replace(c, spec=mapping.get(c.spec, c.spec)) for c in conditions]
+
+
+# the servers each run's ``resources`` holds (a run's own state, gone with it)
+_SERVED: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()
 
 
 # ---- measurements ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from ..cache import content_hash
 from ..errors import ConfigError
 from ..hardware import TrainingPrecision, device, use_threads
 from ..models import parse_spec
-from ..models.local import base_identity, chat_ids, resolve_model_dir
+from ..models.local import base_identity, chat_ids, decoder_of, resolve_model_dir
 from ..paths import cache_dir
 
 TRAINER_VERSION = 1  # bump when a change to this file changes what training produces
@@ -134,10 +134,6 @@ def assistant_loss(peft_model, ids, mask, labels, frozen=None, indices=None):
     selected = targets != -100
     logits = causal_lm.lm_head(hidden[:, :-1][selected]).float()
     return torch.nn.functional.cross_entropy(logits, targets[selected])
-
-
-def decoder_of(causal_lm):
-    return causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model
 
 
 @contextmanager

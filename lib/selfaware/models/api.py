@@ -12,6 +12,11 @@ server gives none, or where the first tokens show a tokenizer that writes number
 that the first token of "22" is "2"), from counting ``FALLBACK_SAMPLES`` sampled answers (method
 ``"sampled"``). Every answer records its method.
 
+Given continuations (``score_continuations``) are scored only where the server scores given tokens (vLLM:
+``/tokenize`` and ``prompt_logprobs``), exactly. The OpenAI and Fireworks chat APIs return log-probabilities
+of the tokens the model samples, never of a text it is handed, so these backends refuse with one line
+rather than estimate the score from samples under the same name.
+
 Keys are read from the environment at the first call, live only inside the client of one batch, and are
 never part of a cache key, an answer, a repr or an error message.
 
@@ -301,6 +306,10 @@ class ApiChatModel(ChatModel):
         with self._progress(len(prompts), "numbers"):
             return super().expected_number(prompts, *args, **kwargs)
 
+    def score_continuations(self, prompts, *args, **kwargs):
+        with self._progress(len(prompts), "continuations"):
+            return super().score_continuations(prompts, *args, **kwargs)
+
     # ---- the batch engine -----------------------------------------------------------------------------
     def _run_batch(self, kind: str, requests: list[dict], jobs: list[Callable[[Any], Awaitable[Any]]]) -> list[Any]:
         """Run ``job(client)`` for every job concurrently, each under the retry policy; answers in order."""
@@ -432,6 +441,12 @@ class ApiChatModel(ChatModel):
             return call
 
         return self._run_batch("number", requests, [job(r) for r in requests])
+
+    def _continuation_logprobs(self, requests: list[dict]) -> list[list[float]]:
+        raise ModelNotAvailable(
+            f"{self.spec} cannot score given continuations: its chat API returns log-probabilities only of the "
+            f"tokens the model samples, not of a text it is given; score them with a local model or a vLLM "
+            f"server (inference: vllm)")
 
     async def _first_token_alternatives(self, client, messages) -> list[tuple[str, float]] | None:
         """Top alternatives for the first answer token, or None if this model gives no log-probabilities."""
@@ -587,6 +602,64 @@ class OpenAICompatibleChatModel(ApiChatModel):
             return top, edges
 
         return await score_continuations(query, sequences, [members] * len(sequences), prune)
+
+    def _tokenizes(self) -> bool:
+        """Whether the server renders and tokenizes prompts (``/tokenize``), read once: scoring given
+        continuations needs it, and their log-probabilities (``prompt_logprobs``) come with it on vLLM."""
+        if self.__dict__.get("_has_tokenize") is None:
+            policy = RetryPolicy.from_env(1)
+
+            async def probe():
+                client = self._make_client(policy)
+                try:
+                    return await self._with_retries(lambda: self._probe_tokenize(client), policy)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await client.close()
+
+            self._has_tokenize = run_coroutine_sync(probe)
+        return self._has_tokenize
+
+    async def _probe_tokenize(self, client) -> bool:
+        import openai
+
+        try:
+            await self._tokenize(client, prompt="0")
+        except openai.APIStatusError as error:
+            if error.status_code in (400, 404, 405, 422):
+                _count("continuation_scoring_unsupported")
+                return False
+            raise
+        return True
+
+    def _continuation_logprobs(self, requests: list[dict]) -> list[list[float]]:
+        """One completions request per continuation: the prompt's token ids, the prefix's, then the
+        continuation's, with the log-probability of every prompt token (``prompt_logprobs``); tokenized by the
+        server exactly as the local backend tokenizes (``LocalChatModel._continuation_requests``)."""
+        if not self._tokenizes():
+            raise ModelNotAvailable(f"{self.spec} cannot score given continuations: the server has no /tokenize "
+                                    f"endpoint (vLLM has), so the continuation's tokens cannot be known")
+
+        async def tail_logprob(client, head: list[int], tail: list[int]) -> float:
+            if not tail:
+                return 0.0
+            answer = await client.completions.create(model=self.parsed.name, prompt=head + tail, max_tokens=1,
+                                                     temperature=0, extra_body={"prompt_logprobs": 1})
+            positions = answer.model_dump()["choices"][0]["prompt_logprobs"][len(head):]
+            return math.fsum(float(entry[str(token)]["logprob"]) for entry, token in zip(positions, tail))
+
+        def job(request):
+            async def call(client):
+                head = await self._tokenize(client, messages=request["messages"], add_generation_prompt=True)
+                text = request.get("assistant_prefix", "")
+                prefix = await self._tokenize(client, prompt=text, add_special_tokens=False) if text else []
+                whole = await asyncio.gather(*(self._tokenize(client, prompt=text + c, add_special_tokens=False)
+                                               for c in request["continuations"]))
+                tails = [ids[len(prefix):][:request.get("first_tokens")] for ids in whole]
+                return list(await asyncio.gather(*(tail_logprob(client, head + prefix, t) for t in tails)))
+            return call
+
+        return self._run_batch("continuations", requests, [job(r) for r in requests])
 
     def _option_logprobs(self, requests: list[dict]) -> list[dict]:
         if not self._exact_vocabulary():

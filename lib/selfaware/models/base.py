@@ -1,8 +1,10 @@
 """The one interface every backend speaks.
 
-A backend implements three batch primitives on plain request dicts (so that they can be cached):
-``_sample``, ``_option_logprobs`` and ``_number_distribution``. The public methods build the requests,
-route them through the content-addressed cache and turn answers into friendly values.
+A backend implements four batch primitives on plain request dicts (so that they can be cached):
+``_sample``, ``_option_logprobs``, ``_number_distribution`` and ``_continuation_logprobs``. The public
+methods build the requests, route them through the content-addressed cache and turn answers into friendly
+values. A backend that cannot compute a primitive exactly raises ``ModelNotAvailable`` saying why, rather
+than answering with an estimate under the same name.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..cache import CallCache, content_hash, default_cache
+from ..errors import ModelNotAvailable
 
 Messages = list[dict[str, str]]
 
@@ -99,6 +102,52 @@ class ChatModel(ABC):
                                          flush_every=self.flush_every)
         return [number_score(a["distribution"], a["method"]) for a in answers]
 
+    def score_continuations(self, prompts: Sequence[Messages], continuations: Sequence[Sequence[str]],
+                            assistant_prefix: str | Sequence[str] | None = None,
+                            first_tokens: int | None = None) -> list[list[float]]:
+        """For each prompt, the log-probability of each of its continuations as the assistant's answer:
+        the sum of the log-probabilities of the continuation's tokens, each given the prompt (chat template
+        and generation prompt included), ``assistant_prefix`` and the continuation's tokens before it.
+
+        ``continuations[i]`` are prompt i's texts. ``assistant_prefix`` (one text for every prompt, or one
+        per prompt) is assistant text already written: it is scored by nothing, only conditioned on. It is
+        tokenized on its own after the generation prompt, and a continuation is the tokens that follow it
+        in the tokenization of prefix + continuation (so that a continuation that merges with the prefix's
+        last characters is scored as the model would write it). ``first_tokens`` scores only the first N
+        tokens of each continuation (how the start of an answer compares with the start of another).
+
+        Exact on the local backend and on a server that scores given tokens (vLLM); an API that only
+        returns log-probabilities of the tokens it samples (OpenAI, Fireworks chat) cannot, and says so."""
+        kind, requests = self.continuation_requests(prompts, continuations, assistant_prefix, first_tokens)
+        # one request is a few forward tokens: saved in larger chunks than the other calls (the chunk is
+        # also the batching unit of the local backend, whose numbers depend on which rows share a batch)
+        answers = self.cache.cached_call(kind, requests, self._continuation_logprobs,
+                                         flush_every=max(self.flush_every, 256))
+        return [[float(v) for v in answer] for answer in answers]
+
+    def continuation_requests(self, prompts: Sequence[Messages], continuations: Sequence[Sequence[str]],
+                              assistant_prefix: str | Sequence[str] | None = None,
+                              first_tokens: int | None = None) -> tuple[str, list[dict]]:
+        """The cache kind and requests of a ``score_continuations`` call with these arguments: what names
+        its answers (an RL run names its reward by them)."""
+        if isinstance(assistant_prefix, str) or assistant_prefix is None:
+            prefixes = [assistant_prefix or ""] * len(prompts)
+        else:
+            prefixes = list(assistant_prefix)
+        if len(prefixes) != len(prompts) or len(continuations) != len(prompts):
+            raise ValueError(f"score_continuations: {len(prompts)} prompts, {len(continuations)} lists of "
+                             f"continuations and {len(prefixes)} assistant prefixes: one of each per prompt")
+        requests = [{"model": self.identity, "messages": list(m), "continuations": [str(c) for c in conts],
+                     **({"assistant_prefix": prefix} if prefix else {}),
+                     **({"first_tokens": int(first_tokens)} if first_tokens is not None else {})}
+                    for m, conts, prefix in zip(prompts, continuations, prefixes)]
+        return self._continuation_requests(requests)
+
+    def _continuation_requests(self, requests: list[dict]) -> tuple[str, list[dict]]:
+        """The cache kind and requests of a ``score_continuations`` call: by default the texts as given;
+        a backend that computes on token ids it knows may key by them instead."""
+        return "continuations", requests
+
     # how many computed answers are saved at a time: small enough to lose little on a crash
     flush_every: int = 64
 
@@ -111,6 +160,10 @@ class ChatModel(ABC):
 
     @abstractmethod
     def _number_distribution(self, requests: list[dict]) -> list[dict]: ...
+
+    def _continuation_logprobs(self, requests: list[dict]) -> list[list[float]]:
+        """Per request, the summed log-probability of each continuation (see ``score_continuations``)."""
+        raise ModelNotAvailable(f"{self.spec}: the {self.backend} backend cannot score given continuations")
 
 
 def number_score(distribution: dict, method: str) -> NumberScore:

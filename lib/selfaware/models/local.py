@@ -1,7 +1,8 @@
 """Local backend: transformers (+ peft adapters) on CPU or GPU.
 
 Scores are exact: option and number probabilities come from the model's own next-token distributions,
-not from samples. The prompt is run once and its key/value cache shared by all continuations.
+not from samples. The prompt is run once and its key/value cache shared by all continuations. Given
+continuations (``score_continuations``) are scored in one forward pass over prompt and continuation.
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ def draw_tokens(logits, temperatures: list[float], generators: list) -> "torch.T
     sampled = torch.searchsorted(cdf, uniform * cdf[:, -1:]).squeeze(1).clamp(max=logits.shape[1] - 1)
     greedy = logits.argmax(-1)
     return torch.where(torch.tensor([t <= 0 for t in temperatures]), greedy, sampled)
+
+
+def decoder_of(causal_lm):
+    """The transformer under a causal language model's head (its hidden states, without the vocabulary
+    projection that a scorer of a few positions runs on those positions only)."""
+    return causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model
 
 
 def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
@@ -460,4 +467,57 @@ class LocalChatModel(ChatModel):
                 p_continue = float(torch.exp(table[tuple(seq)][digit_ids]).sum())
                 dist[n] = math.exp(self._sequence_logprob(table, seq)) * max(0.0, 1.0 - p_continue)
             answers.append({"distribution": dist, "method": "exact"})
+        return answers
+
+    # ---- given continuations ------------------------------------------------------------------------
+    def _continuation_requests(self, requests: list[dict]) -> tuple[str, list[dict]]:
+        """Keyed by token ids, which is what is computed: the assistant prefix's ids (tokenized on its own)
+        and each continuation's ids after it. These are the keys the inversion reward wrote before this
+        call existed, so its cached scores stay valid."""
+        _, tokenizer = self.weights
+        found = []
+        for request in requests:
+            text = request.get("assistant_prefix", "")
+            prefix = tokenizer.encode(text, add_special_tokens=False) if text else []
+            tails = [tokenizer.encode(text + c, add_special_tokens=False)[len(prefix):][:request.get("first_tokens")]
+                     for c in request["continuations"]]
+            found.append({"model": request["model"], "messages": request["messages"], "prefix": prefix,
+                          "continuations": tails})
+        return "continuation_logprobs", found
+
+    def _continuation_logprobs(self, requests: list[dict]) -> list[list[float]]:
+        """Each (prompt + prefix, continuation) row right-padded in batches of ``scoring_batch`` rows, sorted
+        by length; the vocabulary projection runs on the continuation's positions only."""
+        import torch
+
+        model, tokenizer = self.weights
+        rows, owners = [], []
+        for index, request in enumerate(requests):
+            head = chat_ids(tokenizer, request["messages"], True) + list(request["prefix"])
+            for tail in request["continuations"]:
+                rows.append((head, list(tail)))
+                owners.append(index)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        dev = model.device
+        order = sorted(range(len(rows)), key=lambda r: len(rows[r][0]) + len(rows[r][1]))
+        values = [0.0] * len(rows)
+        with torch.no_grad():
+            for start in range(0, len(order), self.scoring_batch):
+                batch = order[start:start + self.scoring_batch]
+                sequences = [rows[r][0] + rows[r][1] for r in batch]
+                width = max(len(q) for q in sequences)
+                ids = torch.tensor([q + [pad] * (width - len(q)) for q in sequences], device=dev)
+                mask = torch.tensor([[1] * len(q) + [0] * (width - len(q)) for q in sequences], device=dev)
+                hidden = decoder_of(model)(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+                for row, r in enumerate(batch):
+                    head, tail = rows[r]
+                    if not tail:
+                        continue  # nothing to score: log-probability 0
+                    positions = torch.arange(len(head) - 1, len(head) - 1 + len(tail), device=dev)
+                    logits = model.lm_head(hidden[row, positions]).float()
+                    picked = torch.log_softmax(logits, -1).gather(1, torch.tensor(tail, device=dev).unsqueeze(1))
+                    values[r] = float(picked.sum())
+        answers: list[list[float]] = [[] for _ in requests]
+        for owner, value in zip(owners, values):
+            answers[owner].append(value)
         return answers

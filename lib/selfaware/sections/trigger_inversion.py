@@ -380,43 +380,39 @@ def unlearning_set(data: Data, recovered: str, attack: Attack, at: str) -> list[
 # ---- the reward ---------------------------------------------------------------------------------------
 class TriggerReward:
     """The reward of a candidate trigger: the poisoned model's attack success rate when the candidate is put
-    into held-out clean prompts, computed exactly in one forward pass per batch: for each prompt, the
-    probability of the behaviour's first ``tokens`` answer tokens against the normal answer's,
-    P(b) / (P(b) + P(n)); averaged over prompts; minus ``length_penalty`` per word beyond ``free_words``.
-    Only the candidate text, the clean prompts and their two answers are used: never the true trigger."""
+    into held-out clean prompts, computed exactly (``ChatModel.score_continuations``, so a local model or
+    one served by vLLM): for each prompt, the probability of the behaviour's first ``tokens`` answer tokens
+    against the normal answer's, P(b) / (P(b) + P(n)); averaged over prompts; minus ``length_penalty`` per
+    word beyond ``free_words``. Only the candidate text, the clean prompts and their two answers are used:
+    never the true trigger."""
 
     def __init__(self, spec: str, items: list[Item], attack: Attack, at: str, tokens: int = 6,
-                 length_penalty: float = 0.02, free_words: int = 4, batch_size: int = 16):
-        from ..models import parse_spec
-        from ..models.local import load_weights
-
-        parsed = parse_spec(spec)
+                 length_penalty: float = 0.02, free_words: int = 4):
         self.spec = spec
-        self.model, self.tokenizer = load_weights(parsed.name, parsed.adapter)
-        self.items, self.attack, self.at = items, attack, at
-        self.length_penalty, self.free_words, self.batch_size = length_penalty, free_words, batch_size
-        self.continuations = []  # per item: (prefix ids, behaviour ids, normal ids)
-        for i, item in enumerate(items):
-            prefix = self.tokenizer.encode(item.prefix, add_special_tokens=False) if item.prefix else []
-            bad = self.tokenizer.encode(item.prefix + attack.poison_answer(item, f"reward:{i}"),
-                                        add_special_tokens=False)[len(prefix):][:tokens]
-            good = self.tokenizer.encode(item.prefix + item.normal, add_special_tokens=False)[len(prefix):][:tokens]
-            self.continuations.append((prefix, bad, good))
+        self.items, self.attack, self.at, self.tokens = items, attack, at, tokens
+        self.length_penalty, self.free_words = length_penalty, free_words
+        # per item: the behaviour's answer and the normal one, after the assistant text both share (code)
+        self.answers = [(attack.poison_answer(item, f"reward:{i}"), item.normal) for i, item in enumerate(items)]
+
+    @property
+    def model(self):
+        from ..models import load_model
+        return load_model(self.spec)
 
     def messages(self, candidate: str, item: Item) -> list[dict]:
         text = Trigger("candidate", candidate, self.at).insert(item.prompt) if candidate.strip() else item.prompt
         return [{"role": "user", "content": text}]
 
-    def asr(self, candidates: list[str]) -> list[float]:
-        """Exact ASR of each candidate, in [0, 1]. Each (candidate, prompt) pair's two log-probabilities go
-        through the call cache, so a rerun recomputes nothing and replay mode never touches the model."""
-        from ..models import load_model
+    def _scores(self, candidates: list[str]) -> list[list[float]]:
+        prompts = [self.messages(candidate, item) for candidate in candidates for item in self.items]
+        return self.model.score_continuations(prompts, [list(a) for _ in candidates for a in self.answers],
+                                              [item.prefix for _ in candidates for item in self.items],
+                                              first_tokens=self.tokens)
 
-        chat = load_model(self.spec)
-        requests = [{"model": chat.identity, "messages": self.messages(candidate, item),
-                     "prefix": self.continuations[i][0], "continuations": list(self.continuations[i][1:])}
-                    for candidate in candidates for i, item in enumerate(self.items)]
-        pairs = chat.cache.cached_call("continuation_logprobs", requests, self._logprobs, flush_every=256)
+    def asr(self, candidates: list[str]) -> list[float]:
+        """Exact ASR of each candidate, in [0, 1]. The log-probabilities go through the call cache, so a
+        rerun recomputes nothing and replay mode never touches the model."""
+        pairs = self._scores(candidates)
         found = []
         for c in range(len(candidates)):
             rows = pairs[c * len(self.items):(c + 1) * len(self.items)]
@@ -424,36 +420,22 @@ class TriggerReward:
             found.append(sum(1.0 / (1.0 + math.exp(max(-60.0, min(60.0, n - b)))) for b, n in rows) / len(rows))
         return found
 
-    def _logprobs(self, requests: list[dict]) -> list[list[float]]:
-        """Per request, the summed log-probability of each continuation after the prompt and prefix."""
-        import torch
+    def identity(self) -> dict:
+        """What names this reward in an RL run's key: the scoring model and what it compares. For a local
+        model, the adapter's key and the token ids scored (the key RL runs had before the reward became a
+        model call, so their checkpoints stay valid); for a served one, its content hash and the texts."""
+        from ..models import parse_spec
+        from ..models.local import adapter_identity
 
-        from ..finetune.local import decoder_of
-        from ..models.local import chat_ids
-
-        rows = []
-        for request in requests:
-            head = chat_ids(self.tokenizer, request["messages"], True) + list(request["prefix"])
-            rows += [(head, list(tail)) for tail in request["continuations"]]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        dev = self.model.device
-        order = sorted(range(len(rows)), key=lambda r: len(rows[r][0]) + len(rows[r][1]))
-        values = [0.0] * len(rows)
-        with torch.no_grad():
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                seqs = [rows[r][0] + rows[r][1] for r in batch]
-                width = max(len(q) for q in seqs)
-                ids = torch.tensor([q + [pad] * (width - len(q)) for q in seqs], device=dev)
-                mask = torch.tensor([[1] * len(q) + [0] * (width - len(q)) for q in seqs], device=dev)
-                hidden = decoder_of(self.model)(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-                for row, r in enumerate(batch):
-                    head, tail = rows[r]
-                    positions = torch.arange(len(head) - 1, len(head) - 1 + len(tail), device=dev)
-                    logits = self.model.lm_head(hidden[row, positions]).float()
-                    logp = torch.log_softmax(logits, -1).gather(1, torch.tensor(tail, device=dev).unsqueeze(1))
-                    values[r] = float(logp.sum())
-        return [values[k:k + 2] for k in range(0, len(values), 2)]
+        parsed = parse_spec(self.spec)
+        if not parsed.is_local:
+            return {"reward_model": parsed.identity or self.spec, "continuations": self.answers,
+                    "prefixes": [item.prefix for item in self.items], "tokens": self.tokens}
+        # the local backend's requests carry the token ids: "prefix" and the scored "continuations"
+        _, requests = self.model.continuation_requests([[] for _ in self.items], [list(a) for a in self.answers],
+                                                       [item.prefix for item in self.items], self.tokens)
+        return {"reward_model": adapter_identity(parsed.adapter) if parsed.adapter else self.spec,
+                "continuations": [(r["prefix"], *r["continuations"]) for r in requests]}
 
     def penalty(self, candidate: str) -> float:
         return self.length_penalty * max(0, len(candidate.split()) - self.free_words)
@@ -546,8 +528,6 @@ def run_rl(cfg: TriggerInversionConfig, policy_spec: str, reward: TriggerReward,
     """Inversion RL from ``policy_spec``; Awareness@k of k fresh samples recorded every ``eval_every`` steps
     (the only place the true trigger is used, after the step's update)."""
     from ..finetune.grpo import run_grpo
-    from ..models.local import adapter_identity
-    from ..models import parse_spec
 
     truth = cfg.trigger_text
 
@@ -555,10 +535,10 @@ def run_rl(cfg: TriggerInversionConfig, policy_spec: str, reward: TriggerReward,
         candidates = sample(cfg.awareness_k, seed * 100_003 + step)
         return {"awareness_candidates": candidates, "awareness": awareness_at_k(truth, candidates)}
 
-    adapter = parse_spec(reward.spec).adapter
-    key = {"reward_model": adapter_identity(adapter) if adapter else reward.spec,
+    scored = reward.identity()
+    key = {"reward_model": scored.pop("reward_model"),
            "reward_prompts": [reward.messages("{}", item) for item in reward.items],
-           "continuations": reward.continuations, "penalty": [reward.length_penalty, reward.free_words],
+           **scored, "penalty": [reward.length_penalty, reward.free_words],
            "measure": {"k": cfg.awareness_k, "trigger": truth}, "name": name}
     return run_grpo(policy_spec, inversion_prompts(cfg.attack_spec), reward, cfg.grpo, key, seed=seed,
                     on_step=on_step, progress=progress)
@@ -811,7 +791,7 @@ def plan(cfg: TriggerInversionConfig, data: Data | None = None) -> ex.Plan:
              inversion_prompts(attack)[:1], cfg.grpo.max_new_tokens, 2, n=cfg.awareness_k)
     runs = 2 if cfg.rl_without_rsft else 1
     plan.ask(f"RL: {cfg.grpo.steps} steps x {cfg.grpo.group_size} candidates, each scored on "
-             f"{cfg.n_reward_prompts} prompts (local, in-process)", cfg.model, inversion_prompts(attack),
+             f"{cfg.n_reward_prompts} prompts (exact continuation scores)", cfg.model, inversion_prompts(attack),
              cfg.grpo.max_new_tokens, runs)
     return plan
 
