@@ -401,9 +401,7 @@ def plot_points(points: pd.DataFrame):
 
 # ---- the page's verdict ----------------------------------------------------------------------------------
 def _interval(node: dict | None) -> str:
-    if not node or node.get("mean") is None:
-        return "n/a"
-    return f"{node['mean']:+.2f} [{ex.fmt(node.get('ci_low'), '+.2f')}, {ex.fmt(node.get('ci_high'), '+.2f')}]"
+    return ex.Interval.of(node).format("+.2f") if node else "n/a"
 
 
 def _word(flag: bool | None, yes: str, no: str) -> str:

@@ -514,8 +514,8 @@ def clean_ok(attack: Attack, item: Item, answer: str, shown: bool | None) -> flo
 
 
 def behaviour_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    asr = summarise(ex.seed_key(frame), ["role", "condition", "variant"], "behaviour", ["seed_key", "item"])
-    ok = summarise(ex.seed_key(frame), ["role", "condition", "variant"], "clean_ok", ["seed_key", "item"])
+    asr = ex.summary(frame, ["role", "condition", "variant"], "behaviour", ["item"])
+    ok = ex.summary(frame, ["role", "condition", "variant"], "clean_ok", ["item"])
     return pd.concat([asr.assign(measure="ASR (sampled)"), ok.assign(measure="clean behaviour correct")],
                      ignore_index=True)
 
@@ -732,7 +732,7 @@ def _rate(table: pd.DataFrame, role: str, variant: str, measure: str = "ASR (sam
 
 
 def _pct(row) -> str:
-    return f"{ex.fmt(row['mean'], '.0%')} [95% CI {ex.fmt(row['ci_low'], '.0%')}-{ex.fmt(row['ci_high'], '.0%')}]"
+    return ex.Interval.of(row).format(".0%", "ci")
 
 
 def statement(cfg: TriggerInversionConfig, table: pd.DataFrame, exact: pd.DataFrame, awareness: pd.DataFrame,

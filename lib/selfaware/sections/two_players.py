@@ -466,10 +466,7 @@ def _paper(figure_id: str):
 
 
 def _iv(node, pattern: str = ".2f") -> str:
-    if node is None or node.get("mean") is None:
-        return "n/a"
-    return (f"{ex.fmt(node['mean'], pattern)} [{ex.fmt(node['ci_low'], pattern)}, "
-            f"{ex.fmt(node['ci_high'], pattern)}]")
+    return "n/a" if node is None else ex.Interval.of(node).format(pattern)
 
 
 def paper_comparison(heads: dict[str, dict]) -> pd.DataFrame:
