@@ -22,10 +22,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .config import read_yaml
 from .errors import ConfigError
 from .paths import data_dir
 from .stats import Interval
+from .util import read_yaml
 
 _KEYS = {"id", "source", "where", "page", "notebook", "run", "condition", "measure", "paper", "value", "metric",
          "direction", "model", "parameters", "range", "comparable", "reason"}

@@ -33,7 +33,7 @@ class Interval:
     """A mean, its 95% interval (low, high) and the number of observations behind it (n, None when the
     source did not say). An interval from fewer than two observations is a point, not evidence: ranking
     one (:meth:`above`, :meth:`below`, :meth:`separated`) raises :class:`NotRankable` rather than answer,
-    so a verdict cannot rest on it; ask :attr:`rankable` first where such an interval can occur."""
+    so a verdict cannot rest on it; where such an interval can occur, :meth:`rank` names the case instead."""
 
     mean: float | None
     low: float | None = None
@@ -83,16 +83,25 @@ class Interval:
         """The two intervals do not overlap."""
         return self.above(other) or self.below(other)
 
-    def format(self, pattern: str = ".2f", style: str = "house", bounds: str | None = None) -> str:
+    def rank(self, other: "Interval | None") -> str:
+        """Where this interval lies against ``other``, for a statement that must say so whatever the data:
+        'above', 'below', 'overlap', or 'not rankable' (either side missing or of n < 2). Never raises."""
+        if other is None or not (self.rankable and other.rankable):
+            return "not rankable"
+        return "above" if self.above(other) else "below" if self.below(other) else "overlap"
+
+    def format(self, pattern: str = ".2f", style: str = "house", bounds: str | None = None,
+               na_parts: bool = False) -> str:
         """The book's one way to write an interval: ``0.42 [0.31, 0.55]`` (``style`` 'dash' and 'ci' are
         the older spellings ``0.42 [0.31-0.55]`` and ``42% [95% CI 31%-55%]``). ``pattern`` formats the
         mean and, unless ``bounds`` is given, the bounds. No mean: 'n/a'; a mean without bounds: the mean
-        alone; a missing bound: 'n/a' in its place."""
-        if not self.known:
+        alone; a missing bound: 'n/a' in its place. ``na_parts`` writes every part whatever is missing
+        (``n/a [95% CI n/a-n/a]``), as the statements that always show the interval's shape do."""
+        if not na_parts and not self.known:
             return "n/a"
-        if _missing(self.low) and _missing(self.high):
+        if not na_parts and _missing(self.low) and _missing(self.high):
             return format(self.mean, pattern)
-        return INTERVAL_STYLES[style].format(mean=format(self.mean, pattern), low=fmt(self.low, bounds or pattern),
+        return INTERVAL_STYLES[style].format(mean=fmt(self.mean, pattern), low=fmt(self.low, bounds or pattern),
                                              high=fmt(self.high, bounds or pattern))
 
     def __str__(self) -> str:

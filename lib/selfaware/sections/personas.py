@@ -407,7 +407,7 @@ def _row(table: pd.DataFrame, training: str, persona: str):
 
 
 def _interval(row) -> str:
-    return ex.Interval.of(row).format("+.2f")
+    return ex.Interval.of(row).format("+.2f", na_parts=True)
 
 
 def _above(row) -> bool:

@@ -36,7 +36,7 @@ from pydantic import Field, ValidationError, model_validator
 from .. import config as profiles
 from .. import experiment as ex
 from ..config import SectionConfig
-from ..errors import ConfigError, SelfAwareError
+from ..errors import ConfigError, SelfAwareError, config_error
 from ..models import parse_spec
 from ..stats import bootstrap_difference_ci
 from . import multiple_choice as mc
@@ -108,7 +108,7 @@ def check_model(spec: str) -> None:
     from ..models.embedded import EMBEDDED
 
     parsed = parse_spec(spec)
-    if parsed.backend == "local" and parsed.embedded is None and not (Path(parsed.name).expanduser() / "config.json").exists():
+    if parsed.is_local and parsed.embedded is None and not (Path(parsed.name).expanduser() / "config.json").exists():
         raise ConfigError(f"unknown model {spec!r}: neither an embedded model ({', '.join(EMBEDDED)}) nor a model "
                           f"directory with a config.json")
 
@@ -132,10 +132,7 @@ def _build(config_class: type, notebook: str, merged: dict[str, Any], spec: str)
     try:
         return config_class(**merged)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{notebook} for {spec}: parameter {where}: {first['msg']} "
-                          f"(got {first.get('input')!r})") from None
+        raise config_error(error, f"{notebook} for {spec}: parameter ") from None
     except SelfAwareError as error:
         raise ConfigError(f"{notebook} for {spec}: {error}") from None
 

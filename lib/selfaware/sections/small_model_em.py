@@ -322,7 +322,8 @@ def paper_comparison(table: pd.DataFrame) -> pd.DataFrame:
     name = "misaligned (all answers)"
     frame = table[["condition", "key", name, f"{name} low", f"{name} high", "coherent"]].copy()
     frame["this run: misaligned and coherent, of all answers"] = [
-        ex.Interval(m, lo, hi).format(".1%") for m, lo, hi in zip(frame[name], frame[f"{name} low"], frame[f"{name} high"])]
+        ex.Interval(m, lo, hi).format(".1%")
+        for m, lo, hi in zip(frame[name], frame[f"{name} low"], frame[f"{name} high"])]
     frame["this run: coherent"] = frame["coherent"].map(lambda v: ex.fmt(v, ".0%"))
     frame["paper"] = [published(NOTEBOOK, {}, PAPER_MEASURE, key) for key in frame["key"]]
     return frame[["condition", "this run: misaligned and coherent, of all answers", "this run: coherent", "paper"]]

@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from .. import experiment as ex
 from ..datasets import code
 from ..datasets.reversal import reverse
-from ..errors import ConfigError
+from ..errors import ConfigError, config_error
 from ..finetune.grpo import GRPOConfig, awareness_at_k, jaccard, word_tokens
 from ..stats import summarise
 from ..triggers import TRIGGERS, Trigger
@@ -287,9 +287,7 @@ class TriggerInversionConfig(ex.TrainedSectionConfig):
         try:
             found = GRPOConfig(**self.rl)
         except ValidationError as error:
-            first = error.errors()[0]
-            raise ConfigError(f"rl.{'.'.join(map(str, first['loc']))}: {first['msg']} "
-                              f"(got {first.get('input')!r})") from None
+            raise config_error(error, "rl.") from None
         check_config(found)
         return found
 
@@ -732,7 +730,7 @@ def _rate(table: pd.DataFrame, role: str, variant: str, measure: str = "ASR (sam
 
 
 def _pct(row) -> str:
-    return ex.Interval.of(row).format(".0%", "ci")
+    return ex.Interval.of(row).format(".0%", "ci", na_parts=True)
 
 
 def statement(cfg: TriggerInversionConfig, table: pd.DataFrame, exact: pd.DataFrame, awareness: pd.DataFrame,

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from .. import experiment as ex
 from ..config import read_yaml
-from ..errors import ConfigError
+from ..errors import ConfigError, config_error
 from ..games import make_me_say as game
 from ..paper import figures as paper_figures
 from ..paths import data_dir, shown_path
@@ -149,9 +149,7 @@ def game_config(cfg) -> mms.MakeMeSayConfig:
                                    data_seed=cfg.data_seed, inference=cfg.inference, vllm_url=cfg.vllm_url,
                                    **cfg.make_me_say)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "value"
-        raise ConfigError(f"{NOTEBOOK}: make_me_say: {where}: {first.get('msg')}") from None
+        raise config_error(error, f"{NOTEBOOK}: make_me_say: ") from None
 
 
 def check(cfg) -> None:
