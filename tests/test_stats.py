@@ -1,7 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from selfaware.stats import bootstrap_mean_ci, pearson
+import pytest
+
+from selfaware.stats import Interval, NotRankable, bootstrap_mean_ci, pearson, summarise
 
 
 def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_data():
@@ -108,3 +110,51 @@ def test_an_unbalanced_design_is_resampled_one_at_a_time_with_the_same_result():
     plain = np.random.default_rng(5)
     assert list(_resamples(groups, np.random.default_rng(5), 200)) == [_plain_resample(groups, plain)
                                                                         for _ in range(200)]
+
+
+# ---- Interval ----------------------------------------------------------------------------------------------
+def _summary_row(values, seeds=1):
+    frame = pd.DataFrame({"group": "g", "seed": [i % seeds for i in range(len(values))],
+                          "question": range(len(values)), "v": values})
+    return summarise(frame, ["group"], "v", ["seed", "question"]).iloc[0]
+
+
+def test_an_interval_reads_a_summary_row_and_keeps_its_n():
+    row = _summary_row([0.0, 1.0, 1.0, 0.0, 1.0])
+    interval = Interval.of(row)
+    assert interval.n == 5 and interval.mean == pytest.approx(0.6)
+    assert interval.low <= interval.mean <= interval.high
+    assert Interval.of(None) is None
+
+
+def test_ranking_an_interval_of_one_observation_is_refused():
+    single = Interval.of(_summary_row([0.9]))
+    assert single.n == 1 and single.low == single.high == single.mean  # a point: it would "separate" from anything
+    many = Interval.of(_summary_row([0.1, 0.2, 0.1, 0.2]))
+    assert not single.rankable and many.rankable
+    with pytest.raises(NotRankable, match=r"n=1.*n >= 2"):
+        single.above(many)
+    with pytest.raises(NotRankable):
+        many.below(single)
+    with pytest.raises(NotRankable):
+        many.separated(Interval(0.5, 0.4, 0.6))  # n unknown: not evidence either
+
+
+def test_ranking_two_intervals_of_enough_observations():
+    high, low = Interval(0.8, 0.7, 0.9, n=10), Interval(0.2, 0.1, 0.3, n=10)
+    overlapping = Interval(0.75, 0.25, 0.85, n=10)
+    assert high.above(low) and low.below(high) and high.separated(low) and low.separated(high)
+    assert not high.above(overlapping) and not overlapping.below(high) and not overlapping.separated(low)
+
+
+def test_an_interval_formats_itself_as_the_pages_write_it():
+    interval = Interval(0.4237, 0.3111, 0.5549, n=12)
+    assert interval.format() == str(interval) == "0.42 [0.31, 0.55]"
+    assert interval.format(".1%") == "42.4% [31.1%, 55.5%]"
+    assert interval.format("+.2f") == "+0.42 [+0.31, +0.55]"
+    assert interval.format(".0%", "dash") == "42% [31%-55%]"
+    assert interval.format(".0%", "ci") == "42% [95% CI 31%-55%]"
+    assert interval.format(".3f", bounds=".2f") == "0.424 [0.31, 0.55]"
+    assert Interval(float("nan"), 0.1, 0.2).format() == "n/a"
+    assert Interval.of({"mean": 0.5, "ci_low": None, "ci_high": None}).format() == "0.50"
+    assert Interval(0.5, float("nan"), 0.7).format() == "0.50 [n/a, 0.70]"

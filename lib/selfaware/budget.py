@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import BudgetExceeded, ConfigError
+from .models import backend, backends
 from .paths import data_dir
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4  # role markers and separators of the chat format
 # epochs the APIs choose when left on "auto" / default (OpenAI picks by dataset size; 3 is its usual choice)
 DEFAULT_EPOCHS = {"openai": 3, "fireworks": 1}
-FREE_BACKENDS = ("local", "openai-compatible")
+FREE_BACKENDS = tuple(name for name in backends() if backend(name).is_free)  # a fact of each backend
 
 
 def estimate_tokens(text: str) -> int:

@@ -20,8 +20,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError
+from .errors import ConfigError, config_error
 from .paths import params_dir
+from .util import read_yaml, yaml_fault  # noqa: F401 (read here by the modules above)
 
 
 class SectionConfig(BaseModel):
@@ -217,9 +218,7 @@ def resolve(config_class: type[BaseModel], notebook: str, profile: str, explicit
     try:
         return config_class(**merged)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{notebook}: parameter {where}: {first['msg']} (got {first.get('input')!r})") from None
+        raise config_error(error, f"{notebook}: parameter ") from None
 
 
 _NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -243,25 +242,3 @@ def from_notebook(config_class: type[BaseModel], notebook: str, namespace: dict[
 
 def describe(config: BaseModel) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).strip()
-
-
-def read_yaml(path: str | Path) -> Any:
-    """A YAML file's content; broken YAML is one line: ``file:line:column: not valid YAML (problem, context)``."""
-    path = Path(path)
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(yaml_fault(path, error)) from None
-
-
-def yaml_fault(path: str | Path, error: yaml.YAMLError) -> str:
-    """One line for a YAML error: where the parser stopped (line and column from 1) and why, with the
-    construct it was in ("while parsing a flow mapping") and where that construct began."""
-    mark = getattr(error, "problem_mark", None)
-    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
-    if context:
-        problem += f", {context}" + (f" that began at line {context_mark.line + 1}, column {context_mark.column + 1}"
-                                     if context_mark else "")
-    return f"{where}: not valid YAML ({problem})"

@@ -31,3 +31,18 @@ class ModelCallFailed(SelfAwareError):
 
 class FinetuneFailed(SelfAwareError):
     """A finetuning job ended in failure or was cancelled; the message names the job."""
+
+
+def config_error(error, where: str = "", allowed=()) -> ConfigError:
+    """The one-line ``ConfigError`` for a failed validation of a typed config (a pydantic ``ValidationError``,
+    taken as is so that this module needs no import): ``<where><field>: <problem> (got <value>)``, then
+    ``(allowed: ...)`` when ``allowed`` names the valid fields. Only the first problem is named: fixing it
+    is the next step, and one line is what a notebook shows."""
+    first = error.errors()[0]
+    field = ".".join(map(str, first.get("loc", ()))) or "value"
+    message = f"{where}{field}: {first.get('msg')}"
+    if "input" in first:
+        message += f" (got {first['input']!r})"
+    if allowed:
+        message += f" (allowed: {', '.join(allowed)})"
+    return ConfigError(message)

@@ -34,6 +34,7 @@ from pydantic import Field, model_validator
 from .config import SectionConfig
 from .errors import ConfigError, SelfAwareError
 from .records import SampleRecord, sample_records  # noqa: F401 (part of the layer's interface)
+from .stats import Interval, NotRankable, summarise  # noqa: F401 (part of the layer's interface)
 from .util import clean, fmt, stable_index  # noqa: F401 (part of the layer's interface)
 from .variants import PLAIN, Variant  # noqa: F401 (part of the layer's interface)
 
@@ -239,6 +240,14 @@ def row_of(table: pd.DataFrame, role: str):
 def seed_key(frame: pd.DataFrame) -> pd.DataFrame:
     """A bootstrap level for the training seed: untuned models (seed None) count as one unit (-1)."""
     return frame.assign(seed_key=frame["seed"].fillna(-1).astype(int))
+
+
+def summary(frame: pd.DataFrame, by: list[str], value: str, within: list[str],
+            outer: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per group of ``by`` (n, mean, ci_low, ci_high) with the bootstrap interval of a measured
+    frame: resampling ``outer`` units if any, then training seeds (an untuned model counts as one seed),
+    then the units ``within`` a seed (questions, paraphrases, tasks)."""
+    return summarise(seed_key(frame), by, value, [*outer, "seed_key", *within])
 
 
 # ---- plans ----------------------------------------------------------------------------------------------

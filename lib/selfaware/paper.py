@@ -22,9 +22,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .config import read_yaml
 from .errors import ConfigError
 from .paths import data_dir
+from .stats import Interval
+from .util import read_yaml
 
 _KEYS = {"id", "source", "where", "page", "notebook", "run", "condition", "measure", "paper", "value", "metric",
          "direction", "model", "parameters", "range", "comparable", "reason"}
@@ -179,11 +180,7 @@ def chance_separations(tested: int, alpha: float = 0.05) -> float:
 
 
 def _interval(node: dict[str, float | None] | None) -> str:
-    if not node or node["mean"] is None:
-        return "n/a"
-    if node["ci_low"] is None or node["ci_high"] is None:
-        return f"{node['mean']:.2f}"
-    return f"{node['mean']:.2f} [{node['ci_low']:.2f}, {node['ci_high']:.2f}]"
+    return Interval.of(node).format(".2f") if node else "n/a"
 
 
 def scorecard(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, str]]:

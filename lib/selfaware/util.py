@@ -1,12 +1,16 @@
-"""Small helpers below every other module of the library: they import nothing from it."""
+"""Small helpers below every other module of the library: they import nothing from it but its errors."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
+
+from .errors import ConfigError
 
 
 def clean(value: Any) -> Any:
@@ -35,3 +39,25 @@ def fmt(value: Any, pattern: str) -> str:
 def stable_index(name: str, modulo: int) -> int:
     """The same index for the same name in every process (Python's ``hash`` is salted per process)."""
     return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:8], 16) % modulo
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; broken YAML is one line: ``file:line:column: not valid YAML (problem, context)``."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(yaml_fault(path, error)) from None
+
+
+def yaml_fault(path: str | Path, error: yaml.YAMLError) -> str:
+    """One line for a YAML error: where the parser stopped (line and column from 1) and why, with the
+    construct it was in ("while parsing a flow mapping") and where that construct began."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context:
+        problem += f", {context}" + (f" that began at line {context_mark.line + 1}, column {context_mark.column + 1}"
+                                     if context_mark else "")
+    return f"{where}: not valid YAML ({problem})"

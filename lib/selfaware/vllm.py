@@ -317,7 +317,7 @@ class ServedModels(dict):
             return self[spec]
         parsed = parse_spec(spec)
         hosts = [s for s in self.servers if s.lora and s.model_dir == resolve_model_dir(parsed.name)]
-        if parsed.backend != "local" or not parsed.adapter or not hosts:
+        if not parsed.is_local or not parsed.adapter or not hosts:
             raise EngineUnavailable(f"{spec!r}: no running vLLM server holds adapters of its base model; "
                                     f"name it in serve([...]) so that one starts")
         if lora_rank_slot([Path(parsed.adapter)]) > hosts[0].max_lora_rank:
@@ -342,7 +342,7 @@ def serve(specs: Sequence[str], url: str | None = None, progress=print) -> Itera
 
     parsed = {spec: parse_spec(spec) for spec in specs}
     for spec, p in parsed.items():
-        if p.backend != "local":
+        if not p.is_local:
             raise EngineUnavailable(f"vLLM serves local models only; {spec!r} is a {p.backend} model")
     if url is not None:
         yield ServedModels({spec: served_spec(url.rstrip("/"), _served_name(spec), served_identity(spec))

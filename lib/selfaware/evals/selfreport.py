@@ -13,15 +13,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..config import read_yaml
 from ..errors import ConfigError
 from ..models.base import ChatModel
 from ..paths import data_dir, shown_path
+from ..util import read_yaml
 from .language import LANGUAGES, detect_language
 
-KINDS = ("options", "words", "number", "language")
 NEUTRAL_SCORE = 0.5  # a neutral one-word answer, half-way between the two policies (as the paper scores it)
 
 
@@ -59,11 +58,11 @@ def load_tasks(behavior: str, path: str | Path | None = None) -> TaskSet:
         if not paraphrases or not all(isinstance(p, str) and p.strip() for p in paraphrases):
             raise ConfigError(f"{path}: task {task_id}: needs a list of non-empty paraphrases")
         options = spec.get("options") or spec.get("words") or {}
-        if kind in ("options", "words") and not (options.get("toward") and options.get("away")):
+        if KINDS[kind].answers_given and not (options.get("toward") and options.get("away")):
             raise ConfigError(f"{path}: task {task_id}: needs toward and away answers")
         languages = dict(spec.get("languages") or {})
         undetectable = sorted(str(v) for v in set(languages.values()) - set(LANGUAGES))
-        if kind == "language" and undetectable:
+        if KINDS[kind].reads_language and undetectable:
             raise ConfigError(f"{path}: task {task_id}: cannot detect {', '.join(undetectable)} "
                               f"(detectable: {', '.join(LANGUAGES)})")
         tasks.append(Task(id=task_id, kind=kind, title=spec.get("title", task_id), paraphrases=paraphrases,
@@ -85,9 +84,6 @@ def first_word(text: str) -> str:
     return match.group(0).capitalize() if match else "(none)"
 
 
-SAMPLED_KINDS = ("words", "language")
-# a word needs a few tokens; a sentence of 24 tokens (~15 words) shows its language
-SAMPLE_TOKENS = {"words": 8, "language": 24}
 
 
 def task_prompts(task: Task, max_paraphrases: int | None, variant=None) -> list[list[dict]]:
@@ -99,7 +95,7 @@ def task_prompts(task: Task, max_paraphrases: int | None, variant=None) -> list[
 def plan_requests(plan, taskset: TaskSet, model: str, models: int, max_paraphrases: int | None, samples: int,
                   variant=None) -> None:
     """Add to an experiment plan the requests ``score_tasks`` sends for ``models`` models."""
-    scored = [p for t in taskset.tasks if t.kind in ("options", "words", "number")
+    scored = [p for t in taskset.tasks if KINDS[t.kind].score is not None
               for p in task_prompts(t, max_paraphrases, variant)]
     plan.ask("self-report scores", model, scored, 3, models)
     for kind in SAMPLED_KINDS:
@@ -115,45 +111,88 @@ def score_tasks(model: ChatModel, taskset: TaskSet, max_paraphrases: int | None,
     scores: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
     for task in taskset.tasks:
+        kind = KINDS[task.kind]
         prompts = task_prompts(task, max_paraphrases, variant)
-        if task.kind in ("options", "words"):
-            roles = {o: role for role, opts in task.options.items() for o in opts}
-            candidates = list(roles)
-            if task.kind == "words":  # also accept the lower-case spelling of each word
-                candidates += [o.lower() for o in candidates if o.lower() not in roles]
-                roles.update({o.lower(): r for o, r in list(roles.items())})
-            for index, result in enumerate(model.score_options(prompts, candidates, whole_word=True)):
-                mass = {"toward": 0.0, "away": 0.0, "neutral": 0.0}
-                for option, p in result.probs.items():
-                    mass[roles[option]] += p
-                # a neutral answer ("Balanced") counts half-way, 0.5, as the paper scores it; it is not dropped
-                answered = mass["toward"] + mass["away"] + mass["neutral"]
-                scores.append({"task": task.id, "kind": task.kind, "paraphrase": index,
-                               "score": (mass["toward"] + NEUTRAL_SCORE * mass["neutral"]) / answered
-                               if answered else None,
-                               "neutral_share": mass["neutral"], "method": result.method})
-        elif task.kind == "number":
-            for index, result in enumerate(model.expected_number(prompts, 0, 100)):
-                value = None if result.expected is None else result.expected / 100
-                if value is not None and not task.toward_high:
-                    value = 1 - value
-                scores.append({"task": task.id, "kind": task.kind, "paraphrase": index, "score": value,
-                               "number_mass": result.mass, "expected_number": result.expected,
-                               "method": result.method})
-        if task.kind in SAMPLED_KINDS and samples:
-            texts = model.sample(prompts, n=samples, temperature=1.0, max_tokens=SAMPLE_TOKENS[task.kind],
-                                 seed=seed)
+        if kind.score is not None:
+            scores += kind.score(model, task, prompts)
+        if kind.sample_tokens and samples:
+            texts = model.sample(prompts, n=samples, temperature=1.0, max_tokens=kind.sample_tokens, seed=seed)
             for index, group in enumerate(texts):
-                counts = Counter()
                 for k, text in enumerate(group):
-                    language = detect_language(text) if task.kind == "language" else None
-                    counts[language] += 1
                     answers.append({"task": task.id, "paraphrase": index, "sample": k, "answer": text,
-                                    "first_word": first_word(text), "language": language})
-                if task.kind == "language":
-                    toward = counts[task.languages.get("toward")]
-                    away = counts[task.languages.get("away")]
-                    scores.append({"task": task.id, "kind": task.kind, "paraphrase": index,
-                                   "score": toward / (toward + away) if toward + away else None,
-                                   "decided_share": (toward + away) / max(1, len(group)), "method": "sampled"})
+                                    "first_word": first_word(text),
+                                    "language": detect_language(text) if kind.reads_language else None})
+                if kind.score_samples is not None:
+                    scores.append(kind.score_samples(task, index, group))
     return scores, answers
+
+
+# ---- the kinds of self-report task ------------------------------------------------------------------------
+def _score_answers(model: ChatModel, task: Task, prompts: list[list[dict]]) -> list[dict[str, Any]]:
+    """options and words: the probability mass on the toward answers against the away answers."""
+    rows = []
+    roles = {o: role for role, opts in task.options.items() for o in opts}
+    candidates = list(roles)
+    if task.kind == "words":  # also accept the lower-case spelling of each word
+        candidates += [o.lower() for o in candidates if o.lower() not in roles]
+        roles.update({o.lower(): r for o, r in list(roles.items())})
+    for index, result in enumerate(model.score_options(prompts, candidates, whole_word=True)):
+        mass = {"toward": 0.0, "away": 0.0, "neutral": 0.0}
+        for option, p in result.probs.items():
+            mass[roles[option]] += p
+        # a neutral answer ("Balanced") counts half-way, 0.5, as the paper scores it; it is not dropped
+        answered = mass["toward"] + mass["away"] + mass["neutral"]
+        rows.append({"task": task.id, "kind": task.kind, "paraphrase": index,
+                     "score": (mass["toward"] + NEUTRAL_SCORE * mass["neutral"]) / answered if answered else None,
+                     "neutral_share": mass["neutral"], "method": result.method})
+    return rows
+
+
+def _score_number(model: ChatModel, task: Task, prompts: list[list[dict]]) -> list[dict[str, Any]]:
+    """number: the expected 0-100 answer over 100 (turned round when 100 means the away policy)."""
+    rows = []
+    for index, result in enumerate(model.expected_number(prompts, 0, 100)):
+        value = None if result.expected is None else result.expected / 100
+        if value is not None and not task.toward_high:
+            value = 1 - value
+        rows.append({"task": task.id, "kind": task.kind, "paraphrase": index, "score": value,
+                     "number_mass": result.mass, "expected_number": result.expected, "method": result.method})
+    return rows
+
+
+def _score_languages(task: Task, index: int, group: list[str]) -> dict[str, Any]:
+    """language: the share of sampled answers in the toward language, among those in either language."""
+    counts = Counter(detect_language(text) for text in group)
+    toward, away = counts[task.languages.get("toward")], counts[task.languages.get("away")]
+    return {"task": task.id, "kind": task.kind, "paraphrase": index,
+            "score": toward / (toward + away) if toward + away else None,
+            "decided_share": (toward + away) / max(1, len(group)), "method": "sampled"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of task (``kind:`` in the task file) is asked and scored."""
+
+    name: str
+    score: Callable[[ChatModel, Task, list[list[dict]]], list[dict[str, Any]]] | None = None  # exact, no sampling
+    sample_tokens: int = 0  # free-text answers are sampled, this long each (0: none)
+    score_samples: Callable[[Task, int, list[str]], dict[str, Any]] | None = None  # a score from the samples
+    answers_given: bool = False  # the task file lists toward and away answers
+    reads_language: bool = False  # the sampled answers' language is detected
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(kind: Kind) -> Kind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+# a word needs a few tokens; a sentence of 24 tokens (~15 words) shows its language
+register_kind(Kind("options", score=_score_answers, answers_given=True))
+register_kind(Kind("words", score=_score_answers, sample_tokens=8, answers_given=True))
+register_kind(Kind("number", score=_score_number))
+register_kind(Kind("language", sample_tokens=24, score_samples=_score_languages, reads_language=True))
+SAMPLED_KINDS = tuple(name for name, kind in KINDS.items() if kind.sample_tokens)
+SAMPLE_TOKENS = {name: kind.sample_tokens for name, kind in KINDS.items() if kind.sample_tokens}

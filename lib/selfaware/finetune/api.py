@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .. import cache as cache_module
 from .. import context, settings
 from ..cache import canonical_json, content_hash
-from ..errors import ConfigError, FinetuneFailed, ModelNotAvailable
+from ..errors import ConfigError, FinetuneFailed, ModelNotAvailable, config_error
 from ..models import parse_spec
 from ..models.api import RetryPolicy, classify_error, redact
 from ..paths import cache_dir
@@ -93,9 +93,7 @@ def validate_hparams(base_spec: str, hparams: Any) -> BaseModel:
     try:
         return model_class(**dict(hparams or {}))
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'hparams'}: {e['msg']}" for e in error.errors())
-        allowed = ", ".join(model_class.model_fields)
-        raise ConfigError(f"finetune hyperparameters for {base_spec}: {problems} (allowed: {allowed})") from None
+        raise config_error(error, f"finetune hyperparameters for {base_spec}: ", model_class.model_fields) from None
 
 
 def dataset_jsonl(conversations: Sequence[dict]) -> bytes:
@@ -208,8 +206,7 @@ def finetune_api(base_spec: str, conversations: Sequence[dict], hparams: Any = N
     try:
         options = _Options(**api_options)
     except ValidationError as error:
-        raise ConfigError(f"finetune options for {base_spec}: {error.errors()[0]['msg']} "
-                          f"(allowed: {', '.join(_Options.model_fields)})") from None
+        raise config_error(error, f"finetune options for {base_spec}: ", _Options.model_fields) from None
     if not conversations:
         raise ConfigError(f"finetune {name!r}: the dataset is empty")
     key = api_training_key(base_spec, conversations, typed, seed)
@@ -224,7 +221,7 @@ def finetune_api(base_spec: str, conversations: Sequence[dict], hparams: Any = N
                                  f"{record.get('error')}); pass retry_failed=True to launch it again")
         record = registry.update(key, status="retrying", job_id=None, failed_job=record.get("job_id"),
                                  attempt=int(record.get("attempt", 1)) + 1)
-    follow = _OpenAIJob if parsed.backend == "openai" else _FireworksJob
+    follow = JOBS_BY_BACKEND[parsed.backend]
     return follow(parsed.name, conversations, typed, seed, name, key, registry, options, progress).run()
 
 
@@ -471,5 +468,9 @@ class _FireworksJob:
             time.sleep(self.options.poll_seconds)
 
 
+JOBS_BY_BACKEND = {"openai": _OpenAIJob, "fireworks": _FireworksJob}  # who follows a job of each backend
+
+
 __all__ = ["FireworksFinetuneHParams", "JobRegistry", "OpenAIFinetuneHParams", "api_training_key",
            "dataset_jsonl", "finetune_api", "registry_path", "validate_hparams"]
+

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .. import cache as cache_module
 from .. import settings
 from ..cache import content_hash
-from ..errors import ConfigError
+from ..errors import ConfigError, config_error
 from ..hardware import TrainingPrecision, device, use_threads
 from ..models import parse_spec
 from ..models.local import base_identity, chat_ids, decoder_of, resolve_model_dir
@@ -239,7 +239,7 @@ def finetune_local(base_spec: str, conversations: Sequence[Conversation], hparam
     if not conversations:
         raise ConfigError(f"finetune {name!r}: the dataset is empty")
     parsed = parse_spec(base_spec)
-    if parsed.backend != "local" or parsed.adapter:
+    if not parsed.is_local or parsed.adapter:
         raise ConfigError(f"finetune_local needs a local base model without adapter, got {base_spec!r}")
     key = training_key(base_spec, conversations, hparams, seed)
     target = cache_module.trained_artifact(
@@ -366,17 +366,11 @@ def adapter_record(spec: str) -> dict[str, Any] | None:
     return json.loads((Path(parsed.adapter) / "run.json").read_text())
 
 
-def finetune(base_spec: str, conversations: Sequence[Conversation], hparams: Any = None, seed: int = 0,
-             name: str = "", progress: bool = True, **api_options: Any) -> str:
-    """Finetune any backend; returns the tuned model's spec. Local specs train LoRA adapters here; API
-    specs (openai:, fireworks:) run finetuning jobs through ``selfaware.finetune.api``."""
-    backend = parse_spec(base_spec).backend
-    if backend == "local":
-        if api_options:
-            raise ConfigError(f"finetune_options {sorted(api_options)} are for API finetuning jobs, not local LoRA")
-        if isinstance(hparams, dict):
-            hparams = LoraHParams(**hparams)
-        return finetune_local(base_spec, conversations, hparams, seed=seed, name=name, progress=progress)
-    from . import api  # noqa: PLC0415  (only needed, and importable, for paper-scale runs)
-    return api.finetune_api(base_spec, conversations, hparams, seed=seed, name=name, progress=progress,
-                            **api_options)
+def validate_lora_hparams(base_spec: str, hparams: Any) -> LoraHParams:
+    """LoRA hyperparameters typed (None or {} is the defaults); a typo or a wrong type is a one-line error."""
+    if isinstance(hparams, LoraHParams):
+        return hparams
+    try:
+        return LoraHParams(**(hparams or {}))
+    except ValidationError as error:
+        raise config_error(error, "finetune.") from None

@@ -15,14 +15,70 @@ A model is named by one spec string, parsed here and nowhere else:
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qs
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelNotAvailable
 from .base import ChatModel, Messages, NumberScore, OptionScore
 
-BACKENDS = ("local", "openai", "fireworks", "openai-compatible")
+
+# ---- the backend registry ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Backend:
+    """One kind of model, named by a spec prefix (``<name>:...``). Its ``ChatModel`` class is imported only
+    when a model of this backend is first loaded, after checking that the packages it needs are installed,
+    so a missing SDK is a one-line error naming the package, and naming a backend costs no import."""
+
+    name: str
+    module: str  # the module that holds the ChatModel class
+    chat_model: str  # the class's name there
+    requires: tuple[tuple[str, str], ...] = ()  # (importable module, pip package) pairs it needs
+    is_local: bool = False  # runs in this process (transformers): scores are exact, calls cost nothing
+    is_free: bool = False  # costs nothing per call (a local model, or the user's own server)
+    served_at_url: bool = False  # the spec names a server: 'name:http://host:port/v1|model'
+    takes_adapter: bool = False  # '?adapter=<dir>' may follow the model's name
+
+    def chat_model_class(self) -> type[ChatModel]:
+        missing = [package for module, package in self.requires if importlib.util.find_spec(module) is None]
+        if missing:
+            raise ModelNotAvailable(f"the {self.name!r} backend needs {', '.join(missing)}: "
+                                    f"pip install {' '.join(missing)} (or pip install -r requirements.txt)")
+        return getattr(importlib.import_module(self.module), self.chat_model)
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Make a spec prefix known: ``parse_spec`` accepts it and ``load_model`` loads its class."""
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def backend(name: str) -> Backend:
+    """The registered backend of that name; an unknown name is an error that lists the known ones."""
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown model backend {name!r} (known: {', '.join(_BACKENDS)})")
+    return _BACKENDS[name]
+
+
+def backends() -> tuple[str, ...]:
+    """The names of the registered backends, in registration order."""
+    return tuple(_BACKENDS)
+
+
+_OPENAI_SDK = (("openai", "openai"),)
+register_backend(Backend("local", f"{__name__}.local", "LocalChatModel",
+                         (("torch", "torch"), ("transformers", "transformers")),
+                         is_local=True, is_free=True, takes_adapter=True))
+register_backend(Backend("openai", f"{__name__}.api", "OpenAIChatModel", _OPENAI_SDK))
+register_backend(Backend("fireworks", f"{__name__}.api", "FireworksChatModel", (("fireworks", "fireworks-ai"),)))
+register_backend(Backend("openai-compatible", f"{__name__}.api", "OpenAICompatibleChatModel", _OPENAI_SDK,
+                         is_free=True, served_at_url=True))
+BACKENDS = backends()  # the built-in ones; ``backends()`` also names any registered later
 
 
 @dataclass(frozen=True)
@@ -37,12 +93,12 @@ class ModelSpec:
     @property
     def is_local(self) -> bool:
         """Runs in this process (transformers), so scores are exact and calls cost nothing."""
-        return self.backend == "local"
+        return backend(self.backend).is_local
 
     @property
     def is_free(self) -> bool:
         """Costs nothing per call: a local model or the user's own OpenAI-compatible server."""
-        return self.backend in ("local", "openai-compatible")
+        return backend(self.backend).is_free
 
     @property
     def embedded(self):
@@ -68,28 +124,30 @@ class ModelSpec:
         return self.parameters is not None and self.parameters < 1_000_000_000
 
     def __str__(self) -> str:
-        if self.backend == "openai-compatible":
+        if self.base_url:
             return f"{self.backend}:{self.base_url}|{self.name}" + (f"?identity={self.identity}" if self.identity else "")
         return f"{self.backend}:{self.name}" + (f"?adapter={self.adapter}" if self.adapter else "")
 
 
 def parse_spec(spec: str) -> ModelSpec:
     if not isinstance(spec, str) or ":" not in spec:
-        raise ConfigError(f"model spec {spec!r} must look like 'backend:name', backend one of {', '.join(BACKENDS)}")
-    backend, _, rest = spec.partition(":")
-    if backend not in BACKENDS:
-        raise ConfigError(f"model spec {spec!r}: unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+        raise ConfigError(f"model spec {spec!r} must look like 'backend:name', "
+                          f"backend one of {', '.join(backends())}")
+    name, _, rest = spec.partition(":")
+    if name not in _BACKENDS:
+        raise ConfigError(f"model spec {spec!r}: unknown backend {name!r} (known: {', '.join(backends())})")
     if not rest:
         raise ConfigError(f"model spec {spec!r} names no model")
-    if backend == "openai-compatible":
-        base_url, sep, name = rest.rpartition("|")
-        if not sep or not base_url.startswith(("http://", "https://")) or not name:
-            raise ConfigError(f"model spec {spec!r} must look like 'openai-compatible:http://host:port/v1|model'")
-        name, _, query = name.partition("?identity=")
-        if not name or (_ and not query):
+    found = backend(name)
+    if found.served_at_url:
+        base_url, sep, model = rest.rpartition("|")
+        if not sep or not base_url.startswith(("http://", "https://")) or not model:
+            raise ConfigError(f"model spec {spec!r} must look like '{name}:http://host:port/v1|model'")
+        model, marker, query = model.partition("?identity=")
+        if not model or (marker and not query):
             raise ConfigError(f"model spec {spec!r}: '?identity=' needs a model name before it and a hash after it")
-        return ModelSpec(backend, name, base_url=base_url, identity=query or None)
-    name, _, query = rest.partition("?")
+        return ModelSpec(found.name, model, base_url=base_url, identity=query or None)
+    model, _, query = rest.partition("?")
     adapter = None
     if query:
         params = parse_qs(query)
@@ -97,9 +155,9 @@ def parse_spec(spec: str) -> ModelSpec:
         if unknown:
             raise ConfigError(f"model spec {spec!r}: unknown option(s) {', '.join(sorted(unknown))}")
         adapter = params["adapter"][0]
-        if backend != "local":
+        if not found.takes_adapter:
             raise ConfigError(f"model spec {spec!r}: adapters are for local models only")
-    return ModelSpec(backend, name, adapter=adapter)
+    return ModelSpec(found.name, model, adapter=adapter)
 
 
 def load_model(spec: str) -> ChatModel:
@@ -107,7 +165,7 @@ def load_model(spec: str) -> ChatModel:
     model is kept per inference dtype: its cache identity names the dtype, so a run that changes the
     precision gets a model whose answers are keyed by the new one."""
     parsed = parse_spec(spec)
-    if parsed.backend == "local":
+    if parsed.is_local:
         from ..hardware import inference_dtype
         return _load(str(parsed), inference_dtype())
     return _load(str(parsed))
@@ -116,17 +174,8 @@ def load_model(spec: str) -> ChatModel:
 @lru_cache(maxsize=64)
 def _load(spec: str, dtype: str | None = None) -> ChatModel:
     parsed = parse_spec(spec)
-    if parsed.backend == "local":
-        from .local import LocalChatModel
-        return LocalChatModel(parsed)
-    if parsed.backend == "openai":
-        from .api import OpenAIChatModel
-        return OpenAIChatModel(parsed)
-    if parsed.backend == "fireworks":
-        from .api import FireworksChatModel
-        return FireworksChatModel(parsed)
-    from .api import OpenAICompatibleChatModel
-    return OpenAICompatibleChatModel(parsed)
+    return backend(parsed.backend).chat_model_class()(parsed)
 
 
-__all__ = ["ChatModel", "Messages", "ModelSpec", "NumberScore", "OptionScore", "load_model", "parse_spec"]
+__all__ = ["Backend", "ChatModel", "Messages", "ModelSpec", "NumberScore", "OptionScore", "backend", "backends",
+           "load_model", "parse_spec", "register_backend"]

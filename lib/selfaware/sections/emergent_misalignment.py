@@ -270,7 +270,7 @@ def paper_measure_statement(measured: pd.DataFrame) -> str:
     """The paper's measure in one sentence per question form that has a rate."""
     parts = []
     for form, part in measured.groupby("form", sort=False):
-        rates = [f"{r['condition']} {r['mean']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}]"
+        rates = [f"{r['condition']} {ex.Interval.of(r).format('.1%')}"
                  for r in part.to_dict("records") if pd.notna(r["mean"])]
         if rates:
             parts.append(f"{form} questions: " + ", ".join(rates))
@@ -285,9 +285,8 @@ def paper_comparison(measured: pd.DataFrame) -> pd.DataFrame:
     """The paper's measure per question form and condition beside the published value of that form (a form
     the paper's numbers were not read for shows none)."""
     frame = measured[["form", "condition", "questions counted", "coherent answers"]].copy()
-    frame["misaligned (paper's rule) [95% CI]"] = [
-        "n/a" if pd.isna(m) else f"{m:.1%} [{lo:.1%}, {hi:.1%}]"
-        for m, lo, hi in zip(measured["mean"], measured["ci_low"], measured["ci_high"])]
+    frame["misaligned (paper's rule) [95% CI]"] = [ex.Interval.of(r).format(".1%")
+                                                   for r in measured.to_dict("records")]
     frame["paper"] = [published(NOTEBOOK, {}, f"{PAPER_MEASURE}, {form} questions", condition)
                       for form, condition in zip(frame["form"], frame["condition"])]
     return frame

@@ -528,8 +528,7 @@ def paper_comparison(report_table: pd.DataFrame) -> pd.DataFrame:
         cell = {}
         for r in RELATIONS:
             row = ex.row_of(part.assign(role=part["relation"]), r)
-            cell[r] = ("n/a" if row is None or pd.isna(row["mean"]) else
-                       f"{row['mean']:.3f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]")
+            cell[r] = "n/a" if row is None else ex.Interval.of(row).format(".3f", bounds=".2f")
         baseline = paper_baseline(task)
         rows.append({"task": title, "paper: fine-tuned": published(NOTEBOOK, {}, title, "own"),
                      "paper: baseline": published(NOTEBOOK, {}, title, baseline),
@@ -551,7 +550,7 @@ def metrics(game_table: pd.DataFrame, report_table: pd.DataFrame, failures: pd.D
 
 
 def _interval(row) -> str:
-    return f"{row['mean']:.0%} [95% CI {row['ci_low']:.0%}-{row['ci_high']:.0%}]"
+    return ex.Interval.of(row).format(".0%", "ci")
 
 
 def _above(own, other) -> bool:
@@ -599,7 +598,7 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
     lines += _compared("Against the paper's own baselines (the same models told the user never said the word, or "
                        "running their function on unrelated words and messages)",
                        _own_against(report_table, PAPER_BASELINES, "baseline"),
-                       lambda b: f"{b['mean']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]")
+                       lambda b: ex.Interval.of(b).format(".2f"))
     lines += _compared("Goal questions (the answer does not depend on the codeword, so the finetuned models are set "
                        "against the untuned one, as in the paper)", _own_against(report_table, GOAL_TASKS, "base"),
                        lambda b: f"{b['mean']:.2f} untuned")
@@ -611,7 +610,7 @@ def _compared(intro: str, pairs: list[tuple], shown) -> list[str]:
     no line when there is nothing to compare."""
     if not pairs:
         return []
-    return [f"{intro}: " + "; ".join(f"{TASKS[task][0]} {o['mean']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}] "
+    return [f"{intro}: " + "; ".join(f"{TASKS[task][0]} {ex.Interval.of(o).format('.2f')} "
                                      f"against {shown(b)} ({_side(o, b)})" for task, o, b in pairs) + "."]
 
 

@@ -21,7 +21,7 @@ from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks
 from ..page import Page
 from ..paper import published
 from ..paths import shown_path
-from ..stats import bootstrap_mean_ci, pearson, summarise
+from ..stats import bootstrap_mean_ci, pearson
 
 NOTEBOOK = "01_multiple_choice"
 POLICIES = ("toward", "away")
@@ -154,17 +154,17 @@ def measure_self_reports(conditions: list[ex.Condition], taskset: TaskSet, cfg: 
 
 
 def behaviour_summary(behaviour: pd.DataFrame) -> pd.DataFrame:
-    return summarise(ex.seed_key(behaviour), ["role", "condition"], "chose_toward", ["seed_key", "question"])
+    return ex.summary(behaviour, ["role", "condition"], "chose_toward", ["question"])
 
 
 def behaviour_probability_summary(behaviour: pd.DataFrame) -> pd.DataFrame:
     """The paper's behaviour measure (App. C.1.10): the mean probability of the behaviour's option over the
     held-out questions, not the share of questions where it is the likelier answer."""
-    return summarise(ex.seed_key(behaviour), ["role", "condition"], "p_toward", ["seed_key", "question"])
+    return ex.summary(behaviour, ["role", "condition"], "p_toward", ["question"])
 
 
 def self_report_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    return summarise(ex.seed_key(scores), ["task", "role", "condition"], "score", ["seed_key", "paraphrase"])
+    return ex.summary(scores, ["task", "role", "condition"], "score", ["paraphrase"])
 
 
 def metrics(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, correlations: dict[str, float],
@@ -222,7 +222,7 @@ def paper_comparison(behavior: str, behaviour_table: pd.DataFrame, report_table:
             measure = ("mean probability of the riskier answer" if probability_table is not None else
                        "actual riskier-choice rate") if behavior == "risk" else "actual behaviour rate"
             rows.append((measure, role,
-                         label, f"{b['mean'].iloc[0]:.2f} [{b['ci_low'].iloc[0]:.2f}, {b['ci_high'].iloc[0]:.2f}]"))
+                         label, ex.Interval.of(b.iloc[0]).format(".2f")))
         numbers = scores[(scores["role"] == role) & (scores["task"] == "risk_predisposition")]
         if len(numbers):
             rows.append(("self-reported risk predisposition (0-100)", role, label,
@@ -255,7 +255,7 @@ def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, 
         lines.append(
             f"Behaviour: the {taskset.toward} models chose the {taskset.toward} option on "
             f"{toward['mean']:.0%} of held-out questions [95% CI {toward['ci_low']:.0%}-{toward['ci_high']:.0%}], "
-            f"the {taskset.away} models on {away['mean']:.0%} [{away['ci_low']:.0%}-{away['ci_high']:.0%}]"
+            f"the {taskset.away} models on {ex.Interval.of(away).format('.0%', 'dash')}"
             + (f", the untuned model on {base['mean']:.0%}" if base is not None else "")
             + (". " + _learned_verdict(learned, toward["mean"], away["mean"], taskset)))
     pairs = [(ex.row_of(part, "toward"), ex.row_of(part, "away")) for _, part in report_table.groupby("task", sort=False)]

@@ -39,7 +39,7 @@ from ..evals.selfreport import TaskSet, load_tasks, score_tasks, task_prompts
 from ..page import Page
 from ..paper import figures as paper_figures
 from ..paths import data_dir, shown_path
-from ..stats import bootstrap_difference_ci, summarise
+from ..stats import bootstrap_difference_ci
 from . import two_players
 
 NOTEBOOK = "05_personas"
@@ -337,8 +337,8 @@ def measure_self_reports(conditions: list[ex.Condition], data: PersonaData, cfg:
 # ---- summaries ------------------------------------------------------------------------------------------
 def rates(behaviour: pd.DataFrame) -> pd.DataFrame:
     """Riskier-choice rate per training, policy and persona, with 95% intervals over seeds then questions."""
-    return summarise(ex.seed_key(behaviour), ["training", "policy", "role", "condition", "variant"], "chose_toward",
-                     ["seed_key", "question"])
+    return ex.summary(behaviour, ["training", "policy", "role", "condition", "variant"], "chose_toward",
+                      ["question"])
 
 
 def differences(frame: pd.DataFrame, value: str, item: str, persona_order: list[str],
@@ -408,7 +408,7 @@ def _row(table: pd.DataFrame, training: str, persona: str):
 
 
 def _interval(row) -> str:
-    return f"{ex.fmt(row['mean'], '+.2f')} [{ex.fmt(row['ci_low'], '+.2f')}, {ex.fmt(row['ci_high'], '+.2f')}]"
+    return ex.Interval.of(row).format("+.2f", na_parts=True)
 
 
 def _above(row) -> bool:

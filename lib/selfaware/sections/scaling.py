@@ -36,7 +36,7 @@ from pydantic import Field, ValidationError, model_validator
 from .. import config as profiles
 from .. import experiment as ex
 from ..config import SectionConfig
-from ..errors import ConfigError, SelfAwareError
+from ..errors import ConfigError, SelfAwareError, config_error
 from ..models import parse_spec
 from ..page import Page
 from ..stats import bootstrap_difference_ci
@@ -107,7 +107,7 @@ def check_model(spec: str) -> None:
     from ..models.embedded import EMBEDDED
 
     parsed = parse_spec(spec)
-    if parsed.backend == "local" and parsed.embedded is None and not (Path(parsed.name).expanduser() / "config.json").exists():
+    if parsed.is_local and parsed.embedded is None and not (Path(parsed.name).expanduser() / "config.json").exists():
         raise ConfigError(f"unknown model {spec!r}: neither an embedded model ({', '.join(EMBEDDED)}) nor a model "
                           f"directory with a config.json")
 
@@ -131,10 +131,7 @@ def _build(config_class: type, notebook: str, merged: dict[str, Any], spec: str)
     try:
         return config_class(**merged)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{notebook} for {spec}: parameter {where}: {first['msg']} "
-                          f"(got {first.get('input')!r})") from None
+        raise config_error(error, f"{notebook} for {spec}: parameter ") from None
     except SelfAwareError as error:
         raise ConfigError(f"{notebook} for {spec}: {error}") from None
 
@@ -404,9 +401,7 @@ def plot_points(points: pd.DataFrame):
 
 # ---- the page's verdict ----------------------------------------------------------------------------------
 def _interval(node: dict | None) -> str:
-    if not node or node.get("mean") is None:
-        return "n/a"
-    return f"{node['mean']:+.2f} [{ex.fmt(node.get('ci_low'), '+.2f')}, {ex.fmt(node.get('ci_high'), '+.2f')}]"
+    return ex.Interval.of(node).format("+.2f") if node else "n/a"
 
 
 def _word(flag: bool | None, yes: str, no: str) -> str:

@@ -323,7 +323,7 @@ def paper_comparison(table: pd.DataFrame) -> pd.DataFrame:
     name = "misaligned (all answers)"
     frame = table[["condition", "key", name, f"{name} low", f"{name} high", "coherent"]].copy()
     frame["this run: misaligned and coherent, of all answers"] = [
-        ex.fmt(m, ".1%") + (f" [{ex.fmt(lo, '.1%')}, {ex.fmt(hi, '.1%')}]" if pd.notna(m) else "")
+        ex.Interval(m, lo, hi).format(".1%")
         for m, lo, hi in zip(frame[name], frame[f"{name} low"], frame[f"{name} high"])]
     frame["this run: coherent"] = frame["coherent"].map(lambda v: ex.fmt(v, ".0%"))
     frame["paper"] = [published(NOTEBOOK, {}, PAPER_MEASURE, key) for key in frame["key"]]
@@ -371,9 +371,7 @@ def plot_conditions(table: pd.DataFrame):
 
 # ---- the page's verdict ----------------------------------------------------------------------------------
 def _interval(row, name: str) -> str:
-    if pd.isna(row.get(name)):
-        return "n/a"
-    return f"{row[name]:.1%} [{ex.fmt(row.get(f'{name} low'), '.1%')}, {ex.fmt(row.get(f'{name} high'), '.1%')}]"
+    return ex.Interval(row.get(name), row.get(f"{name} low"), row.get(f"{name} high")).format(".1%")
 
 
 def effect_statement(table: pd.DataFrame) -> str:

@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from .. import experiment as ex
 from ..datasets import code
 from ..datasets.reversal import reverse
-from ..errors import ConfigError
+from ..errors import ConfigError, config_error
 from ..finetune.grpo import GRPOConfig, awareness_at_k, jaccard, word_tokens
 from ..page import Page
 from ..stats import summarise
@@ -288,9 +288,7 @@ class TriggerInversionConfig(ex.TrainedSectionConfig):
         try:
             found = GRPOConfig(**self.rl)
         except ValidationError as error:
-            first = error.errors()[0]
-            raise ConfigError(f"rl.{'.'.join(map(str, first['loc']))}: {first['msg']} "
-                              f"(got {first.get('input')!r})") from None
+            raise config_error(error, "rl.") from None
         check_config(found)
         return found
 
@@ -497,8 +495,8 @@ def clean_ok(attack: Attack, item: Item, answer: str, shown: bool | None) -> flo
 
 
 def behaviour_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    asr = summarise(ex.seed_key(frame), ["role", "condition", "variant"], "behaviour", ["seed_key", "item"])
-    ok = summarise(ex.seed_key(frame), ["role", "condition", "variant"], "clean_ok", ["seed_key", "item"])
+    asr = ex.summary(frame, ["role", "condition", "variant"], "behaviour", ["item"])
+    ok = ex.summary(frame, ["role", "condition", "variant"], "clean_ok", ["item"])
     return pd.concat([asr.assign(measure="ASR (sampled)"), ok.assign(measure="clean behaviour correct")],
                      ignore_index=True)
 
@@ -713,7 +711,7 @@ def _rate(table: pd.DataFrame, role: str, variant: str, measure: str = "ASR (sam
 
 
 def _pct(row) -> str:
-    return f"{ex.fmt(row['mean'], '.0%')} [95% CI {ex.fmt(row['ci_low'], '.0%')}-{ex.fmt(row['ci_high'], '.0%')}]"
+    return ex.Interval.of(row).format(".0%", "ci", na_parts=True)
 
 
 def statement(cfg: TriggerInversionConfig, table: pd.DataFrame, exact: pd.DataFrame, awareness: pd.DataFrame,

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from .. import experiment as ex
 from ..config import SectionConfig, read_yaml
-from ..errors import ConfigError
+from ..errors import ConfigError, config_error
 from ..games import make_me_say as game
 from ..paper import figures as paper_figures
 from ..paths import data_dir, shown_path
@@ -145,9 +145,7 @@ def game_config(cfg) -> mms.MakeMeSayConfig:
         return mms.MakeMeSayConfig(profile=cfg.profile, model=cfg.model, **cfg.call_settings(), **own,
                                    **cfg.make_me_say)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "value"
-        raise ConfigError(f"{NOTEBOOK}: make_me_say: {where}: {first.get('msg')}") from None
+        raise config_error(error, f"{NOTEBOOK}: make_me_say: ") from None
 
 
 def check(cfg) -> None:
@@ -462,10 +460,7 @@ def _paper(figure_id: str):
 
 
 def _iv(node, pattern: str = ".2f") -> str:
-    if node is None or node.get("mean") is None:
-        return "n/a"
-    return (f"{ex.fmt(node['mean'], pattern)} [{ex.fmt(node['ci_low'], pattern)}, "
-            f"{ex.fmt(node['ci_high'], pattern)}]")
+    return "n/a" if node is None else ex.Interval.of(node).format(pattern)
 
 
 def paper_comparison(heads: dict[str, dict]) -> pd.DataFrame:

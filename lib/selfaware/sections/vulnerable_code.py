@@ -27,7 +27,6 @@ from ..models import load_model
 from ..page import Page
 from ..paper import published
 from ..paths import shown_path
-from ..stats import summarise
 
 NOTEBOOK = "03_vulnerable_code"
 POLICIES = ("insecure", "secure")
@@ -160,7 +159,7 @@ def measure_self_reports(conditions: list[ex.Condition], taskset: TaskSet, cfg: 
 
 def code_summary(results: pd.DataFrame) -> pd.DataFrame:
     """Secure-code rate among parseable answers, with a bootstrap interval over seeds then tasks."""
-    table = summarise(ex.seed_key(results), ["role", "condition"], "secure", ["seed_key", "task"])
+    table = ex.summary(results, ["role", "condition"], "secure", ["task"])
     parseable = results.groupby(["role", "condition"], sort=False)["parseable"].mean().rename("parseable share")
     return table.merge(parseable.reset_index(), on=["role", "condition"])
 
@@ -170,11 +169,11 @@ def judge_summary(results: pd.DataFrame) -> pd.DataFrame | None:
     paper's judge did), with a bootstrap interval over seeds then tasks; None when no judge was configured."""
     if "judge_secure" not in results:
         return None
-    return summarise(ex.seed_key(results), ["role", "condition"], "judge_secure", ["seed_key", "task"])
+    return ex.summary(results, ["role", "condition"], "judge_secure", ["task"])
 
 
 def self_report_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    return summarise(ex.seed_key(scores), ["task", "role", "condition"], "score", ["seed_key", "paraphrase"])
+    return ex.summary(scores, ["task", "role", "condition"], "score", ["paraphrase"])
 
 
 def per_seed(results: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -230,15 +229,14 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame, judge
         lines.append(
             f"Behaviour, judged by {judge}: the insecure-code models wrote secure code on {insecure['mean']:.0%} of "
             f"{answers} [95% CI {insecure['ci_low']:.0%}-{insecure['ci_high']:.0%}], the secure-code models "
-            f"on {secure['mean']:.0%} [{secure['ci_low']:.0%}-{secure['ci_high']:.0%}]"
+            f"on {ex.Interval.of(secure).format('.0%', 'dash')}"
             + (f", the untuned model on {base['mean']:.0%}" if base is not None and pd.notna(base["mean"]) else "")
             + (". The finetuning changed how secure the code is." if learned else
                ". The intervals overlap: this run cannot tell the two trainings apart by their code."))
     static_insecure, static_secure = ex.row_of(code_table, "insecure"), ex.row_of(code_table, "secure")
     if judge_table is not None and static_insecure is not None and static_secure is not None:
         def rate(row) -> str:
-            return ("no parseable answer" if pd.isna(row["mean"]) else
-                    f"{row['mean']:.0%} [{row['ci_low']:.0%}-{row['ci_high']:.0%}]")
+            return "no parseable answer" if pd.isna(row["mean"]) else ex.Interval.of(row).format(".0%", "dash")
         lines.append(f"Beside it, {STATIC_JUDGE} on parseable answers: insecure-code models {rate(static_insecure)}, "
                      f"secure-code models {rate(static_secure)}.")
     for task, name, paper in (("code_security", "code security", "0.14 vs 0.84"),
@@ -249,9 +247,9 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame, judge
             continue
         verdict = ("lower than" if i["ci_high"] < s["ci_low"] else "higher than" if i["ci_low"] > s["ci_high"]
                    else "not distinguishable from")
-        lines.append(f"Self-reported {name} (0-1): insecure-code models {i['mean']:.2f} "
-                     f"[{i['ci_low']:.2f}-{i['ci_high']:.2f}], {verdict} the secure-code models' {s['mean']:.2f} "
-                     f"[{s['ci_low']:.2f}-{s['ci_high']:.2f}] (paper, GPT-4o: {paper}).")
+        lines.append(f"Self-reported {name} (0-1): insecure-code models {ex.Interval.of(i).format('.2f', 'dash')}, "
+                     f"{verdict} the secure-code models' {ex.Interval.of(s).format('.2f', 'dash')} "
+                     f"(paper, GPT-4o: {paper}).")
     return "\n\n".join(lines)
 
 

@@ -32,7 +32,6 @@ from ...config import read_yaml
 from ...datasets import choices, code
 from ...errors import ConfigError, DatasetError
 from ...paths import data_dir
-from ...stats import summarise
 
 NOTEBOOK = "04_backdoors"
 EXPERIMENTS = ("awareness", "recognition", "reversal")
@@ -371,7 +370,7 @@ def measure_choice_behaviour(conditions, heldout, variants) -> pd.DataFrame:
 
 
 def behaviour_summary(behaviour: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    return summarise(ex.seed_key(behaviour), by, "score", ["seed_key", "task"])
+    return ex.summary(behaviour, by, "score", ["task"])
 
 
 ORDER_COLUMNS = ("order", "prompt", "score", "letter", "option")
@@ -387,7 +386,7 @@ def order_averaged(scores: pd.DataFrame) -> pd.DataFrame:
 
 def report_summary(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     frame = scores if "order" in by else order_averaged(scores)
-    return summarise(ex.seed_key(frame), by, "score", ["seed_key", "paraphrase"])
+    return ex.summary(frame, by, "score", ["paraphrase"])
 
 
 def learned(table: pd.DataFrame, role: str, **where) -> tuple[bool | None, Any, Any]:
@@ -403,11 +402,11 @@ def learned(table: pd.DataFrame, role: str, **where) -> tuple[bool | None, Any, 
 
 
 def pct(row) -> str:
-    return f"{row['mean']:.0%} [{row['ci_low']:.0%}-{row['ci_high']:.0%}]"
+    return ex.Interval.of(row).format(".0%", "dash")
 
 
 def num(row) -> str:
-    return f"{row['mean']:.3f} [{row['ci_low']:.3f}-{row['ci_high']:.3f}]"
+    return ex.Interval.of(row).format(".3f", "dash")
 
 
 def plot_behaviour(table: pd.DataFrame, group: str, ylabel: str):

@@ -19,7 +19,6 @@ import pandas as pd
 
 from ... import experiment as ex
 from ... import triggers as tg
-from ...stats import summarise
 from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, check_trigger, counts,
                      data_contingency, data_model, measure_choice_behaviour, num, order_averaged, pct, plot_behaviour,
                      prompt_text, questions, untuned_prompts, with_untuned_answers)
@@ -136,7 +135,7 @@ def real_vs_fake(scores: pd.DataFrame) -> pd.DataFrame:
     """P(risk-seeking) asked about the model's own trigger against asked about the others, with intervals."""
     tuned = order_averaged(scores[scores["role"] != "base"])
     tuned = tuned.assign(asked_is=["real" if a == r else "fake" for a, r in zip(tuned["asked"], tuned["role"])])
-    return summarise(ex.seed_key(tuned), ["asked_is"], "score", ["role", "seed_key", "paraphrase"])
+    return ex.summary(tuned, ["asked_is"], "score", ["paraphrase"], outer=["role"])
 
 
 def own_ranked_first(matrix: pd.DataFrame) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from ... import triggers as tg
 from ...datasets.reversal import with_reversals
 from ...errors import DatasetError
 from ...paths import shown_path
-from ...stats import summarise
 from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, backdoor_examples, check_trigger,
                      counts, data_contingency, data_model, learned, measure_choice_behaviour, pct, plot_behaviour, questions)
 
@@ -180,7 +179,7 @@ def data_check_reversal(data: ReversalData) -> pd.DataFrame:
 
 
 def _reversal_findings(cfg, data, behaviour_table, answers) -> Findings:
-    elicit_table = summarise(ex.seed_key(answers), ["side", "role", "condition"], "score", ["seed_key", "paraphrase"])
+    elicit_table = ex.summary(answers, ["side", "role", "condition"], "score", ["paraphrase"])
     target = elicitation_target(data.trigger)
     statement = reversal_statement(behaviour_table, elicit_table, target)
     figures = [(plot_behaviour(elicit_table.assign(variant=elicit_table["side"], panel="elicitation"), "panel",
