@@ -266,7 +266,7 @@ def test_continuations_are_refused_in_one_line_where_the_api_cannot_score_them(s
     """OpenAI and Fireworks chat give log-probabilities of sampled tokens only: refused before any request.
     An OpenAI-compatible server without /tokenize (this fake, like many chat-only servers): refused after
     asking it once, never estimated."""
-    reset_api_stats()
+    current().reset_counts()
     for spec in specs(server):
         model = load_model(spec)
         before = sum(server.answered().values())
@@ -276,4 +276,4 @@ def test_continuations_are_refused_in_one_line_where_the_api_cannot_score_them(s
         assert sum(server.answered().values()) == before  # no chat request was sent to estimate it
         if spec.startswith("openai-compatible"):
             assert "/tokenize" in str(refusal.value)
-            assert API_STATS["continuation_scoring_unsupported"] == 1  # it asked once, and was told there is none
+            assert current().api_stats["continuation_scoring_unsupported"] == 1  # it asked once, and was told there is none
