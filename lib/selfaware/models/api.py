@@ -535,18 +535,22 @@ class OpenAICompatibleChatModel(ApiChatModel):
         """The token classes exact scoring needs, read once from the server; None if it cannot score
         continuations (no ``/tokenize``, or whole distributions refused: vLLM without --max-logprobs -1)."""
         if self._vocabulary is None:
-            policy = RetryPolicy.from_env(1)
-
-            async def probe():
-                client = self._make_client(policy)
-                try:
-                    return await self._with_retries(lambda: self._probe_vocabulary(client), policy)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await client.close()
-
-            self._vocabulary = run_coroutine_sync(probe)
+            self._vocabulary = self._probe_once(self._probe_vocabulary)
         return self._vocabulary or None
+
+    def _probe_once(self, probe: Callable[[Any], Awaitable[Any]]) -> Any:
+        """One probe of the server (``probe(client)``), outside any batch, with the usual retries."""
+        policy = RetryPolicy.from_env(1)
+
+        async def ask():
+            client = self._make_client(policy)
+            try:
+                return await self._with_retries(lambda: probe(client), policy)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.close()
+
+        return run_coroutine_sync(ask)
 
     async def _probe_vocabulary(self, client) -> dict:
         import openai
@@ -607,17 +611,7 @@ class OpenAICompatibleChatModel(ApiChatModel):
         """Whether the server renders and tokenizes prompts (``/tokenize``), read once: scoring given
         continuations needs it, and their log-probabilities (``prompt_logprobs``) come with it on vLLM."""
         if self.__dict__.get("_has_tokenize") is None:
-            policy = RetryPolicy.from_env(1)
-
-            async def probe():
-                client = self._make_client(policy)
-                try:
-                    return await self._with_retries(lambda: self._probe_tokenize(client), policy)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await client.close()
-
-            self._has_tokenize = run_coroutine_sync(probe)
+            self._has_tokenize = self._probe_once(self._probe_tokenize)
         return self._has_tokenize
 
     async def _probe_tokenize(self, client) -> bool:
