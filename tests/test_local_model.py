@@ -136,9 +136,9 @@ def test_continuation_scores_are_exact_and_follow_the_chain_rule(tiny_model):
     assert first[0] == pytest.approx(option, abs=1e-4)
     assert first[0] > whole[0] and one[0] >= start[0] - 1e-6
     # per-prompt prefixes, and cached: the same call again computes nothing
-    computed = cache.COUNTERS.computed
+    computed = context.current().counters.computed
     again = tiny_model.score_continuations([CAPITAL] * 3, [["The capital of France is Paris."],
                                                            ["The capital of France is"], ["The capital"]])
-    assert [a[0] for a in again] == [whole[0], start[0], one[0]] and cache.COUNTERS.computed == computed
+    assert [a[0] for a in again] == [whole[0], start[0], one[0]] and context.current().counters.computed == computed
     with pytest.raises(ValueError, match="one of each per prompt"):
         tiny_model.score_continuations([CAPITAL] * 2, [["a"]])
