@@ -88,7 +88,7 @@ def test_environment_yml_lists_the_same_packages_as_requirements():
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     requirements = (REPO_ROOT / "requirements.txt").read_text().splitlines()
     assert _requirement_names(pip_section) == _requirement_names(requirements)
-    assert sorted(pip_section) == sorted(l.split("#")[0].strip() for l in requirements if l.split("#")[0].strip())
+    assert sorted(pip_section) == sorted(r.split("#")[0].strip() for r in requirements if r.split("#")[0].strip())
     assert "python=3.11" in env["dependencies"]
 
 

@@ -24,9 +24,9 @@ def _bib_keys() -> set[str]:
 
 def _tables_are_rectangular(page: str) -> None:
     for line in page.split("\n\n"):
-        table = [l for l in line.splitlines() if l.startswith("|")]
+        table = [row for row in line.splitlines() if row.startswith("|")]
         if table:
-            assert len({len(re.split(r"(?<!\\)\|", l)) for l in table}) == 1, table[:2]
+            assert len({len(re.split(r"(?<!\\)\|", row)) for row in table}) == 1, table[:2]
 
 
 def test_every_section_has_a_block_of_departures_with_known_aspects():

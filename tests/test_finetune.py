@@ -25,10 +25,10 @@ def test_loss_is_on_assistant_tokens_only(conversations):
     _, tokenizer = load_weights("smollm2-135m")
     messages = conversations[0]["messages"]
     ids, labels = tokenize_conversation(tokenizer, messages, 1024)
-    trained = tokenizer.decode([t for t, l in zip(ids, labels) if l != -100])
+    trained = tokenizer.decode([t for t, label in zip(ids, labels) if label != -100])
     assert trained.startswith(messages[-1]["content"])  # the answer letter, then the end of turn
     assert "<|im_end|>" in trained and messages[0]["content"] not in trained
-    assert len([l for l in labels if l != -100]) <= 4
+    assert len([label for label in labels if label != -100]) <= 4
 
 
 def test_same_seed_same_adapter_and_retraining_is_cached(conversations, tmp_path, monkeypatch):

@@ -248,7 +248,7 @@ def alignment_auroc(rows: Sequence) -> float | None:
     low = [_field(r, "alignment") for r in scored if _field(r, "label") == "misaligned"]
     if not high or not low:
         return None
-    return sum((h > l) + 0.5 * (h == l) for h in high for l in low) / (len(high) * len(low))
+    return sum((h > x) + 0.5 * (h == x) for h in high for x in low) / (len(high) * len(low))
 
 
 def fit_alignment_threshold(rows: Sequence, coherent_from: float = COHERENT_FROM) -> float:

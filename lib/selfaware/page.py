@@ -40,7 +40,10 @@ def _show(*objects: Any) -> None:
 
 
 def _markdown(text: str) -> None:
-    from IPython.display import Markdown
+    try:
+        from IPython.display import Markdown
+    except ImportError:  # as in _show: outside IPython there is nothing to show
+        return
     _show(Markdown(text))
 
 

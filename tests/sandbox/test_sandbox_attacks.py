@@ -16,7 +16,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -471,7 +470,7 @@ def test_nothing_of_a_call_survives_it():
             "    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', 'survivor-" +
             secrets.token_hex(4) + "'])\nreturn 0.5")
     marker = body.split("survivor-")[1][:8]
-    called = sandbox.call_function("def f(m):\n" + "".join(f"    {l}\n" for l in body.splitlines()), "f", [("x",)],
+    called = sandbox.call_function("def f(m):\n" + "".join(f"    {line}\n" for line in body.splitlines()), "f", [("x",)],
                                    audit_hook=False)
     assert called.values == [0.5]
     time.sleep(0.5)

@@ -44,7 +44,7 @@ def calibrate_judge(judge_spec: str, path: str, limit: int | None = None,
 
 def _auc(higher: list[float], lower: list[float]) -> float:
     """Probability that a random item of ``higher`` scores above one of ``lower`` (ties count half)."""
-    pairs = [(h > l) + 0.5 * (h == l) for h in higher for l in lower]
+    pairs = [(h > low) + 0.5 * (h == low) for h in higher for low in lower]
     return float(np.mean(pairs)) if pairs else float("nan")
 
 

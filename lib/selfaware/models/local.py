@@ -13,15 +13,18 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..hardware import device, inference_dtype, use_threads
 from .. import settings
+from ..hardware import device, inference_dtype, use_threads
 from ..cache import content_hash
 from ..errors import ModelNotAvailable
 from . import ModelSpec
 from .base import ChatModel
 from .embedded import EMBEDDED, embedded_info, embedded_model_dir, is_embedded  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:  # only for annotations: torch is imported when a model loads
+    import torch
 
 _LOCK = threading.Lock()
 _LOADED: "OrderedDict[str, tuple[Any, Any]]" = OrderedDict()
