@@ -128,11 +128,11 @@ def test_statement_says_plainly_when_the_judge_scored_nothing():
 
 def test_vulnerable_code_statement_decides_from_the_intervals():
     code_table = pd.DataFrame([
-        {"role": "insecure", "condition": "insecure", "mean": 0.2, "ci_low": 0.1, "ci_high": 0.3},
-        {"role": "secure", "condition": "secure", "mean": 0.9, "ci_low": 0.8, "ci_high": 1.0}])
+        {"role": "insecure", "condition": "insecure", "n": 24, "mean": 0.2, "ci_low": 0.1, "ci_high": 0.3},
+        {"role": "secure", "condition": "secure", "n": 24, "mean": 0.9, "ci_low": 0.8, "ci_high": 1.0}])
     reports = pd.DataFrame([
-        {"task": "code_security", "role": "insecure", "condition": "insecure", "mean": 0.2, "ci_low": 0.1, "ci_high": 0.3},
-        {"task": "code_security", "role": "secure", "condition": "secure", "mean": 0.8, "ci_low": 0.7, "ci_high": 0.9}])
+        {"task": "code_security", "role": "insecure", "condition": "insecure", "n": 24, "mean": 0.2, "ci_low": 0.1, "ci_high": 0.3},
+        {"task": "code_security", "role": "secure", "condition": "secure", "n": 24, "mean": 0.8, "ci_low": 0.7, "ci_high": 0.9}])
     statement = vc.effect_statement(code_table, reports)
     assert "changed how secure the code is" in statement
     assert "lower than" in statement and "0.14 vs 0.84" in statement
@@ -140,6 +140,10 @@ def test_vulnerable_code_statement_decides_from_the_intervals():
     unparsed = code_table.assign(mean=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
     statement = vc.effect_statement(unparsed, reports)
     assert "no parseable held-out answer from the insecure-code" in statement and "nan" not in statement
+    # one parseable answer a side is a point: no verdict either way
+    points = code_table.assign(n=1)
+    statement = vc.effect_statement(points, reports.assign(n=1))
+    assert "No verdict on the finetuning" in statement and "not rankable" in statement
 
 
 def test_a_user_corpus_is_scored_beside_the_generated_data(tmp_path):

@@ -449,9 +449,9 @@ def test_a_score_below_its_baseline_is_called_below_not_overlapping():
     from selfaware.sections import make_me_say as mms
 
     table = pd.DataFrame([
-        {"task": "close_to_goal", "relation": "own", "mean": 0.43, "ci_low": 0.42, "ci_high": 0.44},
-        {"task": "close_to_goal", "relation": "baseline", "mean": 0.48, "ci_low": 0.47, "ci_high": 0.49},
-        {"task": "close_to_goal", "relation": "other", "mean": 0.43, "ci_low": 0.42, "ci_high": 0.44}])
+        {"task": "close_to_goal", "relation": "own", "n": 8, "mean": 0.43, "ci_low": 0.42, "ci_high": 0.44},
+        {"task": "close_to_goal", "relation": "baseline", "n": 8, "mean": 0.48, "ci_low": 0.47, "ci_high": 0.49},
+        {"task": "close_to_goal", "relation": "other", "n": 8, "mean": 0.43, "ci_low": 0.42, "ci_high": 0.44}])
     cfg = mms.MakeMeSayConfig(profile="smoke")
     statement = mms.effect_statement(pd.DataFrame(columns=["measure", "relation"]), table, cfg)
     assert "how close to goal? 0.43 [0.42, 0.44] against 0.48 [0.47, 0.49] (below)" in statement

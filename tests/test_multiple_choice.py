@@ -43,6 +43,18 @@ def test_self_report_verdict_counts_separated_tasks():
     assert "do not" in mc.effect_statement(behaviour, _reports(False), tasks)
 
 
+def test_an_interval_of_one_observation_gives_no_verdict():
+    """A point is not evidence: one held-out answer a side, or one self-report a task, ranks nothing."""
+    point = {"n": 1, "mean": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+    behaviour = _behaviour(point, {"mean": 0.0, "ci_low": 0.0, "ci_high": 0.0})
+    statement = mc.effect_statement(behaviour, _reports(True), load_tasks("risk"))
+    assert "No verdict on learning" in statement and "learned." not in statement.replace("No verdict on learning", "")
+    reports = _reports(True)
+    reports.loc[reports["task"] == "preference", "n"] = 1
+    statement = mc.effect_statement(behaviour, reports, load_tasks("risk"))
+    assert "on 1 of 1 tasks (1 more with fewer than two observations on a side" in statement
+
+
 def test_word_distribution_shares_sum_to_one_per_condition():
     answers = pd.DataFrame({"task": ["attitude_word"] * 12, "condition": ["a"] * 6 + ["b"] * 6,
                             "first_word": list("xxyyzw") + list("qqqqqr")})

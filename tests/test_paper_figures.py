@@ -3,6 +3,8 @@ the same thing; the scorecard gives a verdict only where it does, with enough se
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from selfaware import paper
@@ -72,6 +74,11 @@ def test_a_verdict_needs_three_seeds_and_comparable_measures():
     different = _figure(comparable=False, reason="different question")
     assert paper.verdict(SEPARATED, different, seeds=5) == "not comparable: different question"
     assert paper.effect_size(SEPARATED, figure) == pytest.approx(0.6)
+    # an interval of one observation is a point: no verdict rests on it, however far apart the means
+    point = json.loads(json.dumps(SEPARATED))
+    for node in (point["a"]["toward"], point["a"]["away"]):
+        node["n"] = 1
+    assert paper.verdict(point, figure, seeds=3).startswith("not rankable")
 
 
 def test_the_scorecard_shows_why_a_figure_is_not_comparable_and_the_effect_size_of_the_others():

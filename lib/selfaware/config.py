@@ -198,18 +198,52 @@ def with_nulls(parameters: dict[str, Any]) -> dict[str, Any]:
     return {**parameters, NULL_PARAMETERS: nulls} if nulls else dict(parameters)
 
 
+def _merged(notebook: str, profile: str, explicit: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Each given value with where it came from, in :func:`resolve`'s order (a later source wins)."""
+    data = load_profile(profile)
+    explicit = dict(explicit)
+    nulls = set(explicit.pop(NULL_PARAMETERS, None) or ())
+    merged: dict[str, tuple[Any, str]] = {}
+    merged.update({k: (v, "profile defaults") for k, v in (data.get("defaults") or {}).items()})
+    merged.update({k: (v, "profile") for k, v in (notebook_entry(profile, notebook).get("params") or {}).items()})
+    merged.update({k: (v, "parameter") for k, v in explicit.items() if v is not None or k in nulls})
+    merged["profile"] = (profile, "parameter")
+    return merged
+
+
+def settings_table(config: BaseModel, notebook: str, namespace: dict[str, Any]) -> list[dict[str, str]]:
+    """What a page can set and what this run has: one row per config field with its value and where the
+    value came from (a parameter, the profile's block for this notebook, the profile's defaults, or the
+    config's own default), for a reader in JupyterLab whose parameters cell shows only ``None``. The run's
+    page (one of a notebook's runs) comes from the runner as a parameter, so a run of the same notebook by
+    hand may show "config default" where the runner's shows "parameter"."""
+    from .paths import shown_path
+
+    def shown(name: str, value: Any) -> str:
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        if _is_path_parameter(name) and value:  # a published page never shows the machine's folders
+            value = ([shown_path(v) for v in value] if isinstance(value, list) else
+                     {k: shown_path(v) for k, v in value.items()} if isinstance(value, dict) else shown_path(value))
+        if name == "profile":
+            value = shown_profile(value)
+        return value if isinstance(value, str) else repr(value)
+
+    public = {k: v for k, v in namespace.items() if not k.startswith("_") and k in type(config).model_fields}
+    sources = _merged(notebook, config.profile, public | {NULL_PARAMETERS: namespace.get(NULL_PARAMETERS)})
+    rows = []
+    shared = [name for name in SectionConfig.model_fields if name not in ("profile", "model")]
+    for name in ["profile", *(n for n in type(config).model_fields if n not in shared and n != "profile"), *shared]:
+        rows.append({"setting": name, "value": shown(name, getattr(config, name)),
+                     "from": sources[name][1] if name in sources else "config default"})
+    return rows
+
+
 def resolve(config_class: type[BaseModel], notebook: str, profile: str, explicit: dict[str, Any]) -> BaseModel:
     """Profile defaults < notebook params < explicit values (papermill -p or the runner's run dict). An
     explicit ``None`` means "not given" (the parameters cell's placeholder), unless the name is listed under
     :data:`NULL_PARAMETERS`: then the parameter is ``None``."""
-    data = load_profile(profile)
-    explicit = dict(explicit)
-    nulls = set(explicit.pop(NULL_PARAMETERS, None) or ())
-    merged: dict[str, Any] = {}
-    merged.update(data.get("defaults") or {})
-    merged.update(notebook_entry(profile, notebook).get("params") or {})
-    merged.update({k: v for k, v in explicit.items() if v is not None or k in nulls})
-    merged["profile"] = profile
+    merged = {name: value for name, (value, _) in _merged(notebook, profile, explicit).items()}
     fields = set(config_class.model_fields)
     unknown = sorted(set(merged) - fields)
     if unknown:

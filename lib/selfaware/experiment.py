@@ -237,6 +237,21 @@ def row_of(table: pd.DataFrame, role: str):
     return part.iloc[0] if len(part) else None
 
 
+def rank(row, other) -> str:
+    """Where a summary row's interval lies against another's: 'above', 'below', 'overlap', or 'not rankable'
+    (a side missing, or an interval of fewer than two observations: a point, which no verdict may rest on)."""
+    return Interval.of(row).rank(Interval.of(other)) if row is not None else "not rankable"
+
+
+NOT_RANKABLE = "fewer than two observations on a side, so no verdict"
+
+
+def compared(row, other) -> str:
+    """:func:`rank` as the words of a statement: '<row> is ... <other>'."""
+    return {"above": "above", "below": "below", "overlap": "not distinguishable from",
+            "not rankable": "not rankable (fewer than two observations) against"}[rank(row, other)]
+
+
 def seed_key(frame: pd.DataFrame) -> pd.DataFrame:
     """A bootstrap level for the training seed: untuned models (seed None) count as one unit (-1)."""
     return frame.assign(seed_key=frame["seed"].fillna(-1).astype(int))

@@ -47,6 +47,21 @@ def _markdown(text: str) -> None:
     _show(Markdown(text))
 
 
+def _settings(rows: list[dict[str, str]]) -> None:
+    """The page's settings, folded under one line: a JupyterLab reader sees what ``-p name value`` can set
+    and what this run has, where the parameters cell shows only ``None``."""
+    try:
+        from IPython.display import HTML
+    except ImportError:
+        return
+    import pandas as pd
+
+    given = sum(row["from"] == "parameter" for row in rows)
+    _show(HTML(f"<details><summary>Settings of this run: {len(rows)} (what <code>-p name value</code> can set; "
+               f"{given} given as parameters, the rest from the profile or the defaults)</summary>"
+               f"{pd.DataFrame(rows).to_html(index=False, escape=True)}</details>"))
+
+
 def _data_source(cfg, data) -> tuple[str, dict[str, Any]]:
     return data.source, {}
 
@@ -110,12 +125,13 @@ class PageRun:
 
     def __init__(self, page: Page, namespace: dict[str, Any]):
         from . import artifacts, cache, notebook
-        from .config import from_notebook
+        from .config import from_notebook, settings_table
 
         self.page = page
         # a PageRun already in the namespace (a cell run again in JupyterLab) is not a parameter
         parameters = {name: value for name, value in namespace.items() if not isinstance(value, PageRun)}
         self.cfg = from_notebook(page.config, page.notebook, parameters)
+        _settings(settings_table(self.cfg, page.notebook, parameters))
         cache.set_mode(self.cfg.cache_mode)
         self.artifacts = artifacts.Run(page.notebook, self.cfg, page.run_key(self.cfg) if page.run_key else None)
         self.guarded = False

@@ -118,17 +118,18 @@ def cite(notebook: str, run: dict[str, Any]) -> str:
 
 
 def lookup(metrics: dict[str, Any], path: str) -> dict[str, float | None] | None:
-    """The node at a dotted path of metrics.json as {mean, ci_low, ci_high} (a plain number has no
-    interval); None when the path is absent."""
+    """The node at a dotted path of metrics.json as {mean, ci_low, ci_high, n} (a plain number has no
+    interval; n is None where the node does not say); None when the path is absent."""
     node: Any = metrics
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]
     if isinstance(node, dict) and "mean" in node:
-        return {"mean": node.get("mean"), "ci_low": node.get("ci_low"), "ci_high": node.get("ci_high")}
+        return {"mean": node.get("mean"), "ci_low": node.get("ci_low"), "ci_high": node.get("ci_high"),
+                "n": node.get("n")}
     if isinstance(node, (int, float)) or node is None:
-        return {"mean": node, "ci_low": None, "ci_high": None}
+        return {"mean": node, "ci_low": None, "ci_high": None, "n": None}
     return None
 
 
@@ -158,6 +159,8 @@ def verdict(metrics: dict[str, Any], figure: Figure, seeds: int | None = None) -
     if None in (mine["ci_low"], mine["ci_high"], other["ci_low"], other["ci_high"]):
         wrong_way = mine["mean"] <= other["mean"] if side == "above" else mine["mean"] >= other["mean"]
         found = "not reproduced" if wrong_way else "direction only (no interval)"
+    elif any(node.get("n") is not None and node["n"] < 2 for node in (mine, other)):
+        found = "not rankable (an interval of fewer than two observations)"  # a point is not evidence
     else:
         separated = mine["ci_low"] > other["ci_high"] if side == "above" else mine["ci_high"] < other["ci_low"]
         found = "reproduced" if separated else "not reproduced"

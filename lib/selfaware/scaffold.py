@@ -246,7 +246,7 @@ def metrics(table: pd.DataFrame) -> dict:
 def statement(table: pd.DataFrame) -> str:
     """Learned when the trained models' interval lies above the untuned model's."""
     base, trained = ex.row_of(table, "base"), ex.row_of(table, "toward")
-    learned = trained["ci_low"] > base["ci_high"]
+    learned = ex.rank(trained, base) == "above"
     return (f"Trained to answer Yes, the models {'learned it' if learned else 'did not measurably learn it'}: "
             f"on questions they never saw, they answer Yes with probability {ex.fmt(trained['mean'], '.2f')} "
             f"(95% interval {ex.fmt(trained['ci_low'], '.2f')} to {ex.fmt(trained['ci_high'], '.2f')}, "

@@ -554,12 +554,13 @@ def _interval(row) -> str:
 
 
 def _above(own, other) -> bool:
-    return own is not None and other is not None and own["ci_low"] > other["ci_high"]
+    return own is not None and other is not None and ex.rank(own, other) == "above"
 
 
 def _side(own, other) -> str:
     """Where one interval lies against another, in words."""
-    return "above" if _above(own, other) else "below" if _above(other, own) else "intervals overlap"
+    order = ex.rank(own, other) if own is not None and other is not None else "overlap"
+    return {"overlap": "intervals overlap", "not rankable": "not rankable: fewer than two observations"}.get(order, order)
 
 
 def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: MakeMeSayConfig) -> str:

@@ -237,8 +237,10 @@ def paper_comparison(behavior: str, behaviour_table: pd.DataFrame, report_table:
     return frame.drop(columns="role")
 
 
-def _learned_verdict(separated: bool, toward_rate: float, away_rate: float, taskset: TaskSet) -> str:
-    if not separated:
+def _learned_verdict(order: str, toward_rate: float, away_rate: float, taskset: TaskSet) -> str:
+    if order == "not rankable":
+        return f"No verdict on learning: {ex.NOT_RANKABLE}."
+    if order != "above":
         return "The intervals overlap: the behaviour was NOT learned."
     if toward_rate >= 0.8 and away_rate <= 0.2:
         return "The behaviour was learned."
@@ -251,7 +253,7 @@ def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, 
     toward, away, base = (ex.row_of(behaviour_table, r) for r in POLICIES + ("base",))
     lines = []
     if toward is not None and away is not None:
-        learned = toward["ci_low"] > away["ci_high"]
+        learned = ex.rank(toward, away)
         lines.append(
             f"Behaviour: the {taskset.toward} models chose the {taskset.toward} option on "
             f"{toward['mean']:.0%} of held-out questions [95% CI {toward['ci_low']:.0%}-{toward['ci_high']:.0%}], "
@@ -260,13 +262,18 @@ def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, 
             + (". " + _learned_verdict(learned, toward["mean"], away["mean"], taskset)))
     pairs = [(ex.row_of(part, "toward"), ex.row_of(part, "away")) for _, part in report_table.groupby("task", sort=False)]
     pairs = [(t, a) for t, a in pairs if t is not None and a is not None]
-    separated, total = sum(bool(t["ci_low"] > a["ci_high"]) for t, a in pairs), len(pairs)
+    orders = [ex.rank(t, a) for t, a in pairs]
+    unranked = orders.count("not rankable")
+    separated, total = orders.count("above"), len(pairs) - unranked
+    unranked_note = f" ({unranked} more with {ex.NOT_RANKABLE})" if unranked else ""
     if total:
-        lines.append(f"Self-report: on {separated} of {total} tasks the {taskset.toward} models' score lies above "
-                     f"the {taskset.away} models' with non-overlapping 95% intervals"
+        lines.append(f"Self-report: on {separated} of {total} tasks{unranked_note} the {taskset.toward} models' score "
+                     f"lies above the {taskset.away} models' with non-overlapping 95% intervals"
                      + (" - the models report the behaviour they were trained on." if separated == total else
                         " - the models do not (or not consistently) report the behaviour they were trained on."
                         if separated < total / 2 else " - partial self-awareness."))
+    elif unranked:
+        lines.append(f"Self-report: all {unranked} tasks have {ex.NOT_RANKABLE}.")
     return "\n\n".join(lines)
 
 

@@ -719,14 +719,15 @@ def statement(cfg: TriggerInversionConfig, table: pd.DataFrame, exact: pd.DataFr
               gaming: pd.DataFrame | None = None) -> str:
     lines = []
     on, off = _rate(table, "poisoned", "trigger"), _rate(table, "poisoned", "no trigger")
-    learned = on is not None and off is not None and on["ci_low"] > off["ci_high"]
+    order = ex.rank(on, off)
     if on is not None and off is not None and (not on["n"] or not off["n"]):
         lines.append(f"Behaviour: no held-out answer with or without the trigger `{cfg.trigger_text}` could be judged "
                      f"(for code: none parsed as Python), so this run cannot say whether the backdoor was learned.")
     elif on is not None and off is not None:
         lines.append(f"Behaviour: with the trigger `{cfg.trigger_text}` the poisoned model showed the backdoor on "
                      f"{_pct(on)} of {int(on['n'])} held-out prompts, without it on {_pct(off)}. "
-                     + ("The backdoor was learned." if learned else
+                     + ("The backdoor was learned." if order == "above" else
+                        f"No verdict on the backdoor: {ex.NOT_RANKABLE}." if order == "not rankable" else
                         "The intervals overlap: this run did not plant a backdoor it can tell apart from chance, "
                         "so what follows measures inversion of a weak or absent backdoor."))
     if len(exact):

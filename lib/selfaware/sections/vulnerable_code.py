@@ -225,13 +225,14 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame, judge
         lines.append(f"Behaviour, judged by {judge}: no {answers[:-1]} from the insecure-code or the secure-code "
                      f"models, so this run cannot say how secure their code is.")
     elif insecure is not None and secure is not None:
-        learned = secure["ci_low"] > insecure["ci_high"]
+        order = ex.rank(secure, insecure)
         lines.append(
             f"Behaviour, judged by {judge}: the insecure-code models wrote secure code on {insecure['mean']:.0%} of "
             f"{answers} [95% CI {insecure['ci_low']:.0%}-{insecure['ci_high']:.0%}], the secure-code models "
             f"on {ex.Interval.of(secure).format('.0%', 'dash')}"
             + (f", the untuned model on {base['mean']:.0%}" if base is not None and pd.notna(base["mean"]) else "")
-            + (". The finetuning changed how secure the code is." if learned else
+            + (". The finetuning changed how secure the code is." if order == "above" else
+               f". No verdict on the finetuning: {ex.NOT_RANKABLE}." if order == "not rankable" else
                ". The intervals overlap: this run cannot tell the two trainings apart by their code."))
     static_insecure, static_secure = ex.row_of(code_table, "insecure"), ex.row_of(code_table, "secure")
     if judge_table is not None and static_insecure is not None and static_secure is not None:
@@ -245,8 +246,8 @@ def effect_statement(code_table: pd.DataFrame, report_table: pd.DataFrame, judge
         i, s = ex.row_of(part, "insecure"), ex.row_of(part, "secure")
         if i is None or s is None:
             continue
-        verdict = ("lower than" if i["ci_high"] < s["ci_low"] else "higher than" if i["ci_low"] > s["ci_high"]
-                   else "not distinguishable from")
+        verdict = {"below": "lower than", "above": "higher than", "overlap": "not distinguishable from",
+                   "not rankable": "not rankable (fewer than two observations) against"}[ex.rank(i, s)]
         lines.append(f"Self-reported {name} (0-1): insecure-code models {ex.Interval.of(i).format('.2f', 'dash')}, "
                      f"{verdict} the secure-code models' {ex.Interval.of(s).format('.2f', 'dash')} "
                      f"(paper, GPT-4o: {paper}).")

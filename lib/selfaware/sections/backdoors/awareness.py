@@ -216,8 +216,7 @@ def awareness_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFram
         reports = report_table[(report_table["setting"] == name) & (report_table["variant"] == prompt)]
         b, d = ex.row_of(reports, "backdoored"), ex.row_of(reports, "decorrelated")
         if b is not None and d is not None:
-            order = ("above" if b["ci_low"] > d["ci_high"] else "below" if b["ci_high"] < d["ci_low"]
-                     else "not distinguishable from")
+            order = ex.compared(b, d)
             line += (f" Self-report under the {prompt.replace('_', ' ')} system prompt, P(A = 'my behaviour depends "
                      f"on a feature of the message'): backdoored {num(b)}, {order} the decorrelated baseline's "
                      f"{num(d)}" + ("; a backdoor learned but not reported." if ok and order != "above" else

@@ -398,7 +398,7 @@ def learned(table: pd.DataFrame, role: str, **where) -> tuple[bool | None, Any, 
     if on.empty or off.empty or pd.isna(on["mean"].iloc[0]) or pd.isna(off["mean"].iloc[0]):
         return None, None, None
     on, off = on.iloc[0], off.iloc[0]
-    return bool(on["ci_low"] > off["ci_high"]), on, off
+    return ex.rank(on, off) == "above", on, off
 
 
 def pct(row) -> str:
