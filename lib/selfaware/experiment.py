@@ -252,6 +252,9 @@ def summary(frame: pd.DataFrame, by: list[str], value: str, within: list[str],
 
 # ---- plans ----------------------------------------------------------------------------------------------
 CALL_KINDS = ("sample", "options", "number", "continuations")  # the call cache's kinds (models.base.ChatModel)
+# a cache kind that counts the same call under another name: the local backend keys its continuation scores
+# by token ids under the name they had before ``score_continuations`` existed (models.local)
+SAME_CALL = {"continuation_logprobs": "continuations"}
 
 
 @dataclass
@@ -319,6 +322,13 @@ class Plan:
         self.calls.append(Calls(what, model, prompts, completion_tokens, models, n, kind, at_most))
         return self
 
+    def merge(self, other: "Plan") -> "Plan":
+        """Another plan's trainings and calls added to this one (a page that runs other pages' measures)."""
+        self.finetunes += other.finetunes
+        self.calls += other.calls
+        self.other_trainings += other.other_trainings
+        return self
+
     def as_dict(self) -> dict[str, Any]:
         return {"finetunes": self.finetunes, "calls": [c.as_dict() for c in self.calls]}
 
@@ -358,6 +368,30 @@ class Plan:
             lines.append(f"  {'at most ' if calls.at_most else ''}{calls.requests:,} requests to {calls.model}: "
                          f"{calls.what}" + (f" ({calls.n} samples each)" if calls.n > 1 else ""))
         return "\n".join(lines)
+
+
+def plan_differences(record: dict[str, Any]) -> list[str]:
+    """Where a finished run (its ``run.json``) did other than its plan said, one line each; empty when it kept
+    to it. A planned count is exact (model calls + cache hits of that kind, trainings run + trainings found
+    already trained) unless the plan declared the kind an upper bound (``at_most``)."""
+    planned = record.get("planned")
+    if planned is None:
+        return [f"{record.get('name')}: run.json has no plan"]
+    found, asked = [], {}
+    for counts in (record["model_calls_by_kind"], record["cache_hits_by_kind"]):
+        for kind, count in counts.items():
+            call = SAME_CALL.get(kind, kind)
+            asked[call] = asked.get(call, 0) + count
+    for kind in sorted({*asked, *planned["requests_by_kind"]}):
+        want, got = planned["requests_by_kind"].get(kind, 0), asked.get(kind, 0)
+        if kind in planned["at_most"] and got > want:
+            found.append(f"{kind}: planned at most {want}, asked {got}")
+        elif kind not in planned["at_most"] and got != want:
+            found.append(f"{kind}: planned {want}, asked {got}")
+    trained = record["trainings"] + record["trainings_cached"]
+    if trained != planned["trainings"]:
+        found.append(f"trainings: planned {planned['trainings']}, trained or found {trained}")
+    return found
 
 
 class DryRun(SelfAwareError):

@@ -782,15 +782,23 @@ def plan(cfg: TriggerInversionConfig, data: Data | None = None) -> ex.Plan:
     plan.train(cfg, {"unlearning": [c for item in data.unlearning_items for c in
                                     (item.conversation(item.prompt, item.normal),) * 2]},
                f"inversion-{attack.name}", finetune=cfg.unlearning, seeds=1)
+    runs = 2 if cfg.rl_without_rsft else 1
+    plan.train_without_data(f"inversion-{attack.name}-rl", runs)
     heldout = [[{"role": "user", "content": item.prompt}] for item in data.heldout]
     models = 1 + len(cfg.seeds) + 2  # base, poisoned per seed, R-SFT, unlearned
     plan.ask("held-out prompts, with and without the trigger", cfg.model, heldout, max_tokens(cfg), models * 2)
-    plan.ask("inversion question, asked directly", cfg.model,
+    plan.ask("inversion question, asked directly (the poisoned and the R-SFT model)", cfg.model,
              inversion_prompts(attack)[:1], cfg.grpo.max_new_tokens, 2, n=cfg.awareness_k)
-    runs = 2 if cfg.rl_without_rsft else 1
-    plan.ask(f"RL: {cfg.grpo.steps} steps x {cfg.grpo.group_size} candidates, each scored on "
-             f"{cfg.n_reward_prompts} prompts (exact continuation scores)", cfg.model, inversion_prompts(attack),
-             cfg.grpo.max_new_tokens, runs)
+    # the reward scores each candidate on every reward prompt (TriggerReward.asr): one continuation request
+    reward_prompts = [[{"role": "user", "content": item.prompt}] for item in data.reward_items]
+    plan.ask("exact ASR of no trigger, the true trigger and random words", cfg.model, reward_prompts,
+             cfg.reward_tokens, 3, kind="continuations")
+    plan.ask("reward of each method's first candidate (two asked directly, each RL run)", cfg.model,
+             reward_prompts, cfg.reward_tokens, 2 + runs, kind="continuations")
+    plan.ask(f"RL reward: {cfg.grpo.steps} steps x {cfg.grpo.group_size} candidates per run", cfg.model,
+             reward_prompts, cfg.reward_tokens, runs * cfg.grpo.steps * cfg.grpo.group_size, kind="continuations",
+             at_most="a candidate already scored is not scored again, and a run resumed from its checkpoint "
+                     "scores none")
     return plan
 
 
