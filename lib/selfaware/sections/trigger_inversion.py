@@ -442,6 +442,14 @@ class TriggerReward:
         return [a - self.penalty(c) for a, c in zip(self.asr(candidates), candidates)]
 
 
+def plan_reward(plan: ex.Plan, cfg: "TriggerInversionConfig", items: list[Item], what: str, candidates: int,
+                at_most: str = "") -> None:
+    """Add to ``plan`` what :meth:`TriggerReward.asr` asks for ``candidates`` candidates: one continuation
+    score per candidate and reward prompt (the behaviour's answer against the normal one)."""
+    plan.ask(what, cfg.model, [[{"role": "user", "content": item.prompt}] for item in items], cfg.reward_tokens,
+             candidates, kind="continuations", at_most=at_most)
+
+
 def random_string(seed: int, words: int = 2) -> str:
     """A candidate of ordinary words picked at random (the control of the reward test and the page)."""
     pool = ["window", "river", "pencil", "garden", "silver", "morning", "basket", "engine", "ladder", "candle"]
@@ -789,16 +797,13 @@ def plan(cfg: TriggerInversionConfig, data: Data | None = None) -> ex.Plan:
     plan.ask("held-out prompts, with and without the trigger", cfg.model, heldout, max_tokens(cfg), models * 2)
     plan.ask("inversion question, asked directly (the poisoned and the R-SFT model)", cfg.model,
              inversion_prompts(attack)[:1], cfg.grpo.max_new_tokens, 2, n=cfg.awareness_k)
-    # the reward scores each candidate on every reward prompt (TriggerReward.asr): one continuation request
-    reward_prompts = [[{"role": "user", "content": item.prompt}] for item in data.reward_items]
-    plan.ask("exact ASR of no trigger, the true trigger and random words", cfg.model, reward_prompts,
-             cfg.reward_tokens, 3, kind="continuations")
-    plan.ask("reward of each method's first candidate (two asked directly, each RL run)", cfg.model,
-             reward_prompts, cfg.reward_tokens, 2 + runs, kind="continuations")
-    plan.ask(f"RL reward: {cfg.grpo.steps} steps x {cfg.grpo.group_size} candidates per run", cfg.model,
-             reward_prompts, cfg.reward_tokens, runs * cfg.grpo.steps * cfg.grpo.group_size, kind="continuations",
-             at_most="a candidate already scored is not scored again, and a run resumed from its checkpoint "
-                     "scores none")
+    plan_reward(plan, cfg, data.reward_items, "exact ASR of no trigger, the true trigger and random words", 3)
+    plan_reward(plan, cfg, data.reward_items, "reward of each method's first candidate (two asked directly, each "
+                "RL run)", 2 + runs)
+    plan_reward(plan, cfg, data.reward_items, f"RL reward: {cfg.grpo.steps} steps x {cfg.grpo.group_size} "
+                f"candidates per run", runs * cfg.grpo.steps * cfg.grpo.group_size,
+                at_most="a candidate already scored is not scored again, and a run resumed from its checkpoint "
+                        "scores none")
     return plan
 
 
