@@ -210,6 +210,8 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
     started = time.time()
     state = torch.load(state_path, weights_only=False) if state_path.exists() else None
     if state and state["step"] >= cfg.steps and not keep_policy:
+        from .. import context
+        context.current().count_training(cached=True)  # trained before: its checkpoint has every step
         return GRPOResult(state["history"][:cfg.steps], state["buffer"], 0, state["step"], 0.0, directory)
 
     from ..cache import require_computing
