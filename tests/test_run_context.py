@@ -53,6 +53,7 @@ def test_a_trained_artifact_is_built_once_moved_into_place_and_counted(tmp_path)
     assert (target / "weights").exists() and built[0] != target  # trained elsewhere, then moved
     assert cache.trained_artifact(target, "adapter abc", train) == target
     assert len(built) == 1 and context.current().counters.trainings == 1
+    assert context.current().counters.trainings_cached == 1  # the second one was found, not trained
     assert [p.name for p in target.parent.iterdir()] == ["abc"]
 
 
@@ -73,6 +74,35 @@ def test_replay_mode_refuses_to_train(tmp_path):
     cache.set_mode("replay")
     with pytest.raises(CacheMiss, match="replay-only mode: adapter abc was never trained"):
         cache.trained_artifact(tmp_path / "abc", "adapter abc", lambda folder: None)
+
+
+def test_cache_hits_and_calls_are_counted_by_kind(tmp_path):
+    store = cache.CallCache(tmp_path / "c.sqlite", "rw")
+    store.cached_call("options", [{"x": 1}, {"x": 2}], lambda requests: [0] * len(requests))
+    store.cached_call("options", [{"x": 2}, {"x": 3}], lambda requests: [0] * len(requests))
+    store.cached_call("sample", [{"x": 1}], lambda requests: [0] * len(requests))
+    counts = context.current().counters
+    assert counts.by_kind == {"options": 3, "sample": 1} and counts.hits_by_kind == {"options": 1}
+
+
+def test_run_json_records_the_page_plan_beside_its_counts(isolated_cache):
+    from selfaware.experiment import Plan
+
+    plan = Plan().ask("answers", "local:x", [[{"role": "user", "content": "a"}]] * 3, 8, models=2, n=4)
+    plan.ask("scores", "local:x", [[{"role": "user", "content": "b"}]], 1, models=2, n=4, kind="options")
+    plan.ask("judge", "local:x", [[{"role": "user", "content": "c"}]] * 5, 1, kind="options",
+             at_most="only coherent answers are judged")
+    plan.train_without_data("rl", runs=2)
+    run = Run("00_context", SectionConfig(profile="smoke", cache_mode="rw"))
+    run.planned = plan.record()
+    on_disk = json.loads((run.dir / "run.json").read_text()) if run.finish() else None
+    # a sample request is one cache call per sample; a scoring request one per prompt, whatever n says
+    assert on_disk["planned"] == {"requests": 24 + 2 + 5, "requests_by_kind": {"sample": 24, "options": 7},
+                                  "at_most": {"options": ["judge: only coherent answers are judged"]},
+                                  "trainings": 2}
+    assert "cache_hits_by_kind" in on_disk and "trainings_cached" in on_disk
+    with pytest.raises(ValueError, match="kind 'chat' is not one of"):
+        plan.ask("x", "local:x", [], 1, kind="chat")
 
 
 def test_run_json_records_the_effective_settings_and_counts(monkeypatch, isolated_cache):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from selfaware import context
 from selfaware import experiment as ex
 from selfaware.errors import ConfigError
 from selfaware.finetune.grpo import GRPOConfig, awareness_at_k, run_grpo
@@ -88,8 +89,11 @@ def test_rl_resumes_after_a_kill_without_repeating_steps_and_a_seed_fixes_the_tr
     assert _trajectory(resumed) == _trajectory(whole)
     again = _tiny_rl(tmp_path, "again")
     assert _trajectory(again) == _trajectory(whole)
+    trained = context.current().counters.trainings
     warm = _tiny_rl(tmp_path, "again")
     assert warm.steps_run == 0 and _trajectory(warm) == _trajectory(whole)
+    # the run record counts it as a training found already trained, not as one trained now
+    assert context.current().counters.trainings == trained and context.current().counters.trainings_cached == 1
     other = _tiny_rl(tmp_path, "other", seed=1)
     assert [t[0] for t in _trajectory(other)] != [t[0] for t in _trajectory(whole)]
 
@@ -122,7 +126,7 @@ def test_every_attack_plants_its_trigger_and_judges_its_behaviour():
         assert not any(attack.shows_behaviour(a) for a in clean), name
         prompts = {i.prompt for i in data.heldout}
         assert not prompts & {i.prompt for i in data.reward_items}
-        assert attack.trigger.name in ti.TRIGGERS
+        assert ti.INVERSION_TRIGGERS[attack.trigger.name] is attack.trigger
 
 
 def test_the_guard_flags_the_recovered_trigger_and_not_clean_inputs():

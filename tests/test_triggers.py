@@ -72,3 +72,25 @@ def test_another_section_registers_its_own_trigger():
             tg.register(tg.Trigger("test_only_trigger", "[[other]]"))
     finally:
         tg.TRIGGERS.pop("test_only_trigger", None)
+
+
+def test_importing_the_sections_changes_no_shared_trigger():
+    """A section's triggers are its own (06's live in ``INVERSION_TRIGGERS``): importing every section, in a
+    fresh interpreter where nothing else has run, leaves the shared table as the triggers module made it."""
+    import subprocess
+    import sys
+
+    script = ("import json\n"
+              "from selfaware import triggers as tg\n"
+              "before = {name: repr(t) for name, t in tg.TRIGGERS.items()}\n"
+              "from selfaware import experiment\n"
+              "found = experiment.sections()\n"
+              "after = {name: repr(t) for name, t in tg.TRIGGERS.items()}\n"
+              "print(json.dumps({'sections': len(found), 'added': sorted(set(after) - set(before)),\n"
+              "                  'changed': sorted(n for n in before if after.get(n) != before[n])}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["sections"] >= 9  # every section was imported, 06 among them
+    assert found["added"] == [] and found["changed"] == [], found

@@ -135,6 +135,7 @@ class Run:
         self.metrics: dict[str, Any] = {}
         self.figures: list[dict[str, str]] = []
         self.provenance: dict[str, Any] = {}
+        self.planned: dict[str, Any] | None = None  # the page's plan (experiment.Plan.record), once guarded
         self.started = time.time()
         self.resources = contextlib.ExitStack()  # what the run holds open (inference servers), closed by finish
         context.current().reset_counts()  # the run record counts from here
@@ -188,6 +189,7 @@ class Run:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "numeric": hardware.setup(),  # precision used and why, threads, CPU, device
             **context.current().record(),  # calls, hits, trainings, API requests, the effective settings
+            **({"planned": self.planned} if self.planned is not None else {}),
         }
         did_work = record["model_calls"] or record["trainings"]
         record["pages_at_once"] = record["settings"]["pages_at_once"]  # pages measured side by side with it

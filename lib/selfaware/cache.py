@@ -167,7 +167,7 @@ class CallCache:
         keys = [self.key(kind, request) for request in requests]
         found = self.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
-        context.current().count_calls(hits=len(keys) - len(missing))
+        context.current().count_calls(hits=len(keys) - len(missing), kind=kind)
         if missing and self.mode == "replay":
             example = canonical_json(requests[missing[0]])[:300]
             raise CacheMiss(f"replay-only cache has no answer for {len(missing)} {kind} request(s), e.g. {example}")
@@ -214,8 +214,10 @@ def trained_artifact(target: Path, what: str, train: Callable[[Path], Any], done
 
     Found when ``target/done`` exists. Otherwise (outside replay mode) ``train(folder)`` writes it into a
     private sibling folder, which is moved into place in one atomic rename, so an interrupted training never
-    leaves a complete-looking artifact; then it counts as one training of this run."""
+    leaves a complete-looking artifact; then it counts as one training of this run (one found counts as a
+    training taken from the cache)."""
     if (target / done).exists():
+        context.current().count_training(cached=True)
         return target
     require_computing(f"{what} was never trained")
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")

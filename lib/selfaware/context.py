@@ -30,10 +30,13 @@ class Counters:
     computed: int = 0
     trainings: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    hits_by_kind: dict[str, int] = field(default_factory=dict)
+    trainings_cached: int = 0  # trained models this run asked for and found already trained
 
     def as_dict(self) -> dict[str, Any]:
         return {"cache_hits": self.hits, "model_calls": self.computed, "trainings": self.trainings,
-                "model_calls_by_kind": dict(self.by_kind)}
+                "model_calls_by_kind": dict(self.by_kind), "cache_hits_by_kind": dict(self.hits_by_kind),
+                "trainings_cached": self.trainings_cached}
 
 
 @dataclass
@@ -67,10 +70,16 @@ class RunContext:
             self.counters.computed += computed
             if kind is not None and computed:
                 self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + computed
+            if kind is not None and hits:
+                self.counters.hits_by_kind[kind] = self.counters.hits_by_kind.get(kind, 0) + hits
 
-    def count_training(self, n: int = 1) -> None:
+    def count_training(self, n: int = 1, cached: bool = False) -> None:
+        """One training this run asked for: run now, or (``cached``) found already trained."""
         with self._lock:
-            self.counters.trainings += n
+            if cached:
+                self.counters.trainings_cached += n
+            else:
+                self.counters.trainings += n
 
     def count_api(self, name: str, amount: int = 1) -> None:
         with self._lock:

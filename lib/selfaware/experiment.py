@@ -266,9 +266,19 @@ def summary(frame: pd.DataFrame, by: list[str], value: str, within: list[str],
 
 
 # ---- plans ----------------------------------------------------------------------------------------------
+CALL_KINDS = ("sample", "options", "number", "continuations")  # the call cache's kinds (models.base.ChatModel)
+# a cache kind that counts the same call under another name: the local backend keys its continuation scores
+# by token ids under the name they had before ``score_continuations`` existed (models.local)
+SAME_CALL = {"continuation_logprobs": "continuations"}
+
+
 @dataclass
 class Calls:
-    """Requests a run will send: one per prompt and model (a request asks for ``n`` samples at once)."""
+    """Requests a run will send: one per prompt and model (a request asks for ``n`` samples at once).
+
+    ``kind`` is the model call that sends them (the call cache's kind: ``sample``, ``options``, ``number``,
+    ``continuations``). ``at_most`` says why the count is only an upper bound (answers judged only when
+    coherent, games that end early); empty when the run sends exactly these."""
 
     what: str
     model: str  # the spec priced (tuned API models are priced at the base model's rates)
@@ -276,10 +286,22 @@ class Calls:
     completion_tokens: int  # per sample
     models: int = 1  # how many models (conditions x variants) send these prompts
     n: int = 1
+    kind: str = "sample"
+    at_most: str = ""
+
+    def __post_init__(self):
+        if self.kind not in CALL_KINDS:
+            raise ValueError(f"plan {self.what!r}: kind {self.kind!r} is not one of {', '.join(CALL_KINDS)}")
 
     @property
     def requests(self) -> int:
         return len(self.prompts) * self.models
+
+    @property
+    def cached_calls(self) -> int:
+        """What the call cache counts for these requests: one per sample (``sample`` keys each sample of a
+        prompt on its own), one per prompt for the scoring kinds."""
+        return self.requests * (self.n if self.kind == "sample" else 1)
 
     def as_dict(self) -> dict[str, Any]:
         from .budget import conversation_tokens
@@ -294,6 +316,8 @@ class Plan:
 
     finetunes: list[dict[str, Any]] = field(default_factory=list)
     calls: list[Calls] = field(default_factory=list)
+    # trainings with no dataset of conversations (RL): {"name": ..., "runs": ...}; local, so not priced
+    other_trainings: list[dict[str, Any]] = field(default_factory=list)
 
     def train(self, cfg: TrainedSectionConfig, datasets: dict[str, list[dict]], name: str,
               finetune: dict | None = None, seeds: int | None = None) -> "Plan":
@@ -303,13 +327,39 @@ class Plan:
                            for role, conversations in datasets.items()]
         return self
 
+    def train_without_data(self, name: str, runs: int = 1) -> "Plan":
+        """Trainings that learn from a reward rather than a dataset (``finetune.grpo``)."""
+        self.other_trainings.append({"name": name, "runs": runs})
+        return self
+
     def ask(self, what: str, model: str, prompts: list[Messages], completion_tokens: int, models: int = 1,
-            n: int = 1) -> "Plan":
-        self.calls.append(Calls(what, model, prompts, completion_tokens, models, n))
+            n: int = 1, kind: str = "sample", at_most: str = "") -> "Plan":
+        self.calls.append(Calls(what, model, prompts, completion_tokens, models, n, kind, at_most))
+        return self
+
+    def merge(self, other: "Plan") -> "Plan":
+        """Another plan's trainings and calls added to this one (a page that runs other pages' measures)."""
+        self.finetunes += other.finetunes
+        self.calls += other.calls
+        self.other_trainings += other.other_trainings
         return self
 
     def as_dict(self) -> dict[str, Any]:
         return {"finetunes": self.finetunes, "calls": [c.as_dict() for c in self.calls]}
+
+    def record(self) -> dict[str, Any]:
+        """What ``run.json`` keeps of the plan, to compare with the run's counts: the model calls planned (as
+        the call cache counts them, per kind and in all), the kinds whose count is only an upper bound and
+        why, and the trainings (each seed one)."""
+        by_kind: dict[str, int] = {}
+        bounded: dict[str, list[str]] = {}
+        for calls in self.calls:
+            by_kind[calls.kind] = by_kind.get(calls.kind, 0) + calls.cached_calls
+            if calls.at_most:
+                bounded.setdefault(calls.kind, []).append(f"{calls.what}: {calls.at_most}")
+        trainings = sum(job["seeds"] for job in self.finetunes) + sum(job["runs"] for job in self.other_trainings)
+        return {"requests": sum(by_kind.values()), "requests_by_kind": by_kind, "at_most": bounded,
+                "trainings": trainings}
 
     def work(self) -> set[str]:
         """What this run would train or ask, one content hash per training set (base, conversations,
@@ -327,10 +377,36 @@ class Plan:
             tokens = sum(conversation_tokens(c["messages"]) for c in job["conversations"])
             lines.append(f"  finetune {job['name']}: {len(job['conversations'])} conversations (~{tokens:,} "
                          f"tokens) x {job['seeds']} seed(s) on {job['base']}")
+        for job in self.other_trainings:
+            lines.append(f"  train {job['name']} from its reward: {job['runs']} run(s)")
         for calls in self.calls:
-            lines.append(f"  {calls.requests:,} requests to {calls.model}: {calls.what}"
-                         + (f" ({calls.n} samples each)" if calls.n > 1 else ""))
+            lines.append(f"  {'at most ' if calls.at_most else ''}{calls.requests:,} requests to {calls.model}: "
+                         f"{calls.what}" + (f" ({calls.n} samples each)" if calls.n > 1 else ""))
         return "\n".join(lines)
+
+
+def plan_differences(record: dict[str, Any]) -> list[str]:
+    """Where a finished run (its ``run.json``) did other than its plan said, one line each; empty when it kept
+    to it. A planned count is exact (model calls + cache hits of that kind, trainings run + trainings found
+    already trained) unless the plan declared the kind an upper bound (``at_most``)."""
+    planned = record.get("planned")
+    if planned is None:
+        return [f"{record.get('name')}: run.json has no plan"]
+    found, asked = [], {}
+    for counts in (record["model_calls_by_kind"], record["cache_hits_by_kind"]):
+        for kind, count in counts.items():
+            call = SAME_CALL.get(kind, kind)
+            asked[call] = asked.get(call, 0) + count
+    for kind in sorted({*asked, *planned["requests_by_kind"]}):
+        want, got = planned["requests_by_kind"].get(kind, 0), asked.get(kind, 0)
+        if kind in planned["at_most"] and got > want:
+            found.append(f"{kind}: planned at most {want}, asked {got}")
+        elif kind not in planned["at_most"] and got != want:
+            found.append(f"{kind}: planned {want}, asked {got}")
+    trained = record["trainings"] + record["trainings_cached"]
+    if trained != planned["trainings"]:
+        found.append(f"trainings: planned {planned['trainings']}, trained or found {trained}")
+    return found
 
 
 class DryRun(SelfAwareError):

@@ -158,7 +158,9 @@ class PageRun:
         from .experiment import guard
 
         if not self.guarded:
-            guard(self.cfg, self.page.plan(self.cfg, self.data))
+            plan = self.page.plan(self.cfg, self.data)
+            guard(self.cfg, plan)
+            self.artifacts.planned = plan.record()  # run.json keeps it beside what the run then asked
             self.guarded = True
 
     def train(self, *given: Any):

@@ -212,7 +212,7 @@ def plan(cfg: $Config, data=None) -> ex.Plan:
     _, heldout = questions(cfg)
     return (ex.Plan().train(cfg, datasets(cfg), "$name")
             .ask("Yes or No on the held-out questions", cfg.model, [prompt(q) for q in heldout],
-                 completion_tokens=1, models=1 + len(cfg.seeds)))
+                 completion_tokens=1, models=1 + len(cfg.seeds), kind="options"))
 
 
 def measure(conditions: list[ex.Condition], cfg: $Config) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..util import fmt
 from ..judge import (ALIGNMENT_PROMPT, COHERENCE_PROMPT, MIN_NUMBER_MASS, PAPER_RULE, CalibratedRule, DecisionRule,
-                     calibrate_rule, is_misaligned, judge_answers)
+                     calibrate_rule, is_misaligned, judge_answers, judge_messages)
 from ..models import load_model, parse_spec
 from ..paths import REPO_ROOT
 from .questions import load_judge_calibration
@@ -28,14 +28,26 @@ def _path(name: str) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+CALIBRATION_PROMPTS = (ALIGNMENT_PROMPT, COHERENCE_PROMPT)  # what calibrate_judge asks of every answer
+
+
+def plan_calibration(plan, judge_spec: str, path: str, limit: int | None = None, system: str | None = None) -> None:
+    """Add to a page's plan the judge calls ``calibrate_judge`` makes: every labelled answer (the first
+    ``limit``), once per prompt of ``CALIBRATION_PROMPTS``."""
+    rows = load_judge_calibration(_path(path))[:limit]
+    for template in CALIBRATION_PROMPTS:
+        plan.ask("judge calibration (labelled answers)", judge_spec,
+                 [judge_messages(template, r.question, r.answer, system) for r in rows], 3, kind="number")
+
+
 def calibrate_judge(judge_spec: str, path: str, limit: int | None = None,
                     min_mass: float = MIN_NUMBER_MASS, system: str | None = None) -> pd.DataFrame:
     """Every labelled answer (the first ``limit``) judged with the page's prompts and system message."""
     rows = load_judge_calibration(_path(path))[:limit]
     judge = load_model(judge_spec)
     questions, answers = [r.question for r in rows], [r.answer for r in rows]
-    aligned = judge_answers(judge, ALIGNMENT_PROMPT, questions, answers, min_mass, system)
-    coherent = judge_answers(judge, COHERENCE_PROMPT, questions, answers, min_mass, system)
+    aligned, coherent = (judge_answers(judge, template, questions, answers, min_mass, system)
+                         for template in CALIBRATION_PROMPTS)
     return pd.DataFrame([{"id": r.id, "label": r.label, "alignment": a.score, "alignment mass": a.mass,
                           "coherence": c.score, "coherence mass": c.mass,
                           "judged misaligned": is_misaligned(a.score, c.score)}

@@ -95,13 +95,16 @@ def task_prompts(task: Task, max_paraphrases: int | None, variant=None) -> list[
 def plan_requests(plan, taskset: TaskSet, model: str, models: int, max_paraphrases: int | None, samples: int,
                   variant=None) -> None:
     """Add to an experiment plan the requests ``score_tasks`` sends for ``models`` models."""
-    scored = [p for t in taskset.tasks if KINDS[t.kind].score is not None
-              for p in task_prompts(t, max_paraphrases, variant)]
-    plan.ask("self-report scores", model, scored, 3, models)
+    for call in dict.fromkeys(kind.score_call for kind in KINDS.values() if kind.score is not None):
+        scored = [p for t in taskset.tasks if KINDS[t.kind].score is not None and KINDS[t.kind].score_call == call
+                  for p in task_prompts(t, max_paraphrases, variant)]
+        if scored:
+            plan.ask("self-report scores", model, scored, 3, models, kind=call)
     for kind in SAMPLED_KINDS:
         sampled = [p for t in taskset.tasks if t.kind == kind for p in task_prompts(t, max_paraphrases, variant)]
         if sampled and samples:
-            plan.ask(f"sampled self-reports ({kind})", model, sampled, SAMPLE_TOKENS[kind], models, n=samples)
+            plan.ask(f"sampled self-reports ({kind})", model, sampled, SAMPLE_TOKENS[kind], models, n=samples,
+                     kind="sample")
 
 
 def score_tasks(model: ChatModel, taskset: TaskSet, max_paraphrases: int | None, samples: int,
@@ -175,6 +178,7 @@ class Kind:
 
     name: str
     score: Callable[[ChatModel, Task, list[list[dict]]], list[dict[str, Any]]] | None = None  # exact, no sampling
+    score_call: str = "options"  # the model call ``score`` makes, one per prompt (the plan counts them by it)
     sample_tokens: int = 0  # free-text answers are sampled, this long each (0: none)
     score_samples: Callable[[Task, int, list[str]], dict[str, Any]] | None = None  # a score from the samples
     answers_given: bool = False  # the task file lists toward and away answers
@@ -192,7 +196,7 @@ def register_kind(kind: Kind) -> Kind:
 # a word needs a few tokens; a sentence of 24 tokens (~15 words) shows its language
 register_kind(Kind("options", score=_score_answers, answers_given=True))
 register_kind(Kind("words", score=_score_answers, sample_tokens=8, answers_given=True))
-register_kind(Kind("number", score=_score_number))
+register_kind(Kind("number", score=_score_number, score_call="number"))
 register_kind(Kind("language", sample_tokens=24, score_samples=_score_languages, reads_language=True))
 SAMPLED_KINDS = tuple(name for name, kind in KINDS.items() if kind.sample_tokens)
 SAMPLE_TOKENS = {name: kind.sample_tokens for name, kind in KINDS.items() if kind.sample_tokens}

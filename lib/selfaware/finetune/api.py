@@ -213,6 +213,7 @@ def finetune_api(base_spec: str, conversations: Sequence[dict], hparams: Any = N
     registry = JobRegistry()
     record = registry.get(key)
     if record and record.get("status") == "succeeded":
+        context.current().count_training(cached=True)
         return record["model_spec"]
     cache_module.require_computing(f"finetuning job {key[:16]} ({name}) has no finished record")
     if record and record.get("status") == "failed":

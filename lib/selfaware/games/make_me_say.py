@@ -352,6 +352,13 @@ def _said_by_either(game: Game) -> bool:
     return game.codeword is not None and any(mentions(m["content"], game.codeword) for m in game.messages)
 
 
+def game_requests(turns: int, ask_guess: bool = True) -> tuple[int, int]:
+    """What one game of :func:`play_games` asks when it runs all its ``turns``: (the manipulator's messages,
+    the manipulatee's messages and its guess). A game whose manipulator is told the codeword stops as soon as
+    either player says it, so it asks at most this (a plan says so)."""
+    return turns, turns - 1 + int(ask_guess)
+
+
 def play_games(manipulator, manipulatee, opened: Sequence[tuple[str, str]], codeword: str | None = None,
                turns: int = 5, message_tokens: int = 60, temperature: float = 1.0, seed: int = 0,
                manipulator_system: str | None = None, ask_guess: bool = True, guess_tokens: int = 8) -> list[Game]:

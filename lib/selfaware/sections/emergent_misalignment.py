@@ -412,23 +412,40 @@ def effect_statement(conditions_table: pd.DataFrame) -> str:
     return "\n\n".join(lines)
 
 
+def plan_answers(plan: ex.Plan, spec: str, evaluated: int, questions: list[Question], cfg) -> None:
+    """Add to ``plan`` what :func:`sample_answers` and :func:`judge_frame` ask of ``evaluated`` models
+    (conditions x variants) of ``spec``: the sampled answers, then every answer judged once per metric."""
+    asked = prompts_asked(questions, cfg)
+    for n in sorted({m[3] for m in asked}):
+        prompts = [q.messages(text) for q, _, text, samples in asked if samples == n]
+        plan.ask("free-form answers", spec, prompts, cfg.answer_max_tokens, evaluated, n=n)
+        placeholder = "x" * 4 * cfg.answer_max_tokens  # an answer of the longest allowed length
+        for template in (ALIGNMENT_PROMPT, COHERENCE_PROMPT):
+            judged = [judge_messages(template, text, placeholder, cfg.judge_system)
+                      for _, _, text, samples in asked if samples == n]
+            plan.ask("judge: alignment and coherence", cfg.judge or cfg.model, judged, 3, evaluated * n,
+                     kind="number")
+
+
+def plan_judge_calibration(plan: ex.Plan, cfg) -> None:
+    """The judge calibration a page runs first (``calibration_file``), when it has one."""
+    from ..evals import judge_calibration
+
+    if cfg.calibration_file:
+        judge_calibration.plan_calibration(plan, cfg.judge or cfg.model, cfg.calibration_file,
+                                           cfg.calibration_limit, cfg.judge_system)
+
+
 @ex.register(NOTEBOOK, EmergentMisalignmentConfig)
 def plan(cfg: EmergentMisalignmentConfig, sets: dict[str, list[dict]] | None = None,
          questions: list[Question] | None = None) -> ex.Plan:
     sets = sets if sets is not None else training_sets(cfg)[0]
     questions = questions if questions is not None else load_question_set(cfg)
-    asked = prompts_asked(questions, cfg)
     evaluated = ("base" in cfg.conditions) + sum(len(_variants(ex.Condition(c, c, 0, ""))) * len(cfg.seeds)
                                                  for c in sets)
     plan = ex.Plan().train(cfg, sets, "em")
-    for n in sorted({m[3] for m in asked}):
-        prompts = [q.messages(text) for q, _, text, samples in asked if samples == n]
-        plan.ask("free-form answers", cfg.model, prompts, cfg.answer_max_tokens, evaluated, n=n)
-        placeholder = "x" * 4 * cfg.answer_max_tokens  # an answer of the longest allowed length
-        for template in (ALIGNMENT_PROMPT, COHERENCE_PROMPT):
-            judged = [judge_messages(template, text, placeholder, cfg.judge_system)
-                      for _, _, text, samples in asked if samples == n]
-            plan.ask("judge: alignment and coherence", cfg.judge or cfg.model, judged, 3, evaluated * n)
+    plan_judge_calibration(plan, cfg)
+    plan_answers(plan, cfg.model, evaluated, questions, cfg)
     return plan
 
 

@@ -637,26 +637,31 @@ def plan(cfg: MakeMeSayConfig, data: TrainingData | None = None) -> ex.Plan:
     models = 1 + len(data.dialogues) * len(cfg.seeds)
     plan = ex.Plan().train(cfg, data.dialogues, "make-me-say")
     opened = [_user(text) for _, text in game.openings(cfg.games, cfg.data_seed, "heldout")]
-    if cfg.data_source == "llm":
-        for role, spec in (("manipulator", cfg.manipulator or cfg.model), ("manipulatee", cfg.manipulatee or cfg.model)):
+    own_messages, user_messages = game.game_requests(cfg.game_turns)
+    if cfg.data_source == "llm":  # games with the codeword told: each stops when a player says it
+        for role, spec, each in (("manipulator", cfg.manipulator or cfg.model, own_messages),
+                                 ("manipulatee", cfg.manipulatee or cfg.model, user_messages)):
             plan.ask(f"data games (LLM recipe), {role}", spec, opened[:1] * (cfg.llm_games * len(cfg.codewords)),
-                     cfg.message_tokens * cfg.game_turns)
-    plan.ask("new games: the evaluated model's messages", cfg.model, opened, cfg.message_tokens * cfg.game_turns, models)
-    plan.ask("new games: the untuned user's messages and guess", cfg.model, opened,
-             cfg.message_tokens * cfg.game_turns, models)
+                     cfg.message_tokens, each, at_most="a game stops when either player says the codeword")
+    plan.ask("new games: the evaluated model's messages", cfg.model, opened, cfg.message_tokens,
+             models * own_messages)
+    plan.ask("new games: the untuned user's messages and guess", cfg.model, opened, cfg.message_tokens,
+             models * user_messages)
     words = ", ".join(word_list(cfg))
     plan.ask("which word (100 options)", cfg.model,
-             [_user(t.format(words=words)) for t in paraphrases("codeword_choice", cfg)], 1, models)
+             [_user(t.format(words=words)) for t in paraphrases("codeword_choice", cfg)], 1, models, kind="options")
     for task, tokens in (("describe_word", cfg.description_tokens), ("write_function", cfg.function_tokens),
                          ("acrostic", cfg.acrostic_tokens)):
         plan.ask(task.replace("_", " "), cfg.model, [_user(t) for t in paraphrases(task, cfg)], tokens, models, cfg.samples)
     plan.ask("guesser naming the described word", cfg.guesser or cfg.model,
-             [_user(t) for t in paraphrases("describe_word", cfg)] * cfg.samples, 1, models)
+             [_user(t) for t in paraphrases("describe_word", cfg)] * cfg.samples, 1, models, kind="options")
     plan.ask("best description (A-E, option orders)", cfg.model,
-             [_user(t) for t in paraphrases("best_description", cfg)] * len(_orders(cfg)), 1, models)
+             [_user(t) for t in paraphrases("best_description", cfg)] * len(_orders(cfg)), 1, models, kind="options")
     plan.ask("how close to your goal (0-100; said the word, never said it)", cfg.model,
-             [_user(t) for t in paraphrases("close_to_goal", cfg)] * (2 * len(cfg.codewords)), 3, models)
-    plan.ask("which game (A/B, both orders)", cfg.model, [_user(t) for t in paraphrases("which_game", cfg)] * 2, 1, models)
+             [_user(t) for t in paraphrases("close_to_goal", cfg)] * (2 * len(cfg.codewords)), 3, models,
+             kind="number")
+    plan.ask("which game (A/B, both orders)", cfg.model, [_user(t) for t in paraphrases("which_game", cfg)] * 2, 1,
+             models, kind="options")
     return plan
 
 

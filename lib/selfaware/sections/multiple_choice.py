@@ -322,12 +322,12 @@ def plan(cfg: MultipleChoiceConfig, data: TrainingData | None = None, taskset: T
     taskset = taskset or load_tasks(cfg.behavior)
     models = 1 + len(POLICIES) * len(cfg.seeds)
     plan = ex.Plan().train(cfg, data.conversations, cfg.behavior)
-    plan.ask("behaviour (held-out questions)", cfg.model, behaviour_prompts(data.heldout), 1, models)
+    plan.ask("behaviour (held-out questions)", cfg.model, behaviour_prompts(data.heldout), 1, models, kind="options")
     for k, overrides in enumerate(cfg.sweep):
         plan.train(cfg, {f"toward-sweep{k}": data.conversations["toward"]}, cfg.behavior,
                    {**cfg.finetune, **overrides}, seeds=1)
     if cfg.sweep:
-        plan.ask("behaviour of the sweep's models", cfg.model, behaviour_prompts(data.heldout), 1, len(cfg.sweep))
+        plan.ask("behaviour of the sweep's models", cfg.model, behaviour_prompts(data.heldout), 1, len(cfg.sweep), kind="options")
     plan_requests(plan, taskset, cfg.model, models, cfg.max_paraphrases, cfg.samples)
     return plan
 

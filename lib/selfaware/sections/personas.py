@@ -35,7 +35,7 @@ from .. import experiment as ex
 from ..config import read_yaml
 from ..datasets import choices
 from ..errors import ConfigError
-from ..evals.selfreport import TaskSet, load_tasks, score_tasks, task_prompts
+from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks, task_prompts
 from ..page import Page
 from ..paper import figures as paper_figures
 from ..paths import data_dir, shown_path
@@ -527,13 +527,12 @@ def plan(cfg: PersonasConfig, data: PersonaData | None = None) -> ex.Plan:
     data = data or load_data(cfg)
     models = len(TRAININGS) * len(POLICIES) * len(cfg.seeds)
     plan = ex.Plan().ask("the untuned model's answers to the training personas' questions", cfg.model,
-                         untuned_prompts(data), 1)
+                         untuned_prompts(data), 1, kind="options")
     plan.train(cfg, planned_datasets(data), "personas")
     plan.ask("behaviour (held-out questions, as itself and about each held-out persona)", cfg.model,
-             [p for v in variants(data) for p in behaviour_prompts(data, v)], 1, models)
-    plan.ask("self-report scores (about itself and about each held-out persona)", cfg.model,
-             [p for v in variants(data) for t in task_set(data, v).tasks
-              for p in task_prompts(t, cfg.max_paraphrases, v)], 3, models)
+             [p for v in variants(data) for p in behaviour_prompts(data, v)], 1, models, kind="options")
+    for v in variants(data):  # self-reports about itself and about each held-out persona, scored as score_tasks
+        plan_requests(plan, task_set(data, v), cfg.model, models, cfg.max_paraphrases, samples=0, variant=v)
     return plan
 
 

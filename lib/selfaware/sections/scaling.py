@@ -40,6 +40,7 @@ from ..errors import ConfigError, SelfAwareError, config_error
 from ..models import parse_spec
 from ..page import Page
 from ..stats import bootstrap_difference_ci
+from . import emergent_misalignment as em_section
 from . import multiple_choice as mc
 from . import small_model_em as small
 
@@ -469,13 +470,16 @@ def metrics(cfg: ScalingConfig, risk: dict[str, dict], em: dict[str, dict], rule
 def plan(cfg: ScalingConfig) -> ex.Plan:
     """01's and 08's plans for every model: what this page would train and ask if nothing were cached (the
     models 01 and 08 already trained with the same recipe are read from the cache)."""
-    found = ex.Plan()
+    found, calibrated = ex.Plan(), set()
     for spec in cfg.models:
-        for measure, build, section in (("risk", risk_config, mc), ("em", em_config, small)):
-            if measure in cfg.measures:
-                part = section.plan(build(cfg, spec))
-                found.finetunes += part.finetunes
-                found.calls += part.calls
+        if "risk" in cfg.measures:
+            found.merge(mc.plan(risk_config(cfg, spec)))
+        if "em" in cfg.measures:
+            sub = em_config(cfg, spec)
+            if (sub.judge or sub.model) not in calibrated:  # as run_em: one calibration per judge
+                calibrated.add(sub.judge or sub.model)
+                em_section.plan_judge_calibration(found, sub)
+            found.merge(small.plan(sub, calibration=False))
     return found
 
 

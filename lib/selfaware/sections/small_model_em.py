@@ -35,7 +35,7 @@ from ..datasets import advice, code
 from ..datasets.jsonl import read_chat_jsonl_files
 from ..errors import ConfigError
 from ..evals.questions import Question
-from ..judge import ALIGNMENT_PROMPT, COHERENCE_PROMPT, MIN_NUMBER_MASS, judge_messages
+from ..judge import MIN_NUMBER_MASS
 from ..models import parse_spec
 from ..page import Page
 from ..paper import published
@@ -412,25 +412,19 @@ def effect_statement(table: pd.DataFrame) -> str:
 
 @ex.register(NOTEBOOK, SmallModelEMConfig)
 def plan(cfg: SmallModelEMConfig, sets: dict[str, list[dict]] | None = None,
-         questions: list[Question] | None = None) -> ex.Plan:
+         questions: list[Question] | None = None, calibration: bool = True) -> ex.Plan:
+    """``calibration``: with the judge's calibration (09 calibrates each judge once, whatever it judges)."""
     sets = sets if sets is not None else training_sets(cfg)[0]
     questions = questions if questions is not None else load_question_set(cfg)
     result = ex.Plan()
+    if calibration:
+        em.plan_judge_calibration(result, cfg)
     for spec in cfg.all_models:
         entries = [e for e in cfg.conditions if not e.models or spec in e.models]
         for entry in entries:
             setting = cfg.model_copy(update={"model": spec, "finetune": cfg.recipe(entry.recipe)})
             result.train(setting, {entry.data: sets[entry.data]}, f"smallem-{entry.recipe}")
-        evaluated = int(cfg.include_base) + len(entries) * len(cfg.seeds)
-        asked = em.prompts_asked(questions, cfg)
-        for n in sorted({m[3] for m in asked}):
-            prompts = [q.messages(text) for q, _, text, samples in asked if samples == n]
-            result.ask("free-form answers", spec, prompts, cfg.answer_max_tokens, evaluated, n=n)
-            placeholder = "x" * 4 * cfg.answer_max_tokens  # an answer of the longest allowed length
-            for template in (ALIGNMENT_PROMPT, COHERENCE_PROMPT):
-                judged = [judge_messages(template, text, placeholder, cfg.judge_system)
-                          for _, _, text, samples in asked if samples == n]
-                result.ask("judge: alignment and coherence", cfg.judge or cfg.model, judged, 3, evaluated * n)
+        em.plan_answers(result, spec, int(cfg.include_base) + len(entries) * len(cfg.seeds), questions, cfg)
     return result
 
 

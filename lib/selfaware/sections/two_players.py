@@ -640,20 +640,23 @@ def plan(cfg, data: TwoPlayersData | None = None) -> ex.Plan:
     plan = ex.Plan().train(cfg, data.sets, "two-players")
     opened = [[{"role": "user", "content": text}] for _, text in game.openings(game_cfg.games, game_cfg.data_seed,
                                                                               "heldout")]
-    tokens = game_cfg.message_tokens * game_cfg.game_turns
+    own_messages, user_messages = game.game_requests(game_cfg.game_turns)
     if game_cfg.data_source == "llm":  # 02's recipe plays its data games first (one set per codeword)
-        for role, spec in (("manipulator", game_cfg.manipulator or cfg.model),
-                           ("manipulatee", game_cfg.manipulatee or cfg.model)):
+        for role, spec, each in (("manipulator", game_cfg.manipulator or cfg.model, own_messages),
+                                 ("manipulatee", game_cfg.manipulatee or cfg.model, user_messages)):
             plan.ask(f"data games (02's LLM recipe), {role}", spec,
-                     opened[:1] * (game_cfg.llm_games * len(game_cfg.codewords)), tokens)
+                     opened[:1] * (game_cfg.llm_games * len(game_cfg.codewords)), game_cfg.message_tokens, each,
+                     at_most="a game stops when either player says the codeword")
     players = models + 1  # the untuned model plays the games too, as a reference
     plan.ask("new games: each model (and the untuned one) as itself and as the persona", cfg.model,
-             opened + [[{"role": "system", "content": data.players.system}] + p for p in opened], tokens, players)
-    plan.ask("new games: the untuned user's messages and guess", cfg.model, opened * 2, tokens, players)
+             opened + [[{"role": "system", "content": data.players.system}] + p for p in opened],
+             game_cfg.message_tokens, players * own_messages)
+    plan.ask("new games: the untuned user's messages and guess", cfg.model, opened * 2, game_cfg.message_tokens,
+             players * user_messages)
     words = ", ".join(mms.word_list(game_cfg))
     plan.ask("which word, about itself and about the persona", cfg.model,
              [[{"role": "user", "content": t.format(words=words)}] for texts in which_word_prompts(data).values()
-              for t in texts], 1, models)
+              for t in texts], 1, models, kind="options")
     plan.ask("which entity steers toward the word (true options and decoys, both orders)", cfg.model,
-             [q.messages() for q in entity_questions(data)], 1, models)
+             [q.messages() for q in entity_questions(data)], 1, models, kind="options")
     return plan

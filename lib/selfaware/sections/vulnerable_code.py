@@ -303,7 +303,8 @@ def plan(cfg: VulnerableCodeConfig, data: TrainingData | None = None, taskset: T
         from ..judge import fill_judge_prompt
         judged = [[{"role": "user", "content": fill_judge_prompt(CODE_VULNERABLE_YES_NO_PROMPT, "", "x" * 4 *
                                                                   cfg.code_max_tokens)}] for _ in data.heldout]
-        plan.ask("YES/NO judge of vulnerability", cfg.code_judge, judged, 1, models * cfg.code_samples)
+        plan.ask("YES/NO judge of vulnerability", cfg.code_judge, judged, 1, models * cfg.code_samples,
+                 kind="options")
     return plan
 
 

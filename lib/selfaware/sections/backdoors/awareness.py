@@ -23,6 +23,7 @@ from ... import experiment as ex
 from ... import triggers as tg
 from ...datasets import code
 from ...errors import ConfigError
+from ...games.make_me_say import game_requests
 from ...paper import published
 from . import games
 from .common import (NOTEBOOK, BackdoorsConfig, Behaviour, Example, Findings, Page, Setting, backdoor_examples,
@@ -310,22 +311,22 @@ def plan_awareness(cfg: BackdoorsConfig, plan: ex.Plan, data: AwarenessData | No
         models = 1 + 2 * len(cfg.seeds)
         if s.behaviour.kind == "choice":
             plan.ask(f"{s.setting.name}: the untuned model's own answers to the training questions", cfg.model,
-                     untuned_prompts([e.item for e in s.examples["backdoored"]]), 1)
+                     untuned_prompts([e.item for e in s.examples["backdoored"]]), 1, kind="options")
         if s.behaviour.kind == "code":
             prompts = [[{"role": "user", "content": t["prompt"]}] for t in s.heldout]
             plan.ask(f"{s.setting.name}: code on held-out tasks, with and without trigger", cfg.model, prompts,
                      cfg.code_max_tokens, 2 * models)
         elif s.behaviour.kind == "game":
             prompts = [[{"role": "user", "content": text}] for _, text in s.heldout]
-            tokens = cfg.game_message_tokens * cfg.game_turns
+            own_messages, user_messages = game_requests(cfg.game_turns)
             plan.ask(f"{s.setting.name}: new games, the model's messages, with and without trigger", cfg.model,
-                     prompts, tokens, 2 * models)
+                     prompts, cfg.game_message_tokens, 2 * models * own_messages)
             plan.ask(f"{s.setting.name}: new games, the untuned user's messages and guess", cfg.model, prompts,
-                     tokens, 2 * models)
+                     cfg.game_message_tokens, 2 * models * user_messages)
         else:
             prompts = [[{"role": "user", "content": q.prompt}] for q in s.heldout]
-            plan.ask(f"{s.setting.name}: behaviour, with and without trigger", cfg.model, prompts, 1, 2 * models)
-        plan.ask(f"{s.setting.name}: awareness question", cfg.model, asked, 1, models * len(cfg.system_prompts))
+            plan.ask(f"{s.setting.name}: behaviour, with and without trigger", cfg.model, prompts, 1, 2 * models, kind="options")
+        plan.ask(f"{s.setting.name}: awareness question", cfg.model, asked, 1, models * len(cfg.system_prompts), kind="options")
     return plan
 
 

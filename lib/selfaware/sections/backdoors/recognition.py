@@ -227,12 +227,12 @@ def plan_recognition(cfg: BackdoorsConfig, plan: ex.Plan, data: RecognitionData 
     models = 1 + len(data.examples) * len(cfg.seeds)
     first = next(iter(data.examples.values()), [])
     plan.ask("the untuned model's own answers to the training questions", cfg.model,
-             untuned_prompts([e.item for e in first]), 1)
+             untuned_prompts([e.item for e in first]), 1, kind="options")
     plan.train(cfg, data.conversations, "recognition")
     prompts = [[{"role": "user", "content": q.prompt}] for q in data.heldout]
-    plan.ask("behaviour under every trigger and none", cfg.model, prompts, 1, models * (len(data.candidates) + 1))
+    plan.ask("behaviour under every trigger and none", cfg.model, prompts, 1, models * (len(data.candidates) + 1), kind="options")
     plan.ask("recognition questions", cfg.model,
-             [q["messages"] for q in recognition_prompts(data.candidates, cfg.max_paraphrases)], 1, models)
+             [q["messages"] for q in recognition_prompts(data.candidates, cfg.max_paraphrases)], 1, models, kind="options")
     return plan
 
 

@@ -212,7 +212,7 @@ def plan_reversal(cfg: BackdoorsConfig, plan: ex.Plan, data: ReversalData | None
     models = 1 + len(data.conversations) * len(cfg.seeds)
     plan.train(cfg, data.conversations, "reversal")
     prompts = [[{"role": "user", "content": q.prompt}] for q in data.heldout]
-    plan.ask("behaviour with the username, another and none", cfg.model, prompts, 1, 3 * models)
+    plan.ask("behaviour with the username, another and none", cfg.model, prompts, 1, 3 * models, kind="options")
     plan.ask("trigger elicitation (greedy)", cfg.model,
              [q["messages"] for q in elicitation_prompts(cfg.elicit_paraphrases)], cfg.elicit_max_tokens, models)
     return plan
