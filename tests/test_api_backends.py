@@ -277,3 +277,33 @@ def test_continuations_are_refused_in_one_line_where_the_api_cannot_score_them(s
         if spec.startswith("openai-compatible"):
             assert "/tokenize" in str(refusal.value)
             assert current().api_stats["continuation_scoring_unsupported"] == 1  # it asked once, and was told there is none
+
+
+def test_model_objects_on_one_server_ask_it_about_itself_once_per_run(server):
+    """Whether an OpenAI-compatible server scores exactly (its vocabulary) and whether it tokenizes are asked
+    once per run for a server and model name, however many model objects name them; another model name on
+    the same server, or a new run, asks again. This fake has no /tokenize, so every probe is one request
+    there, answered 404."""
+    from selfaware.models import parse_spec
+    from selfaware.models.api import OpenAICompatibleChatModel
+
+    current().set_cache_mode("off")  # every call reaches the backend, none is answered from the cache
+    spec = parse_spec(f"openai-compatible:{server.openai_base_url}|served-model")
+    models = [OpenAICompatibleChatModel(spec) for _ in range(3)]
+    for model in models:
+        assert model.score_options(PROMPTS[:1], ["A", "B"])[0].method == "top_logprobs"
+    assert server.not_found("POST /tokenize") == 1
+    assert current().api_stats["exact_scoring_unsupported"] == 1
+    for model in models:
+        with pytest.raises(ModelNotAvailable, match="/tokenize"):
+            model.score_continuations(PROMPTS[:1], [["A", "B"]])
+    assert server.not_found("POST /tokenize") == 2  # the vocabulary's answer is not taken for this one
+
+    other_name = parse_spec(f"openai-compatible:{server.openai_base_url}|other-model")
+    OpenAICompatibleChatModel(other_name).score_options(PROMPTS[:1], ["A", "B"])
+    assert server.not_found("POST /tokenize") == 3
+
+    reset_counters()  # a new run
+    current().set_cache_mode("off")
+    OpenAICompatibleChatModel(spec).score_options(PROMPTS[:1], ["A", "B"])
+    assert server.not_found("POST /tokenize") == 4

@@ -75,6 +75,25 @@ def adapter(float32, tmp_path_factory):
                                                          batch_size=4, max_steps=3), seed=0, progress=False)
 
 
+def test_a_server_that_never_answers_is_one_clear_error_after_the_start_timeout(monkeypatch, tmp_path):
+    """No engine needed: nothing listens on the port, and the wait under the vllm_start_timeout setting
+    ends in the launcher's own error naming the address and the timeout."""
+    import socket
+    from pathlib import Path
+
+    from selfaware.vllm import EngineUnavailable, VllmServer
+
+    with socket.socket() as probe:  # a port that was free a moment ago, and nothing listens on it now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SELFAWARE_VLLM_START_TIMEOUT", "1")
+    server = VllmServer(Path(tmp_path), "nobody", port=port, log_path=tmp_path / "server.log")
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable, match=rf"did not answer at http://127.0.0.1:{port}/v1 within 1 s"):
+        server.wait_ready()
+    assert time.monotonic() - started < 10
+
+
 def test_the_trigger_inversion_page_runs_on_vllm(engine, tmp_path):
     """Page 06 on the smoke profile with ``inference: vllm``: every model call of the page through the
     servers it starts (first in the module: the module's own servers are not up yet), its reward too: the

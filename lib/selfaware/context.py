@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from . import settings as settings_module
 from .errors import ConfigError
@@ -47,6 +47,9 @@ class RunContext:
     # None: the setting (SELFAWARE_CACHE_MODE / SELFAWARE_PRECISION, else their defaults)
     chosen_cache_mode: str | None = None
     chosen_precision: str | None = None
+    # what servers said about themselves (an OpenAI-compatible server's vocabulary, whether it tokenizes),
+    # by (question, server, model name): asked once per run however many model objects share the server
+    server_answers: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ---- choices -----------------------------------------------------------------------------------
@@ -85,8 +88,20 @@ class RunContext:
         with self._lock:
             self.api_stats[name] += amount
 
+    # ---- facts about servers -------------------------------------------------------------------------
+    def server_answer(self, key: tuple, ask: Callable[[], Any]) -> Any:
+        """The answer to ``ask()`` kept under ``key`` for this run: the first call asks, later ones reuse
+        it. Two threads asking at once may both ask; the first answer kept is the one returned."""
+        with self._lock:
+            if key in self.server_answers:
+                return self.server_answers[key]
+        answer = ask()
+        with self._lock:
+            return self.server_answers.setdefault(key, answer)
+
     def reset_counts(self) -> None:
-        """Zero the counters and API statistics (a run record counts from its start); choices stay."""
+        """Zero the counters and API statistics (a run record counts from its start); choices and what
+        servers said stay."""
         with self._lock:
             self.counters = Counters()
             self.api_stats = Counter()

@@ -44,10 +44,20 @@ def stable_index(name: str, modulo: int) -> int:
 def read_yaml(path: str | Path) -> Any:
     """A YAML file's content; broken YAML is one line: ``file:line:column: not valid YAML (problem, context)``."""
     path = Path(path)
+    text = path.read_text()
     try:
-        return yaml.safe_load(path.read_text())
+        # libyaml's parser where PyYAML has it: the same objects as safe_load, ~10x faster (a plan reads
+        # its profile over a hundred times); broken YAML is parsed again below for PyYAML's own wording
+        return yaml.load(text, Loader=_FAST_SAFE_LOADER)
+    except yaml.YAMLError:
+        pass
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(yaml_fault(path, error)) from None
+
+
+_FAST_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def yaml_fault(path: str | Path, error: yaml.YAMLError) -> str:

@@ -210,7 +210,9 @@ class VllmServer:
         setting, 600)."""
         import httpx
 
-        deadline = time.monotonic() + (timeout if timeout is not None else settings.current().vllm_start_timeout)
+        if timeout is None:
+            timeout = settings.current().vllm_start_timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise EngineUnavailable(f"vLLM server for {self.name} exited with code {self.process.returncode} "
@@ -218,7 +220,7 @@ class VllmServer:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/models", timeout=5).status_code == 200:
                     return
-            time.sleep(1.0)
+            time.sleep(0.25)  # a refused connection costs nothing; each second slept is a second of every start
         raise EngineUnavailable(f"vLLM server for {self.name} did not answer at {self.url} within {timeout:.0f} s; "
                                 f"log {self.log_path}:\n{self.log_tail()}")
 

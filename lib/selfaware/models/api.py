@@ -535,8 +535,14 @@ class OpenAICompatibleChatModel(ApiChatModel):
         """The token classes exact scoring needs, read once from the server; None if it cannot score
         continuations (no ``/tokenize``, or whole distributions refused: vLLM without --max-logprobs -1)."""
         if self._vocabulary is None:
-            self._vocabulary = self._probe_once(self._probe_vocabulary)
+            self._vocabulary = self._ask_server_once("vocabulary", self._probe_vocabulary)
         return self._vocabulary or None
+
+    def _ask_server_once(self, question: str, probe: Callable[[Any], Awaitable[Any]]) -> Any:
+        """A probe's answer shared, for the run, by every model object that names this server and model:
+        the vocabulary alone is ~49k entries, too costly to fetch again for each new object."""
+        key = (question, self._server_root, self.parsed.name)
+        return context.current().server_answer(key, lambda: self._probe_once(probe))
 
     def _probe_once(self, probe: Callable[[Any], Awaitable[Any]]) -> Any:
         """One probe of the server (``probe(client)``), outside any batch, with the usual retries."""
@@ -611,7 +617,7 @@ class OpenAICompatibleChatModel(ApiChatModel):
         """Whether the server renders and tokenizes prompts (``/tokenize``), read once: scoring given
         continuations needs it, and their log-probabilities (``prompt_logprobs``) come with it on vLLM."""
         if self.__dict__.get("_has_tokenize") is None:
-            self._has_tokenize = self._probe_once(self._probe_tokenize)
+            self._has_tokenize = self._ask_server_once("tokenize", self._probe_tokenize)
         return self._has_tokenize
 
     async def _probe_tokenize(self, client) -> bool:

@@ -127,6 +127,7 @@ class FakeApiServer:
         self.failing_jobs = failing_jobs  # this many of the next finetuning jobs fail while running
         self.state = _State()
         self.outcomes: dict[tuple[str, str], Counter] = defaultdict(Counter)
+        self.unrouted: Counter = Counter()  # "METHOD /path" of requests for routes this fake does not have
         self.bodies: dict[str, bytes] = {}  # request hash -> the raw request body, for a failing test to show
         self.lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -183,6 +184,11 @@ class FakeApiServer:
                 if route is None or r == route:
                     total.update(counts)
         return total
+
+    def not_found(self, route: str) -> int:
+        """How many requests came for a route this fake does not have (answered 404), e.g. "POST /tokenize"."""
+        with self.lock:
+            return self.unrouted[route]
 
     def requests_seen(self) -> list[str]:
         with self.lock:
@@ -313,6 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
                 route = f"{method} {pattern.pattern[1:-1]}"
                 break
         else:
+            with state.lock:
+                state.unrouted[f"{method} {parts.path}"] += 1
             return self._send(404, {"error": {"message": f"no route {method} {parts.path}"}})
         token = self.headers.get("Authorization", "").removeprefix("Bearer ")
         if not token:
