@@ -59,6 +59,10 @@ def main() -> None:
     print(f"device {hardware.device()} ({where}), torch {torch.__version__}; precision auto -> {choice.used} "
           f"({choice.reason})")
     for precision in ("bf16", "fp32"):
+        # two untimed steps first (another seed, so another adapter): CUDA's and cuBLAS's start-up is not
+        # the trainer's speed
+        finetune_local(spec, conversations, LoraHParams(rank=8, alpha=16, batch_size=8, max_steps=2,
+                                                        precision=precision), seed=1, progress=False)
         hparams = LoraHParams(rank=8, alpha=16, epochs=args.epochs, batch_size=8, precision=precision)
         tuned = finetune_local(spec, conversations, hparams, seed=0, name=f"bench-{precision}", progress=False)
         record = json.loads((Path(tuned.split("adapter=")[1]) / "run.json").read_text())
