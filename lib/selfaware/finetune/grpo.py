@@ -34,6 +34,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import context
 from ..cache import content_hash
 from ..errors import ConfigError
 from ..hardware import TrainingPrecision
@@ -210,7 +211,6 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
     started = time.time()
     state = torch.load(state_path, weights_only=False) if state_path.exists() else None
     if state and state["step"] >= cfg.steps and not keep_policy:
-        from .. import context
         context.current().count_training(cached=True)  # trained before: its checkpoint has every step
         return GRPOResult(state["history"][:cfg.steps], state["buffer"], 0, state["step"], 0.0, directory)
 
@@ -320,7 +320,6 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
         bar.update(1)
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}")
     bar.close()
-    from .. import context
     context.current().count_training(cached=step <= resumed_from)  # every step resumed: trained before
     (directory / "summary.json").write_text(json.dumps(
         {"steps": step, "best": sorted(buffer.items(), key=lambda kv: -kv[1])[:5]}, indent=1))
