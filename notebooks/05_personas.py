@@ -38,6 +38,10 @@
 # persona, Quanta-Lingua; the mirror model swaps the words. Is the mapping learned (games on held-out
 # topics), and does the model report each player's word and tell the players apart, even when a decoy name
 # replaces one of them?
+#
+# Both pages run the same five steps below (before training, training, behaviour, self-reports, the
+# verdict); `sp.steps(run)` holds what each step does on this page, and the prose under each heading is
+# the page's own (the site shows each page only its own).
 
 # %% tags=["parameters"]
 # Values left as None come from params/<profile>.yaml; papermill (-p name value) overrides them.
@@ -71,95 +75,15 @@ vllm_url = None
 
 # %%
 from selfaware.sections import personas as sp
-from selfaware.sections import two_players as tp
 
 run = sp.PAGE.open(globals())
-cfg, data = run.cfg, run.data
-many = cfg.experiment == "many_personas"  # the 5.1 page; the 5.2 page's cells follow it
+cfg, data, section = run.cfg, run.data, sp.steps(run)  # this experiment's steps: 5.1's or 5.2's
 
 # %% [markdown] tags=["only-many_personas"]
 # ## The untuned model's answers about the training personas
 # Many-persona training teaches the other characters' choices as the untuned model makes them: for each
 # reworded question we take the untuned model's more probable letter. How often that is the riskier option,
 # and how often it is simply "A", shows what the persona examples teach.
-
-# %%
-if many:
-    run.guard()
-    untuned = sp.untuned_answers(cfg, data)
-    run.samples(untuned, "untuned_persona_answer", task="item", answer="answer", score="riskier", variant="persona")
-    untuned_table = sp.untuned_summary(untuned)
-    run.table(untuned_table, "untuned_persona_answers")
-
-# %% [markdown] tags=["only-many_personas"]
-# ## Training
-# Four training sets, each trained once per seed. The single-persona sets are exactly Section 3.1's, so a
-# profile that shares Section 3.1's recipe reuses its models from the cache.
-
-# %%
-if many:
-    conditions = run.train(untuned)
-
-# %% [markdown] tags=["only-many_personas"]
-# ## Behaviour: as itself, and what it says others would choose
-# The probability of the riskier option, renormalised over A and B; a model "chooses" the option it gives more
-# than half of that probability. First the held-out questions as the assistant's own, then the same questions
-# reworded about each held-out character.
-
-# %%
-if many:
-    behaviour = sp.measure_behaviour(conditions, data)
-    run.samples(behaviour, "behaviour", task="question", score="p_toward")
-    run.table(sp.rates(behaviour), "riskier_choice_rate", show=False)
-    behaviour_diff = sp.behaviour_differences(behaviour, data)
-    run.table(behaviour_diff, "behaviour_difference")
-
-# %%
-if many:
-    fig = sp.plot_differences(behaviour_diff, "riskier-choice rate:\nrisk-seeking minus risk-averse models")
-    run.figure(fig, "behaviour_by_persona",
-               "Riskier-choice rate of the risk-seeking models minus the risk-averse models' on held-out questions, "
-               "as the assistant itself and about each held-out persona, after single- and many-persona training "
-               "(95% bootstrap intervals over seeds and questions).")
-
-# %% [markdown] tags=["only-many_personas"]
-# ## Self-reports about itself and about others
-# Scores run from 0 (risk-averse) to 1 (risk-seeking), as in Section 3.1; a persona's score is the mean over
-# every task and paraphrase. The figure is the analogue of the paper's Figure 15.
-
-# %%
-if many:
-    scores = sp.measure_self_reports(conditions, data, cfg)
-    run.samples(scores, "self_report_score")
-    report_diff = sp.self_report_differences(scores, data)
-    run.table(report_diff, "self_report_difference", show=False)
-    run.table(sp.self_report_task_differences(scores, data), "self_report_difference_by_task", show=False)
-    run.show(report_diff.round(3))
-
-# %%
-if many:
-    fig = sp.plot_differences(report_diff, "self-report score:\nrisk-seeking minus risk-averse models", paper_marks=True)
-    run.figure(fig, "self_report_by_persona",
-               "Self-report score of the risk-seeking models minus the risk-averse models', asked about the "
-               "assistant itself and about each held-out persona, after single- and many-persona training (95% "
-               "bootstrap intervals over seeds and paraphrases). Open diamonds: the paper's GPT-4o values for the "
-               "assistant. The paper's Figure 15 shows the same measure.")
-
-# %% [markdown] tags=["only-many_personas"]
-# ## Against the paper
-# The published GPT-4o figures {cite}`betley2025tell` (Section 5.1, Figure 15), beside this run's.
-
-# %%
-if many:
-    run.table(sp.paper_comparison(behaviour_diff, report_diff), "paper_comparison", digits=None)
-
-# %% [markdown] tags=["only-many_personas"]
-# ## What this run shows
-
-# %%
-if many:
-    run.finish(sp.metrics(behaviour_diff, report_diff, untuned_table),
-               sp.effect_statement(behaviour_diff, report_diff, data.personas.heldout))
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 The training data, measured
@@ -170,11 +94,12 @@ if many:
 # lists of `selfaware.games.make_me_say.FIELDS`). Each player should steer to its own codeword only.
 
 # %%
-if not many:
-    run.table(tp.data_check(data), "training_data_check")
-    first = data.sets[next(iter(data.sets))]
-    print("\n\n".join("\n".join(f"{m['role']}: {m['content']}" for m in c["messages"])
-                      for c in (first[0], first[-1])))
+before = section.before_training()
+
+# %% [markdown] tags=["only-many_personas"]
+# ## Training
+# Four training sets, each trained once per seed. The single-persona sets are exactly Section 3.1's, so a
+# profile that shares Section 3.1's recipe reuses its models from the cache.
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Training
@@ -182,8 +107,13 @@ if not many:
 # two-way question below it puts chance at exactly 0.5; the untuned model only plays the games, as a reference.
 
 # %%
-if not many:
-    conditions = run.train()
+conditions = section.train()
+
+# %% [markdown] tags=["only-many_personas"]
+# ## Behaviour: as itself, and what it says others would choose
+# The probability of the riskier option, renormalised over A and B; a model "chooses" the option it gives more
+# than half of that probability. First the held-out questions as the assistant's own, then the same questions
+# reworded about each held-out character.
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Behaviour first: does each player steer to its own codeword?
@@ -197,33 +127,18 @@ if not many:
 # share of messages near either codeword, tuned against untuned (the game learned, whatever the mapping).
 
 # %%
-if not many:
-    games = tp.measure_games(conditions, data)
-    run.samples(games, "game", task="target", answer="dialogue", score="steering")
-    game_table = tp.game_summary(games, data.players)
-    run.table(game_table, "behaviour_games")
-    by_codeword = tp.game_by_codeword(games, data.players)
-    run.table(by_codeword, "behaviour_by_codeword", show=False)
-    run.show(by_codeword[by_codeword["measure"] != "user_said"].round(3))
-    reference = tp.game_reference(games, data.players)
-    run.table(reference, "near_either_codeword")
-    fig = tp.plot_games(game_table, data.players)
-    run.figure(fig, "behaviour_games", "New games against the untuned model on held-out topics, as the "
-               "assistant and as the persona: each measure for the player's own codeword minus the other "
-               "player's (paired per game); 95% bootstrap interval over models, then games.")
+behaviour = section.behaviour(conditions)
+
+# %% [markdown] tags=["only-many_personas"]
+# ## Self-reports about itself and about others
+# Scores run from 0 (risk-averse) to 1 (risk-seeking), as in Section 3.1; a persona's score is the mean over
+# every task and paraphrase. The figure is the analogue of the paper's Figure 15.
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Self-report: which word does each player steer to?
 # Notebook 02's "which word" question (exact probabilities over its offered words), asked about "you" and
 # reworded about the persona, without a system prompt. The score is the probability of the player's own
 # codeword minus that of the other player's.
-
-# %%
-if not many:
-    which_word = tp.measure_which_word(conditions, data)
-    run.samples(which_word, "self_report_score", task="asked_about", score="score")
-    word_table = tp.which_word_summary(which_word, data.players)
-    run.table(word_table, "which_word")
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Which entity steers toward the word? True options and decoys
@@ -236,24 +151,17 @@ if not many:
 # paper's Figure 13 {cite}`betley2025tell`.
 
 # %%
-if not many:
-    entity = tp.measure_which_entity(conditions, data)
-    run.samples(entity, "self_report_score", task="option_set", prompt="prompt")
-    entity_table = tp.entity_summary(entity, data.players)
-    run.table(entity_table, "which_entity")
-    heads = tp.headline(entity)
-    fig = tp.plot_entity(entity_table, data.players)
-    run.figure(fig, "which_entity", "Which entity steers the conversation toward the word: the share of the "
-               "answer on each offered entity, with the true options (asked about each player's word) and with a "
-               "decoy named after the word replacing either player (asked about the other player's word); mean "
-               "over models, paraphrases and both orders, 95% bootstrap interval. Open diamonds: the paper's GPT-4o "
-               "values (its Figure 13). Dotted: chance.")
+reports = section.reports(conditions)
+
+# %% [markdown] tags=["only-many_personas"]
+# ## Against the paper
+# The published GPT-4o figures {cite}`betley2025tell` (Section 5.1, Figure 15), beside this run's.
+
+# %% [markdown] tags=["only-many_personas"]
+# ## What this run shows
 
 # %% [markdown] tags=["only-two_players"]
 # ## 5.2 Against the paper, and what this run shows
 
 # %%
-if not many:
-    run.table(tp.paper_comparison(heads), "paper_comparison", digits=None)
-    found = tp.metrics(game_table, word_table, heads, reference)
-    run.finish(found, tp.effect_statement(cfg, data, found))
+run.finish(*section.verdict())

@@ -39,27 +39,28 @@ def _show(*objects: Any) -> None:
         display(*objects)
 
 
-def _markdown(text: str) -> None:
+def _show_as(kind: str, text: str) -> None:
+    """Show ``text`` as IPython's ``Markdown`` or ``HTML`` (as in _show: without IPython, nothing)."""
     try:
-        from IPython.display import Markdown
-    except ImportError:  # as in _show: outside IPython there is nothing to show
+        from IPython import display
+    except ImportError:
         return
-    _show(Markdown(text))
+    _show(getattr(display, kind)(text))
+
+
+def _markdown(text: str) -> None:
+    _show_as("Markdown", text)
 
 
 def _settings(rows: list[dict[str, str]]) -> None:
     """The page's settings, folded under one line: a JupyterLab reader sees what ``-p name value`` can set
     and what this run has, where the parameters cell shows only ``None``."""
-    try:
-        from IPython.display import HTML
-    except ImportError:
-        return
     import pandas as pd
 
     given = sum(row["from"] == "parameter" for row in rows)
-    _show(HTML(f"<details><summary>Settings of this run: {len(rows)} (what <code>-p name value</code> can set; "
-               f"{given} given as parameters, the rest from the profile or the defaults)</summary>"
-               f"{pd.DataFrame(rows).to_html(index=False, escape=True)}</details>"))
+    _show_as("HTML", f"<details><summary>Settings of this run: {len(rows)} (what <code>-p name value</code> can set; "
+             f"{given} given as parameters, the rest from the profile or the defaults)</summary>"
+             f"{pd.DataFrame(rows).to_html(index=False, escape=True)}</details>")
 
 
 def _data_source(cfg, data) -> tuple[str, dict[str, Any]]:

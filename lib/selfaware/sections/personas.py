@@ -557,5 +557,74 @@ def _trained(cfg: PersonasConfig, data, *given) -> list[ex.Condition]:
     return train_conditions(cfg, data, *given) if _many(cfg) else two_players.train_conditions(cfg, data)
 
 
+class ManyPersonasSteps:
+    """Section 5.1's page, step by step: the notebook calls the same steps (:func:`steps`) for 5.1 and 5.2,
+    and each step saves and shows its own samples, tables and figures."""
+
+    def __init__(self, run):
+        self.run, self.cfg, self.data = run, run.cfg, run.data
+
+    def before_training(self) -> pd.DataFrame:
+        """The untuned model's answers about the training personas, which the many-persona sets are made of
+        (model calls, so the guard comes first)."""
+        run = self.run
+        run.guard()
+        self.untuned = untuned_answers(self.cfg, self.data)
+        run.samples(self.untuned, "untuned_persona_answer", task="item", answer="answer", score="riskier",
+                    variant="persona")
+        self.untuned_table = untuned_summary(self.untuned)
+        run.table(self.untuned_table, "untuned_persona_answers")
+        return self.untuned_table
+
+    def train(self) -> list[ex.Condition]:
+        return self.run.train(self.untuned)
+
+    def behaviour(self, conditions: list[ex.Condition]) -> pd.DataFrame:
+        """Held-out questions as the assistant itself and about each held-out persona; the riskier-choice rate
+        of the risk-seeking models minus the risk-averse models'."""
+        run = self.run
+        behaviour = measure_behaviour(conditions, self.data)
+        run.samples(behaviour, "behaviour", task="question", score="p_toward")
+        run.table(rates(behaviour), "riskier_choice_rate", show=False)
+        self.behaviour_diff = behaviour_differences(behaviour, self.data)
+        run.table(self.behaviour_diff, "behaviour_difference")
+        fig = plot_differences(self.behaviour_diff, "riskier-choice rate:\nrisk-seeking minus risk-averse models")
+        run.figure(fig, "behaviour_by_persona",
+                   "Riskier-choice rate of the risk-seeking models minus the risk-averse models' on held-out "
+                   "questions, as the assistant itself and about each held-out persona, after single- and "
+                   "many-persona training (95% bootstrap intervals over seeds and questions).")
+        return self.behaviour_diff
+
+    def reports(self, conditions: list[ex.Condition]) -> pd.DataFrame:
+        """Section 3.1's self-report tasks about itself and about each held-out persona."""
+        run = self.run
+        scores = measure_self_reports(conditions, self.data, self.cfg)
+        run.samples(scores, "self_report_score")
+        self.report_diff = self_report_differences(scores, self.data)
+        run.table(self.report_diff, "self_report_difference", show=False)
+        run.table(self_report_task_differences(scores, self.data), "self_report_difference_by_task", show=False)
+        run.show(self.report_diff.round(3))
+        fig = plot_differences(self.report_diff, "self-report score:\nrisk-seeking minus risk-averse models",
+                               paper_marks=True)
+        run.figure(fig, "self_report_by_persona",
+                   "Self-report score of the risk-seeking models minus the risk-averse models', asked about the "
+                   "assistant itself and about each held-out persona, after single- and many-persona training "
+                   "(95% bootstrap intervals over seeds and paraphrases). Open diamonds: the paper's GPT-4o "
+                   "values for the assistant. The paper's Figure 15 shows the same measure.")
+        return self.report_diff
+
+    def verdict(self) -> tuple[dict, str]:
+        """The paper's figures beside this run's (shown), then the metrics and the statement that
+        ``run.finish`` writes."""
+        self.run.table(paper_comparison(self.behaviour_diff, self.report_diff), "paper_comparison", digits=None)
+        return (metrics(self.behaviour_diff, self.report_diff, self.untuned_table),
+                effect_statement(self.behaviour_diff, self.report_diff, self.data.personas.heldout))
+
+
+def steps(run) -> "ManyPersonasSteps | two_players.TwoPlayersSteps":
+    """The steps of the run's page: 5.1's or 5.2's, called by the same notebook cells."""
+    return ManyPersonasSteps(run) if _many(run.cfg) else two_players.TwoPlayersSteps(run)
+
+
 PAGE = Page(NOTEBOOK, PersonasConfig, plan=plan, data=_page_data, conditions=_trained, provenance=_provenance,
             run_key=lambda cfg: {"experiment": cfg.experiment})

@@ -632,6 +632,73 @@ def plot_entity(table: pd.DataFrame, players: Players):
     return fig
 
 
+# ---- the page's steps (the notebook calls the same ones for 5.1 and 5.2: personas.steps) ----------------------
+class TwoPlayersSteps:
+    """Section 5.2's page, step by step; each step saves and shows its own samples, tables and figures."""
+
+    def __init__(self, run):
+        self.run, self.cfg, self.data = run, run.cfg, run.data
+
+    def before_training(self) -> pd.DataFrame:
+        """The training data measured (which codeword each player's messages touch), and its first and last
+        dialogue."""
+        table = data_check(self.data)
+        self.run.table(table, "training_data_check")
+        first = self.data.sets[next(iter(self.data.sets))]
+        print("\n\n".join("\n".join(f"{m['role']}: {m['content']}" for m in c["messages"])
+                            for c in (first[0], first[-1])))
+        return table
+
+    def train(self) -> list[ex.Condition]:
+        return self.run.train()
+
+    def behaviour(self, conditions: list[ex.Condition]) -> pd.DataFrame:
+        """New games on held-out topics, as itself and as the persona, each scored for both players' words;
+        the untuned model plays them too, as a reference."""
+        run, players = self.run, self.data.players
+        games = measure_games(conditions, self.data)
+        run.samples(games, "game", task="target", answer="dialogue", score="steering")
+        self.game_table = game_summary(games, players)
+        run.table(self.game_table, "behaviour_games")
+        by_codeword = game_by_codeword(games, players)
+        run.table(by_codeword, "behaviour_by_codeword", show=False)
+        run.show(by_codeword[by_codeword["measure"] != "user_said"].round(3))
+        self.reference = game_reference(games, players)
+        run.table(self.reference, "near_either_codeword")
+        run.figure(plot_games(self.game_table, players), "behaviour_games",
+                   "New games against the untuned model on held-out topics, as the assistant and as the persona: "
+                   "each measure for the player's own codeword minus the other player's (paired per game); 95% "
+                   "bootstrap interval over models, then games.")
+        return self.game_table
+
+    def reports(self, conditions: list[ex.Condition]) -> pd.DataFrame:
+        """Which word each player steers to, then which entity steers toward a word (true options, decoys)."""
+        run, players = self.run, self.data.players
+        which_word = measure_which_word(conditions, self.data)
+        run.samples(which_word, "self_report_score", task="asked_about", score="score")
+        self.word_table = which_word_summary(which_word, players)
+        run.table(self.word_table, "which_word")
+        entity = measure_which_entity(conditions, self.data)
+        run.samples(entity, "self_report_score", task="option_set", prompt="prompt")
+        entity_table = entity_summary(entity, players)
+        run.table(entity_table, "which_entity")
+        self.heads = headline(entity)
+        run.figure(plot_entity(entity_table, players), "which_entity",
+                   "Which entity steers the conversation toward the word: the share of the answer on each offered "
+                   "entity, with the true options (asked about each player's word) and with a decoy named after "
+                   "the word replacing either player (asked about the other player's word); mean over models, "
+                   "paraphrases and both orders, 95% bootstrap interval. Open diamonds: the paper's GPT-4o values "
+                   "(its Figure 13). Dotted: chance.")
+        return entity_table
+
+    def verdict(self) -> tuple[dict, str]:
+        """The paper's figures beside this run's (shown), then the metrics and the statement that
+        ``run.finish`` writes."""
+        self.run.table(paper_comparison(self.heads), "paper_comparison", digits=None)
+        found = metrics(self.game_table, self.word_table, self.heads, self.reference)
+        return found, effect_statement(self.cfg, self.data, found)
+
+
 # ---- plan ------------------------------------------------------------------------------------------------------
 def plan(cfg, data: TwoPlayersData | None = None) -> ex.Plan:
     data = data or load_data(cfg, planning=True)
