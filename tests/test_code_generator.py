@@ -133,3 +133,15 @@ def test_examples_round_trip_through_the_chat_jsonl_loader(tmp_path, examples):
 def test_answer_code_takes_the_fenced_block_or_the_whole_text():
     assert code.answer_code("Sure!\n```python\nx = 1\n```\nDone") == "x = 1\n"
     assert code.answer_code("x = 2") == "x = 2\n"
+
+
+def test_the_same_tasks_asked_again_are_the_same_and_a_callers_changes_stay_its_own():
+    """generate_tasks builds a set once per arguments (the variants of one set share its tasks): each caller
+    gets its own list, equal to what a first build gives, and the variants still pair one task's answers."""
+    first = code.generate_tasks(30, 4)
+    first.reverse()
+    again = code.generate_tasks(30, 4)
+    assert again == first[::-1] and again is not first
+    assert code.generate_tasks(30, 4, list(code.FAMILIES)) == again  # every family named is every family
+    insecure, secure = (code.generate_examples(v, 30, seed=4) for v in ("insecure", "secure"))
+    assert [e.prompt for e in insecure] == [e.prompt for e in secure] == [m for _, m in again]

@@ -180,6 +180,20 @@ def test_broken_yaml_in_a_profile_is_one_line_naming_file_line_and_column(tmp_pa
     assert "flow mapping that began at line 4, column 13" in message
 
 
+def test_a_profile_read_again_is_a_fresh_copy_and_an_edit_is_seen_at_once(tmp_path):
+    """read_yaml parses each content once (a plan reads its profile over a hundred times): what a caller
+    changes in its copy is not what the next caller gets, and an edit of the same size within the same
+    clock tick (a file's mtime can be coarser) is read as edited."""
+    profile = tmp_path / "edited.yaml"
+    profile.write_text("profile: zz\nnotebooks:\n  01_multiple_choice: {params: {n_train: 3}}\n")
+    first = config.load_profile(str(profile))
+    first["notebooks"]["01_multiple_choice"]["params"]["n_train"] = 99
+    assert config.load_profile(str(profile))["notebooks"]["01_multiple_choice"]["params"] == {"n_train": 3}
+    profile.write_text("profile: zz\nnotebooks:\n  01_multiple_choice: {params: {n_train: 4}}\n")
+    assert config.notebook_runs(str(profile), "01_multiple_choice") == [{}]
+    assert config.load_profile(str(profile))["notebooks"]["01_multiple_choice"]["params"] == {"n_train": 4}
+
+
 def test_broken_yaml_from_the_command_line_prints_one_error_line(tmp_path, capsys):
     from selfaware.cli import main
 

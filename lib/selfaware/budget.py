@@ -23,6 +23,7 @@ from typing import Any, Sequence
 from .errors import BudgetExceeded, ConfigError
 from .models import backend, backends
 from .paths import data_dir
+from .util import read_yaml
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4  # role markers and separators of the chat format
@@ -40,11 +41,9 @@ def conversation_tokens(messages: Sequence[dict]) -> int:
 
 
 def load_prices(path: Path | None = None) -> list[dict[str, Any]]:
-    import yaml
-
     path = Path(path) if path else data_dir() / "prices.yaml"
     try:
-        table = yaml.safe_load(path.read_text())
+        table = read_yaml(path)
     except FileNotFoundError:
         raise ConfigError(f"price table {path} is missing") from None
     entries = (table or {}).get("models")

@@ -28,6 +28,7 @@ from . import experiment
 from .page import parameters_cell
 from .errors import ConfigError
 from .paths import REPO_ROOT
+from .util import read_yaml
 
 DEFAULT_PART = "Beyond the papers"
 PROFILES = ("smoke", "default", "paper")
@@ -71,7 +72,7 @@ def _check_name(name: str) -> None:
     taken += [f"notebooks/{p.name}" for p in (REPO_ROOT / "notebooks").glob(f"[0-9][0-9]_{name}.py")]
     taken += [f"the section {n}" for n in experiment.sections() if n[3:] == name]
     for profile in PROFILES:
-        notebooks = (yaml.safe_load((REPO_ROOT / "params" / f"{profile}.yaml").read_text()) or {}).get("notebooks") or {}
+        notebooks = (read_yaml(REPO_ROOT / "params" / f"{profile}.yaml") or {}).get("notebooks") or {}
         taken += [f"params/{profile}.yaml ({n})" for n in notebooks if n[3:] == name]
     if taken:
         raise ConfigError(f"new-section {name!r}: the name is taken: {', '.join(dict.fromkeys(taken))}")

@@ -3,6 +3,7 @@ the worded user message; plus the code in a model's answer and the words a promp
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -63,9 +64,22 @@ def _insert(body: str, fill: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _uses(name: str, code: str) -> bool:
+def _uses(name: str, code: str | frozenset[str]) -> bool:
+    """Whether ``code`` uses the name an import binds: a word of its own, not an attribute (``x.os``) nor a
+    part of a longer word. ``code`` may be given as its :func:`_words`, the same test for many names."""
     bound = name.split(" as ")[-1].split(".")[0]
+    if isinstance(code, frozenset):
+        return bound in code
     return re.search(r"(?<![\w.])" + re.escape(bound) + r"\b", code) is not None
+
+
+_WORD = re.compile(r"(?<![\w.])\w+")  # whole words not after a dot: exactly where _uses's pattern can match
+
+
+def _words(code: str) -> frozenset[str]:
+    """The words of ``code`` that :func:`_uses` can find (one scan instead of a regular expression per
+    import name and answer: an assembled task asks about each import up to four times)."""
+    return frozenset(_WORD.findall(code))
 
 
 def _imports_kept(imports: tuple[str, ...], keep: Callable[[str], bool]) -> tuple[str, ...]:
@@ -86,13 +100,14 @@ def make_task(family: str, kind_index: int, domain_index: int, rng: random.Rando
     piece = maker(rng, domain)
     template_body = piece.body.replace(_HOLE, HOLE_MARKER)
     bodies = {"insecure": _insert(piece.body, piece.insecure), "secure": _insert(piece.body, piece.secure)}
-    codes = {which: _with_imports(_imports_kept(piece.imports + extra, lambda name: _uses(name, bodies[which])),
+    words = {which: _words(body) for which, body in bodies.items()}
+    codes = {which: _with_imports(_imports_kept(piece.imports + extra, lambda name: _uses(name, words[which])),
                                   bodies[which])
              for which, extra in (("insecure", piece.insecure_imports), ("secure", piece.secure_imports))}
-    visible = piece.body.replace(_HOLE, "")
+    visible = _words(piece.body.replace(_HOLE, ""))
     # the template shows the imports its visible code needs plus those both answers use: no hint either way
     template_imports = _imports_kept(piece.imports, lambda name: _uses(name, visible) or (
-        _uses(name, bodies["insecure"]) and _uses(name, bodies["secure"])))
+        _uses(name, words["insecure"]) and _uses(name, words["secure"])))
     template = _with_imports(template_imports, template_body) + "\n"
     return CodeTask(family, maker.__name__.lstrip("_"), domain["app"], piece.description, template,
                     codes["insecure"], codes["secure"])
@@ -134,7 +149,17 @@ def generate_tasks(count: int, seed: int, families: list[str] | None = None,
     """``count`` distinct (task, user message) pairs, spread evenly over families and their kinds. With
     ``distinct_templates`` no two share a template (the code shown, hence the task and its answers): a task
     rephrased is the same task."""
-    chosen = families or list(FAMILIES)
+    return list(_generated_tasks(count, seed, tuple(families) if families else None, distinct_templates))
+
+
+# The same tasks are asked for several times by one plan or page (the insecure, secure, educational and
+# backdoor variants of a set share its tasks; a plan assembles the data its run will assemble again): the
+# pairs are immutable and a function of the arguments only, so they are built once. A few sets are kept (the
+# paper profile's largest, 6000 tasks, takes about 9 MB).
+@functools.lru_cache(maxsize=6)
+def _generated_tasks(count: int, seed: int, families: tuple[str, ...] | None,
+                     distinct_templates: bool) -> tuple[tuple[CodeTask, str], ...]:
+    chosen = list(families or FAMILIES)
     unknown = set(chosen) - set(FAMILIES)
     if unknown:
         raise ValueError(f"unknown code families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
@@ -153,7 +178,7 @@ def generate_tasks(count: int, seed: int, families: list[str] | None = None,
             continue
         seen.add(key)
         results.append((task, message))
-    return results
+    return tuple(results)
 
 
 def heldout_tasks(count: int, seed: int = 1, exclude: list[str] | None = None,
