@@ -142,3 +142,18 @@ def test_continuation_scores_are_exact_and_follow_the_chain_rule(tiny_model):
     assert [a[0] for a in again] == [whole[0], start[0], one[0]] and context.current().counters.computed == computed
     with pytest.raises(ValueError, match="one of each per prompt"):
         tiny_model.score_continuations([CAPITAL] * 2, [["a"]])
+
+
+def test_a_long_call_shows_one_bar_over_the_answers_it_computes_and_none_when_cached(tiny_model, capsys,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("SELFAWARE_PROGRESS", "1")
+    prompts = [[{"role": "user", "content": f"Pick a letter for item {i}."}] for i in range(60)]
+    tiny_model.score_options(prompts[:10], ["A", "B"])  # 10 answers: too few for a bar
+    assert "options" not in capsys.readouterr().err
+    tiny_model.score_options(prompts, ["A", "B"])  # 50 computed, 10 from the cache: a bar of 50
+    err = capsys.readouterr().err
+    assert "smollm2-135m options" in err and "50/50" in err and "60/60" not in err
+    tiny_model.score_options(prompts, ["A", "B"])  # all cached: nothing computed, no bar
+    assert "options" not in capsys.readouterr().err
+    tiny_model.sample(prompts[:25], n=2, max_tokens=2)  # 50 samples computed
+    assert "50/50" in capsys.readouterr().err

@@ -161,9 +161,10 @@ class CallCache:
         return content_hash({"kind": kind, **request})
 
     def cached_call(self, kind: str, requests: Sequence[dict], compute: Callable[[list[dict]], list[Any]],
-                    flush_every: int | None = None) -> list[Any]:
+                    flush_every: int | None = None, computing: Callable[[int], Any] | None = None) -> list[Any]:
         """Answer each request from the cache, computing only the missing ones (in one call to ``compute``,
-        or in chunks of ``flush_every`` so that long batches are saved as they go)."""
+        or in chunks of ``flush_every`` so that long batches are saved as they go). ``computing`` is told
+        how many will be computed, before the first is (a progress bar's total)."""
         keys = [self.key(kind, request) for request in requests]
         found = self.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
@@ -172,6 +173,8 @@ class CallCache:
             example = canonical_json(requests[missing[0]])[:300]
             raise CacheMiss(f"replay-only cache has no answer for {len(missing)} {kind} request(s), e.g. {example}")
         results: list[Any] = [found.get(key) for key in keys]
+        if missing and computing is not None:
+            computing(len(missing))
         step = flush_every or max(len(missing), 1)
         for start in range(0, len(missing), step):
             chunk = missing[start:start + step]

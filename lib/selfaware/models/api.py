@@ -279,36 +279,9 @@ class ApiChatModel(ChatModel):
     def _make_client(self, policy: RetryPolicy):  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
-    # ---- progress over a whole public call (the cache hands us chunks) ---------------------------------
-    @contextlib.contextmanager
-    def _progress(self, total: int, what: str):
-        from tqdm.auto import tqdm
-
-        show = settings.current().progress and total >= 50
-        self._bar = tqdm(total=total, desc=f"{self.parsed.name} {what}", disable=not show, leave=False)
-        try:
-            yield
-        finally:
-            self._bar.close()
-            self._bar = None
-
-    # the public calls only gain a progress bar; everything else (arguments included) is the base class's
-    def sample(self, prompts, *args, **kwargs):
-        n = args[0] if args else kwargs.get("n", 1)
-        with self._progress(len(prompts) * n, "sample"):
-            return super().sample(prompts, *args, **kwargs)
-
-    def score_options(self, prompts, *args, **kwargs):
-        with self._progress(len(prompts), "options"):
-            return super().score_options(prompts, *args, **kwargs)
-
-    def expected_number(self, prompts, *args, **kwargs):
-        with self._progress(len(prompts), "numbers"):
-            return super().expected_number(prompts, *args, **kwargs)
-
-    def score_continuations(self, prompts, *args, **kwargs):
-        with self._progress(len(prompts), "continuations"):
-            return super().score_continuations(prompts, *args, **kwargs)
+    @property
+    def label(self) -> str:
+        return self.parsed.name
 
     # ---- the batch engine -----------------------------------------------------------------------------
     def _run_batch(self, kind: str, requests: list[dict], jobs: list[Callable[[Any], Awaitable[Any]]]) -> list[Any]:

@@ -9,11 +9,13 @@ than answering with an estimate under the same name.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .. import settings
 from ..cache import CallCache, content_hash, default_cache
 from ..errors import ModelNotAvailable
 
@@ -72,6 +74,36 @@ class ChatModel(ABC):
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "backend": self.backend, **self.identity}
 
+    # ---- progress over a whole public call -------------------------------------------------------------
+    # a call computing fewer answers than this shows no bar
+    PROGRESS_FROM = 50
+    _bar = None  # the bar of the call being computed: the backend advances it (``_advance``) as answers come
+
+    @property
+    def label(self) -> str:
+        """How the model is named on its progress bar."""
+        return self.spec
+
+    @contextlib.contextmanager
+    def _progress(self, what: str):
+        """Around one public call: yields what ``cached_call`` tells how many answers it will compute, which
+        opens a bar of that length (in the terminal's live line and in run.log); the bar closes after."""
+        def computing(missing: int) -> None:
+            from tqdm.auto import tqdm
+
+            show = settings.current().progress and missing >= self.PROGRESS_FROM
+            self._bar = tqdm(total=missing, desc=f"{self.label} {what}", disable=not show, leave=False)
+        try:
+            yield computing
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+    def _advance(self, answers: int) -> None:
+        if self._bar is not None:
+            self._bar.update(answers)
+
     # ---- public API -------------------------------------------------------------------------------
     def sample(self, prompts: Sequence[Messages], n: int = 1, temperature: float = 1.0, max_tokens: int = 64,
                seed: int = 0) -> list[list[str]]:
@@ -82,7 +114,9 @@ class ChatModel(ABC):
              "max_tokens": int(max_tokens), "seed": sample_seed(seed, i)}
             for messages in prompts for i in range(n)
         ]
-        answers = self.cache.cached_call("sample", requests, self._sample, flush_every=self.flush_every)
+        with self._progress("sample") as computing:
+            answers = self.cache.cached_call("sample", requests, self._sample, flush_every=self.flush_every,
+                                             computing=computing)
         return [answers[j * n:(j + 1) * n] for j in range(len(prompts))]
 
     def score_options(self, prompts: Sequence[Messages], options: Sequence[str],
@@ -93,13 +127,16 @@ class ChatModel(ABC):
         extra = {"whole_word": True} if whole_word else {}
         requests = [{"model": self.identity, "messages": list(m), "options": list(options), **extra}
                     for m in prompts]
-        answers = self.cache.cached_call("options", requests, self._option_logprobs, flush_every=self.flush_every)
+        with self._progress("options") as computing:
+            answers = self.cache.cached_call("options", requests, self._option_logprobs,
+                                             flush_every=self.flush_every, computing=computing)
         return [OptionScore(logprobs=a["logprobs"], method=a["method"]) for a in answers]
 
     def expected_number(self, prompts: Sequence[Messages], low: int = 0, high: int = 100) -> list[NumberScore]:
         requests = [{"model": self.identity, "messages": list(m), "low": low, "high": high} for m in prompts]
-        answers = self.cache.cached_call("number", requests, self._number_distribution,
-                                         flush_every=self.flush_every)
+        with self._progress("numbers") as computing:
+            answers = self.cache.cached_call("number", requests, self._number_distribution,
+                                             flush_every=self.flush_every, computing=computing)
         return [number_score(a["distribution"], a["method"]) for a in answers]
 
     def score_continuations(self, prompts: Sequence[Messages], continuations: Sequence[Sequence[str]],
@@ -121,8 +158,9 @@ class ChatModel(ABC):
         kind, requests = self.continuation_requests(prompts, continuations, assistant_prefix, first_tokens)
         # one request is a few forward tokens: saved in larger chunks than the other calls (the chunk is
         # also the batching unit of the local backend, whose numbers depend on which rows share a batch)
-        answers = self.cache.cached_call(kind, requests, self._continuation_logprobs,
-                                         flush_every=max(self.flush_every, 256))
+        with self._progress("continuations") as computing:
+            answers = self.cache.cached_call(kind, requests, self._continuation_logprobs,
+                                             flush_every=max(self.flush_every, 256), computing=computing)
         return [[float(v) for v in answer] for answer in answers]
 
     def continuation_requests(self, prompts: Sequence[Messages], continuations: Sequence[Sequence[str]],

@@ -265,6 +265,10 @@ class LocalChatModel(ChatModel):
     def scoring_batch(self) -> int:
         return self.score_batch or scoring_batch(self.parsed)
 
+    @property
+    def label(self) -> str:
+        return self.parsed.name + (" + adapter" if self.parsed.adapter else "")
+
     def _stop_ids(self, tokenizer) -> set[int]:
         stops = {tokenizer.eos_token_id}
         for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"):
@@ -289,6 +293,7 @@ class LocalChatModel(ChatModel):
                                    [requests[i]["seed"] for i in rows])
             for i, text in zip(rows, texts):
                 results[i] = text
+            self._advance(len(rows))
         return results
 
     def _generate(self, model, tokenizer, prompts, temperatures, steps, limits, seeds) -> list[str]:
@@ -364,6 +369,7 @@ class LocalChatModel(ChatModel):
                                                                 [sequences[i] for i in rows], prune,
                                                                 head, shared)):
                 tables[i] = table
+            self._advance(len(rows))
         return tables
 
     def _prefix_tables_batch(self, encoded, sequences, prune, head=None, shared: int = 0):
