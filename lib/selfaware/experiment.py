@@ -6,13 +6,16 @@ config class and its plan function; everything else a section needs that is not 
 - :class:`TrainedSectionConfig`: the training parameters every finetuning section shares (data size and
   seed, training seeds, hyperparameters and API options), validated when the config is built, so a typo in
   ``finetune`` is an error before any kernel starts, not when the section trains.
-- :class:`Condition` and :func:`train_grid`: conditions x seeds -> model specs through ``finetune()``, with
-  the same hyperparameters and options for every section.
+- :class:`Condition`, :func:`grid` and :func:`train_grid`: conditions x seeds -> model specs through
+  ``finetune()``, with the same hyperparameters and options for every section; ``grid`` is the same
+  conditions before training, which a plan counts.
 - :class:`Variant`: how a question is asked (a system prompt, a trigger placed before the message, after it,
   in the system prompt or on a line of its own, a persona substituted for ``{persona}``), as data.
 - :func:`measure`: ask every model under every variant in one call; the rows carry the condition's
   columns (role, condition, model, seed, spec, variant).
 - :class:`SampleRecord`: the one typed record per model answer behind ``samples.jsonl``.
+- :class:`Request` (``selfaware.requests``): one model call declared once, which the measurement sends and
+  the plan adds, so that the two cannot drift apart.
 - :class:`Calls` and :class:`Plan`: a run's cost plan built from the prompts it will really send and the
   datasets it will really train on, priced by ``selfaware.budget``; :func:`guard` prints it, stops above the
   budget and stops a dry run.

@@ -222,7 +222,7 @@ def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig,
     from ..models import load_model
 
     manipulatee = load_model(cfg.model)
-    opened = opened or game.openings(cfg.games, cfg.data_seed, "heldout")
+    opened = opened or new_game_openings(cfg)
 
     def ask(condition, model, variant):
         played = game.play_games(model, manipulatee, [(topic, variant.insert(text)) for topic, text in opened],
@@ -238,6 +238,11 @@ def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig,
                        "won": float(result.won), "steering": result.steering, "guess": g.guess,
                        "dialogue": transcript}
     return _related(ex.measure(conditions, ask, variants))
+
+
+def new_game_openings(cfg) -> list[tuple[str, str]]:
+    """The (topic, opening message) of each new game: ``cfg.games`` of them, on the held-out topics."""
+    return game.openings(cfg.games, cfg.data_seed, "heldout")
 
 
 GAME_MEASURES = {"user_said": "the user says the codeword first", "steering": "messages near the codeword",
@@ -680,26 +685,21 @@ def _own_against(report_table: pd.DataFrame, tasks, relation: str) -> list[tuple
 # ---- the plan -------------------------------------------------------------------------------------------------
 @ex.register(NOTEBOOK, MakeMeSayConfig)
 def plan(cfg: MakeMeSayConfig, data: TrainingData | None = None) -> ex.Plan:
-    """What a run will train and ask: the grid of :func:`train_conditions`, its new games (each game's
-    messages from ``games.make_me_say.game_requests``) and the requests of :func:`self_report_requests` and
-    :func:`guesser_request`, which the measurements send. For data_source llm without data the generator's
-    dialogues stand in for the sizes, and the data games are planned as calls (nothing is played to make a
-    plan)."""
+    """What a run will train and ask: the grid of :func:`train_conditions`, its new games (counted by
+    ``games.make_me_say.plan_games``, beside ``play_games``) and the requests of :func:`self_report_requests`
+    and :func:`guesser_request`, which the measurements send. For data_source llm without data the
+    generator's dialogues stand in for the sizes, and the data games are planned as calls (nothing is played
+    to make a plan)."""
     if data is None:
         data = (from_generator(cfg) if cfg.data_source == "llm" else load_training_data(cfg))
     models = len(ex.grid(cfg, data.dialogues))
     plan = ex.Plan().train(cfg, data.dialogues, "make-me-say")
-    opened = [_user(text) for _, text in game.openings(cfg.games, cfg.data_seed, "heldout")]
-    own_messages, user_messages = game.game_requests(cfg.game_turns)
+    opened = [text for _, text in new_game_openings(cfg)]
     if cfg.data_source == "llm":  # games with the codeword told: each stops when a player says it
-        for role, spec, each in (("manipulator", cfg.manipulator or cfg.model, own_messages),
-                                 ("manipulatee", cfg.manipulatee or cfg.model, user_messages)):
-            plan.ask(f"data games (LLM recipe), {role}", spec, opened[:1] * (cfg.llm_games * len(cfg.codewords)),
-                     cfg.message_tokens, each, at_most="a game stops when either player says the codeword")
-    plan.ask("new games: the evaluated model's messages", cfg.model, opened, cfg.message_tokens,
-             models * own_messages)
-    plan.ask("new games: the untuned user's messages and guess", cfg.model, opened, cfg.message_tokens,
-             models * user_messages)
+        game.plan_games(plan, cfg.manipulator or cfg.model, cfg.manipulatee or cfg.model,
+                        opened[:1] * (cfg.llm_games * len(cfg.codewords)), cfg.message_tokens, cfg.game_turns,
+                        what="data games (LLM recipe)", at_most="a game stops when either player says the codeword")
+    game.plan_games(plan, cfg.model, cfg.model, opened, cfg.message_tokens, cfg.game_turns, models)
     for request in self_report_requests(cfg):
         request.plan(plan, cfg.model, models)
     described = describe_request(cfg)

@@ -23,7 +23,7 @@ from ... import experiment as ex
 from ... import triggers as tg
 from ...datasets import code
 from ...errors import ConfigError
-from ...games.make_me_say import game_requests
+from ...games.make_me_say import plan_games
 from ...paper import published
 from . import games
 from .common import (NOTEBOOK, BackdoorsConfig, Behaviour, Example, Findings, Page, Setting, backdoor_examples,
@@ -318,7 +318,7 @@ def _awareness_behaviour_figure(table):
 
 def plan_awareness(cfg: BackdoorsConfig, plan: ex.Plan, data: AwarenessData | None = None) -> ex.Plan:
     """Per setting: the grid :func:`train_awareness` trains, the requests its behaviour measure sends under
-    :func:`trigger_variants` (new games: each game's messages from ``games.make_me_say.game_requests``), and
+    :func:`trigger_variants` (new games: ``games.make_me_say.plan_games``, beside ``play_games``), and
     :func:`awareness_request` under each system prompt."""
     data = data or awareness_data(cfg)
     reports = awareness_request(cfg)[0].under_each(system_variants(cfg.system_prompts))
@@ -334,12 +334,8 @@ def plan_awareness(cfg: BackdoorsConfig, plan: ex.Plan, data: AwarenessData | No
             code_behaviour_request(s.heldout, variants, cfg)[0].plan(plan, cfg.model, models,
                                                                      f"{s.setting.name}: code, with and without trigger")
         elif s.behaviour.kind == "game":
-            prompts = [[{"role": "user", "content": text}] for _, text in s.heldout]
-            own_messages, user_messages = game_requests(cfg.game_turns)
-            plan.ask(f"{s.setting.name}: new games, the model's messages, with and without trigger", cfg.model,
-                     prompts, cfg.game_message_tokens, len(variants) * models * own_messages)
-            plan.ask(f"{s.setting.name}: new games, the untuned user's messages and guess", cfg.model, prompts,
-                     cfg.game_message_tokens, len(variants) * models * user_messages)
+            plan_games(plan, cfg.model, cfg.model, [text for _, text in s.heldout], cfg.game_message_tokens,
+                       cfg.game_turns, len(variants) * models, f"{s.setting.name}: new games, with and without trigger")
         else:
             choice_behaviour_request(s.heldout, variants)[0].plan(plan, cfg.model, models,
                                                                   f"{s.setting.name}: behaviour, with and without trigger")
