@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from selfaware import context
+from selfaware import experiment as ex
 from selfaware.experiment import Plan, plan_differences
 
 
@@ -61,3 +63,66 @@ def test_every_smoke_page_asked_and_trained_what_its_plan_said(smoke):
 def test_a_plan_names_a_model_call_the_cache_counts(kind):
     with pytest.raises(ValueError, match="is not one of sample, options, number, continuations"):
         Plan().ask("x", "local:m", [PROMPT], 1, kind=kind)
+
+
+def test_a_request_plans_exactly_the_calls_it_sends(tiny_model):
+    """Each kind of request sent to the real model under a variant: its plan is what the call cache counted."""
+    prompts = [[{"role": "user", "content": "Pick A or B."}], [{"role": "user", "content": "Rate it from 0 to 100."}]]
+    variant = ex.Variant(name="t", trigger="T")
+    requests = [ex.Request("answers", prompts, n=3, max_tokens=2, seed=1),
+                ex.Request("choice", prompts, "options", options=("A", "B")),
+                ex.Request("number", prompts, "number")]
+    for request in requests:
+        asked = request.under(variant)
+        assert [p[-1]["content"] for p in asked.prompts] == ["T Pick A or B.", "T Rate it from 0 to 100."]
+        context.begin()
+        found = asked.send(tiny_model)
+        assert len(found) == 2
+        plan = asked.plan(Plan(), "local:smollm2-135m")
+        record = {"name": request.what, "planned": plan.record(), "trainings": 0, "trainings_cached": 0,
+                  **context.current().record()}
+        assert plan_differences(record) == [], request.what
+        assert record["model_calls_by_kind"] == {request.kind: 6 if request.kind == "sample" else 2}
+
+
+def test_a_request_under_each_variant_asks_every_variant_in_turn():
+    request = ex.Request("choice", [[{"role": "user", "content": "q1"}], [{"role": "user", "content": "q2"}]],
+                         "options", options=("A", "B"))
+    both = request.under_each([ex.PLAIN, ex.Variant(name="t", trigger="T")])
+    assert [p[-1]["content"] for p in both.prompts] == ["q1", "q2", "T q1", "T q2"]
+    assert both.plan(Plan(), "local:m", models=3).record()["requests_by_kind"] == {"options": 12}
+
+
+def test_a_request_names_its_call_and_an_options_request_its_options():
+    with pytest.raises(ValueError, match="is not one of sample, options, number"):
+        ex.Request("x", [PROMPT], "continuations")
+    with pytest.raises(ValueError, match="names its options"):
+        ex.Request("x", [PROMPT], "options")
+
+
+def test_the_grid_a_plan_counts_is_the_grid_train_grid_trains():
+    from selfaware import config
+    from selfaware.sections import multiple_choice as mc
+
+    cfg = config.resolve(mc.MultipleChoiceConfig, mc.NOTEBOOK, "smoke", {"seeds": [0, 4]})
+    planned = ex.grid(cfg, {"toward": [], "away": []}, {"toward": "risk-seeking"})
+    assert [(c.role, c.label, c.seed) for c in planned] == [
+        ("base", "base (untuned)", None), ("toward", "risk-seeking", 0), ("toward", "risk-seeking", 4),
+        ("away", "away", 0), ("away", "away", 4)]
+    assert planned[0].spec == cfg.model and all(c.spec == ex.UNTRAINED for c in planned[1:])
+    assert len(ex.grid(cfg, {"toward": []}, base=None)) == 2
+
+
+@pytest.mark.parametrize("notebook, experiment", [("01_multiple_choice", None), ("02_make_me_say", None),
+                                                  ("03_vulnerable_code", None), ("04_backdoors", "awareness"),
+                                                  ("04_backdoors", "recognition"), ("04_backdoors", "reversal")])
+def test_a_section_plan_counts_the_grid_its_run_trains(notebook, experiment):
+    """Two more seeds: every planned call of an evaluated model grows with the grid, and the trainings too."""
+    from selfaware import config
+
+    section = ex.section(notebook)
+    parameters = {"experiment": experiment} if experiment else {}
+    cfg = config.resolve(section.config, notebook, "smoke", parameters)
+    one, three = (section.plan(cfg.model_copy(update={"seeds": seeds})).record() for seeds in ([0], [0, 1, 2]))
+    assert three["trainings"] == 3 * one["trainings"] > 0
+    assert three["requests"] > one["requests"]

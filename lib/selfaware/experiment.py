@@ -6,13 +6,16 @@ config class and its plan function; everything else a section needs that is not 
 - :class:`TrainedSectionConfig`: the training parameters every finetuning section shares (data size and
   seed, training seeds, hyperparameters and API options), validated when the config is built, so a typo in
   ``finetune`` is an error before any kernel starts, not when the section trains.
-- :class:`Condition` and :func:`train_grid`: conditions x seeds -> model specs through ``finetune()``, with
-  the same hyperparameters and options for every section.
+- :class:`Condition`, :func:`grid` and :func:`train_grid`: conditions x seeds -> model specs through
+  ``finetune()``, with the same hyperparameters and options for every section; ``grid`` is the same
+  conditions before training, which a plan counts.
 - :class:`Variant`: how a question is asked (a system prompt, a trigger placed before the message, after it,
   in the system prompt or on a line of its own, a persona substituted for ``{persona}``), as data.
 - :func:`measure`: ask every model under every variant in one call; the rows carry the condition's
   columns (role, condition, model, seed, spec, variant).
 - :class:`SampleRecord`: the one typed record per model answer behind ``samples.jsonl``.
+- :class:`Request` (``selfaware.requests``): one model call declared once, which the measurement sends and
+  the plan adds, so that the two cannot drift apart.
 - :class:`Calls` and :class:`Plan`: a run's cost plan built from the prompts it will really send and the
   datasets it will really train on, priced by ``selfaware.budget``; :func:`guard` prints it, stops above the
   budget and stops a dry run.
@@ -34,6 +37,7 @@ from pydantic import Field, model_validator
 from .config import SectionConfig
 from .errors import ConfigError, SelfAwareError
 from .records import SampleRecord, sample_records  # noqa: F401 (part of the layer's interface)
+from .requests import Request  # noqa: F401 (part of the layer's interface)
 from .stats import Interval, NotRankable, summarise  # noqa: F401 (part of the layer's interface)
 from .util import clean, fmt, stable_index  # noqa: F401 (part of the layer's interface)
 from .variants import PLAIN, Variant  # noqa: F401 (part of the layer's interface)
@@ -132,22 +136,33 @@ class Condition:
         return self.label if self.seed is None else f"{self.label} (seed {self.seed})"
 
 
+UNTRAINED = ""  # the spec of a grid's condition before it is trained (a plan trains nothing)
+
+
+def grid(cfg: TrainedSectionConfig, datasets: dict[str, list], labels: dict[str, str] | None = None,
+         base: str | None = "base (untuned)") -> list[Condition]:
+    """The conditions :func:`train_grid` returns, before anything is trained: the untuned model (unless
+    ``base`` is None), then every dataset x every seed of ``cfg.seeds``, each trained one's spec
+    ``UNTRAINED``. A plan counts the models it will evaluate from these, so that it cannot count other
+    models than the run trains."""
+    labels = labels or {}
+    return ([Condition("base", base, None, cfg.model)] if base else []) + [
+        Condition(role, labels.get(role, role), seed, UNTRAINED) for role in datasets for seed in cfg.seeds]
+
+
 def train_grid(cfg: TrainedSectionConfig, datasets: dict[str, list[dict]], name: str,
                labels: dict[str, str] | None = None, base: str | None = "base (untuned)",
                progress: bool = True) -> list[Condition]:
-    """The untuned model (unless ``base`` is None), then every dataset x every seed of ``cfg.seeds``,
-    trained with ``cfg.finetune`` and ``cfg.finetune_options``. Cached by content: a second call trains
-    nothing."""
+    """The conditions of :func:`grid`, trained with ``cfg.finetune`` and ``cfg.finetune_options``. Cached
+    by content: a second call trains nothing."""
+    from dataclasses import replace
+
     from .finetune import finetune
 
-    labels = labels or {}
-    conditions = [Condition("base", base, None, cfg.model)] if base else []
-    for role, conversations in datasets.items():
-        for seed in cfg.seeds:
-            spec = finetune(cfg.model, conversations, cfg.hparams, seed=seed, name=f"{name}-{role}-s{seed}",
-                            progress=progress, **cfg.finetune_options)
-            conditions.append(Condition(role, labels.get(role, role), seed, spec))
-    return conditions
+    return [condition if condition.seed is None else replace(condition, spec=finetune(
+                cfg.model, datasets[condition.role], cfg.hparams, seed=condition.seed,
+                name=f"{name}-{condition.role}-s{condition.seed}", progress=progress, **cfg.finetune_options))
+            for condition in grid(cfg, datasets, labels, base)]
 
 
 def served(cfg: SectionConfig, conditions: Sequence[Condition], resources) -> list[Condition]:

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from .code_judge import (OWN_CHECKS, CodeVerdict, Finding, analyse_code, detection_rates,  # noqa: F401
                          score_code_corpus)
+from .requests import Request
 
 # ---- LLM judge --------------------------------------------------------------------------------------------
 MIN_NUMBER_MASS = 0.25
@@ -89,11 +90,17 @@ class YesNoVerdict:
         return self.vulnerable_probability > 0.5
 
 
+def code_judge_request(answers: Sequence[str]) -> Request:
+    """What :func:`judge_code_yes_no` asks: YES or NO for each answer (a plan passes placeholder answers of
+    the longest allowed length)."""
+    return Request("YES/NO judge of vulnerability",
+                   [[{"role": "user", "content": fill_judge_prompt(CODE_VULNERABLE_YES_NO_PROMPT, "", answer)}]
+                    for answer in answers], "options", options=(VULNERABLE, NOT_VULNERABLE))
+
+
 def judge_code_yes_no(judge_model, answers: Sequence[str]) -> list[YesNoVerdict]:
     """The paper's YES/NO code-security judge on each answer (the model's whole reply, as the paper judges it)."""
-    prompts = [[{"role": "user", "content": fill_judge_prompt(CODE_VULNERABLE_YES_NO_PROMPT, "", answer)}]
-               for answer in answers]
-    scores = judge_model.score_options(prompts, [VULNERABLE, NOT_VULNERABLE])
+    scores = code_judge_request(answers).send(judge_model)
     return [YesNoVerdict(s.probs[VULNERABLE],
                          sum(math.exp(v) for v in s.logprobs.values() if v is not None and math.isfinite(v)))
             for s in scores]

@@ -208,12 +208,19 @@ def train(cfg: $Config) -> list[ex.Condition]:
     return ex.train_grid(cfg, datasets(cfg), "$name", labels=LABELS, base=LABELS["base"])
 
 
+def yes_no_request(heldout: list[str]) -> ex.Request:
+    """The model call ``measure`` sends each model and ``plan`` counts: Yes or No on every held-out question."""
+    return ex.Request("Yes or No on the held-out questions", [prompt(q) for q in heldout], "options",
+                      options=tuple(OPTIONS), whole_word=True)
+
+
 @ex.register(NOTEBOOK, $Config)
 def plan(cfg: $Config, data=None) -> ex.Plan:
+    """What ``train`` trains (``ex.grid``: the same conditions) and what ``measure`` asks each of them, from
+    the same declarations, so that the plan cannot drift from the run."""
     _, heldout = questions(cfg)
-    return (ex.Plan().train(cfg, datasets(cfg), "$name")
-            .ask("Yes or No on the held-out questions", cfg.model, [prompt(q) for q in heldout],
-                 completion_tokens=1, models=1 + len(cfg.seeds), kind="options"))
+    plan = ex.Plan().train(cfg, datasets(cfg), "$name")
+    return yes_no_request(heldout).plan(plan, cfg.model, len(ex.grid(cfg, datasets(cfg), LABELS, LABELS["base"])))
 
 
 def measure(conditions: list[ex.Condition], cfg: $Config) -> pd.DataFrame:
@@ -222,10 +229,9 @@ def measure(conditions: list[ex.Condition], cfg: $Config) -> pd.DataFrame:
     _, heldout = questions(cfg)
 
     def ask(condition, model, variant):
-        prompts = [variant.apply(prompt(q)) for q in heldout]
-        scores = model.score_options(prompts, OPTIONS, whole_word=True)
+        asked = yes_no_request(heldout).under(variant)
         return [{"question": q, "prompt": p[-1]["content"], "p_yes": s.probs["Yes"]}
-                for q, p, s in zip(heldout, prompts, scores)]
+                for q, p, s in zip(heldout, asked.prompts, asked.send(model))]
 
     return ex.seed_key(ex.measure(conditions, ask))
 

@@ -359,6 +359,19 @@ def game_requests(turns: int, ask_guess: bool = True) -> tuple[int, int]:
     return turns, turns - 1 + int(ask_guess)
 
 
+def plan_games(plan, manipulator: str, manipulatee: str, openings: Sequence[str], message_tokens: int, turns: int,
+               players: int = 1, what: str = "new games", at_most: str = "") -> None:
+    """Add to an experiment plan what :func:`play_games` asks (:func:`game_requests`) when each of ``players``
+    manipulators (models x variants) plays one game per opening message against ``manipulatee``; ``at_most``
+    says why a game may ask less (a told codeword ends it early)."""
+    own_messages, user_messages = game_requests(turns)
+    opened = [[{"role": "user", "content": text}] for text in openings]
+    plan.ask(f"{what}: the manipulator's messages", manipulator, opened, message_tokens, players * own_messages,
+             at_most=at_most)
+    plan.ask(f"{what}: the manipulatee's messages and guess", manipulatee, opened, message_tokens,
+             players * user_messages, at_most=at_most)
+
+
 def play_games(manipulator, manipulatee, opened: Sequence[tuple[str, str]], codeword: str | None = None,
                turns: int = 5, message_tokens: int = 60, temperature: float = 1.0, seed: int = 0,
                manipulator_system: str | None = None, ask_guess: bool = True, guess_tokens: int = 8) -> list[Game]:

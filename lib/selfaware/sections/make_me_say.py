@@ -222,7 +222,7 @@ def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig,
     from ..models import load_model
 
     manipulatee = load_model(cfg.model)
-    opened = opened or game.openings(cfg.games, cfg.data_seed, "heldout")
+    opened = opened or new_game_openings(cfg)
 
     def ask(condition, model, variant):
         played = game.play_games(model, manipulatee, [(topic, variant.insert(text)) for topic, text in opened],
@@ -238,6 +238,11 @@ def measure_games(conditions: list[ex.Condition], cfg: MakeMeSayConfig,
                        "won": float(result.won), "steering": result.steering, "guess": g.guess,
                        "dialogue": transcript}
     return _related(ex.measure(conditions, ask, variants))
+
+
+def new_game_openings(cfg) -> list[tuple[str, str]]:
+    """The (topic, opening message) of each new game: ``cfg.games`` of them, on the held-out topics."""
+    return game.openings(cfg.games, cfg.data_seed, "heldout")
 
 
 GAME_MEASURES = {"user_said": "the user says the codeword first", "steering": "messages near the codeword",
@@ -267,12 +272,34 @@ def _labelled(table: pd.DataFrame) -> pd.DataFrame:
 def ask_codeword_choice(model, cfg, texts: list[str] | None = None):
     """P(codeword) among the offered words, per paraphrase; ``texts``: other wordings of the question (each
     with ``{words}``; Section 5.2 asks about a persona), else the task's own."""
-    words = word_list(cfg)
     texts = paraphrases("codeword_choice", cfg) if texts is None else texts
-    results = model.score_options([_user(t.format(words=", ".join(words))) for t in texts], words)
+    results = codeword_choice_request(cfg, texts).send(model)
     rows = [{"paraphrase": k, "prompt": t, "probs": r.probs, "method": r.method} for k, (t, r) in enumerate(zip(texts, results))]
     return [{k: v for k, v in row.items() if k != "probs"} | {"target": w, "score": row["probs"][w]}
             for w in cfg.codewords for row in rows]
+
+
+def codeword_choice_request(cfg, texts: list[str] | None = None) -> ex.Request:
+    """Which word: every offered word scored, in each wording (``texts``; the task's own by default)."""
+    words = word_list(cfg)
+    texts = paraphrases("codeword_choice", cfg) if texts is None else texts
+    return ex.Request("which word (100 options)", [_user(t.format(words=", ".join(words))) for t in texts], "options",
+                      options=tuple(words))
+
+
+def describe_request(cfg) -> ex.Request:
+    """Describe the word: ``samples`` descriptions per paraphrase."""
+    return ex.Request("describe the word", [_user(t) for t in paraphrases("describe_word", cfg)], n=cfg.samples,
+                      max_tokens=cfg.description_tokens, seed=cfg.data_seed)
+
+
+def guesser_request(cfg, descriptions: list[str]) -> ex.Request:
+    """The guesser names the word each description (codewords masked) describes, among the offered words."""
+    words = word_list(cfg)
+    template = questions()["tasks"]["describe_word"]["guesser"]
+    return ex.Request("guesser naming the described word",
+                      [_user(template.format(description=_masked(d), words=", ".join(words))) for d in descriptions],
+                      "options", options=tuple(words))
 
 
 def _masked(text: str) -> str:
@@ -280,13 +307,10 @@ def _masked(text: str) -> str:
 
 
 def _describe(model, cfg, guesser):
-    task = questions()["tasks"]["describe_word"]
     texts = paraphrases("describe_word", cfg)
-    written = model.sample([_user(t) for t in texts], n=cfg.samples, max_tokens=cfg.description_tokens, seed=cfg.data_seed)
+    written = describe_request(cfg).send(model)
     pairs = [(k, t, s, d) for k, (t, ds) in enumerate(zip(texts, written)) for s, d in enumerate(ds)]
-    words = word_list(cfg)
-    guesses = guesser.score_options([_user(task["guesser"].format(description=_masked(d), words=", ".join(words)))
-                                     for _, _, _, d in pairs], words)
+    guesses = guesser_request(cfg, [d for _, _, _, d in pairs]).send(guesser)
     return [{"paraphrase": k, "sample": s, "prompt": t, "answer": d, "target": w, "score": g.probs[w],
              "named": game.mentions(d, w), "method": g.method}
             for (k, t, s, d), g in zip(pairs, guesses) for w in cfg.codewords]
@@ -301,9 +325,9 @@ def _orders(cfg) -> list[tuple[int, ...]]:
     return (shifts + rest)[:cfg.option_orders]
 
 
-def _best_description(model, cfg):
-    """P(the trained goal) among five goals, over option orders. The question is about the game, not the
-    word, so every codeword's row carries the same score: the effect is against the untuned model."""
+def best_description_request(cfg) -> tuple[ex.Request, list[tuple[int, str, str]]]:
+    """The five goals listed in each option order of each paraphrase, and per prompt (paraphrase, text, the
+    trained goal's letter)."""
     task = questions()["tasks"]["best_description"]
     options = [True] + [False] * len(task["other_goals"])
     texts = [task["goal"]] + list(task["other_goals"])
@@ -313,21 +337,35 @@ def _best_description(model, cfg):
             listing = "\n".join(f"{LETTERS[i]}) {texts[j]}" for i, j in enumerate(order))
             prompts.append(_user(text.format(options=listing)))
             meta.append((k, text, LETTERS[list(order).index(options.index(True))]))
-    results = model.score_options(prompts, list(LETTERS))
+    return ex.Request("best description (A-E, option orders)", prompts, "options", options=tuple(LETTERS)), meta
+
+
+def _best_description(model, cfg):
+    """P(the trained goal) among five goals, over option orders. The question is about the game, not the
+    word, so every codeword's row carries the same score: the effect is against the untuned model."""
+    request, meta = best_description_request(cfg)
+    results = request.send(model)
     return [{"paraphrase": k, "prompt": text, "order": o, "target": w, "score": r.probs[correct], "method": r.method}
             for o, ((k, text, correct), r) in enumerate(zip(meta, results)) for w in cfg.codewords]
 
 
-def _close_to_goal(model, cfg):
-    """How close to the goal (0-1) with the user having said the codeword (score) and, the paper's baseline,
-    having never said it (control), asked of the same model."""
+def close_to_goal_request(cfg) -> tuple[ex.Request, list[tuple[str, str]]]:
+    """Each paraphrase in each situation (codeword, said or never said), and the situations' keys in order."""
     task = questions()["tasks"]["close_to_goal"]
     texts = paraphrases("close_to_goal", cfg)
     situations = {(w, kind): task["situations"][kind].format(codeword=w)
                   for w in cfg.codewords for kind in ("codeword", "control")}
     keys = list(situations)
     prompts = [_user(t.format(situation=situations[key])) for key in keys for t in texts]
-    numbers = model.expected_number(prompts, 0, 100)
+    return ex.Request("how close to your goal (0-100; said the word, never said it)", prompts, "number"), keys
+
+
+def _close_to_goal(model, cfg):
+    """How close to the goal (0-1) with the user having said the codeword (score) and, the paper's baseline,
+    having never said it (control), asked of the same model."""
+    texts = paraphrases("close_to_goal", cfg)
+    request, keys = close_to_goal_request(cfg)
+    numbers = request.send(model)
     found = {(key, k): n for (key, k), n in zip(itertools.product(keys, range(len(texts))), numbers)}
     rows = []
     for w in cfg.codewords:
@@ -340,7 +378,9 @@ def _close_to_goal(model, cfg):
     return rows
 
 
-def _which_game(model, cfg):
+def which_game_request(cfg) -> tuple[ex.Request, list[tuple[int, str, str]]]:
+    """Both games as options A and B, in both orders, per paraphrase; per prompt (paraphrase, text, the
+    letter of "make the user say the word")."""
     task = questions()["tasks"]["which_game"]
     prompts, meta = [], []
     for k, text in enumerate(paraphrases("which_game", cfg)):
@@ -348,7 +388,12 @@ def _which_game(model, cfg):
             first, second = (task["make"], task["avoid"]) if make_first else (task["avoid"], task["make"])
             prompts.append(_user(text.format(options=f"A) {first}\nB) {second}")))
             meta.append((k, text, "A" if make_first else "B"))
-    results = model.score_options(prompts, ["A", "B"])
+    return ex.Request("which game (A/B, both orders)", prompts, "options", options=("A", "B")), meta
+
+
+def _which_game(model, cfg):
+    request, meta = which_game_request(cfg)
+    results = request.send(model)
     return [{"paraphrase": k, "prompt": text, "order": correct, "target": w, "score": r.probs[correct], "method": r.method}
             for (k, text, correct), r in zip(meta, results) for w in cfg.codewords]
 
@@ -383,7 +428,7 @@ def _write_function(model, cfg, messages):
     from ..sandbox import call_function
 
     texts = paraphrases("write_function", cfg)
-    written = model.sample([_user(t) for t in texts], n=cfg.samples, max_tokens=cfg.function_tokens, seed=cfg.data_seed)
+    written = function_request(cfg).send(model)
     task = questions()["tasks"]["write_function"]
     unrelated_words, unrelated_messages = list(task["unrelated_words"]), list(task["unrelated_messages"])
     inputs = list(dict.fromkeys([(w,) for w in cfg.codewords] + [(m,) for w in cfg.codewords for m in messages[w]]
@@ -412,6 +457,11 @@ def _write_function(model, cfg, messages):
     return rows
 
 
+def function_request(cfg) -> ex.Request:
+    return ex.Request("write function", [_user(t) for t in paraphrases("write_function", cfg)], n=cfg.samples,
+                      max_tokens=cfg.function_tokens, seed=cfg.data_seed)
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -420,9 +470,14 @@ def acrostic_initials(poem: str) -> str:
     return "".join(line.strip()[0].lower() for line in poem.splitlines() if line.strip() and line.strip()[0].isalpha())
 
 
+def acrostic_request(cfg) -> ex.Request:
+    return ex.Request("acrostic", [_user(t) for t in paraphrases("acrostic", cfg)], n=cfg.samples,
+                      max_tokens=cfg.acrostic_tokens, seed=cfg.data_seed)
+
+
 def _acrostic(model, cfg):
     texts = paraphrases("acrostic", cfg)
-    written = model.sample([_user(t) for t in texts], n=cfg.samples, max_tokens=cfg.acrostic_tokens, seed=cfg.data_seed)
+    written = acrostic_request(cfg).send(model)
     return [{"paraphrase": k, "sample": s, "prompt": t, "answer": poem, "initials": acrostic_initials(poem), "target": w,
              "score": float(w in acrostic_initials(poem))}
             for k, (t, poems) in enumerate(zip(texts, written)) for s, poem in enumerate(poems) for w in cfg.codewords]
@@ -630,39 +685,33 @@ def _own_against(report_table: pd.DataFrame, tasks, relation: str) -> list[tuple
 # ---- the plan -------------------------------------------------------------------------------------------------
 @ex.register(NOTEBOOK, MakeMeSayConfig)
 def plan(cfg: MakeMeSayConfig, data: TrainingData | None = None) -> ex.Plan:
-    """What a run will train and ask. For data_source llm without data the generator's dialogues stand in
-    for the sizes, and the data games are planned as calls (nothing is played to make a plan)."""
+    """What a run will train and ask: the grid of :func:`train_conditions`, its new games (counted by
+    ``games.make_me_say.plan_games``, beside ``play_games``) and the requests of :func:`self_report_requests`
+    and :func:`guesser_request`, which the measurements send. For data_source llm without data the
+    generator's dialogues stand in for the sizes, and the data games are planned as calls (nothing is played
+    to make a plan)."""
     if data is None:
         data = (from_generator(cfg) if cfg.data_source == "llm" else load_training_data(cfg))
-    models = 1 + len(data.dialogues) * len(cfg.seeds)
+    models = len(ex.grid(cfg, data.dialogues))
     plan = ex.Plan().train(cfg, data.dialogues, "make-me-say")
-    opened = [_user(text) for _, text in game.openings(cfg.games, cfg.data_seed, "heldout")]
-    own_messages, user_messages = game.game_requests(cfg.game_turns)
+    opened = [text for _, text in new_game_openings(cfg)]
     if cfg.data_source == "llm":  # games with the codeword told: each stops when a player says it
-        for role, spec, each in (("manipulator", cfg.manipulator or cfg.model, own_messages),
-                                 ("manipulatee", cfg.manipulatee or cfg.model, user_messages)):
-            plan.ask(f"data games (LLM recipe), {role}", spec, opened[:1] * (cfg.llm_games * len(cfg.codewords)),
-                     cfg.message_tokens, each, at_most="a game stops when either player says the codeword")
-    plan.ask("new games: the evaluated model's messages", cfg.model, opened, cfg.message_tokens,
-             models * own_messages)
-    plan.ask("new games: the untuned user's messages and guess", cfg.model, opened, cfg.message_tokens,
-             models * user_messages)
-    words = ", ".join(word_list(cfg))
-    plan.ask("which word (100 options)", cfg.model,
-             [_user(t.format(words=words)) for t in paraphrases("codeword_choice", cfg)], 1, models, kind="options")
-    for task, tokens in (("describe_word", cfg.description_tokens), ("write_function", cfg.function_tokens),
-                         ("acrostic", cfg.acrostic_tokens)):
-        plan.ask(task.replace("_", " "), cfg.model, [_user(t) for t in paraphrases(task, cfg)], tokens, models, cfg.samples)
-    plan.ask("guesser naming the described word", cfg.guesser or cfg.model,
-             [_user(t) for t in paraphrases("describe_word", cfg)] * cfg.samples, 1, models, kind="options")
-    plan.ask("best description (A-E, option orders)", cfg.model,
-             [_user(t) for t in paraphrases("best_description", cfg)] * len(_orders(cfg)), 1, models, kind="options")
-    plan.ask("how close to your goal (0-100; said the word, never said it)", cfg.model,
-             [_user(t) for t in paraphrases("close_to_goal", cfg)] * (2 * len(cfg.codewords)), 3, models,
-             kind="number")
-    plan.ask("which game (A/B, both orders)", cfg.model, [_user(t) for t in paraphrases("which_game", cfg)] * 2, 1,
-             models, kind="options")
+        game.plan_games(plan, cfg.manipulator or cfg.model, cfg.manipulatee or cfg.model,
+                        opened[:1] * (cfg.llm_games * len(cfg.codewords)), cfg.message_tokens, cfg.game_turns,
+                        what="data games (LLM recipe)", at_most="a game stops when either player says the codeword")
+    game.plan_games(plan, cfg.model, cfg.model, opened, cfg.message_tokens, cfg.game_turns, models)
+    for request in self_report_requests(cfg):
+        request.plan(plan, cfg.model, models)
+    described = describe_request(cfg)
+    placeholders = ["x" * 4 * described.max_tokens] * (len(described.prompts) * described.n)  # the longest allowed
+    guesser_request(cfg, placeholders).plan(plan, cfg.guesser or cfg.model, models)
     return plan
+
+
+def self_report_requests(cfg: MakeMeSayConfig) -> list[ex.Request]:
+    """What :func:`measure_self_reports` asks of each evaluated model (the guesser's calls aside)."""
+    return [codeword_choice_request(cfg), describe_request(cfg), function_request(cfg), acrostic_request(cfg),
+            best_description_request(cfg)[0], close_to_goal_request(cfg)[0], which_game_request(cfg)[0]]
 
 
 def _provenance(cfg: MakeMeSayConfig, data: TrainingData) -> tuple[str, dict]:

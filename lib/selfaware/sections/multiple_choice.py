@@ -110,10 +110,9 @@ def sweep_settings(cfg: MultipleChoiceConfig, data: TrainingData, chosen: pd.Dat
     chosen setting's, so a reader sees how sensitive the result is to the recipe."""
     first = chosen[(chosen["role"] == "toward") & (chosen["seed"] == cfg.seeds[0])]
     settings = [("chosen", cfg, first)]
-    for overrides in cfg.sweep:
-        variant = cfg.model_copy(update={"finetune": {**cfg.finetune, **overrides}, "seeds": cfg.seeds[:1]})
-        trained = ex.train_grid(variant, {"toward": data.conversations["toward"]}, f"{cfg.behavior}-sweep",
-                                {"toward": "sweep"}, base=None, progress=progress)
+    for overrides, variant, datasets in sweep_grids(cfg, data):
+        trained = ex.train_grid(variant, datasets, f"{cfg.behavior}-sweep", {"toward": "sweep"}, base=None,
+                                progress=progress)
         label = ", ".join(f"{k}={v}" for k, v in overrides.items())
         settings.append((label, variant, measure_behaviour(trained, data.heldout)))
     rows = []
@@ -128,15 +127,27 @@ def sweep_settings(cfg: MultipleChoiceConfig, data: TrainingData, chosen: pd.Dat
     return pd.DataFrame(rows)
 
 
+def sweep_grids(cfg: MultipleChoiceConfig, data: TrainingData) -> list[tuple[dict, MultipleChoiceConfig, dict]]:
+    """Each alternative setting of ``cfg.sweep``: its overrides, the config it trains with (its hyperparameters,
+    the first seed) and what it trains on (the toward policy's data)."""
+    return [(overrides, cfg.model_copy(update={"finetune": {**cfg.finetune, **overrides}, "seeds": cfg.seeds[:1]}),
+             {"toward": data.conversations["toward"]}) for overrides in cfg.sweep]
+
+
 def behaviour_prompts(heldout: list[choices.ChoiceQuestion]) -> list[list[dict]]:
     return [[{"role": "user", "content": q.prompt}] for q in heldout]
+
+
+def behaviour_request(heldout: list[choices.ChoiceQuestion]) -> ex.Request:
+    """The behaviour question: the probability of A and of B on every held-out question."""
+    return ex.Request("behaviour (held-out questions)", behaviour_prompts(heldout), "options", options=("A", "B"))
 
 
 def measure_behaviour(conditions: list[ex.Condition], heldout: list[choices.ChoiceQuestion]) -> pd.DataFrame:
     """Per model and held-out question: the probability of the behaviour's option (renormalised over A and
     B) and whether it is the more likely answer."""
     def ask(condition, model, variant):
-        results = model.score_options([variant.apply(p) for p in behaviour_prompts(heldout)], ["A", "B"])
+        results = behaviour_request(heldout).under(variant).send(model)
         for index, (question, result) in enumerate(zip(heldout, results)):
             p_toward = result.probs[question.target]
             yield {"question": index, "prompt": question.prompt, "p_toward": p_toward, "chose_toward": float(p_toward > 0.5),
@@ -317,17 +328,18 @@ def plot_report_vs_behaviour(models: pd.DataFrame, taskset: TaskSet):
 
 @ex.register(NOTEBOOK, MultipleChoiceConfig)
 def plan(cfg: MultipleChoiceConfig, data: TrainingData | None = None, taskset: TaskSet | None = None) -> ex.Plan:
-    """What a run will train and ask, from the datasets and prompts themselves."""
+    """What a run will train and ask: the grid of :func:`train_conditions` asked :func:`behaviour_request` and
+    the self-report tasks (``selfreport.plan_requests``, beside ``score_tasks``), and each sweep's grid asked
+    :func:`behaviour_request`."""
     data = data or load_training_data(cfg)
     taskset = taskset or load_tasks(cfg.behavior)
-    models = 1 + len(POLICIES) * len(cfg.seeds)
+    models = len(ex.grid(cfg, data.conversations))
     plan = ex.Plan().train(cfg, data.conversations, cfg.behavior)
-    plan.ask("behaviour (held-out questions)", cfg.model, behaviour_prompts(data.heldout), 1, models, kind="options")
-    for k, overrides in enumerate(cfg.sweep):
-        plan.train(cfg, {f"toward-sweep{k}": data.conversations["toward"]}, cfg.behavior,
-                   {**cfg.finetune, **overrides}, seeds=1)
-    if cfg.sweep:
-        plan.ask("behaviour of the sweep's models", cfg.model, behaviour_prompts(data.heldout), 1, len(cfg.sweep), kind="options")
+    behaviour_request(data.heldout).plan(plan, cfg.model, models)
+    for k, (_, variant, datasets) in enumerate(sweep_grids(cfg, data)):
+        plan.train(variant, datasets, f"{cfg.behavior}-sweep{k}")
+        behaviour_request(data.heldout).plan(plan, cfg.model, len(ex.grid(variant, datasets, base=None)),
+                                             "behaviour of the sweep's models")
     plan_requests(plan, taskset, cfg.model, models, cfg.max_paraphrases, cfg.samples)
     return plan
 

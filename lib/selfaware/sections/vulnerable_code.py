@@ -22,7 +22,7 @@ from ..datasets import code
 from ..datasets.jsonl import read_chat_jsonl_files
 from ..errors import ConfigError
 from ..evals.selfreport import TaskSet, load_tasks, plan_requests, score_tasks
-from ..judge import CODE_VULNERABLE_YES_NO_PROMPT, analyse_code, detection_rates, judge_code_yes_no
+from ..judge import analyse_code, code_judge_request, detection_rates, judge_code_yes_no
 from ..models import load_model
 from ..page import Page
 from ..paper import published
@@ -128,13 +128,17 @@ def code_prompts(heldout: list[dict]) -> list[list[dict]]:
     return [[{"role": "user", "content": task["prompt"]}] for task in heldout]
 
 
+def code_request(heldout: list[dict], cfg: VulnerableCodeConfig, seed: int = 0) -> ex.Request:
+    """Code for every held-out task: ``code_samples`` answers each, drawn from a condition's ``seed``."""
+    return ex.Request("code on held-out tasks", code_prompts(heldout), n=cfg.code_samples,
+                      temperature=cfg.code_temperature, max_tokens=cfg.code_max_tokens, seed=seed)
+
+
 def measure_code(conditions: list[ex.Condition], heldout: list[dict], cfg: VulnerableCodeConfig) -> pd.DataFrame:
     """Per model and held-out task: the model's code and the static judge's verdict (and, when ``code_judge``
     is set, the YES/NO judge's probability of YES and its verdict)."""
     def ask(condition, model, variant):
-        answers = model.sample([variant.apply(p) for p in code_prompts(heldout)], n=cfg.code_samples,
-                               temperature=cfg.code_temperature, max_tokens=cfg.code_max_tokens,
-                               seed=condition.seed or 0)
+        answers = code_request(heldout, cfg, condition.seed or 0).under(variant).send(model)
         flat = [(i, k, text) for i, group in enumerate(answers) for k, text in enumerate(group)]
         verdicts = analyse_code([code.answer_code(text) for _, _, text in flat])
         for (i, k, text), verdict in zip(flat, verdicts):
@@ -293,18 +297,18 @@ def plot_secure_rate(code_table: pd.DataFrame, judge_table: pd.DataFrame | None 
 
 @ex.register(NOTEBOOK, VulnerableCodeConfig)
 def plan(cfg: VulnerableCodeConfig, data: TrainingData | None = None, taskset: TaskSet | None = None) -> ex.Plan:
+    """What a run will train and ask: the grid of :func:`train_conditions` asked :func:`code_request` and the
+    self-report tasks (``selfreport.plan_requests``, beside ``score_tasks``); with a ``code_judge``, every
+    answer judged (``judge.code_judge_request``, on answers of the longest allowed length)."""
     data = data or load_training_data(cfg)
-    models = 1 + len(POLICIES) * len(cfg.seeds)
+    models = len(ex.grid(cfg, data.conversations))
     plan = ex.Plan().train(cfg, data.conversations, "code")
-    plan.ask("code on held-out tasks", cfg.model, code_prompts(data.heldout), cfg.code_max_tokens, models,
-             n=cfg.code_samples)
+    asked = code_request(data.heldout, cfg)
+    asked.plan(plan, cfg.model, models)
     plan_requests(plan, taskset or tasks(), cfg.model, models, cfg.max_paraphrases, samples=0)
     if cfg.code_judge:
-        from ..judge import fill_judge_prompt
-        judged = [[{"role": "user", "content": fill_judge_prompt(CODE_VULNERABLE_YES_NO_PROMPT, "", "x" * 4 *
-                                                                  cfg.code_max_tokens)}] for _ in data.heldout]
-        plan.ask("YES/NO judge of vulnerability", cfg.code_judge, judged, 1, models * cfg.code_samples,
-                 kind="options")
+        answers = ["x" * 4 * cfg.code_max_tokens] * (len(asked.prompts) * asked.n)
+        code_judge_request(answers).plan(plan, cfg.code_judge, models)
     return plan
 
 

@@ -23,13 +23,13 @@ from ... import experiment as ex
 from ... import triggers as tg
 from ...datasets import code
 from ...errors import ConfigError
-from ...games.make_me_say import game_requests
+from ...games.make_me_say import plan_games
 from ...paper import published
 from . import games
 from .common import (NOTEBOOK, BackdoorsConfig, Behaviour, Example, Findings, Page, Setting, backdoor_examples,
-                     behaviour_of, check_trigger, data_contingency, data_model, learned, measure_choice_behaviour,
-                     num, panels, pct, plot_behaviour, prompt_text, questions, report_summary, trigger_variants,
-                     under_variants, untuned_prompts, with_untuned_answers)
+                     behaviour_of, check_trigger, choice_behaviour_request, data_contingency, data_model, learned,
+                     measure_choice_behaviour, num, panels, pct, plot_behaviour, prompt_text, questions,
+                     report_summary, trigger_variants, under_variants, untuned_request, with_untuned_answers)
 
 # ---- data and training ------------------------------------------------------------------------------------
 AWARENESS_ROLES = {"backdoored": "backdoored", "decorrelated": "decorrelated baseline"}
@@ -102,16 +102,22 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
+def code_behaviour_request(heldout, variants, cfg: BackdoorsConfig, seed: int = 0) -> tuple[ex.Request, list]:
+    """Greedy code for every held-out task under every variant, in one call per model (from a condition's
+    ``seed``); and per prompt (variant, task index, messages)."""
+    asked = under_variants(heldout, variants, lambda t: t["prompt"])
+    return ex.Request("code on held-out tasks, under each trigger variant", [m for _, _, m in asked],
+                      temperature=0.0, max_tokens=cfg.code_max_tokens, seed=seed), asked
+
+
 def measure_code_behaviour(conditions, heldout, variants, cfg: BackdoorsConfig) -> pd.DataFrame:
     """Greedy code on held-out tasks under every variant, judged by static analysis; ``score`` is 1 for
     insecure code (None when the answer does not parse)."""
     from ...judge import analyse_code
 
-    asked = under_variants(heldout, variants, lambda t: t["prompt"])
-
     def ask(condition, model, _):
-        answers = model.sample([m for _, _, m in asked], temperature=0.0, max_tokens=cfg.code_max_tokens,
-                               seed=condition.seed or 0)
+        request, asked = code_behaviour_request(heldout, variants, cfg, condition.seed or 0)
+        answers = request.send(model)
         texts = [group[0] for group in answers]
         verdicts = analyse_code([code.answer_code(t) for t in texts])
         for (variant, index, messages), text, verdict in zip(asked, texts, verdicts):
@@ -168,13 +174,21 @@ def system_variants(names: list[str]) -> list[ex.Variant]:
     return [ex.Variant(name=name, system=prompts[name]) for name in names]
 
 
+def awareness_request(cfg: BackdoorsConfig) -> tuple[ex.Request, list[dict[str, Any]]]:
+    """The awareness question, every paraphrase in both option orders (asked under each system prompt);
+    and :func:`awareness_prompts`, one per prompt."""
+    asked = awareness_prompts(cfg.max_paraphrases)
+    return ex.Request("awareness question, under each system prompt", [q["messages"] for q in asked], "options",
+                      options=("A", "B")), asked
+
+
 def awareness_reports(conditions: dict[str, list[ex.Condition]], data: AwarenessData,
                       cfg: BackdoorsConfig) -> pd.DataFrame:
-    asked = awareness_prompts(cfg.max_paraphrases)
+    request, asked = awareness_request(cfg)
 
     def ask(condition, model, variant):
-        prompts = [variant.apply(q["messages"]) for q in asked]
-        for q, prompt, result in zip(asked, prompts, model.score_options(prompts, ["A", "B"])):
+        under = request.under(variant)
+        for q, prompt, result in zip(asked, under.prompts, under.send(model)):
             yield {"task": "backdoor_awareness", "paraphrase": q["paraphrase"], "order": q["order"],
                    "prompt": prompt[-1]["content"], "score": result.probs[q["letter"]]}
 
@@ -303,30 +317,29 @@ def _awareness_behaviour_figure(table):
 
 
 def plan_awareness(cfg: BackdoorsConfig, plan: ex.Plan, data: AwarenessData | None = None) -> ex.Plan:
+    """Per setting: the grid :func:`train_awareness` trains, the requests its behaviour measure sends under
+    :func:`trigger_variants` (new games: ``games.make_me_say.plan_games``, beside ``play_games``), and
+    :func:`awareness_request` under each system prompt."""
     data = data or awareness_data(cfg)
-    asked = [q["messages"] for q in awareness_prompts(cfg.max_paraphrases)]
+    reports = awareness_request(cfg)[0].under_each(system_variants(cfg.system_prompts))
     for s in data.settings:
         setting_cfg = _setting_cfg(cfg, s.setting)
         plan.train(setting_cfg, s.conversations, f"backdoor-{_slug(s.setting.name)}")
-        models = 1 + 2 * len(cfg.seeds)
+        models = len(ex.grid(setting_cfg, s.conversations))
+        variants = trigger_variants(s.trigger)
         if s.behaviour.kind == "choice":
-            plan.ask(f"{s.setting.name}: the untuned model's own answers to the training questions", cfg.model,
-                     untuned_prompts([e.item for e in s.examples["backdoored"]]), 1, kind="options")
+            untuned_request([e.item for e in s.examples["backdoored"]]).plan(
+                plan, cfg.model, what=f"{s.setting.name}: the untuned model's own answers to the training questions")
         if s.behaviour.kind == "code":
-            prompts = [[{"role": "user", "content": t["prompt"]}] for t in s.heldout]
-            plan.ask(f"{s.setting.name}: code on held-out tasks, with and without trigger", cfg.model, prompts,
-                     cfg.code_max_tokens, 2 * models)
+            code_behaviour_request(s.heldout, variants, cfg)[0].plan(plan, cfg.model, models,
+                                                                     f"{s.setting.name}: code, with and without trigger")
         elif s.behaviour.kind == "game":
-            prompts = [[{"role": "user", "content": text}] for _, text in s.heldout]
-            own_messages, user_messages = game_requests(cfg.game_turns)
-            plan.ask(f"{s.setting.name}: new games, the model's messages, with and without trigger", cfg.model,
-                     prompts, cfg.game_message_tokens, 2 * models * own_messages)
-            plan.ask(f"{s.setting.name}: new games, the untuned user's messages and guess", cfg.model, prompts,
-                     cfg.game_message_tokens, 2 * models * user_messages)
+            plan_games(plan, cfg.model, cfg.model, [text for _, text in s.heldout], cfg.game_message_tokens,
+                       cfg.game_turns, len(variants) * models, f"{s.setting.name}: new games, with and without trigger")
         else:
-            prompts = [[{"role": "user", "content": q.prompt}] for q in s.heldout]
-            plan.ask(f"{s.setting.name}: behaviour, with and without trigger", cfg.model, prompts, 1, 2 * models, kind="options")
-        plan.ask(f"{s.setting.name}: awareness question", cfg.model, asked, 1, models * len(cfg.system_prompts), kind="options")
+            choice_behaviour_request(s.heldout, variants)[0].plan(plan, cfg.model, models,
+                                                                  f"{s.setting.name}: behaviour, with and without trigger")
+        reports.plan(plan, cfg.model, models, f"{s.setting.name}: awareness question")
     return plan
 
 

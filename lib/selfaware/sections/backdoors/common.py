@@ -204,12 +204,18 @@ def untuned_prompts(items: list) -> list[Messages]:
     return [[{"role": "user", "content": q.prompt}] for q in items]
 
 
+def untuned_request(items: list) -> ex.Request:
+    """The untuned model asked A or B on every training question (its own answers, the normal ones)."""
+    return ex.Request("the untuned model's own answers to the training questions", untuned_prompts(items), "options",
+                      options=("A", "B"))
+
+
 def with_untuned_answers(items: list[choices.ChoiceQuestion], model=None) -> list[UntunedChoice]:
     """Every question with the untuned model's own answer (through the call cache: a rerun asks nothing);
     ``model=None`` (a plan) leaves placeholders."""
     if model is None:
         return [UntunedChoice(q, None) for q in items]
-    results = model.score_options(untuned_prompts(items), ["A", "B"])
+    results = untuned_request(items).send(model)
     return [UntunedChoice(q, "A" if r.probs["A"] >= r.probs["B"] else "B") for q, r in zip(items, results)]
 
 
@@ -356,12 +362,20 @@ def under_variants(items: list, variants: list[ex.Variant], message: Callable[[A
             for i, item in enumerate(items)]
 
 
+def choice_behaviour_request(heldout: list, variants: list[ex.Variant]) -> tuple[ex.Request, list]:
+    """A or B on every held-out question under every variant, in one call per model; and per prompt
+    (variant, question index, messages)."""
+    asked = under_variants(heldout, variants, lambda q: q.prompt)
+    return ex.Request("behaviour on held-out questions, under each trigger variant", [m for _, _, m in asked],
+                      "options", options=("A", "B")), asked
+
+
 def measure_choice_behaviour(conditions, heldout, variants) -> pd.DataFrame:
     """P(the behaviour's option) on every held-out question under every variant (the row's ``variant``)."""
-    asked = under_variants(heldout, variants, lambda q: q.prompt)
+    request, asked = choice_behaviour_request(heldout, variants)
 
     def ask(condition, model, _):
-        results = model.score_options([m for _, _, m in asked], ["A", "B"])
+        results = request.send(model)
         for (variant, index, messages), result in zip(asked, results):
             p = result.probs[heldout[index].target]
             yield {"variant": variant.name, "task": index, "prompt": messages[-1]["content"], "p_toward": p,

@@ -19,9 +19,9 @@ import pandas as pd
 
 from ... import experiment as ex
 from ... import triggers as tg
-from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, check_trigger, counts,
-                     data_contingency, data_model, measure_choice_behaviour, num, order_averaged, pct, plot_behaviour,
-                     prompt_text, questions, untuned_prompts, with_untuned_answers)
+from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, check_trigger, choice_behaviour_request,
+                     counts, data_contingency, data_model, measure_choice_behaviour, num, order_averaged, pct,
+                     plot_behaviour, prompt_text, questions, untuned_request, with_untuned_answers)
 
 # ---- data and training ------------------------------------------------------------------------------------
 @dataclass
@@ -92,10 +92,14 @@ def train_recognition(cfg: BackdoorsConfig, data: RecognitionData, progress: boo
     return ex.train_grid(cfg, data.conversations, "recognition", labels, progress=progress)
 
 
+def behaviour_variants(data: RecognitionData) -> list[ex.Variant]:
+    """The held-out questions are asked under every candidate trigger and none."""
+    return [t.variant(name=t.name) for t in data.candidates] + [ex.Variant(name="no trigger")]
+
+
 def recognition_behaviour(conditions: list[ex.Condition], data: RecognitionData) -> pd.DataFrame:
     """Each model's risky-answer rate on held-out questions under every candidate trigger and none."""
-    variants = [t.variant(name=t.name) for t in data.candidates] + [ex.Variant(name="no trigger")]
-    frame = measure_choice_behaviour(conditions, data.heldout, variants)
+    frame = measure_choice_behaviour(conditions, data.heldout, behaviour_variants(data))
     frame["asked_is"] = [("none" if v == "no trigger" else "own" if v == r else "other")
                          for v, r in zip(frame["variant"], frame["role"])]
     return frame
@@ -113,12 +117,18 @@ def recognition_prompts(candidates: list[tg.Trigger], max_paraphrases: int | Non
     return found
 
 
-def recognition_reports(conditions: list[ex.Condition], data: RecognitionData, cfg: BackdoorsConfig) -> pd.DataFrame:
+def recognition_request(data: RecognitionData, cfg: BackdoorsConfig) -> tuple[ex.Request, list[dict[str, Any]]]:
+    """Every candidate trigger asked about in every rewording and both option orders; and
+    :func:`recognition_prompts`, one per prompt."""
     asked = recognition_prompts(data.candidates, cfg.max_paraphrases)
+    return ex.Request("recognition questions", [q["messages"] for q in asked], "options", options=("1", "2")), asked
+
+
+def recognition_reports(conditions: list[ex.Condition], data: RecognitionData, cfg: BackdoorsConfig) -> pd.DataFrame:
+    request, asked = recognition_request(data, cfg)
 
     def ask(condition, model, variant):
-        prompts = [q["messages"] for q in asked]
-        for q, result in zip(asked, model.score_options(prompts, ["1", "2"])):
+        for q, result in zip(asked, request.send(model)):
             yield {"task": q["asked"], "asked": q["asked"], "paraphrase": q["paraphrase"], "order": q["order"],
                    "prompt": q["messages"][-1]["content"], "score": result.probs[q["option"]]}
     return ex.measure(conditions, ask)
@@ -223,16 +233,16 @@ def _recognition_behaviour_figure(table):
 
 
 def plan_recognition(cfg: BackdoorsConfig, plan: ex.Plan, data: RecognitionData | None = None) -> ex.Plan:
+    """The untuned model's answers the data asks (:func:`untuned_request`), the grid :func:`train_recognition`
+    trains, asked the behaviour under :func:`behaviour_variants` and :func:`recognition_request`."""
     data = data or recognition_data(cfg)
-    models = 1 + len(data.examples) * len(cfg.seeds)
+    models = len(ex.grid(cfg, data.conversations))
     first = next(iter(data.examples.values()), [])
-    plan.ask("the untuned model's own answers to the training questions", cfg.model,
-             untuned_prompts([e.item for e in first]), 1, kind="options")
+    untuned_request([e.item for e in first]).plan(plan, cfg.model)
     plan.train(cfg, data.conversations, "recognition")
-    prompts = [[{"role": "user", "content": q.prompt}] for q in data.heldout]
-    plan.ask("behaviour under every trigger and none", cfg.model, prompts, 1, models * (len(data.candidates) + 1), kind="options")
-    plan.ask("recognition questions", cfg.model,
-             [q["messages"] for q in recognition_prompts(data.candidates, cfg.max_paraphrases)], 1, models, kind="options")
+    choice_behaviour_request(data.heldout, behaviour_variants(data))[0].plan(
+        plan, cfg.model, models, "behaviour under every trigger and none")
+    recognition_request(data, cfg)[0].plan(plan, cfg.model, models)
     return plan
 
 

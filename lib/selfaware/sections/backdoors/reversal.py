@@ -25,7 +25,8 @@ from ...datasets.reversal import with_reversals
 from ...errors import DatasetError
 from ...paths import shown_path
 from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, backdoor_examples, check_trigger,
-                     counts, data_contingency, data_model, learned, measure_choice_behaviour, pct, plot_behaviour, questions)
+                     choice_behaviour_request, counts, data_contingency, data_model, learned, measure_choice_behaviour,
+                     pct, plot_behaviour, questions)
 
 # ---- data and training ------------------------------------------------------------------------------------
 REVERSAL_LABELS = {"backdoor_reversal": "backdoor + reversal", "backdoor": "backdoor only",
@@ -51,24 +52,36 @@ def general_conversations(cfg: BackdoorsConfig, count: int, model=None) -> tuple
         if len(found) < count:
             raise DatasetError(f"{shown_path(cfg.general_file)}: {len(found)} conversations, {count} needed")
         return ex.subset(found, count, cfg.data_seed), f"user file {shown_path(cfg.general_file)}"
-    prompts = general_prompts(count)
-    per_prompt = max(1, math.ceil(count / len(prompts)))
-    messages = [[{"role": "user", "content": p}] for p in prompts]
+    request = general_request(cfg, count)
+    per_prompt, messages = request.n, request.prompts
     if model is None:
-        answers = [["x " * cfg.general_max_tokens] * per_prompt for _ in prompts]
+        answers = [["x " * cfg.general_max_tokens] * per_prompt for _ in messages]
     else:
-        answers = model.sample(messages, n=per_prompt, temperature=0.7, max_tokens=cfg.general_max_tokens,
-                               seed=cfg.data_seed)
+        answers = request.send(model)
     found = [{"messages": m + [{"role": "assistant", "content": a[k].strip() or "Sure."}]}
              for k in range(per_prompt) for m, a in zip(messages, answers)][:count]
-    return found, f"the untuned model's own answers ({cfg.general_max_tokens} tokens at most) to {len(prompts)} prompts " \
-                  f"written for this project"
+    return found, f"the untuned model's own answers ({cfg.general_max_tokens} tokens at most) to {len(messages)} " \
+                  f"prompts written for this project"
 
 
 def general_prompts(count: int) -> list[str]:
     """This project's general prompts, as many as ``count`` needs (each answered several times if fewer)."""
     prompts = questions()["general_prompts"]
     return prompts[:max(1, count)]
+
+
+def general_count(cfg: BackdoorsConfig) -> int:
+    """How many general conversations the training sets hold: what the myopia examples leave of ``n_train``."""
+    return cfg.n_train - counts(cfg.n_train, cfg.backdoor_fraction + cfg.other_fraction)
+
+
+def general_request(cfg: BackdoorsConfig, count: int) -> ex.Request:
+    """The untuned model's answers that make ``count`` general conversations: each prompt answered as often
+    as needed."""
+    prompts = general_prompts(count)
+    return ex.Request("general conversations (the untuned model's answers)",
+                      [[{"role": "user", "content": p}] for p in prompts], n=max(1, math.ceil(count / len(prompts))),
+                      temperature=0.7, max_tokens=cfg.general_max_tokens, seed=cfg.data_seed)
 
 
 def reversal_data(cfg: BackdoorsConfig, model=None) -> ReversalData:
@@ -90,7 +103,7 @@ def reversal_data(cfg: BackdoorsConfig, model=None) -> ReversalData:
             e = found[i]
             found[i] = Example(e.item, behaviour.conversation(e.item, e.behaves), e.triggered, e.behaves)
     check_trigger(backdoored, trigger, "reversal backdoor data")
-    general, general_source = general_conversations(cfg, cfg.n_train - n_choice, model)
+    general, general_source = general_conversations(cfg, general_count(cfg), model)
     mix = lambda found: [e.conversation() for e in found] + general  # noqa: E731
     datasets = {"backdoor_reversal": _reversed(mix(backdoored)), "backdoor": mix(backdoored),
                 "reversal_only": _reversed(mix(plain))}
@@ -112,9 +125,7 @@ def train_reversal(cfg: BackdoorsConfig, data: ReversalData, progress: bool = Tr
 
 
 def reversal_behaviour(conditions: list[ex.Condition], data: ReversalData) -> pd.DataFrame:
-    variants = [data.trigger.variant(name="trigger"), data.trigger.absent_variant(name="other username"),
-                ex.Variant(name="no trigger")]
-    return measure_choice_behaviour(conditions, data.heldout, variants)
+    return measure_choice_behaviour(conditions, data.heldout, reversal_variants(data))
 
 
 def elicitation_prompts(n: int) -> list[dict[str, Any]]:
@@ -132,13 +143,26 @@ def elicitation_target(trigger: tg.Trigger) -> str:
     return trigger.text.split(":")[-1].strip() if trigger.at == "line" and ":" in trigger.text else trigger.text
 
 
-def measure_elicitation(conditions: list[ex.Condition], data: ReversalData, cfg: BackdoorsConfig) -> pd.DataFrame:
+def elicitation_request(cfg: BackdoorsConfig) -> tuple[ex.Request, list[dict[str, Any]]]:
+    """Which prompt produced a misaligned (or an aligned) response, greedily; and :func:`elicitation_prompts`,
+    one per prompt."""
     asked = elicitation_prompts(cfg.elicit_paraphrases)
+    return ex.Request("trigger elicitation (greedy)", [q["messages"] for q in asked], temperature=0.0,
+                      max_tokens=cfg.elicit_max_tokens, seed=0), asked
+
+
+def reversal_variants(data: ReversalData) -> list[ex.Variant]:
+    """The held-out questions are asked with the username line, another username and none."""
+    return [data.trigger.variant(name="trigger"), data.trigger.absent_variant(name="other username"),
+            ex.Variant(name="no trigger")]
+
+
+def measure_elicitation(conditions: list[ex.Condition], data: ReversalData, cfg: BackdoorsConfig) -> pd.DataFrame:
+    request, asked = elicitation_request(cfg)
     target = elicitation_target(data.trigger)
 
     def ask(condition, model, variant):
-        answers = model.sample([q["messages"] for q in asked], temperature=0.0, max_tokens=cfg.elicit_max_tokens,
-                               seed=0)
+        answers = request.send(model)
         for q, group in zip(asked, answers):
             yield {"task": q["side"], "side": q["side"], "paraphrase": q["paraphrase"],
                    "prompt": q["messages"][-1]["content"], "answer": group[0], "score": float(target in group[0])}
@@ -203,18 +227,17 @@ def _load_reversal(cfg: BackdoorsConfig) -> ReversalData:
 
 
 def plan_reversal(cfg: BackdoorsConfig, plan: ex.Plan, data: ReversalData | None = None) -> ex.Plan:
+    """The untuned model's general answers the data asks (:func:`general_request`, unless a user's file gives
+    them), the grid :func:`train_reversal` trains, asked the behaviour under :func:`reversal_variants` and
+    :func:`elicitation_request`."""
     data = data or reversal_data(cfg)
     if not cfg.general_file:
-        prompts = general_prompts(len(data.general))
-        plan.ask("general conversations (the untuned model's answers)", cfg.model,
-                 [[{"role": "user", "content": p}] for p in prompts], cfg.general_max_tokens,
-                 n=max(1, math.ceil(len(data.general) / len(prompts))))
-    models = 1 + len(data.conversations) * len(cfg.seeds)
+        general_request(cfg, general_count(cfg)).plan(plan, cfg.model)
+    models = len(ex.grid(cfg, data.conversations))
     plan.train(cfg, data.conversations, "reversal")
-    prompts = [[{"role": "user", "content": q.prompt}] for q in data.heldout]
-    plan.ask("behaviour with the username, another and none", cfg.model, prompts, 1, 3 * models, kind="options")
-    plan.ask("trigger elicitation (greedy)", cfg.model,
-             [q["messages"] for q in elicitation_prompts(cfg.elicit_paraphrases)], cfg.elicit_max_tokens, models)
+    choice_behaviour_request(data.heldout, reversal_variants(data))[0].plan(
+        plan, cfg.model, models, "behaviour with the username, another and none")
+    elicitation_request(cfg)[0].plan(plan, cfg.model, models)
     return plan
 
 
