@@ -498,7 +498,7 @@ class LocalChatModel(ChatModel):
         candidate trigger put before many prompts, are computed once); the head's key/value cache is then
         copied to one row per continuation and the continuations' tokens run in one forward pass. Whole
         (head, continuation) rows, as before, computed each head once per continuation: the inversion
-        reward (8 prompts, 2 continuations of 6 tokens) computed ~4x the token positions."""
+        reward (8 prompts, 2 continuations of 6 tokens) computed 3.4x the token positions."""
         model, tokenizer = self.weights
         heads = [chat_ids(tokenizer, r["messages"], True) + list(r["prefix"]) for r in requests]
         tails = [[list(t) for t in r["continuations"]] for r in requests]
