@@ -246,6 +246,26 @@ class SharedPrefixes:
         return out.cache
 
 
+def after_head(rows: list[list[int]], shared: int, head_cache, dev):
+    """A batch that shares its first ``shared`` tokens (whose keys and values are ``head_cache``, or nothing
+    shared when None): the rest of each row left-padded after the head, its attention mask (head
+    included), each token's position, and a copy of the head's cache for every row."""
+    import copy
+
+    import torch
+
+    width = max(len(r) - shared for r in rows)
+    ids = torch.tensor([[0] * (width - len(r) + shared) + r[shared:] for r in rows], device=dev)
+    mask = torch.tensor([[1] * shared + [0] * (width - len(r) + shared) + [1] * (len(r) - shared)
+                         for r in rows], device=dev)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+    cache = None
+    if head_cache is not None:
+        cache = copy.deepcopy(head_cache)
+        cache.batch_select_indices(torch.zeros(len(rows), dtype=torch.long, device=dev))
+    return ids, mask, positions, cache
+
+
 class LocalChatModel(ChatModel):
     backend = "local"
 
@@ -376,22 +396,11 @@ class LocalChatModel(ChatModel):
         return tables
 
     def _prefix_tables_batch(self, encoded, sequences, prune, head=None, shared: int = 0):
-        import copy
-
         import torch
 
         model, tokenizer = self.weights
         dev = model.device
-        # with a shared head: its cached keys/values, then the rest of each prompt left-padded after it
-        width = max(len(e) - shared for e in encoded)
-        ids = torch.tensor([[0] * (width - len(e) + shared) + e[shared:] for e in encoded], device=dev)
-        mask = torch.tensor([[1] * shared + [0] * (width - len(e) + shared) + [1] * (len(e) - shared)
-                             for e in encoded], device=dev)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        cache = None
-        if head is not None:
-            cache = copy.deepcopy(head)
-            cache.batch_select_indices(torch.zeros(len(encoded), dtype=torch.long, device=dev))
+        ids, mask, positions, cache = after_head(encoded, shared, head, dev)
         tables = [dict() for _ in encoded]
         cumulative = [{(): 0.0} for _ in encoded]
         with torch.no_grad():
@@ -533,21 +542,12 @@ class LocalChatModel(ChatModel):
         """The summed log-probabilities of each head's continuations: the heads left-padded after their
         shared prefix (whose cache is ``head_cache``), then every continuation but its last token, right-padded,
         on a copy of its head's cache (the pads come after the scored positions, so they change nothing)."""
-        import copy
 
         import torch
 
         model, _ = self.weights
         dev = model.device
-        width = max(len(h) - shared for h in heads)
-        ids = torch.tensor([[0] * (width - len(h) + shared) + h[shared:] for h in heads], device=dev)
-        mask = torch.tensor([[1] * shared + [0] * (width - len(h) + shared) + [1] * (len(h) - shared)
-                             for h in heads], device=dev)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        cache = None
-        if head_cache is not None:
-            cache = copy.deepcopy(head_cache)
-            cache.batch_select_indices(torch.zeros(len(heads), dtype=torch.long, device=dev))
+        ids, mask, positions, cache = after_head(heads, shared, head_cache, dev)
         values = [[0.0] * len(ts) for ts in tails]
         with torch.no_grad():
             out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
