@@ -97,6 +97,7 @@ class ChatModel(ABC):
             yield computing
         finally:
             if self._bar is not None:
+                self._bar.refresh()  # its last count drawn (tqdm skips draws that come fast), then cleared
                 self._bar.close()
                 self._bar = None
 
