@@ -261,7 +261,6 @@ class ApiChatModel(ChatModel):
             identity["base_url"] = _strip_userinfo(spec.base_url)
         super().__init__(str(spec), identity)
         self._logprobs_unsupported = False
-        self._bar = None
 
     # ---- keys and clients -----------------------------------------------------------------------------
     def _api_key(self) -> str:
