@@ -15,8 +15,9 @@
   table per page: cold seconds, model calls, trainings, precision, CPU (budget: 2 h at the machine's best
   precision, 3 h in fp32)
 
-Every timed page also prints where its time went: its slowest cells, from papermill's per-cell durations,
-each named by its first line of code. --precision auto|bf16|fp32 passes `-p precision` to every run.
+Every timed page also prints where its time went: training, sampling, scoring and judging, each by model (the
+run context times every model call and training: run.json ``seconds_by_activity``), then its slowest cells,
+from papermill's per-cell durations, each named by its first line of code. --precision auto|bf16|fp32 passes `-p precision` to every run.
 
     .venv/bin/python benchmarks/bench_book.py [--default [NOTEBOOK ...]] [--skip-smoke] [--warm-with NOTEBOOK ...]
                                               [--book] [--precision auto|bf16|fp32] [--top-cells 3]
@@ -71,6 +72,33 @@ def page_table(outputs: Path, profile: str) -> list[str]:
     return rows
 
 
+def where_time_went(outputs: Path, profile: str) -> list[str]:
+    """Per page, its wall time split by what the run context timed (run.json ``seconds_by_activity``):
+    training, sampling, scoring, and judging (scoring on the page's judge model), each by model; the rest is
+    kernel start, imports, statistics, tables and figures."""
+    from selfaware.models import parse_spec
+
+    runs = outputs / profile / "runs.json"
+    walls = {r["name"]: r["seconds"] for r in json.loads(runs.read_text())["runs"]} if runs.exists() else {}
+    lines = []
+    for run_json in sorted((outputs / profile).glob("*/run.json")):
+        run = json.loads(run_json.read_text())
+        if "seconds_by_activity" not in run:
+            continue
+        judge = run.get("params", {}).get("judge")
+        judge_label = parse_spec(judge).name if judge else None
+        parts, timed = [], 0.0
+        for activity, by_model in run["seconds_by_activity"].items():
+            for model, seconds in sorted(by_model.items(), key=lambda item: -item[1]):
+                name = "judging" if activity == "scoring" and model == judge_label else activity
+                parts.append(f"{name} {model} {seconds:.0f} s")
+                timed += seconds
+        wall = float(walls.get(run_json.parent.name) or 0.0)
+        parts.append(f"other {max(wall - timed, 0.0):.0f} s")
+        lines.append(f"    {run_json.parent.name} ({wall:.0f} s): " + "; ".join(parts))
+    return lines
+
+
 def calls(outputs: Path, profile: str) -> str:
     runs = json.loads((outputs / profile / "runs.json").read_text())["runs"]
     return (f"{sum(r['model_calls'] for r in runs)} model calls, {sum(r['trainings'] for r in runs)} trainings, "
@@ -103,6 +131,7 @@ def main() -> None:
         print(f"default book, cold, every page + build: {cold:7.1f} s ({calls(work / 'outputs', 'default')})  "
               f"budget {7200 if choice.used == 'bf16' else 10800} s")
         print("\n".join(page_table(work / "outputs", "default")))
+        print("where the time went:\n" + "\n".join(where_time_went(work / "outputs", "default")))
         print("slowest cells:\n" + "\n".join(slowest_cells(work / "outputs", "default", args.top_cells)))
         return
     if not args.skip_smoke:
@@ -128,6 +157,7 @@ def main() -> None:
             how = f"after {', '.join(warm_with)}" if warm_with else "cold"
             print(f"default, {notebook}, {how}: {section:6.1f} s ({calls(fresh / 'outputs', 'default')})"
                   f"  budget {f'{budget} s' if budget else 'none (no budget_seconds in params/default.yaml)'}")
+            print("\n".join(where_time_went(fresh / "outputs", "default")))
             print("\n".join(slowest_cells(fresh / "outputs", "default", args.top_cells)), flush=True)
 
 

@@ -117,3 +117,26 @@ def test_run_json_records_the_effective_settings_and_counts(monkeypatch, isolate
     assert on_disk["model_calls_by_kind"] == {"options": 3} and on_disk["api_requests"] == {"retry_429": 1}
     assert on_disk["settings"]["sample_batch"] == 8 and "sample_batch" in on_disk["settings"]["from_environment"]
     assert on_disk["settings"]["cache_mode"] == "rw" and record["settings"] == on_disk["settings"]
+
+
+def test_a_runs_seconds_are_charged_to_training_sampling_and_scoring_once(tmp_path, tiny_model):
+    """run.json says where a page's time went; a model call made inside a training (an RL reward) counts as
+    that training's time, not twice."""
+    import time
+
+    def train(folder):
+        time.sleep(0.3)
+        tiny_model.score_options([[{"role": "user", "content": "Pick A or B."}]], ["A", "B"])  # inside: training
+        (folder / "run.json").write_text("{}")
+
+    cache.trained_artifact(tmp_path / "abc", "adapter abc", train, model="smollm2-135m")
+    assert set(context.current().counters.as_dict()["seconds_by_activity"]) == {"training"}  # not scoring too
+    tiny_model.sample([[{"role": "user", "content": "Say hi."}]], max_tokens=4)
+    tiny_model.score_options([[{"role": "user", "content": "Pick C or D."}]], ["C", "D"])
+    seconds = context.current().counters.as_dict()["seconds_by_activity"]
+    assert set(seconds) == {"training", "sampling", "scoring"}
+    assert set(seconds["training"]) == {"smollm2-135m"} and seconds["training"]["smollm2-135m"] >= 0.3
+    assert set(seconds["sampling"]) == set(seconds["scoring"]) == {tiny_model.label}
+    assert all(v > 0 for by_model in seconds.values() for v in by_model.values())
+    cache.trained_artifact(tmp_path / "abc", "adapter abc", train, model="smollm2-135m")  # found: no time
+    assert context.current().counters.as_dict()["seconds_by_activity"]["training"] == seconds["training"]

@@ -212,13 +212,15 @@ def require_computing(what: str) -> None:
         raise CacheMiss(f"replay-only mode: {what}")
 
 
-def trained_artifact(target: Path, what: str, train: Callable[[Path], Any], done: str = "run.json") -> Path:
+def trained_artifact(target: Path, what: str, train: Callable[[Path], Any], done: str = "run.json",
+                     model: str | None = None) -> Path:
     """A trained artifact kept in a folder named by its content key, by every trainer that writes one.
 
     Found when ``target/done`` exists. Otherwise (outside replay mode) ``train(folder)`` writes it into a
     private sibling folder, which is moved into place in one atomic rename, so an interrupted training never
     leaves a complete-looking artifact; then it counts as one training of this run (one found counts as a
-    training taken from the cache)."""
+    training taken from the cache), and its seconds as training time on ``model`` (the base model's name;
+    ``what`` when not given)."""
     if (target / done).exists():
         context.current().count_training(cached=True)
         return target
@@ -227,7 +229,8 @@ def trained_artifact(target: Path, what: str, train: Callable[[Path], Any], done
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        train(tmp)
+        with context.current().timed("training", model or what):
+            train(tmp)
         if not (tmp / done).exists():
             raise RuntimeError(f"{what}: the trainer wrote no {done}")
         if target.exists():

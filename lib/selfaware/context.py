@@ -11,7 +11,9 @@ with :func:`begin`). Threads that make API calls on a run's behalf count into th
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -32,11 +34,16 @@ class Counters:
     by_kind: dict[str, int] = field(default_factory=dict)
     hits_by_kind: dict[str, int] = field(default_factory=dict)
     trainings_cached: int = 0  # trained models this run asked for and found already trained
+    # wall seconds spent in each activity ("training", "sampling", "scoring"), by model: where a page's
+    # time went (the rest is kernel start, imports, statistics, tables and figures)
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"cache_hits": self.hits, "model_calls": self.computed, "trainings": self.trainings,
                 "model_calls_by_kind": dict(self.by_kind), "cache_hits_by_kind": dict(self.hits_by_kind),
-                "trainings_cached": self.trainings_cached}
+                "trainings_cached": self.trainings_cached,
+                "seconds_by_activity": {activity: {model: round(seconds, 1) for model, seconds in by_model.items()}
+                                        for activity, by_model in self.seconds.items()}}
 
 
 @dataclass
@@ -84,6 +91,24 @@ class RunContext:
             else:
                 self.counters.trainings += n
 
+    @contextlib.contextmanager
+    def timed(self, activity: str, model: str):
+        """Charge the block's wall time to ``activity`` on ``model``. Only the outermost timed block of a
+        thread counts: the reward scored inside an RL step is part of that training, not scoring too."""
+        if getattr(_TIMING, "active", False):
+            yield
+            return
+        _TIMING.active = True
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            _TIMING.active = False
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                by_model = self.counters.seconds.setdefault(activity, {})
+                by_model[model] = by_model.get(model, 0.0) + elapsed
+
     def count_api(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self.api_stats[name] += amount
@@ -117,6 +142,7 @@ class RunContext:
 
 
 _CURRENT = RunContext()
+_TIMING = threading.local()  # whether this thread is inside a timed block (RunContext.timed)
 
 
 def current() -> RunContext:

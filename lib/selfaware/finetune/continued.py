@@ -42,7 +42,8 @@ def continue_lora(spec: str, conversations: Sequence[dict], hparams: LoraHParams
                         "seed": seed, "trainer": TRAINER_VERSION, "continued": 1})
     target = cache_module.trained_artifact(
         adapters_dir() / key[:24], f"adapter {key[:24]} ({name})",
-        lambda folder: _train(parsed, conversations, hparams, seed, folder, key, name, progress))
+        lambda folder: _train(parsed, conversations, hparams, seed, folder, key, name, progress),
+        model=parsed.name)
     return f"local:{parsed.name}?adapter={target}"
 
 

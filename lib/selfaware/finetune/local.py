@@ -244,7 +244,8 @@ def finetune_local(base_spec: str, conversations: Sequence[Conversation], hparam
     key = training_key(base_spec, conversations, hparams, seed)
     target = cache_module.trained_artifact(
         adapters_dir() / key[:24], f"adapter {key[:24]} ({name})",
-        lambda folder: _train(parsed.name, conversations, hparams, seed, folder, key, name, progress))
+        lambda folder: _train(parsed.name, conversations, hparams, seed, folder, key, name, progress),
+        model=parsed.name)
     return f"local:{parsed.name}?adapter={target}"
 
 

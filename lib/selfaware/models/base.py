@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .. import settings
+from .. import context, settings
 from ..cache import CallCache, content_hash, default_cache
 from ..errors import ModelNotAvailable
 
@@ -94,7 +94,8 @@ class ChatModel(ABC):
             show = settings.current().progress and missing >= self.PROGRESS_FROM
             self._bar = tqdm(total=missing, desc=f"{self.label} {what}", disable=not show, leave=False)
         try:
-            yield computing
+            with context.current().timed("sampling" if what == "sample" else "scoring", self.label):
+                yield computing
         finally:
             if self._bar is not None:
                 self._bar.refresh()  # its last count drawn (tqdm skips draws that come fast), then cleared
