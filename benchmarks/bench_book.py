@@ -74,27 +74,21 @@ def page_table(outputs: Path, profile: str) -> list[str]:
 
 def where_time_went(outputs: Path, profile: str) -> list[str]:
     """Per page, its wall time split by what the run context timed (run.json ``seconds_by_activity``):
-    training, sampling, scoring, and judging (scoring on the page's judge model), each by model; the rest is
+    training, sampling, scoring, and judging (scoring by the page's judge model), each by model; the rest is
     kernel start, imports, statistics, tables and figures."""
-    from selfaware.models import parse_spec
+    from selfaware.artifacts import time_spent
 
     runs = outputs / profile / "runs.json"
     walls = {r["name"]: r["seconds"] for r in json.loads(runs.read_text())["runs"]} if runs.exists() else {}
     lines = []
     for run_json in sorted((outputs / profile).glob("*/run.json")):
         run = json.loads(run_json.read_text())
-        if "seconds_by_activity" not in run:
+        spent = time_spent(run, run.get("params", {}).get("judge"))
+        if not spent:
             continue
-        judge = run.get("params", {}).get("judge")
-        judge_label = parse_spec(judge).name if judge else None
-        parts, timed = [], 0.0
-        for activity, by_model in run["seconds_by_activity"].items():
-            for model, seconds in sorted(by_model.items(), key=lambda item: -item[1]):
-                name = "judging" if activity == "scoring" and model == judge_label else activity
-                parts.append(f"{name} {model} {seconds:.0f} s")
-                timed += seconds
-        wall = float(walls.get(run_json.parent.name) or 0.0)
-        parts.append(f"other {max(wall - timed, 0.0):.0f} s")
+        wall = float(walls.get(run_json.parent.name) or run.get("seconds") or 0.0)
+        parts = [f"{activity} {model} {seconds:.0f} s" for activity, model, seconds in spent]
+        parts.append(f"other {max(wall - sum(seconds for *_, seconds in spent), 0.0):.0f} s")
         lines.append(f"    {run_json.parent.name} ({wall:.0f} s): " + "; ".join(parts))
     return lines
 

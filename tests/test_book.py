@@ -126,6 +126,10 @@ def test_the_site_shows_no_machine_path_no_stderr_and_a_scorecard_with_citations
     # the smoke book ran two pages at once: each page's cost says its seconds were measured side by side
     assert all(record["computed"]["pages_at_once"] == 2 for record in smoke["cold_runs"].values())
     assert "pages at once" in summary
+    # where each cold page's time went: every page that trained timed its training, and the table says so
+    trained = [r for r in smoke["cold_runs"].values() if r["computed"]["trainings"]]
+    assert trained and all(r["computed"]["seconds_by_activity"]["training"] for r in trained)
+    assert "spent on" in summary and "training " in summary
     assert "Betley" in (html / "references.html").read_text()  # the bibliography resolves the citations
     # the pages generated from data/: where the book departs from the papers, and the paper profile's sources
     assert "How this book differs from the papers" in (html / "differences.html").read_text()

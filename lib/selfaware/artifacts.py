@@ -194,7 +194,7 @@ class Run:
         did_work = record["model_calls"] or record["trainings"]
         record["pages_at_once"] = record["settings"]["pages_at_once"]  # pages measured side by side with it
         record["computed"] = ({key: record[key] for key in ("seconds", "model_calls", "trainings", "finished", "git",
-                                                            "numeric", "pages_at_once")}
+                                                            "numeric", "pages_at_once", "seconds_by_activity")}
                               if did_work or not self.previously_computed else self.previously_computed)
         self.resources.close()
         self.set_metrics()  # make sure metrics.json exists even when empty
@@ -206,6 +206,18 @@ class Run:
             tmp.unlink(missing_ok=True)
             raise
         return record
+
+
+def time_spent(record: dict[str, Any], judge: str | None = None) -> list[tuple[str, str, float]]:
+    """Where a run's timed seconds went (its ``seconds_by_activity``): (activity, model, seconds), longest
+    first; scoring by ``judge`` (the page's judge model spec) is named judging. Empty when not recorded."""
+    from .models import parse_spec
+
+    judge_label = parse_spec(judge).name if judge else None
+    spent = [("judging" if activity == "scoring" and model == judge_label else activity, model, float(seconds))
+             for activity, by_model in (record.get("seconds_by_activity") or {}).items()
+             for model, seconds in by_model.items()]
+    return sorted(spent, key=lambda item: -item[2])
 
 
 def load_run(path: Path) -> dict[str, Any] | None:

@@ -91,9 +91,11 @@ def summary_page(profile: str, runs: list[dict]) -> str:
               "about twice as long in fp32 as in bf16 on a CPU with bf16 units, and bf16 is never chosen on a CPU "
               "without them (it is emulated there, about ten times slower). \"Pages at once\" above 1 means the page "
               "ran beside others (`selfaware book --jobs N`): its seconds are then longer than alone, about 1.4x "
-              "for two pages on two cores, while the book as a whole finishes sooner.", "",
-              "| run | model | seconds | pages at once | model calls | trainings | precision | CPU | computed |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "for two pages on two cores, while the book as a whole finishes sooner. *Spent on* splits the "
+              "seconds by what the run timed: training, sampling and scoring (judging: scoring by the page's judge "
+              "model); the rest is kernel start, imports, statistics, tables and figures.", "",
+              "| run | model | seconds | spent on | pages at once | model calls | trainings | precision | CPU | computed |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for record in runs:
         cost = record.get("computed") or record
         numeric = cost.get("numeric") or {}
@@ -101,13 +103,24 @@ def summary_page(profile: str, runs: list[dict]) -> str:
         shown = (f"{precision['used']}" + (" (auto)" if precision.get("setting") == "auto" else "")
                  if precision else "not recorded")
         lines.append(f"| [{record['name']}]({record['name']}.ipynb) | `{record['params'].get('model')}` | "
-                     f"{cost['seconds']} | {cost.get('pages_at_once', 'not recorded')} | {cost['model_calls']} | "
+                     f"{cost['seconds']} | {_spent_on(cost, record['params'].get('judge'))} | "
+                     f"{cost.get('pages_at_once', 'not recorded')} | {cost['model_calls']} | "
                      f"{cost['trainings']} | {shown} | "
                      f"{_cell(numeric.get('cpu', 'not recorded'))} | {cost.get('finished', '')} |")
     for record in runs:
         if metrics[record["name"]].get("statement"):
             lines += ["", f"## [{record['name']}]({record['name']}.ipynb)", "", metrics[record["name"]]["statement"]]
     return "\n".join(lines) + "\n"
+
+
+def _spent_on(cost: dict, judge: str | None) -> str:
+    """A run's timed seconds by activity, e.g. "training 36 s, sampling 38 s"."""
+    spent: dict[str, float] = {}
+    for activity, _, seconds in artifacts.time_spent(cost, judge):
+        spent[activity] = spent.get(activity, 0.0) + seconds
+    if not spent:
+        return "not recorded"
+    return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in sorted(spent.items(), key=lambda i: -i[1]))
 
 
 def shown_value(value):
