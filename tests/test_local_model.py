@@ -147,8 +147,9 @@ def test_continuation_scores_are_exact_and_follow_the_chain_rule(tiny_model):
 def test_a_long_call_shows_one_bar_over_the_answers_it_computes_and_none_when_cached(tiny_model, capsys,
                                                                                      monkeypatch):
     monkeypatch.setenv("SELFAWARE_PROGRESS", "1")
+    monkeypatch.setattr(type(tiny_model), "PROGRESS_AFTER", 600.0)  # however slow the machine, no late bar here
     prompts = [[{"role": "user", "content": f"Pick a letter for item {i}."}] for i in range(60)]
-    tiny_model.score_options(prompts[:10], ["A", "B"])  # 10 answers: too few for a bar
+    tiny_model.score_options(prompts[:10], ["A", "B"])  # 10 answers: too few for a bar at once
     assert "options" not in capsys.readouterr().err
     tiny_model.score_options(prompts, ["A", "B"])  # 50 computed, 10 from the cache: a bar of 50
     err = capsys.readouterr().err
@@ -160,6 +161,10 @@ def test_a_long_call_shows_one_bar_over_the_answers_it_computes_and_none_when_ca
     tiny_model.score_continuations(prompts, [["A", "B"]] * len(prompts))  # 60 prompts' continuations
     err = capsys.readouterr().err
     assert "smollm2-135m continuations" in err and "60/60" in err
+    # a call of few answers shows its bar once it has run PROGRESS_AFTER seconds
+    monkeypatch.setattr(type(tiny_model), "PROGRESS_AFTER", 0.0)
+    tiny_model.sample(prompts[:3], max_tokens=2, seed=7)
+    assert "smollm2-135m sample" in capsys.readouterr().err
 
 
 def _scored_alone(model, tokenizer, messages, prefix: str, continuation: str, first_tokens: int | None) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -75,8 +76,10 @@ class ChatModel(ABC):
         return {"spec": self.spec, "backend": self.backend, **self.identity}
 
     # ---- progress over a whole public call -------------------------------------------------------------
-    # a call computing fewer answers than this shows no bar
+    # a call computing at least this many answers shows its bar at once; a smaller one only once it has
+    # run PROGRESS_AFTER seconds (a few slow answers, such as 24 code answers of 160 tokens, take minutes)
     PROGRESS_FROM = 50
+    PROGRESS_AFTER = 5.0
     _bar = None  # the bar of the call being computed: the backend advances it (``_advance``) as answers come
 
     @property
@@ -91,14 +94,17 @@ class ChatModel(ABC):
         def computing(missing: int) -> None:
             from tqdm.auto import tqdm
 
-            show = settings.current().progress and missing >= self.PROGRESS_FROM
-            self._bar = tqdm(total=missing, desc=f"{self.label} {what}", disable=not show, leave=False)
+            show = settings.current().progress and missing > 0
+            self._bar = tqdm(total=missing, desc=f"{self.label} {what}", disable=not show, leave=False,
+                             delay=0 if missing >= self.PROGRESS_FROM else self.PROGRESS_AFTER)
         try:
             with context.current().timed("sampling" if what == "sample" else "scoring", self.label):
                 yield computing
         finally:
             if self._bar is not None:
-                self._bar.refresh()  # its last count drawn (tqdm skips draws that come fast), then cleared
+                bar = self._bar
+                if not bar.disable and time.time() - bar.start_t >= bar.delay:  # a bar held back stays unshown
+                    bar.refresh()  # its last count drawn (tqdm skips draws that come fast), then cleared
                 self._bar.close()
                 self._bar = None
 
