@@ -62,6 +62,7 @@ def test_openai_job_runs_and_a_rerun_reuses_it(server):
     assert finetune(OPENAI_BASE, CONVERSATIONS, OPENAI_HP, seed=3, name="risk seeking") == spec
     assert sum(server.outcome_totals().values()) == requests_before  # answered from the registry
     assert current().counters.trainings == 1
+    assert set(current().counters.seconds["training"]) == {"gpt-4o-2024-05-13"}  # the job's wait, on the cost page
     import openai
 
     listed = openai.OpenAI(api_key=os.environ["OPENAI_API_KEY"], base_url=server.openai_base_url).models.list()

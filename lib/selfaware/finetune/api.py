@@ -223,7 +223,8 @@ def finetune_api(base_spec: str, conversations: Sequence[dict], hparams: Any = N
         record = registry.update(key, status="retrying", job_id=None, failed_job=record.get("job_id"),
                                  attempt=int(record.get("attempt", 1)) + 1)
     follow = JOBS_BY_BACKEND[parsed.backend]
-    return follow(parsed.name, conversations, typed, seed, name, key, registry, options, progress).run()
+    with context.current().timed("training", parsed.name):  # the wait for the provider's job is its time
+        return follow(parsed.name, conversations, typed, seed, name, key, registry, options, progress).run()
 
 
 # ---- OpenAI ------------------------------------------------------------------------------------------------
