@@ -19,6 +19,43 @@ os.environ.setdefault("SELFAWARE_MODELS_DIR", str(models_dir()))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the runner sets it for its kernels (selfaware.hardware)
 
 
+# `make test` runs the suite on two processes (pytest-xdist, `--dist loadgroup`). A session- or module-scoped
+# fixture is set up once per process that uses it, so the tests sharing an expensive one go to one process
+# together: every test that reads the smoke book (a session fixture, ~8 min cold on 2 cores) to the group
+# "smoke"; every test of a module with module-scoped fixtures to the module's own group (test_vllm.py names
+# its group itself: its servers must never run twice at once). The two long groups, the smoke book and vLLM
+# (~9 min), are put first in the collection, so that with `--no-loadscope-reorder` they start at once on the
+# two processes and every other test fills in around them.
+SMOKE_GROUP = "smoke"
+LONG_GROUPS = (SMOKE_GROUP, "vllm")
+
+
+def xdist_group_of(item) -> str | None:
+    if SMOKE_GROUP in item.fixturenames:  # the closure: a fixture built on `smoke` counts too
+        return SMOKE_GROUP
+    definitions = getattr(item, "_fixtureinfo", None)
+    definitions = definitions.name2fixturedefs if definitions else {}
+    if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
+        return item.module.__name__
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        group = xdist_group_of(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item):
+        marker = item.get_closest_marker("xdist_group")
+        name = marker.args[0] if marker and marker.args else None
+        return LONG_GROUPS.index(name) if name in LONG_GROUPS else len(LONG_GROUPS)
+    items.sort(key=rank)  # stable: each group's tests keep their order (test_vllm.py's page comes first)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SELFAWARE_CACHE_DIR", str(tmp_path / "cache"))

@@ -20,6 +20,10 @@ import pytest
 from selfaware import context
 from selfaware.errors import ModelCallFailed
 
+# one process runs the whole module under `make test` (pytest-xdist): its servers (~5 GB each) and its
+# tests' order (the page first, before the module's own servers are up) hold only in one process
+pytestmark = pytest.mark.xdist_group("vllm")
+
 BASE = "local:smollm2-135m"
 TOLERANCE = 1e-3  # float32 on both sides: the engines' kernels differ in the last bits only
 
