@@ -33,11 +33,17 @@ LONG_GROUPS = (SMOKE_GROUP, "vllm")
 def xdist_group_of(item) -> str | None:
     if SMOKE_GROUP in item.fixturenames:  # the closure: a fixture built on `smoke` counts too
         return SMOKE_GROUP
+    # the fixtures the test resolves to (pytest keeps them on the item; no public accessor gives their scope)
     definitions = getattr(item, "_fixtureinfo", None)
     definitions = definitions.name2fixturedefs if definitions else {}
     if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
         return item.module.__name__
     return None
+
+
+def group_name(marker) -> str:
+    """As pytest-xdist reads an ``xdist_group`` mark: its first argument or its ``name``."""
+    return str(marker.args[0] if marker.args else marker.kwargs.get("name", "default"))
 
 
 def carry_group_in_id(item) -> None:
@@ -51,7 +57,7 @@ def carry_group_in_id(item) -> None:
         return
     from _pytest.nodeid import NodeId
 
-    suffix = f"@{marker.args[0]}"
+    suffix = f"@{group_name(marker)}"
     if not item.nodeid.endswith(suffix):
         item._id = NodeId.parse(item.nodeid + suffix)
     if not item.nodeid.endswith(suffix):
@@ -73,7 +79,7 @@ def pytest_collection_modifyitems(config, items):
 
     def rank(item):
         marker = item.get_closest_marker("xdist_group")
-        name = marker.args[0] if marker and marker.args else None
+        name = group_name(marker) if marker else None
         return LONG_GROUPS.index(name) if name in LONG_GROUPS else len(LONG_GROUPS)
     items.sort(key=rank)  # stable: each group's tests keep their order (test_vllm.py's page comes first)
 
