@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= default
 # pages run at once by `make book` and `make smoke` (each after the pages whose work it reuses)
 JOBS ?= 2
+# processes of `make test` (pytest-xdist): the smoke book on one while vLLM, which computes on one core, and the
+# other tests run on the other; the groups that keep shared fixtures in one process are in tests/conftest.py
+TEST_PROCESSES ?= 2
 
 .PHONY: book test smoke site install browser sandbox lab bench vllm clean-outputs qwen-0.5b qwen-1.5b
 
@@ -17,7 +20,7 @@ book: $(STAMP) sandbox $(BOOK_MODELS_$(PROFILE))  ## run every notebook of $(PRO
 	$(BIN)/python -m selfaware book --profile $(PROFILE) --jobs $(JOBS)
 
 test: $(STAMP) browser sandbox vllm  ## the whole test suite (real model, real papermill, real Jupyter Book, real vLLM)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 
 smoke: $(STAMP) sandbox   ## every notebook on tiny data + the book, in a few minutes
 	$(BIN)/python -m selfaware book --profile smoke --jobs $(JOBS)

@@ -7,10 +7,12 @@ the Qwen wheels; their ``__init__`` raises, so a test fails if anything imports 
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import importlib.util
 import math
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,26 @@ def test_bad_chunks_are_one_line_errors_before_any_conversion(site, tmp_path, mo
         converted_dir(fake_model(source), target)
     assert "\n" not in str(raised.value)
     nothing_looks_complete(target)
+
+
+def test_callers_arriving_during_a_conversion_wait_for_it_and_use_its_copy(site, tmp_path, monkeypatch):
+    """Two callers at once (as two test processes or two pages loading the model first): one converts, the
+    other waits on the lock and then returns the complete copy; nothing converts twice or removes the
+    other's copy. Threads open the lock file separately, so they exclude each other as processes do."""
+    source = chunk_packages(site, "racing", FAKE_GGUF, 1024)
+    conversions = []
+
+    def slow_stand_in_conversion(gguf, out):  # the chunks are no model: only the waiting is under test
+        conversions.append(out.name)
+        time.sleep(0.5)  # the second caller arrives while this one converts
+        (out / "config.json").write_text("{}")
+    monkeypatch.setattr(embedded, "convert_gguf", slow_stand_in_conversion)
+    target = tmp_path / "models" / "fake-chunked"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: converted_dir(fake_model(source), target), range(2)))
+    assert results == [target, target] and is_complete(target)
+    assert len(conversions) == 1, conversions
+    no_temporary_left(target)
 
 
 def test_a_conversion_that_fails_leaves_nothing_that_looks_complete(site, tmp_path):

@@ -100,12 +100,14 @@ def test_unsafe_code_execution_runs_it_as_a_plain_process_and_says_so(no_sandbox
 
 
 def test_unsafe_mode_still_removes_its_folder_whatever_the_code_left(no_sandbox):
-    before = {p.name for p in Path(tempfile.gettempdir()).glob("selfaware-sandbox-*")}
+    # this process's folders only: another test process may be running unsafe code at the same time
+    ours = f"{sandbox.UNSAFE_FOLDER_PREFIX}{os.getpid()}-*"
+    before = {p.name for p in Path(tempfile.gettempdir()).glob(ours)}
     body = ("for _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\nopen('f', 'w').close()\n"
             "os.chmod('.', 0o500)\nreturn 0.5")
     called = sandbox.call_function(_function(body), "f", [("x",)], unsafe=True, audit_hook=False)
     assert called.values == [0.5]
-    assert {p.name for p in Path(tempfile.gettempdir()).glob("selfaware-sandbox-*")} == before
+    assert {p.name for p in Path(tempfile.gettempdir()).glob(ours)} == before
 
 
 def test_remove_tree_takes_deep_trees_unwritable_folders_and_immutable_files(tmp_path):

@@ -62,6 +62,7 @@ from pathlib import Path
 
 SANDBOX_UID = 65534  # nobody: the sandboxed process's user inside its namespace, and outside when run as root
 SKIPPED = "skipped: no sandbox on this machine"
+UNSAFE_FOLDER_PREFIX = "selfaware-sandbox-"  # + the pid: the unsafe mode's working folder in the temporary folder
 _FRAME_HEADER = struct.Struct(">Q")  # the length of one result frame, then that many bytes of JSON
 _RESULT_BYTES = 1 << 20  # a result frame larger than this is refused
 _INSIDE = "/sandbox"
@@ -489,7 +490,8 @@ def _launch(interpreter: _Interpreter | None, job: dict, timeout_seconds: float,
     isolated = interpreter is not None
     job = {**job, "isolated": isolated, "limits": _limits(timeout_seconds, memory_mb, disk_mb)}
     isolation = "bubblewrap" if isolated else "none (unsafe_code_execution)"
-    folder = None if isolated else tempfile.mkdtemp(prefix="selfaware-sandbox-")
+    # named after this process, so that what a process leaves can be told from what another one is still using
+    folder = None if isolated else tempfile.mkdtemp(prefix=f"{UNSAFE_FOLDER_PREFIX}{os.getpid()}-")
     own_fds: list[int] = []
     try:
         result_read, result_write = os.pipe()  # ready byte, then (call_function) the supervisor's one frame

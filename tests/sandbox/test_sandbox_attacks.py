@@ -131,7 +131,8 @@ class World:
         with sqlite3.connect(self.database) as db:
             assert db.execute("select value from answers").fetchall() == [("the true answer",)]
         db.close()
-        left = {n for n in set(os.listdir(tempfile.gettempdir())) - self.temporary if n.startswith("selfaware-sandbox-")}
+        ours = f"{sandbox.UNSAFE_FOLDER_PREFIX}{os.getpid()}-"  # another test process may be using its own now
+        left = {n for n in set(os.listdir(tempfile.gettempdir())) - self.temporary if n.startswith(ours)}
         assert not left, f"left in the temporary folder: {left}"
 
     def close(self) -> None:

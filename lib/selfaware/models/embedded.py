@@ -12,13 +12,15 @@ side effects beyond the directory it is asked to fill.
   into a temporary file give the pinned hash. Each failure is its own one-line error naming the chunk.
 - A conversion is written to a temporary directory beside the target, its completeness marker
   (``COMPLETE_MARKER``) last, then moved into place with one ``os.replace``: an interrupted or failed
-  conversion never looks complete, and the next call starts over.
+  conversion never looks complete, and the next call starts over. One conversion at a time per target
+  (an ``flock`` on ``<target>.lock``): callers that arrive meanwhile wait and then use its copy.
 - Facts about each model (parameter count, description, licence, scoring batch size) live in its ``EmbeddedModel`` entry,
   so code asks ``embedded_info(name).parameters`` instead of testing the spec's spelling.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -169,10 +171,20 @@ def check_available(name: str) -> None:
 
 
 def converted_dir(model: EmbeddedModel, target: Path) -> Path:
-    """``target`` holding ``model`` converted to safetensors; converted now unless already complete."""
+    """``target`` holding ``model`` converted to safetensors; converted now unless already complete. Safe to
+    call from several processes at once (two test processes, two pages of a book): one converts, the others
+    wait on the lock and then find the copy complete; none removes a copy another one is reading."""
     if is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(f"{target.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_complete(target):  # another process converted it while this one waited
+            return target
+        return _convert_into(model, target)
+
+
+def _convert_into(model: EmbeddedModel, target: Path) -> Path:
     work = target.with_name(f"{target.name}.tmp{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -186,8 +198,6 @@ def converted_dir(model: EmbeddedModel, target: Path) -> Path:
         if gguf.parent == work:
             gguf.unlink()  # the assembled copy was only needed for the conversion
         (work / COMPLETE_MARKER).write_text(json.dumps({"model": model.name, "weights": model.identity}))
-        if is_complete(target):  # another process finished first: keep its copy
-            return target
         shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover
         os.replace(work, target)
         return target
