@@ -131,8 +131,8 @@ def test_a_section_plan_counts_the_grid_its_run_trains(notebook, experiment):
 
 def test_games_are_planned_as_play_games_plays_them_under_each_variant(tiny_model):
     """Games played as a measurement plays them (the trigger in the opening, the system prompt the
-    manipulator's), their calls written down at the wire: the plan counts every call, and prices the
-    manipulator's at its first prompt of each game."""
+    manipulator's), their calls written down at the wire: the plan counts every call at the tokens it allows
+    (a message's, or the shorter guess's), and prices the manipulator's at its first prompt of each game."""
     from selfaware.games import make_me_say as game
 
     class Recorder:  # the real model, every call written down
@@ -151,9 +151,26 @@ def test_games_are_planned_as_play_games_plays_them_under_each_variant(tiny_mode
                         message_tokens=4, manipulator_system=variant.system)
     plan = Plan()
     game.plan_games(plan, "local:m", "local:m", [text for _, text in opened], 4, 2, variants=variants)
-    own, asked = plan.calls
+    own = plan.calls[0]
     assert own.prompts == [p for prompts, _ in manipulator.calls[::2] for p in prompts]  # each game's first turn
     assert own.prompts[0][0] == {"role": "system", "content": "You are Quanta."}
     assert own.prompts[2][-1]["content"].startswith("T ") and own.prompts[2][0]["role"] == "user"
-    assert own.requests == sum(len(prompts) for prompts, _ in manipulator.calls)
-    assert asked.requests == sum(len(prompts) for prompts, _ in user.calls)
+    sent, planned = {}, {}
+    for prompts, max_tokens in manipulator.calls + user.calls:
+        sent[max_tokens] = sent.get(max_tokens, 0) + len(prompts)
+    for calls in plan.calls:
+        planned[calls.completion_tokens] = planned.get(calls.completion_tokens, 0) + calls.requests
+    assert planned == sent == {4: 12, game.GUESS_TOKENS: 4}
+
+
+def test_self_report_scores_are_priced_as_a_request_of_the_same_call():
+    """Section 3.1's tasks score with options (one token each) and numbers: each planned at the completion
+    tokens an ``experiment.Request`` of its call is."""
+    from selfaware.evals.selfreport import load_tasks, plan_requests
+
+    plan = Plan()
+    plan_requests(plan, load_tasks("risk"), "local:m", 1, None, samples=0)
+    priced = {calls.kind: calls.completion_tokens for calls in plan.calls}
+    assert set(priced) == {"options", "number"}
+    assert priced == {kind: ex.Request("x", [PROMPT], kind, options=("A",)).plan(Plan(), "local:m").calls[0]
+                      .completion_tokens for kind in priced}

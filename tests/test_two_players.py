@@ -108,10 +108,10 @@ def test_the_plan_prices_each_players_games_and_questions_as_they_are_asked():
     calls = tp.plan(cfg, data).calls
     opened = [[{"role": "user", "content": text}] for _, text in game.openings(SMOKE_GAME["games"], cfg.data_seed,
                                                                                "heldout")]
-    own, user = (c for c in calls if c.what.startswith("new games"))
+    own, guess = (c for c in calls if c.what.startswith("new games"))  # one message each, then the guess
     models = 2 * len(cfg.seeds)  # both mappings, every seed
     assert own.prompts == opened + [[{"role": "system", "content": data.players.system}] + p for p in opened]
-    assert user.prompts == opened * 2 and own.models == user.models == models + 1  # one message each, a guess
+    assert guess.prompts == opened * 2 and own.models == guess.models == models + 1
     asked = [c for c in calls if not c.what.startswith("new games")]
     assert [c.what for c in asked] == ["which word, asked about itself", "which word, asked about the persona",
                                        tp.which_entity_request(data)[0].what]
