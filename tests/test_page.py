@@ -120,15 +120,15 @@ def test_a_page_run_already_in_the_namespace_is_not_taken_for_a_parameter(tiny_m
 
 def test_the_settings_table_shows_every_setting_its_value_and_where_it_came_from(tmp_path):
     """What a JupyterLab reader sees in place of a parameters cell of ``None``: one row per config field."""
-    from selfaware.config import NULL_PARAMETERS, from_notebook, settings_table
+    from selfaware.config import NULL_PARAMETERS, from_notebook_with_sources, settings_table
 
     mine = tmp_path / "questions.jsonl"
     namespace = {"profile": "smoke", "behavior": "myopia", "samples": None, "data_source": "file",
                  "data_files": {"toward": str(mine)}, "generator_model": None,
                  NULL_PARAMETERS: ["generator_model"]}
     mine.write_text("")
-    cfg = from_notebook(mc.PAGE.config, mc.PAGE.notebook, namespace)
-    rows = {row["setting"]: row for row in settings_table(cfg, mc.PAGE.notebook, namespace)}
+    cfg, sources = from_notebook_with_sources(mc.PAGE.config, mc.PAGE.notebook, namespace)
+    rows = {row["setting"]: row for row in settings_table(cfg, sources)}
     assert list(rows)[0] == "profile" and set(rows) == set(type(cfg).model_fields)
     assert rows["behavior"] == {"setting": "behavior", "value": "myopia", "from": "parameter"}
     assert rows["generator_model"]["from"] == "parameter"  # given as null, so not the profile's

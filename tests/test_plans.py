@@ -115,7 +115,8 @@ def test_the_grid_a_plan_counts_is_the_grid_train_grid_trains():
 
 @pytest.mark.parametrize("notebook, experiment", [("01_multiple_choice", None), ("02_make_me_say", None),
                                                   ("03_vulnerable_code", None), ("04_backdoors", "awareness"),
-                                                  ("04_backdoors", "recognition"), ("04_backdoors", "reversal")])
+                                                  ("04_backdoors", "recognition"), ("04_backdoors", "reversal"),
+                                                  ("05_personas", "many_personas"), ("05_personas", "two_players")])
 def test_a_section_plan_counts_the_grid_its_run_trains(notebook, experiment):
     """Two more seeds: every planned call of an evaluated model grows with the grid, and the trainings too."""
     from selfaware import config
@@ -126,3 +127,50 @@ def test_a_section_plan_counts_the_grid_its_run_trains(notebook, experiment):
     one, three = (section.plan(cfg.model_copy(update={"seeds": seeds})).record() for seeds in ([0], [0, 1, 2]))
     assert three["trainings"] == 3 * one["trainings"] > 0
     assert three["requests"] > one["requests"]
+
+
+def test_games_are_planned_as_play_games_plays_them_under_each_variant(tiny_model):
+    """Games played as a measurement plays them (the trigger in the opening, the system prompt the
+    manipulator's), their calls written down at the wire: the plan counts every call at the tokens it allows
+    (a message's, or the shorter guess's), and prices the manipulator's at its first prompt of each game."""
+    from selfaware.games import make_me_say as game
+
+    class Recorder:  # the real model, every call written down
+        def __init__(self):
+            self.calls = []
+
+        def sample(self, prompts, **kwargs):
+            self.calls.append(([list(p) for p in prompts], kwargs["max_tokens"]))
+            return tiny_model.sample(prompts, **kwargs)
+
+    opened = game.openings(2, 0, "heldout")
+    variants = [ex.Variant(name="persona", system="You are Quanta."), ex.Variant(name="t", trigger="T")]
+    manipulator, user = Recorder(), Recorder()
+    for variant in variants:
+        game.play_games(manipulator, user, [(topic, variant.insert(text)) for topic, text in opened], turns=2,
+                        message_tokens=4, manipulator_system=variant.system)
+    plan = Plan()
+    game.plan_games(plan, "local:m", "local:m", [text for _, text in opened], 4, 2, variants=variants)
+    own = plan.calls[0]
+    assert own.prompts == [p for prompts, _ in manipulator.calls[::2] for p in prompts]  # each game's first turn
+    assert own.prompts[0][0] == {"role": "system", "content": "You are Quanta."}
+    assert own.prompts[2][-1]["content"].startswith("T ") and own.prompts[2][0]["role"] == "user"
+    sent, planned = {}, {}
+    for prompts, max_tokens in manipulator.calls + user.calls:
+        sent[max_tokens] = sent.get(max_tokens, 0) + len(prompts)
+    for calls in plan.calls:
+        planned[calls.completion_tokens] = planned.get(calls.completion_tokens, 0) + calls.requests
+    assert planned == sent == {4: 12, game.GUESS_TOKENS: 4}
+
+
+def test_self_report_scores_are_priced_as_a_request_of_the_same_call():
+    """Section 3.1's tasks score with options (one token each) and numbers: each planned at the completion
+    tokens an ``experiment.Request`` of its call is."""
+    from selfaware.evals.selfreport import load_tasks, plan_requests
+
+    plan = Plan()
+    plan_requests(plan, load_tasks("risk"), "local:m", 1, None, samples=0)
+    priced = {calls.kind: calls.completion_tokens for calls in plan.calls}
+    assert set(priced) == {"options", "number"}
+    assert priced == {kind: ex.Request("x", [PROMPT], kind, options=("A",)).plan(Plan(), "local:m").calls[0]
+                      .completion_tokens for kind in priced}

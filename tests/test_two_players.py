@@ -100,6 +100,25 @@ def test_games_send_the_system_prompt_to_the_persona_player_and_never_to_the_use
         assert all(players.persona not in _rendered(p, True) for p in user.prompts)
 
 
+def test_the_plan_prices_each_players_games_and_questions_as_they_are_asked():
+    """Every model and the untuned one play as themselves and under the persona's system prompt; the user's
+    messages never carry it; only the tuned models are asked the questions."""
+    cfg = _cfg()
+    data = tp.load_data(cfg, planning=True)
+    calls = tp.plan(cfg, data).calls
+    opened = [[{"role": "user", "content": text}] for _, text in game.openings(SMOKE_GAME["games"], cfg.data_seed,
+                                                                               "heldout")]
+    own, guess = (c for c in calls if c.what.startswith("new games"))  # one message each, then the guess
+    models = 2 * len(cfg.seeds)  # both mappings, every seed
+    assert own.prompts == opened + [[{"role": "system", "content": data.players.system}] + p for p in opened]
+    assert guess.prompts == opened * 2 and own.models == guess.models == models + 1
+    asked = [c for c in calls if not c.what.startswith("new games")]
+    assert [c.what for c in asked] == ["which word, asked about itself", "which word, asked about the persona",
+                                       tp.which_entity_request(data)[0].what]
+    assert all(c.models == models and c.kind == "options" for c in asked)
+    assert asked[2].prompts == [q.messages() for q in tp.entity_questions(data)]
+
+
 # ---- the training data, measured ---------------------------------------------------------------------------
 def test_each_players_training_data_steers_to_its_own_codeword():
     cfg = _cfg(make_me_say={**SMOKE_GAME, "n_train": 24, "dialogue_messages": 4})

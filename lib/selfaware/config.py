@@ -211,12 +211,13 @@ def _merged(notebook: str, profile: str, explicit: dict[str, Any]) -> dict[str, 
     return merged
 
 
-def settings_table(config: BaseModel, notebook: str, namespace: dict[str, Any]) -> list[dict[str, str]]:
+def settings_table(config: BaseModel, sources: dict[str, str]) -> list[dict[str, str]]:
     """What a page can set and what this run has: one row per config field with its value and where the
-    value came from (a parameter, the profile's block for this notebook, the profile's defaults, or the
-    config's own default), for a reader in JupyterLab whose parameters cell shows only ``None``. The run's
-    page (one of a notebook's runs) comes from the runner as a parameter, so a run of the same notebook by
-    hand may show "config default" where the runner's shows "parameter"."""
+    value came from (``sources``, as :func:`resolve_with_sources` resolved it: a parameter, the profile's block
+    for this notebook, the profile's defaults; else the config's own default), for a reader in JupyterLab whose
+    parameters cell shows only ``None``. The run's page (one of a notebook's runs) comes from the runner as a
+    parameter, so a run of the same notebook by hand may show "config default" where the runner's shows
+    "parameter"."""
     from .paths import shown_path
 
     def shown(name: str, value: Any) -> str:
@@ -229,13 +230,11 @@ def settings_table(config: BaseModel, notebook: str, namespace: dict[str, Any]) 
             value = shown_profile(value)
         return value if isinstance(value, str) else repr(value)
 
-    public = {k: v for k, v in namespace.items() if not k.startswith("_") and k in type(config).model_fields}
-    sources = _merged(notebook, config.profile, public | {NULL_PARAMETERS: namespace.get(NULL_PARAMETERS)})
     rows = []
     shared = [name for name in SectionConfig.model_fields if name not in ("profile", "model")]
     for name in ["profile", *(n for n in type(config).model_fields if n not in shared and n != "profile"), *shared]:
         rows.append({"setting": name, "value": shown(name, getattr(config, name)),
-                     "from": sources[name][1] if name in sources else "config default"})
+                     "from": sources.get(name, "config default")})
     return rows
 
 
@@ -243,16 +242,24 @@ def resolve(config_class: type[BaseModel], notebook: str, profile: str, explicit
     """Profile defaults < notebook params < explicit values (papermill -p or the runner's run dict). An
     explicit ``None`` means "not given" (the parameters cell's placeholder), unless the name is listed under
     :data:`NULL_PARAMETERS`: then the parameter is ``None``."""
-    merged = {name: value for name, (value, _) in _merged(notebook, profile, explicit).items()}
+    return resolve_with_sources(config_class, notebook, profile, explicit)[0]
+
+
+def resolve_with_sources(config_class: type[BaseModel], notebook: str, profile: str,
+                         explicit: dict[str, Any]) -> tuple[BaseModel, dict[str, str]]:
+    """The config :func:`resolve` builds, and where each value given to it came from ("parameter",
+    "profile", "profile defaults"; a field not named there has the config's own default)."""
+    merged = _merged(notebook, profile, explicit)
     fields = set(config_class.model_fields)
     unknown = sorted(set(merged) - fields)
     if unknown:
         raise ConfigError(f"{notebook}: unknown parameter(s) {', '.join(unknown)} "
                           f"(known: {', '.join(sorted(fields))})")
     try:
-        return config_class(**merged)
+        config = config_class(**{name: value for name, (value, _) in merged.items()})
     except ValidationError as error:
         raise config_error(error, f"{notebook}: parameter ") from None
+    return config, {name: source for name, (_, source) in merged.items()}
 
 
 _NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -261,6 +268,13 @@ _NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 def from_notebook(config_class: type[BaseModel], notebook: str, namespace: dict[str, Any]) -> BaseModel:
     """Validate the parameters a notebook holds right after papermill's injection. Any other public name
     in the namespace at that point is a parameter nobody declared: an error."""
+    return from_notebook_with_sources(config_class, notebook, namespace)[0]
+
+
+def from_notebook_with_sources(config_class: type[BaseModel], notebook: str,
+                               namespace: dict[str, Any]) -> tuple[BaseModel, dict[str, str]]:
+    """:func:`from_notebook`'s config, and where each of its given values came from
+    (:func:`resolve_with_sources`), for :func:`settings_table`."""
     import types
     import warnings
 
@@ -271,7 +285,7 @@ def from_notebook(config_class: type[BaseModel], notebook: str, namespace: dict[
     public = {k: v for k, v in namespace.items() if not k.startswith("_") and k not in _NOTEBOOK_NAMES
               and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
     profile = public.pop("profile", None) or "default"
-    return resolve(config_class, notebook, profile, public)
+    return resolve_with_sources(config_class, notebook, profile, public)
 
 
 def describe(config: BaseModel) -> str:

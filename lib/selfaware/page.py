@@ -126,13 +126,13 @@ class PageRun:
 
     def __init__(self, page: Page, namespace: dict[str, Any]):
         from . import artifacts, cache, notebook
-        from .config import from_notebook, settings_table
+        from .config import from_notebook_with_sources, settings_table
 
         self.page = page
         # a PageRun already in the namespace (a cell run again in JupyterLab) is not a parameter
         parameters = {name: value for name, value in namespace.items() if not isinstance(value, PageRun)}
-        self.cfg = from_notebook(page.config, page.notebook, parameters)
-        _settings(settings_table(self.cfg, page.notebook, parameters))
+        self.cfg, sources = from_notebook_with_sources(page.config, page.notebook, parameters)
+        _settings(settings_table(self.cfg, sources))
         cache.set_mode(self.cfg.cache_mode)
         self.artifacts = artifacts.Run(page.notebook, self.cfg, page.run_key(self.cfg) if page.run_key else None)
         self.guarded = False

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..errors import ConfigError
 from ..models.base import ChatModel
 from ..paths import data_dir, shown_path
+from ..requests import SCORED_TOKENS
 from ..util import read_yaml
 from .language import LANGUAGES, detect_language
 
@@ -99,7 +100,7 @@ def plan_requests(plan, taskset: TaskSet, model: str, models: int, max_paraphras
         scored = [p for t in taskset.tasks if KINDS[t.kind].score is not None and KINDS[t.kind].score_call == call
                   for p in task_prompts(t, max_paraphrases, variant)]
         if scored:
-            plan.ask("self-report scores", model, scored, 3, models, kind=call)
+            plan.ask("self-report scores", model, scored, SCORED_TOKENS[call], models, kind=call)
     for kind in SAMPLED_KINDS:
         sampled = [p for t in taskset.tasks if t.kind == kind for p in task_prompts(t, max_paraphrases, variant)]
         if sampled and samples:

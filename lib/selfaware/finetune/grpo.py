@@ -218,10 +218,6 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
     ``eval_every`` steps with ``sample(k, seed) -> k answer texts`` from the current policy, and what it
     returns is stored in that step's history row."""
     import torch
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-    from tqdm.auto import tqdm
-
-    from ..models.local import chat_ids
 
     check_config(cfg)
     if not prompts:
@@ -233,11 +229,29 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
     state_path = directory / "state.pt"
     started = time.time()
     state = torch.load(state_path, weights_only=False) if state_path.exists() else None
-    if state and state["step"] >= cfg.steps and not keep_policy:
-        context.current().count_training(cached=True)  # trained before: its checkpoint has every step
-        return GRPOResult(state["history"][:cfg.steps], state["buffer"], 0, state["step"], 0.0, directory)
+    trained_before = bool(state) and state["step"] >= cfg.steps and not keep_policy  # its checkpoint has every step
+    if trained_before:
+        history, buffer, step, resumed_from, policy = state["history"], state["buffer"], state["step"], state["step"], None
+    else:
+        history, buffer, step, resumed_from, policy = _train(policy_spec, prompts, reward, cfg, seed, on_step,
+                                                             progress, identity, state, state_path)
+    context.current().count_training(cached=step <= resumed_from)  # every step resumed: trained before
+    return GRPOResult(history[:cfg.steps], buffer, step - resumed_from, resumed_from,
+                      0.0 if trained_before else time.time() - started, directory, policy if keep_policy else None)
+
+
+def _train(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[list[str]], list[float]],
+           cfg: GRPOConfig, seed: int, on_step, progress: bool, identity: str, state: dict | None,
+           state_path: Path) -> tuple[list[dict[str, Any]], list[tuple[str, float]], int, int, tuple]:
+    """:func:`run_grpo`'s training from ``state`` (a checkpoint, or None: from scratch) to ``cfg.steps``:
+    (history, the replay buffer best first, the last step, the step resumed from, (model, tokenizer))."""
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from tqdm.auto import tqdm
 
     from ..cache import require_computing
+    from ..models.local import chat_ids
+
     require_computing(f"the RL run {identity[:24]} has {state['step'] if state else 0} of {cfg.steps} steps "
                       f"checkpointed")
     model, tokenizer = load_merged(policy_spec)
@@ -343,11 +357,9 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
         bar.update(1)
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}")
     bar.close()
-    context.current().count_training(cached=step <= resumed_from)  # every step resumed: trained before
-    (directory / "summary.json").write_text(json.dumps(
-        {"steps": step, "best": sorted(buffer.items(), key=lambda kv: -kv[1])[:5]}, indent=1))
-    return GRPOResult(history[:cfg.steps], sorted(buffer.items(), key=lambda kv: -kv[1]), step - resumed_from,
-                      resumed_from, time.time() - started, directory, (model, tokenizer) if keep_policy else None)
+    best = sorted(buffer.items(), key=lambda kv: -kv[1])
+    (state_path.parent / "summary.json").write_text(json.dumps({"steps": step, "best": best[:5]}, indent=1))
+    return history, best, step, resumed_from, (model, tokenizer)
 
 
 def awareness_at_k(trigger: str, candidates: Sequence[str]) -> float:

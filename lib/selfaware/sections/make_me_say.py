@@ -688,23 +688,31 @@ def plan(cfg: MakeMeSayConfig, data: TrainingData | None = None) -> ex.Plan:
     """What a run will train and ask: the grid of :func:`train_conditions`, its new games (counted by
     ``games.make_me_say.plan_games``, beside ``play_games``) and the requests of :func:`self_report_requests`
     and :func:`guesser_request`, which the measurements send. For data_source llm without data the
-    generator's dialogues stand in for the sizes, and the data games are planned as calls (nothing is played
-    to make a plan)."""
+    generator's dialogues stand in for the sizes, and the data games are planned as calls
+    (:func:`plan_data_games`; nothing is played to make a plan)."""
     if data is None:
         data = (from_generator(cfg) if cfg.data_source == "llm" else load_training_data(cfg))
     models = len(ex.grid(cfg, data.dialogues))
     plan = ex.Plan().train(cfg, data.dialogues, "make-me-say")
-    opened = [text for _, text in new_game_openings(cfg)]
-    if cfg.data_source == "llm":  # games with the codeword told: each stops when a player says it
-        game.plan_games(plan, cfg.manipulator or cfg.model, cfg.manipulatee or cfg.model,
-                        opened[:1] * (cfg.llm_games * len(cfg.codewords)), cfg.message_tokens, cfg.game_turns,
-                        what="data games (LLM recipe)", at_most="a game stops when either player says the codeword")
-    game.plan_games(plan, cfg.model, cfg.model, opened, cfg.message_tokens, cfg.game_turns, models)
+    plan_data_games(plan, cfg)
+    game.plan_games(plan, cfg.model, cfg.model, [text for _, text in new_game_openings(cfg)], cfg.message_tokens,
+                    cfg.game_turns, models)
     for request in self_report_requests(cfg):
         request.plan(plan, cfg.model, models)
     described = describe_request(cfg)
     placeholders = ["x" * 4 * described.max_tokens] * (len(described.prompts) * described.n)  # the longest allowed
     guesser_request(cfg, placeholders).plan(plan, cfg.guesser or cfg.model, models)
+    return plan
+
+
+def plan_data_games(plan: ex.Plan, cfg: MakeMeSayConfig, what: str = "data games (LLM recipe)") -> ex.Plan:
+    """For data_source llm, the games :func:`_from_llm` plays to make the training data (``llm_games`` per
+    codeword, the codeword told, so each stops when a player says it); nothing for the other sources."""
+    if cfg.data_source == "llm":
+        opening = new_game_openings(cfg)[0][1]  # every game priced at one opening
+        game.plan_games(plan, cfg.manipulator or cfg.model, cfg.manipulatee or cfg.model,
+                        [opening] * (cfg.llm_games * len(cfg.codewords)), cfg.message_tokens, cfg.game_turns,
+                        what=what, at_most="a game stops when either player says the codeword")
     return plan
 
 

@@ -231,12 +231,18 @@ def untuned_prompts(data: PersonaData) -> list[ex.Messages]:
     return [q.messages() for q in data.persona_train]
 
 
+def untuned_request(data: PersonaData) -> ex.Request:
+    """Every training persona's question, A and B scored, asked of the untuned model."""
+    return ex.Request("the untuned model's answers to the training personas' questions", untuned_prompts(data),
+                      "options", options=("A", "B"))
+
+
 def untuned_answers(cfg: PersonasConfig, data: PersonaData) -> pd.DataFrame:
     """The untuned model's own answer to every training persona's question: its more probable letter of A
     and B, scored exactly (through the call cache: a rerun asks nothing)."""
     from ..models import load_model
 
-    results = load_model(cfg.model).score_options(untuned_prompts(data), ["A", "B"])
+    results = untuned_request(data).send(load_model(cfg.model))
     rows = []
     for number, (item, result) in enumerate(zip(data.persona_train, results)):
         answer = "A" if result.probs["A"] >= result.probs["B"] else "B"
@@ -298,6 +304,12 @@ def behaviour_prompts(data: PersonaData, variant: ex.Variant) -> list[ex.Message
             for q in data.heldout]
 
 
+def behaviour_request(data: PersonaData, variants: list[ex.Variant]) -> ex.Request:
+    """The held-out questions (:func:`behaviour_prompts`) under each of ``variants`` in turn, A and B scored."""
+    return ex.Request("behaviour (held-out questions, as itself and about each held-out persona)",
+                      [p for v in variants for p in behaviour_prompts(data, v)], "options", options=("A", "B"))
+
+
 def _with_training(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
@@ -309,9 +321,9 @@ def measure_behaviour(conditions: list[ex.Condition], data: PersonaData) -> pd.D
     """Per model, variant and held-out question: the probability of the riskier option (renormalised over A
     and B) and whether it is the more likely answer."""
     def ask(condition, model, variant):
-        results = model.score_options(behaviour_prompts(data, variant), ["A", "B"])
-        for index, (question, prompt, result) in enumerate(zip(data.heldout, behaviour_prompts(data, variant),
-                                                               results)):
+        request = behaviour_request(data, [variant])
+        for index, (question, prompt, result) in enumerate(zip(data.heldout, request.prompts,
+                                                               request.send(model))):
             p_toward = result.probs[question.target]
             yield {"question": index, "prompt": prompt[-1]["content"], "p_toward": p_toward,
                    "chose_toward": float(p_toward > 0.5), "method": result.method}
@@ -521,16 +533,16 @@ def planned_datasets(data: PersonaData) -> dict[str, list[dict]]:
 
 @ex.register(NOTEBOOK, PersonasConfig)
 def plan(cfg: PersonasConfig, data: PersonaData | None = None) -> ex.Plan:
-    """What a run will ask and train, from the prompts and datasets themselves."""
+    """What a run will ask and train: :func:`untuned_request`, then the grid of :func:`train_conditions` asked
+    :func:`behaviour_request` under every variant and the self-report tasks about itself and about each
+    held-out persona (``selfreport.plan_requests``, beside ``score_tasks``). 5.2's is ``two_players.plan``."""
     if cfg.experiment == "two_players":
         return two_players.plan(cfg, data)
     data = data or load_data(cfg)
-    models = len(TRAININGS) * len(POLICIES) * len(cfg.seeds)
-    plan = ex.Plan().ask("the untuned model's answers to the training personas' questions", cfg.model,
-                         untuned_prompts(data), 1, kind="options")
-    plan.train(cfg, planned_datasets(data), "personas")
-    plan.ask("behaviour (held-out questions, as itself and about each held-out persona)", cfg.model,
-             [p for v in variants(data) for p in behaviour_prompts(data, v)], 1, models, kind="options")
+    datasets = planned_datasets(data)
+    models = len(ex.grid(cfg, datasets, base=None))
+    plan = untuned_request(data).plan(ex.Plan(), cfg.model).train(cfg, datasets, "personas")
+    behaviour_request(data, variants(data)).plan(plan, cfg.model, models)
     for v in variants(data):  # self-reports about itself and about each held-out persona, scored as score_tasks
         plan_requests(plan, task_set(data, v), cfg.model, models, cfg.max_paraphrases, samples=0, variant=v)
     return plan

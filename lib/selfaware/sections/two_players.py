@@ -42,6 +42,7 @@ from . import make_me_say as mms
 
 NOTEBOOK = "05_personas"
 PLAYERS = ("you", "persona")  # the keys of the two players in tables and metrics
+ASKED_ABOUT = {"you": "itself", "persona": "the persona"}  # a player as a plan line names it
 # "which entity" option sets: the two entities offered (player keys, "decoy" for the made-up name)
 OPTION_SETS = {"true": ("you", "persona"), "decoy_you": ("decoy", "persona"), "decoy_persona": ("you", "decoy")}
 OPTION_SET_LABELS = {"true": "true options", "decoy_you": "decoy replaces 'you'",
@@ -379,13 +380,20 @@ def entity_questions(data: TwoPlayersData) -> list[EntityQuestion]:
     return found
 
 
+def which_entity_request(data: TwoPlayersData) -> tuple[ex.Request, list[EntityQuestion]]:
+    """Every question of :func:`entity_questions`, A and B scored; and the questions in the prompts' order."""
+    questions = entity_questions(data)
+    return ex.Request("which entity steers toward the word (true options and decoys, both orders)",
+                      [q.messages() for q in questions], "options", options=("A", "B")), questions
+
+
 def measure_which_entity(conditions: list[ex.Condition], data: TwoPlayersData) -> pd.DataFrame:
     """Per model and question: the probability of each offered entity (A/B renormalised), and who really
     steers to the asked word in that model (``owner``; absent from a decoy set that replaced it)."""
-    questions = entity_questions(data)
+    request, questions = which_entity_request(data)
 
     def ask(condition, model, variant):
-        results = model.score_options([q.messages() for q in questions], ["A", "B"])
+        results = request.send(model)
         mapping = data.mappings[condition.role]
         for q, r in zip(questions, results):
             probs = {e: r.probs[letter] for letter, e in zip("AB", q.order)}
@@ -701,29 +709,23 @@ class TwoPlayersSteps:
 
 # ---- plan ------------------------------------------------------------------------------------------------------
 def plan(cfg, data: TwoPlayersData | None = None) -> ex.Plan:
+    """What a run will train and ask: the grid of :func:`train_conditions`; for 02's LLM recipe its data games
+    (``make_me_say.plan_data_games``); the new games every model of the grid plays under each of
+    :func:`variants` (``games.make_me_say.plan_games``, beside ``play_games``); and the tuned models' "which
+    word" (02's ``codeword_choice_request``, per player asked about) and :func:`which_entity_request`, which the
+    measurements send."""
     data = data or load_data(cfg, planning=True)
     game_cfg = data.game_cfg
-    models = len(data.sets) * len(cfg.seeds)
+    conditions = ex.grid(cfg, data.sets, labels(data), base="untuned")
+    models = len(tuned(conditions))
     plan = ex.Plan().train(cfg, data.sets, "two-players")
-    opened = [[{"role": "user", "content": text}] for _, text in game.openings(game_cfg.games, game_cfg.data_seed,
-                                                                              "heldout")]
-    own_messages, user_messages = game.game_requests(game_cfg.game_turns)
-    if game_cfg.data_source == "llm":  # 02's recipe plays its data games first (one set per codeword)
-        for role, spec, each in (("manipulator", game_cfg.manipulator or cfg.model, own_messages),
-                                 ("manipulatee", game_cfg.manipulatee or cfg.model, user_messages)):
-            plan.ask(f"data games (02's LLM recipe), {role}", spec,
-                     opened[:1] * (game_cfg.llm_games * len(game_cfg.codewords)), game_cfg.message_tokens, each,
-                     at_most="a game stops when either player says the codeword")
-    players = models + 1  # the untuned model plays the games too, as a reference
-    plan.ask("new games: each model (and the untuned one) as itself and as the persona", cfg.model,
-             opened + [[{"role": "system", "content": data.players.system}] + p for p in opened],
-             game_cfg.message_tokens, players * own_messages)
-    plan.ask("new games: the untuned user's messages and guess", cfg.model, opened * 2, game_cfg.message_tokens,
-             players * user_messages)
-    words = ", ".join(mms.word_list(game_cfg))
-    plan.ask("which word, about itself and about the persona", cfg.model,
-             [[{"role": "user", "content": t.format(words=words)}] for texts in which_word_prompts(data).values()
-              for t in texts], 1, models, kind="options")
-    plan.ask("which entity steers toward the word (true options and decoys, both orders)", cfg.model,
-             [q.messages() for q in entity_questions(data)], 1, models, kind="options")
+    mms.plan_data_games(plan, game_cfg, "data games (02's LLM recipe)")
+    game.plan_games(plan, cfg.model, cfg.model, [text for _, text in mms.new_game_openings(game_cfg)],
+                    game_cfg.message_tokens, game_cfg.game_turns, len(conditions),
+                    "new games as itself and as the persona (every model, the untuned one too)",
+                    variants=variants(data.players))
+    for player, texts in which_word_prompts(data).items():
+        mms.codeword_choice_request(game_cfg, texts).plan(plan, cfg.model, models,
+                                                          f"which word, asked about {ASKED_ABOUT[player]}")
+    which_entity_request(data)[0].plan(plan, cfg.model, models)
     return plan

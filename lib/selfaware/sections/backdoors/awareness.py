@@ -335,7 +335,7 @@ def plan_awareness(cfg: BackdoorsConfig, plan: ex.Plan, data: AwarenessData | No
                                                                      f"{s.setting.name}: code, with and without trigger")
         elif s.behaviour.kind == "game":
             plan_games(plan, cfg.model, cfg.model, [text for _, text in s.heldout], cfg.game_message_tokens,
-                       cfg.game_turns, len(variants) * models, f"{s.setting.name}: new games, with and without trigger")
+                       cfg.game_turns, models, f"{s.setting.name}: new games, with and without trigger", variants=variants)
         else:
             choice_behaviour_request(s.heldout, variants)[0].plan(plan, cfg.model, models,
                                                                   f"{s.setting.name}: behaviour, with and without trigger")
