@@ -73,6 +73,8 @@ def _trajectory(result):
 def test_rl_resumes_after_a_kill_without_repeating_steps_and_a_seed_fixes_the_trajectory(tmp_path):
     whole = _tiny_rl(tmp_path, "whole")
     assert whole.steps_run == 2 and whole.resumed_from == 0
+    # its seconds are training time on the policy's base model, the reward's scoring inside them
+    assert set(context.current().counters.seconds) == {"training"}
 
     class Killed(Exception):
         pass

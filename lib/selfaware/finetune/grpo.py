@@ -233,8 +233,11 @@ def run_grpo(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[li
     if trained_before:
         history, buffer, step, resumed_from, policy = state["history"], state["buffer"], state["step"], state["step"], None
     else:
-        history, buffer, step, resumed_from, policy = _train(policy_spec, prompts, reward, cfg, seed, on_step,
-                                                             progress, identity, state, state_path)
+        from ..models import parse_spec
+
+        with context.current().timed("training", parse_spec(policy_spec).name):  # its reward's calls included
+            history, buffer, step, resumed_from, policy = _train(policy_spec, prompts, reward, cfg, seed, on_step,
+                                                                 progress, identity, state, state_path)
     context.current().count_training(cached=step <= resumed_from)  # every step resumed: trained before
     return GRPOResult(history[:cfg.steps], buffer, step - resumed_from, resumed_from,
                       0.0 if trained_before else time.time() - started, directory, policy if keep_policy else None)
