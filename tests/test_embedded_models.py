@@ -114,6 +114,17 @@ def test_bad_chunks_are_one_line_errors_before_any_conversion(site, tmp_path, mo
     nothing_looks_complete(target)
 
 
+def test_the_conversion_notice_goes_to_standard_error_not_to_a_page(site, tmp_path, monkeypatch, capsys):
+    """A page that loads the model first converts it: its notice names this machine's path, so it goes where
+    a page's standard error goes (its run.log), never into the published page's output."""
+    source = chunk_packages(site, "notice", FAKE_GGUF, 1024)
+    monkeypatch.setattr(embedded, "convert_gguf", lambda gguf, out: (out / "config.json").write_text("{}"))
+    target = tmp_path / "models" / "fake-chunked"
+    converted_dir(fake_model(source), target)
+    out, err = capsys.readouterr()
+    assert str(target) not in out and f"cached safetensors copy at {target}" in err
+
+
 def test_callers_arriving_during_a_conversion_wait_for_it_and_use_its_copy(site, tmp_path, monkeypatch):
     """Two callers at once (as two test processes or two pages loading the model first): one converts, the
     other waits on the lock and then returns the complete copy; nothing converts twice or removes the
