@@ -101,12 +101,11 @@ class ChatModel(ABC):
             with context.current().timed("sampling" if what == "sample" else "scoring", self.label):
                 yield computing
         finally:
-            if self._bar is not None:
-                bar = self._bar
+            bar, self._bar = self._bar, None
+            if bar is not None:
                 if not bar.disable and time.time() - bar.start_t >= bar.delay:  # a bar held back stays unshown
                     bar.refresh()  # its last count drawn (tqdm skips draws that come fast), then cleared
-                self._bar.close()
-                self._bar = None
+                bar.close()
 
     def _advance(self, answers: int) -> None:
         if self._bar is not None:
