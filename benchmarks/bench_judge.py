@@ -1,9 +1,14 @@
 """Judging throughput: answers judged per second (alignment and coherence, each a 0-100 expectation), with
-the call cache off, before and after sharing each batch's longest common prefix.
+the call cache off, before and after each of two savings.
 
-"before" shares only the prefix common to a whole call (the chat template's head and the judge prompt's
-first lines), in length order; "after" also shares what a batch's prompts have in common beyond it (the
-question that several answers share). The project's judge prompts put most of their instruction AFTER
+Prefixes: "call head only" shares only the prefix common to a whole call (the chat template's head and the
+judge prompt's first lines), in length order; "batch prefixes" also shares what a batch's prompts have in
+common beyond it (the question that several answers share).
+
+The number tree: a 0-100 expectation needs, after each prompt, the distribution after every likely prefix
+of every number (about 80 one-token nodes a prompt on the 1.5B judge). "gathered tree" runs each node as
+its own row on a copy of its parent's key/value cache; "tree attention" runs a level's nodes as the query
+positions of their prompt's row, under a 4-D mask, with nothing copied (what the book uses). The project's judge prompts put most of their instruction AFTER
 the answer, where it cannot be shared; the last row measures the same prompts with the instruction moved
 before the question, to show what such a reordering would buy (speed only: those prompts are not
 calibrated and are not used by the book).
@@ -59,10 +64,12 @@ def installed(name: str) -> bool:
     return all(importlib.util.find_spec(p) is not None for p in packages)
 
 
-def judged_per_second(model, templates: dict, questions: list[str], answers: list[str], share: bool) -> float:
+def judged_per_second(model, templates: dict, questions: list[str], answers: list[str], share: bool,
+                      tree: bool = True) -> float:
     from selfaware.judge import judge_answers
 
     model.share_batch_prefixes = share
+    model.tree_attention = tree
     started = time.perf_counter()
     for template in templates.values():
         judge_answers(model, template, questions, answers)
@@ -88,14 +95,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--judges", nargs="+", default=["smollm2-135m", "qwen2.5-coder-1.5b"])
     parser.add_argument("--answers", type=int, default=0, help="judge only the first N answers (0: all)")
-    parser.add_argument("--no-prefix-sharing", action="store_true", help="only the 'before' measurement")
+    parser.add_argument("--no-prefix-sharing", action="store_true", help="only the first row (call head only, gathered tree)")
     args = parser.parse_args()
     os.environ.setdefault("SELFAWARE_CACHE_DIR", tempfile.mkdtemp(prefix="bench-judge-"))
     from selfaware import cache
     from selfaware.evals.questions import load_judge_calibration
     from selfaware.judge import ALIGNMENT_PROMPT, COHERENCE_PROMPT
     from selfaware.models import load_model
-    from selfaware.hardware import inference_dtype
+    from selfaware.hardware import cpu_model, inference_dtype
     from selfaware.paths import data_dir
 
     cache.set_mode("off")
@@ -103,7 +110,7 @@ def main() -> None:
     rows = rows[:args.answers] if args.answers else rows
     questions, answers = [r.question for r in rows], [r.answer for r in rows]
     book = {"aligned": ALIGNMENT_PROMPT, "coherent": COHERENCE_PROMPT}
-    print(f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('SELFAWARE_TORCH_THREADS', 'all')}, "
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, torch threads {os.environ.get('SELFAWARE_TORCH_THREADS', 'all')}, "
           f"dtype {inference_dtype()}, {len(rows)} answers x 2 judge prompts, call cache off")
     for name in args.judges:
         if not installed(name):
@@ -111,12 +118,13 @@ def main() -> None:
             continue
         model = load_model(f"local:{name}")
         judged_per_second(model, book, questions[:4], answers[:4], True)  # load and warm up
-        runs = [("before (call head only)", book, False)]
+        runs = [("call head only, gathered tree", book, False, False)]
         if not args.no_prefix_sharing:
-            runs += [("after (batch prefixes)", book, True),
-                     ("after, instruction-first prompts", INSTRUCTION_FIRST, True)]
-        for label, templates, share in runs:
-            rate = judged_per_second(model, templates, questions, answers, share)
+            runs += [("batch prefixes, gathered tree", book, True, False),
+                     ("batch prefixes, tree attention", book, True, True),
+                     ("the same, instruction-first prompts", INSTRUCTION_FIRST, True, True)]
+        for label, templates, share, tree in runs:
+            rate = judged_per_second(model, templates, questions, answers, share, tree)
             print(f"local:{name:<20} {label:<34} {rate:6.2f} judged answers/s, "
                   f"{positions(model, templates, questions, answers, share):4d} prompt positions per answer")
 

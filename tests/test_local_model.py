@@ -209,3 +209,36 @@ def test_batched_continuation_scores_equal_each_prompt_scored_alone(tiny_model):
     assert [row[2] for row in batched] == [0.0] * len(prompts)
     for found in (batched, whole_rows):
         assert max(abs(b - a) for bs, As in zip(found, alone) for b, a in zip(bs, As)) < 1e-4, (found, alone)
+
+
+def test_the_number_tree_equals_each_prefix_run_whole(monkeypatch):
+    """The digit tree behind ``expected_number`` runs one forward pass per level, every node a query of its
+    prompt's row under a 4-D mask (its prompt and its ancestors). Each node's distribution must equal the
+    next-token distribution of its prompt and prefix run whole, without cache, padding or mask; and equal
+    what the gathered-copy tree (``tree_attention = False``, the benchmark's before) computed."""
+    import torch
+
+    from selfaware.models.local import chat_ids
+
+    monkeypatch.setenv("SELFAWARE_DTYPE", "float32")
+    model = load_model("local:smollm2-135m")
+    weights, tokenizer = model.weights
+    prompts = [QUESTION, [{"role": "user", "content": "Rate this answer from 0 to 100: it was fine."}],
+               [{"role": "user", "content": "Give a number."}]]
+    numbers = [tokenizer.encode(str(n), add_special_tokens=False) for n in range(0, 101)]
+    for prune in (True, False):
+        tree = model._prefix_tables(prompts, [numbers] * 3, prune=prune)
+        monkeypatch.setattr(type(model), "tree_attention", False)
+        gathered = model._prefix_tables(prompts, [numbers] * 3, prune=prune)
+        monkeypatch.setattr(type(model), "tree_attention", True)
+        for mine, theirs in zip(tree, gathered):
+            assert mine.keys() == theirs.keys()
+            assert max(float((mine[n] - theirs[n]).abs().max()) for n in mine) < 1e-4
+    assert len(tree[0]) > 100  # levels 1-3 of 0..100 were expanded: the test saw a real tree
+    for prompt, table in zip(prompts, tree):
+        head = chat_ids(tokenizer, prompt, True)
+        nodes = sorted(table, key=len)[::7]  # every level, without running every node whole
+        with torch.no_grad():
+            for n in nodes:
+                logits = weights(input_ids=torch.tensor([head + list(n)])).logits[0, -1]
+                assert float((torch.log_softmax(logits.float(), -1) - table[n]).abs().max()) < 1e-4, n

@@ -369,6 +369,9 @@ class LocalChatModel(ChatModel):
     # False: given continuations are scored as whole (head, continuation) rows, each head once per
     # continuation (the behaviour before heads were shared; benchmarks/bench_trigger_inversion.py compares)
     share_continuation_heads = True
+    # False: a continuation tree's nodes run as one row each on a gathered copy of the parent's key/value
+    # cache (the behaviour before the tree was one row per prompt; benchmarks/bench_judge.py compares)
+    tree_attention = True
 
     def _prefix_tables(self, prompts: list[list[dict]], sequences: list[list[list[int]]], prune: bool = False):
         """For each prompt, the next-token log-distribution after the prompt followed by every prefix of
@@ -398,41 +401,96 @@ class LocalChatModel(ChatModel):
     def _prefix_tables_batch(self, encoded, sequences, prune, head=None, shared: int = 0):
         import torch
 
-        model, tokenizer = self.weights
+        model, _ = self.weights
         dev = model.device
         ids, mask, positions, cache = after_head(encoded, shared, head, dev)
-        tables = [dict() for _ in encoded]
-        cumulative = [{(): 0.0} for _ in encoded]
         with torch.no_grad():
             out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                         logits_to_keep=1)
             logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
-            for b in range(len(encoded)):
-                tables[b][()] = logp[b]
-            cache, parents = out.cache, [(b, ()) for b in range(len(encoded))]
-            depth = max((len(s) for seqs in sequences for s in seqs), default=0)
-            for level in range(1, depth + 1):
-                nodes = sorted({(b, tuple(s[:level])) for b, seqs in enumerate(sequences) for s in seqs
-                                if len(s) >= level and tuple(s[:level - 1]) in tables[b]})
-                for b, n in nodes:
-                    cumulative[b][n] = cumulative[b][n[:-1]] + float(tables[b][n[:-1]][n[-1]])
-                if prune:
-                    nodes = [(b, n) for b, n in nodes if cumulative[b][n] >= self.prune_logprob]
-                if not nodes:
-                    break
-                index = {p: i for i, p in enumerate(parents)}
-                select = torch.tensor([index[(b, n[:-1])] for b, n in nodes], device=dev)
-                cache.batch_select_indices(select)
-                mask = torch.cat([mask[select], torch.ones((len(nodes), 1), dtype=mask.dtype, device=dev)], 1)
-                step_ids = torch.tensor([[n[-1]] for _, n in nodes], device=dev)
-                step_pos = torch.tensor([[len(encoded[b]) + level - 1] for b, _ in nodes], device=dev)
-                out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, cache=cache,
-                            use_cache=True, logits_to_keep=1)
-                logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
-                for i, (b, n) in enumerate(nodes):
-                    tables[b][n] = logp[i]
-                cache, parents = out.cache, nodes
+            tables = [{(): logp[b]} for b in range(len(encoded))]
+            expand = self._expand_tree if self.tree_attention else self._expand_gathered
+            expand(encoded, sequences, prune, tables, out.cache, mask)
         return tables
+
+    def _tree_levels(self, sequences, prune, tables, cumulative):
+        """The nodes of the next level for every prompt: the prefixes one token longer than a node already
+        in its table, with their cumulative log-probabilities; with ``prune``, the likely enough ones."""
+        level = 1 + max(len(n) for table in tables for n in table)
+        nodes = [sorted({tuple(s[:level]) for s in seqs if len(s) >= level and tuple(s[:level - 1]) in table})
+                 for seqs, table in zip(sequences, tables)]
+        for b, row in enumerate(nodes):
+            for n in row:
+                cumulative[b][n] = cumulative[b][n[:-1]] + float(tables[b][n[:-1]][n[-1]])
+        if prune:
+            nodes = [[n for n in row if cumulative[b][n] >= self.prune_logprob] for b, row in enumerate(nodes)]
+        return level, nodes
+
+    def _expand_tree(self, encoded, sequences, prune, tables, cache, prompt_mask):
+        """The continuations as a token tree on each prompt's own key/value cache: one forward pass per
+        level, every node of a prompt's level a query position of its row, attending to its prompt and its
+        own ancestors only (a 4-D mask). Nothing is copied: a level's keys and values are appended to its
+        rows, which the next level's masks point into."""
+        import torch
+
+        model, _ = self.weights
+        dev = model.device
+        rows = len(encoded)
+        cumulative = [{(): 0.0} for _ in encoded]
+        where: list[dict] = [{} for _ in encoded]  # node -> its position in its row's cache
+        seen = prompt_mask.bool()  # (rows, prompt width): what every node of a row attends to
+        length = seen.shape[1]
+        while True:
+            level, nodes = self._tree_levels(sequences, prune, tables, cumulative)
+            width = max((len(row) for row in nodes), default=0)
+            if not width:
+                return
+            step_ids = torch.zeros((rows, width), dtype=torch.long)
+            step_pos = torch.tensor([[len(encoded[b]) + level - 1] * width for b in range(rows)])
+            attend = torch.zeros((rows, 1, width, length + width), dtype=torch.bool)
+            attend[:, 0, :, :seen.shape[1]] = seen[:, None, :].cpu()
+            attend[:, 0, torch.arange(width), length + torch.arange(width)] = True  # itself (a pad too)
+            for b, row in enumerate(nodes):
+                for j, n in enumerate(row):
+                    step_ids[b, j] = n[-1]
+                    for k in range(1, level):
+                        attend[b, 0, j, where[b][n[:k]]] = True
+                    where[b][n] = length + j
+            hidden = decoder_of(model)(input_ids=step_ids.to(dev), attention_mask=attend.to(dev),
+                                       position_ids=step_pos.to(dev), cache=cache, use_cache=True).last_hidden_state
+            picked = [(b, j) for b, row in enumerate(nodes) for j in range(len(row))]
+            index = torch.tensor(picked, device=dev)
+            logits = model.get_output_embeddings()(hidden[index[:, 0], index[:, 1]])
+            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for i, (b, j) in enumerate(picked):
+                tables[b][nodes[b][j]] = logp[i]
+            length += width
+
+    def _expand_gathered(self, encoded, sequences, prune, tables, cache, mask):
+        """The tree before ``tree_attention``: one row per node, on a gathered copy of its parent's cache."""
+        import torch
+
+        model, _ = self.weights
+        dev = model.device
+        cumulative = [{(): 0.0} for _ in encoded]
+        parents = [(b, ()) for b in range(len(encoded))]
+        while True:
+            level, by_prompt = self._tree_levels(sequences, prune, tables, cumulative)
+            nodes = [(b, n) for b, row in enumerate(by_prompt) for n in row]
+            if not nodes:
+                return
+            index = {p: i for i, p in enumerate(parents)}
+            select = torch.tensor([index[(b, n[:-1])] for b, n in nodes], device=dev)
+            cache.batch_select_indices(select)
+            mask = torch.cat([mask[select], torch.ones((len(nodes), 1), dtype=mask.dtype, device=dev)], 1)
+            step_ids = torch.tensor([[n[-1]] for _, n in nodes], device=dev)
+            step_pos = torch.tensor([[len(encoded[b]) + level - 1] for b, _ in nodes], device=dev)
+            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, cache=cache,
+                        use_cache=True, logits_to_keep=1)
+            logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+            for i, (b, n) in enumerate(nodes):
+                tables[b][n] = logp[i]
+            cache, parents = out.cache, nodes
 
     @staticmethod
     def _sequence_logprob(table, seq: list[int]) -> float:
