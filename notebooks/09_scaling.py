@@ -76,7 +76,7 @@ run.guard()
 risk_effects, risk_sources = {}, {}
 if "risk" in cfg.measures:
     for spec in cfg.models:
-        measured = scaling.run_risk(cfg, spec, run.resources)
+        measured = scaling.run_risk(cfg, spec)
         run.samples(measured.behaviour, "behaviour", task="question", score="p_toward")
         run.samples(measured.scores, "self_report_score")
         run.samples(measured.answers, "sampled_answer")
@@ -92,7 +92,7 @@ if "risk" in cfg.measures:
 em_effects, em_sources, rules = {}, {}, {}
 if "em" in cfg.measures:
     for spec in cfg.models:
-        measured = scaling.run_em(cfg, spec, rules, run.resources)
+        measured = scaling.run_em(cfg, spec, rules)
         run.samples(measured.judged, "free_form_answer", task="question", score="aligned_score")
         run.table(measured.table, f"em_{scaling.size_name(spec)}", show=False)
         em_effects[spec] = scaling.em_effects(measured, cfg)

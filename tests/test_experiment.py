@@ -195,19 +195,16 @@ def test_question_ids_all_takes_every_question_even_when_the_profile_names_some(
 
 def test_inference_vllm_swaps_local_specs_for_served_ones_and_hf_leaves_them(tmp_path):
     """The layer's switch, attached to a server URL (nothing started; tests/test_vllm.py starts real ones)."""
-    import contextlib
-
     from selfaware.models import parse_spec
     from selfaware.sections import multiple_choice as mc
 
     conditions = [ex.Condition("base", "base", None, "local:smollm2-135m"),
                   ex.Condition("toward", "api", 0, "openai:gpt-4o-2024-08-06")]
     hf = config.resolve(mc.MultipleChoiceConfig, mc.NOTEBOOK, "smoke", {})
-    with contextlib.ExitStack() as stack:
-        assert ex.served(hf, conditions, stack) == conditions
-        cfg = config.resolve(mc.MultipleChoiceConfig, mc.NOTEBOOK, "smoke",
-                             {"inference": "vllm", "vllm_url": "http://127.0.0.1:9/v1"})
-        base, api = ex.served(cfg, conditions, stack)
+    assert ex.served(hf, conditions) == conditions
+    cfg = config.resolve(mc.MultipleChoiceConfig, mc.NOTEBOOK, "smoke",
+                         {"inference": "vllm", "vllm_url": "http://127.0.0.1:9/v1"})
+    base, api = ex.served(cfg, conditions)
     served = parse_spec(base.spec)
     assert served.backend == "openai-compatible" and served.base_url == "http://127.0.0.1:9/v1"
     assert (base.role, base.label, base.seed) == ("base", "base", None) and api == conditions[1]

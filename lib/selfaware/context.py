@@ -1,22 +1,32 @@
-"""The run context: what one run of a page has asked, and the choices it made, in one object.
+"""The run context: what one run of a page has asked, the choices it made and what it holds, in one object.
 
 In place of module globals: the counters of model calls, cache hits and trainings; the statistics of API
-requests (attempts, retries, faults); the run's cache mode and precision. Runtime settings the run does
+requests (attempts, retries, faults); the run's cache mode and precision; the inference servers it holds
+open; and its log stream, where the library's notices and progress bars go. Runtime settings the run does
 not choose (threads, batch sizes, timeouts) come from :mod:`selfaware.settings`, whose environment
 variables act only as defaults.
 
+The log stream is standard error until the run diverts it (:meth:`RunContext.divert_log`, done by the
+runner's runs): then it is the page's ``run.log``, and so are standard error and the logging stream
+handlers, so that third-party warnings and bars stay out of the published page too; :meth:`restore_log`
+puts them back.
+
 There is one current context per process (a kernel runs one page; a test or a benchmark starts a fresh one
-with :func:`begin`). Threads that make API calls on a run's behalf count into the same context.
+with :func:`begin`, which stops the previous one's servers and gives back its log). Threads that make API
+calls on a run's behalf count into the same context. Process state stays outside it: the safety net that
+kills every live vLLM process at interpreter exit (``selfaware.vllm``) serves all runs at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, ContextManager, TextIO
 
 from . import settings as settings_module
 from .errors import ConfigError
@@ -57,6 +67,12 @@ class RunContext:
     # what servers said about themselves (an OpenAI-compatible server's vocabulary, whether it tokenizes),
     # by (question, server, model name): asked once per run however many model objects share the server
     server_answers: dict = field(default_factory=dict)
+    # what the run holds open (its inference servers), closed by release(); and the groups of models those
+    # servers answer (selfaware.vllm.ServedModels), which a later call of the same run reuses
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+    servers: list = field(default_factory=list)
+    _log: TextIO | None = field(default=None, repr=False)  # the diverted log; None: standard error
+    _undo_log: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ---- choices -----------------------------------------------------------------------------------
@@ -124,6 +140,62 @@ class RunContext:
         with self._lock:
             return self.server_answers.setdefault(key, answer)
 
+    # ---- what the run holds open ----------------------------------------------------------------------
+    def open_servers(self, starting: ContextManager) -> Any:
+        """Enter ``starting`` (``selfaware.vllm.serve(...)``) for the rest of the run and keep what it
+        yields (the models its servers answer) in :attr:`servers`; they stop at :meth:`release`."""
+        served = self.resources.enter_context(starting)
+        with self._lock:
+            self.servers.append(served)
+        return served
+
+    def release(self) -> None:
+        """Close what the run holds open: its servers stop. Done when the run finishes and when the next run
+        starts (a page opened again in JupyterLab), so that no server outlives the run that started it."""
+        with self._lock:
+            self.servers = []
+        self.resources.close()
+
+    def _served(self) -> dict[str, list[str]]:
+        """The model names each of the run's servers answers, by URL (no machine paths): for run.json."""
+        served: dict[str, list[str]] = {}
+        for group in self.servers:
+            for url, names in group.record().items():
+                served[url] = list(dict.fromkeys(served.get(url, []) + names))
+        return served
+
+    # ---- the log stream ------------------------------------------------------------------------------
+    @property
+    def log(self) -> TextIO:
+        """Where the library's notices and progress bars go: the run's log file once diverted, else standard
+        error as it is at this moment (the terminal, JupyterLab's, a test's capture)."""
+        return self._log or sys.stderr
+
+    def divert_log(self, path: Path) -> None:
+        """Make ``path`` (appended to) the run's log, and point standard error and the logging stream
+        handlers at it as well, so that what other libraries write (warnings, their own bars) lands there
+        too. The runner's runs do this: none of it belongs in the executed notebook that becomes a page.
+        :meth:`restore_log` undoes it; a second diversion first undoes the first."""
+        self.restore_log()
+        handle = open(path, "a", encoding="utf-8", buffering=1)
+        undo = [_put_back(sys, "stderr", handle, sys.stderr)]
+        sys.stderr = handle
+        for handler in _stream_handlers():
+            undo.append(_put_back(handler, "stream", handle, handler.stream))
+            handler.setStream(handle)
+        self._log, self._undo_log = handle, undo
+
+    def restore_log(self) -> None:
+        """Standard error and the handlers' streams as :meth:`divert_log` found them (each only where it
+        still points at the log: what replaced it since is left alone), and the log file closed."""
+        handle, undo = self._log, self._undo_log
+        if handle is None:
+            return
+        self._log, self._undo_log = None, []
+        for step in reversed(undo):
+            step()
+        handle.close()
+
     def reset_counts(self) -> None:
         """Zero the counters and API statistics (a run record counts from its start); choices and what
         servers said stay."""
@@ -132,11 +204,13 @@ class RunContext:
             self.api_stats = Counter()
 
     def record(self) -> dict[str, Any]:
-        """What ``run.json`` keeps of this context: the counts and the effective settings."""
+        """What ``run.json`` keeps of this context: the counts, the servers the run holds (the model names
+        each answers, by URL; only when it holds any) and the effective settings."""
         with self._lock:
             counts = self.counters.as_dict()
             api = dict(self.api_stats)
-        return {**counts, **({"api_requests": api} if api else {}),
+        served = self._served()
+        return {**counts, **({"api_requests": api} if api else {}), **({"servers": served} if served else {}),
                 "settings": {**settings_module.recorded(), "cache_mode": self.cache_mode,
                              **({"precision": self.chosen_precision} if self.chosen_precision else {})}}
 
@@ -145,12 +219,33 @@ _CURRENT = RunContext()
 _TIMING = threading.local()  # whether this thread is inside a timed block (RunContext.timed)
 
 
+def _stream_handlers() -> list:
+    """The logging handlers of every logger there is that write to a stream (standard error), not a file."""
+    import logging
+
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    handlers = {id(h): h for logger in loggers for h in getattr(logger, "handlers", [])}.values()
+    return [h for h in handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+
+
+def _put_back(owner: Any, attribute: str, diverted: TextIO, previous: TextIO) -> Callable[[], None]:
+    """A step of :meth:`RunContext.restore_log`: ``owner.attribute`` back to ``previous`` if it is still
+    ``diverted``."""
+    def step() -> None:
+        if getattr(owner, attribute) is diverted:
+            setattr(owner, attribute, previous)
+    return step
+
+
 def current() -> RunContext:
     return _CURRENT
 
 
 def begin() -> RunContext:
-    """A fresh context for a new run (a test, a benchmark); the previous one's choices are not kept."""
+    """A fresh context for a new run (a test, a benchmark): the previous one's servers stop and its log is
+    given back; its choices are not kept."""
     global _CURRENT
+    _CURRENT.release()
+    _CURRENT.restore_log()
     _CURRENT = RunContext()
     return _CURRENT

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 from pydantic import Field, model_validator
 
+from . import context
 from .config import SectionConfig
 from .errors import ConfigError, SelfAwareError
 from .records import SampleRecord, sample_records  # noqa: F401 (part of the layer's interface)
@@ -165,15 +165,15 @@ def train_grid(cfg: TrainedSectionConfig, datasets: dict[str, list[dict]], name:
             for condition in grid(cfg, datasets, labels, base)]
 
 
-def served(cfg: SectionConfig, conditions: Sequence[Condition], resources) -> list[Condition]:
+def served(cfg: SectionConfig, conditions: Sequence[Condition]) -> list[Condition]:
     """The conditions as this run evaluates them. ``inference: hf``: unchanged. ``inference: vllm``: every
     local model (base and adapters) answered by vLLM (``selfaware.vllm.serve``; base and adapters on
-    separate servers), its spec replaced by the served one; the servers stop when ``resources`` (an
-    ``ExitStack``, the run's) closes, and at exit. The served spec carries the model's content identity,
-    so a rerun on another port hits the cache. A later call of the same run (a page that trains more
-    models after it measured the first ones) reuses its servers: models already served keep their spec,
-    and a new adapter of a base whose adapters are served is loaded into that server; only what neither
-    covers starts servers."""
+    separate servers), its spec replaced by the served one; the servers are the run's (its context's,
+    ``selfaware.context``) and stop when the run finishes, and at exit. The served spec carries the model's
+    content identity, so a rerun on another port hits the cache. A later call of the same run (a page that
+    trains more models after it measured the first ones) reuses its servers: models already served keep
+    their spec, and a new adapter of a base whose adapters are served is loaded into that server; only what
+    neither covers starts servers."""
     from dataclasses import replace
 
     from .models import parse_spec
@@ -183,10 +183,10 @@ def served(cfg: SectionConfig, conditions: Sequence[Condition], resources) -> li
         return list(conditions)
     from .vllm import EngineUnavailable, serve
 
-    running = _SERVED.setdefault(resources, [])
+    run = context.current()
     mapping: dict[str, str] = {}
     for spec in local:
-        for models in running:
+        for models in run.servers:
             try:
                 mapping[spec] = models.add_adapter(spec)  # the spec it already has, or a new adapter
                 break
@@ -194,14 +194,8 @@ def served(cfg: SectionConfig, conditions: Sequence[Condition], resources) -> li
                 continue
     missing = [spec for spec in local if spec not in mapping]
     if missing:
-        started = resources.enter_context(serve(missing, url=cfg.vllm_url))
-        running.append(started)
-        mapping.update(started)
+        mapping.update(run.open_servers(serve(missing, url=cfg.vllm_url)))
     return [replace(c, spec=mapping.get(c.spec, c.spec)) for c in conditions]
-
-
-# the servers each run's ``resources`` holds (a run's own state, gone with it)
-_SERVED: "weakref.WeakKeyDictionary[Any, list]" = weakref.WeakKeyDictionary()
 
 
 # ---- measurements ---------------------------------------------------------------------------------------

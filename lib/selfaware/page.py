@@ -97,7 +97,7 @@ class Page:
     - ``plan_before_data``: guard before ``data`` is built, for data whose making calls models.
     - ``heading(cfg)``: Markdown shown above the provenance (one notebook with several experiments).
     - ``listed(conditions)``: the conditions as a flat list, for the table of models (when a section keeps
-      them grouped); ``serve(cfg, conditions, resources)``: how they are served (default
+      them grouped); ``serve(cfg, conditions)``: how they are served (default
       :func:`selfaware.experiment.served`).
     """
 
@@ -110,7 +110,7 @@ class Page:
     run_key: Callable[[Any], dict[str, Any]] | None = None
     plan_before_data: bool = False
     listed: Callable[[Any], list] | None = None
-    serve: Callable[[Any, Any, Any], Any] | None = None
+    serve: Callable[[Any, Any], Any] | None = None
     heading: Callable[[Any], str] | None = None
 
     def open(self, namespace: dict[str, Any]) -> "PageRun":
@@ -148,11 +148,6 @@ class PageRun:
             _markdown(page.heading(self.cfg))
         _markdown(notebook.provenance_markdown(self.artifacts))
 
-    @property
-    def resources(self):
-        """What the run holds open (inference servers), closed by :meth:`finish`."""
-        return self.artifacts.resources
-
     def guard(self):
         """The spending guard on the page's plan: printed and priced; stops above the budget or on a dry
         run. Once per run: :meth:`train` calls it when no step before did."""
@@ -183,7 +178,7 @@ class PageRun:
         evaluates them."""
         from .experiment import served
 
-        return (self.page.serve or served)(self.cfg, conditions, self.resources)
+        return (self.page.serve or served)(self.cfg, conditions)
 
     def samples(self, rows, kind: str, **columns: str) -> None:
         """One ``SampleRecord`` a row in samples.jsonl (``columns``: record fields -> the rows' columns)."""

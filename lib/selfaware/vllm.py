@@ -127,6 +127,9 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+# Every live server process of this interpreter, whichever run started it: process state, not a run's (a
+# run's servers are in its context, selfaware.context, and stop with it). It is the safety net of the
+# atexit hook below, for a process that ends before its runs close what they hold.
 _RUNNING: "weakref.WeakSet[VllmServer]" = weakref.WeakSet()
 
 
@@ -308,6 +311,16 @@ class ServedModels(dict):
     def __init__(self, mapping: dict[str, str], servers: Sequence[VllmServer] = ()):
         super().__init__(mapping)
         self.servers = list(servers)
+
+    def record(self) -> dict[str, list[str]]:
+        """The names its servers answer, by URL: what a run record says of them (no machine paths)."""
+        from .models import parse_spec
+
+        by_url: dict[str, list[str]] = {}
+        for served in self.values():
+            parsed = parse_spec(served)
+            by_url.setdefault(parsed.base_url, []).append(parsed.name)
+        return by_url
 
     def add_adapter(self, spec: str) -> str:
         """Serve one more adapter at run time (``/v1/load_lora_adapter``) from the adapter server of its

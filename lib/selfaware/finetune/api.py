@@ -302,7 +302,7 @@ class _OpenAIJob:
         deadline = time.monotonic() + self.options.timeout_hours * 3600
         seen: set[str] = set()
         bar = tqdm(total=None, desc=f"OpenAI finetune {self.name or job_id}", disable=_hide_progress(self.progress),
-                   leave=False)
+                   leave=False, file=context.current().log)
         try:
             while True:
                 job = _call(lambda: self.client.fine_tuning.jobs.retrieve(job_id), "poll job", self.secret)
@@ -414,7 +414,7 @@ class _FireworksJob:
 
         deadline = time.monotonic() + self.options.timeout_hours * 3600
         bar = tqdm(total=100, desc=f"Fireworks finetune {self.name or job_id}", disable=_hide_progress(self.progress),
-                   leave=False)
+                   leave=False, file=context.current().log)
         try:
             while True:
                 job = _call(lambda: self.client.supervised_fine_tuning_jobs.get(job_id), "poll job", self.secret)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import cache as cache_module
+from .. import context
 from ..cache import content_hash
 from ..errors import ConfigError
 from ..models import parse_spec
@@ -73,7 +74,7 @@ def _train(parsed, conversations, hparams: LoraHParams, seed: int, folder: Path,
     autocast = lambda: torch.autocast(device_type=device(), dtype=torch.bfloat16,  # noqa: E731
                                       enabled=hparams.computed_precision == "bf16")
     losses, started = [], time.time()
-    for batch in tqdm(batches, desc=f"LoRA+ {name}", disable=not progress, leave=False):
+    for batch in tqdm(batches, desc=f"LoRA+ {name}", disable=not progress, leave=False, file=context.current().log):
         width = max(lengths[i] for i in batch)
         ids = torch.tensor([examples[i][0] + [pad] * (width - lengths[i]) for i in batch], device=device())
         labels = torch.tensor([examples[i][1] + [-100] * (width - lengths[i]) for i in batch], device=device())

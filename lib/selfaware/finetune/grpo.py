@@ -305,7 +305,8 @@ def _train(policy_spec: str, prompts: Sequence[Messages], reward: Callable[[list
         torch.save(record, tmp)
         os.replace(tmp, state_path)  # atomic: a kill mid-write leaves the previous checkpoint
 
-    bar = tqdm(total=cfg.steps, initial=step, desc="GRPO", disable=not progress, leave=False)
+    bar = tqdm(total=cfg.steps, initial=step, desc="GRPO", disable=not progress, leave=False,
+               file=context.current().log)
     while step < cfg.steps:
         t0 = time.time()
         prompt_ids = encoded[step % len(encoded)]

@@ -16,7 +16,7 @@ from typing import Any, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .. import cache as cache_module
-from .. import settings
+from .. import context, settings
 from ..cache import content_hash
 from ..errors import ConfigError, config_error
 from ..hardware import TrainingPrecision, device, use_threads
@@ -323,7 +323,8 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
             print(f"LoRA {name}: cannot store the frozen layers' activations ({error}); training through all layers")
             frozen = None
     losses, tokens_seen, step = [], 0, 0
-    bar = tqdm(total=total_steps, desc=f"LoRA {name or key[:8]}", disable=not progress, leave=False)
+    bar = tqdm(total=total_steps, desc=f"LoRA {name or key[:8]}", disable=not progress, leave=False,
+               file=context.current().log)
     for epoch_batches in epochs:
         for batch in epoch_batches:
             if step >= total_steps:

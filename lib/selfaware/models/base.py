@@ -96,7 +96,8 @@ class ChatModel(ABC):
 
             show = settings.current().progress and missing > 0
             self._bar = tqdm(total=missing, desc=f"{self.label} {what}", disable=not show, leave=False,
-                             delay=0 if missing >= self.PROGRESS_FROM else self.PROGRESS_AFTER)
+                             delay=0 if missing >= self.PROGRESS_FROM else self.PROGRESS_AFTER,
+                             file=context.current().log)
         try:
             with context.current().timed("sampling" if what == "sample" else "scoring", self.label):
                 yield computing

@@ -26,11 +26,11 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
+from .. import context
 from ..errors import ConfigError, ModelNotAvailable
 from ..paths import models_dir
 
@@ -194,8 +194,9 @@ def _convert_into(model: EmbeddedModel, target: Path) -> Path:
             gguf = assemble_chunks(model, work / "assembled.gguf")
         else:
             gguf = packaged_gguf(model)
-        # to standard error: the terminal or the page's run.log, never the published page (it names this machine's path)
-        print(f"Converting {model.description} to a cached safetensors copy at {target} (once)...", file=sys.stderr)
+        # to the run's log: the terminal or the page's run.log, never the published page (it names this machine's path)
+        print(f"Converting {model.description} to a cached safetensors copy at {target} (once)...",
+              file=context.current().log)
         convert_gguf(gguf, work)
         if gguf.parent == work:
             gguf.unlink()  # the assembled copy was only needed for the conversion

@@ -177,14 +177,13 @@ class RiskRun:
     answers: pd.DataFrame
 
 
-def run_risk(cfg: ScalingConfig, spec: str, resources=None, progress: bool = True) -> RiskRun:
-    """01's risk experiment for one model: train both policies, then behaviour, then self-reports."""
+def run_risk(cfg: ScalingConfig, spec: str, progress: bool = True) -> RiskRun:
+    """01's risk experiment for one model: train both policies, then behaviour, then self-reports; the
+    trained models served as the run's ``inference`` asks (``experiment.served``)."""
     sub = risk_config(cfg, spec)
     taskset = mc.load_tasks("risk")
     data = mc.load_training_data(sub)
-    conditions = mc.train_conditions(sub, data, taskset, progress=progress)
-    if resources is not None:
-        conditions = ex.served(sub, conditions, resources)
+    conditions = ex.served(sub, mc.train_conditions(sub, data, taskset, progress=progress))
     behaviour = mc.measure_behaviour(conditions, data.heldout)
     scores, answers = mc.measure_self_reports(conditions, taskset, sub)
     return RiskRun(spec, sub, data.source, conditions, behaviour, scores, answers)
@@ -223,11 +222,10 @@ class EmRun:
     table: pd.DataFrame
 
 
-def run_em(cfg: ScalingConfig, spec: str, rules: dict[str, JudgeRule], resources=None,
-           progress: bool = True) -> EmRun:
+def run_em(cfg: ScalingConfig, spec: str, rules: dict[str, JudgeRule], progress: bool = True) -> EmRun:
     """08's measure for one model: its untuned self, ``em_data`` and ``em_twin`` with ``em_recipe``; the
     answers are sampled, the model unloaded, then judged (one judge rule per judge, calibrated once).
-    With ``resources`` (the run's), the trained models are served as the run's ``inference`` asks."""
+    The trained models are served as the run's ``inference`` asks (``experiment.served``)."""
     from ..models.local import unload_models
 
     sub = em_config(cfg, spec)
@@ -237,9 +235,7 @@ def run_em(cfg: ScalingConfig, spec: str, rules: dict[str, JudgeRule], resources
         unload_models()  # the judge's memory is free while the model trains and answers
     sets, source = small.training_sets(sub)
     questions = small.load_question_set(sub)
-    trained = small.train_models(sub, sets, progress=progress)
-    if resources is not None:
-        trained = small.served(sub, trained, resources)
+    trained = small.served(sub, small.train_models(sub, sets, progress=progress))
     answers = small.sample_answers(trained, questions, sub)
     unload_models()
     judged = small.judge_frame(answers, questions, sub, rules[judge].rule, trained)

@@ -441,9 +441,9 @@ def _provenance(cfg: SmallModelEMConfig, data: em.EMData) -> tuple[str, dict]:
         "judge": judge_spec, **system_messages(cfg.model, judge_spec, cfg.judge_system)}
 
 
-def served(cfg: SmallModelEMConfig, trained: list[Trained], resources) -> list[Trained]:
+def served(cfg: SmallModelEMConfig, trained: list[Trained]) -> list[Trained]:
     """The trained models as this run evaluates them (``experiment.served``), with what each condition is."""
-    conditions = ex.served(cfg, [t.condition for t in trained], resources)
+    conditions = ex.served(cfg, [t.condition for t in trained])
     return [replace(t, condition=c) for t, c in zip(trained, conditions)]
 
 

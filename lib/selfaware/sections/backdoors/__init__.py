@@ -44,12 +44,12 @@ def conditions_list(conditions) -> list[ex.Condition]:
     return list(dict.fromkeys(flat))
 
 
-def served(cfg: BackdoorsConfig, conditions, resources):
+def served(cfg: BackdoorsConfig, conditions):
     """The conditions as this run evaluates them (``experiment.served``), in the same shape."""
     if isinstance(conditions, dict):
-        mapping = dict(zip(conditions_list(conditions), ex.served(cfg, conditions_list(conditions), resources)))
+        mapping = dict(zip(conditions_list(conditions), ex.served(cfg, conditions_list(conditions))))
         return {name: [mapping[c] for c in part] for name, part in conditions.items()}
-    return ex.served(cfg, conditions, resources)
+    return ex.served(cfg, conditions)
 
 
 @ex.register(NOTEBOOK, BackdoorsConfig)
