@@ -113,13 +113,14 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
     executed = out_dir / "executed.ipynb"
     previous = artifacts.load_run(out_dir)
     hardware.quiet_waits()  # the kernel inherits it: OpenMP threads sleep instead of spinning while idle
+    guess = page_estimate(notebook, cfg)  # before the page's clock starts: its seconds are the page's own
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / f"{notebook}.ipynb"
         jupytext.write(jupytext.read(notebook_source(notebook)), source)
         started = time.time()
         watch = progress.PageWatch(label or name, out_dir / "run.log",
                                    expected_seconds=(previous or {}).get("seconds"), live=live,
-                                   estimate=page_estimate(notebook, cfg).text())
+                                   estimate=guess.text())
         try:
             papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name="python3",
                                        cwd=str(REPO_ROOT), progress_bar=False, engine_name=progress.ENGINE,
