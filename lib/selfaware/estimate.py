@@ -20,9 +20,10 @@ run counts only for the same number of pages at once.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from . import artifacts
 from .models.local import ADAPTER_LABEL
@@ -43,7 +44,7 @@ class Machine:
     pages_at_once: int
 
     @classmethod
-    def of(cls, computed: dict[str, Any]) -> "Machine | None":
+    def of(cls, computed: dict[str, Any]) -> Machine | None:
         """The machine a run's ``computed`` timing was measured on (None when it does not say)."""
         numeric = computed.get("numeric") or {}
         try:
@@ -53,7 +54,7 @@ class Machine:
             return None
 
     @classmethod
-    def here(cls, precision: str | None = None) -> "Machine":
+    def here(cls, precision: str | None = None) -> Machine:
         """This machine, computing at ``precision`` (auto, bf16, fp32; None: the run's setting), with the
         pages at once of this process's settings."""
         from . import hardware, settings
