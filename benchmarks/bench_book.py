@@ -17,7 +17,8 @@
 
 Every timed page also prints where its time went: training, sampling, scoring and judging, each by model (the
 run context times every model call and training: run.json ``seconds_by_activity``), then its slowest cells,
-from papermill's per-cell durations, each named by its first line of code. --precision auto|bf16|fp32 passes `-p precision` to every run.
+from papermill's per-cell durations, each named by its first line of code. --book also prints each page's
+estimate (the live line's, ``selfaware.estimate``) fitted from the book's other pages, against its seconds. --precision auto|bf16|fp32 passes `-p precision` to every run.
 
     .venv/bin/python benchmarks/bench_book.py [--default [NOTEBOOK ...]] [--skip-smoke] [--warm-with NOTEBOOK ...]
                                               [--book] [--precision auto|bf16|fp32] [--top-cells 3]
@@ -93,6 +94,21 @@ def where_time_went(outputs: Path, profile: str) -> list[str]:
     return lines
 
 
+def estimates_against_actual(outputs: Path, profile: str) -> list[str]:
+    """Per page, the live line's estimate (``selfaware.estimate``) against the seconds the page took, the rates
+    fitted from the book's other pages (the page's own timing left out, as it was before the page ran)."""
+    from selfaware.estimate import Machine, estimate, fit_rates, timed_runs
+
+    records = [r for r in timed_runs(outputs) if r.get("profile") == profile and "units" in r.get("planned", {})
+               and Machine.of(r.get("computed") or {}) is not None]
+    lines = []
+    for record in records:
+        others = [r for r in records if r is not record]
+        guess = estimate(record["planned"], fit_rates(others, Machine.of(record["computed"])))
+        lines.append(f"    {record['name']}: {guess.text()}, took {record['computed']['seconds']:.0f} s")
+    return lines
+
+
 def calls(outputs: Path, profile: str) -> str:
     runs = json.loads((outputs / profile / "runs.json").read_text())["runs"]
     return (f"{sum(r['model_calls'] for r in runs)} model calls, {sum(r['trainings'] for r in runs)} trainings, "
@@ -126,6 +142,7 @@ def main() -> None:
               f"budget {7200 if choice.used == 'bf16' else 10800} s")
         print("\n".join(page_table(work / "outputs", "default")))
         print("where the time went:\n" + "\n".join(where_time_went(work / "outputs", "default")))
+        print("estimates from the other pages:\n" + "\n".join(estimates_against_actual(work / "outputs", "default")))
         print("slowest cells:\n" + "\n".join(slowest_cells(work / "outputs", "default", args.top_cells)))
         return
     if not args.skip_smoke:

@@ -103,8 +103,13 @@ def test_run_json_records_the_page_plan_beside_its_counts(isolated_cache):
     # a sample request is one cache call per sample; a scoring request one per prompt, whatever n says
     assert on_disk["planned"] == {"requests": 24 + 2 + 5, "requests_by_kind": {"sample": 24, "options": 7},
                                   "at_most": {"options": ["judge: only coherent answers are judged"]},
-                                  "trainings": 2}
+                                  "trainings": 2,
+                                  # tokens per activity and model, for the page's time estimate (test_estimate.py)
+                                  "units": {"sampling": {"x": 3 * 2 * 4 * 8}, "scoring": {"x": 2 * 6 + 5 * 6}},
+                                  "unestimated": ["rl: trained from a reward"]}
     assert "cache_hits_by_kind" in on_disk and "trainings_cached" in on_disk
+    # what the computing run took from the cache stays beside its seconds, which then count only for the rest
+    assert {"cache_hits_by_kind", "trainings_cached"} <= set(on_disk["computed"])
     with pytest.raises(ValueError, match="kind 'chat' is not one of"):
         plan.ask("x", "local:x", [], 1, kind="chat")
 

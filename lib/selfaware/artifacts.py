@@ -178,8 +178,11 @@ class Run:
         }
         did_work = record["model_calls"] or record["trainings"]
         record["pages_at_once"] = record["settings"]["pages_at_once"]  # pages measured side by side with it
+        # what the run took from the cache stays beside its seconds: a timing counts towards a page estimate's
+        # rates only for what it computed (selfaware.estimate)
         record["computed"] = ({key: record[key] for key in ("seconds", "model_calls", "trainings", "finished", "git",
-                                                            "numeric", "pages_at_once", "seconds_by_activity")}
+                                                            "numeric", "pages_at_once", "seconds_by_activity",
+                                                            "cache_hits_by_kind", "trainings_cached")}
                               if did_work or not self.previously_computed else self.previously_computed)
         context.current().release()  # the run's servers stop (its log stays diverted: the kernel may still write)
         self.set_metrics()  # make sure metrics.json exists even when empty

@@ -368,7 +368,37 @@ class Plan:
                 bounded.setdefault(calls.kind, []).append(f"{calls.what}: {calls.at_most}")
         trainings = sum(job["seeds"] for job in self.finetunes) + sum(job["runs"] for job in self.other_trainings)
         return {"requests": sum(by_kind.values()), "requests_by_kind": by_kind, "at_most": bounded,
-                "trainings": trainings}
+                "trainings": trainings, "units": self.units(),
+                "unestimated": [f"{job['name']}: trained from a reward" for job in self.other_trainings]}
+
+    def units(self) -> dict[str, dict[str, float]]:
+        """The work planned per activity and model, in the units a page's time is estimated from
+        (``selfaware.estimate``), tokens counted as the price estimate counts them (characters / 4):
+        ``scoring``, the tokens of each scored prompt and its scored answer; ``sampling``, the tokens sampled
+        (max_tokens x samples: generation goes token by token while a prompt is read in one pass, so the
+        prompt's tokens are left out); ``training``, the tokens trained on (examples seen x their mean length)
+        per seed. A model is its name, as ``run.json``'s ``seconds_by_activity`` names it without
+        " + adapter": a plan counts the models that send a request, not which of them are tuned. Trainings
+        from a reward have no unit here (``record``'s ``unestimated`` names them)."""
+        from .budget import conversation_tokens
+        from .models import parse_spec
+
+        found: dict[str, dict[str, float]] = {}
+
+        def add(activity: str, spec: str, amount: float) -> None:
+            by_model = found.setdefault(activity, {})
+            name = parse_spec(spec).name
+            by_model[name] = round(by_model.get(name, 0) + amount)
+
+        for calls in self.calls:
+            if calls.kind == "sample":
+                add("sampling", calls.model, calls.requests * calls.n * calls.completion_tokens)
+            else:
+                add("scoring", calls.model, calls.models * sum(conversation_tokens(p) + calls.completion_tokens
+                                                               for p in calls.prompts))
+        for job in self.finetunes:
+            add("training", job["base"], trained_tokens(job) * job["seeds"])
+        return found
 
     def work(self) -> set[str]:
         """What this run would train or ask, one content hash per training set (base, conversations,
@@ -392,6 +422,26 @@ class Plan:
             lines.append(f"  {'at most ' if calls.at_most else ''}{calls.requests:,} requests to {calls.model}: "
                          f"{calls.what}" + (f" ({calls.n} samples each)" if calls.n > 1 else ""))
         return "\n".join(lines)
+
+
+def trained_tokens(job: dict[str, Any]) -> float:
+    """The tokens one training of a plan's ``finetunes`` entry sees: its examples x epochs (at most
+    ``max_steps`` batches, as a smoke run stops) x their mean length. Epochs left to an API are its usual
+    choice (``budget.DEFAULT_EPOCHS``)."""
+    from .budget import DEFAULT_EPOCHS, conversation_tokens
+    from .finetune import validate_hparams
+    from .models import parse_spec
+
+    conversations = job["conversations"]
+    if not conversations:
+        return 0.0
+    typed = validate_hparams(job["base"], job["hparams"])
+    epochs = (getattr(typed, "epochs", None) or getattr(typed, "n_epochs", None)
+              or DEFAULT_EPOCHS.get(parse_spec(job["base"]).backend, 1))
+    examples = len(conversations) * epochs
+    if getattr(typed, "max_steps", None):
+        examples = min(examples, typed.max_steps * typed.batch_size)
+    return examples * sum(conversation_tokens(c["messages"]) for c in conversations) / len(conversations)
 
 
 def plan_differences(record: dict[str, Any]) -> list[str]:

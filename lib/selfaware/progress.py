@@ -5,9 +5,10 @@ additions: the kernel's standard error and output go to the page's ``run.log`` (
 warnings included, so none reach the terminal or the page), and each cell's start and end are reported to
 a :class:`PageWatch`. On a terminal the watch redraws one line a second: the page, the current cell (k of
 N code cells), that cell's own progress (the last progress-bar line the kernel wrote to ``run.log``:
-training step and loss, prompts scored, games played), the elapsed time and, when the page ran before, how
-long it took then. When output is not a terminal (CI, a log file) it prints one plain line per finished
-cell instead, with the cell's seconds.
+training step and loss, prompts scored, games played), the elapsed time, the estimate from the page's plan
+(``selfaware.estimate``: ``est. 12:34``, or why there is none yet on this machine) and, when the page ran
+before, how long it took then. When output is not a terminal (CI, a log file) it prints the estimate and
+the last run's time once as the page starts, then one plain line per finished cell, with the cell's seconds.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ def last_progress_line(text: str) -> str:
 
 class PageWatch:
     """Reports one page's progress; see the module docstring. ``expected_seconds``: the page's previous
-    run time, shown as a guide (None when it never ran)."""
+    run time, shown as a guide (None when it never ran); ``estimate``: the estimate from the page's plan as
+    it is shown (``est. 12:34``, or ``no estimate: <why>``; ``selfaware.estimate``), empty for none."""
 
     def __init__(self, label: str, log: Path, expected_seconds: float | None = None,
-                 stream: TextIO | None = None, live: bool | None = None, interval: float = 1.0):
+                 stream: TextIO | None = None, live: bool | None = None, interval: float = 1.0,
+                 estimate: str = ""):
         self.label = label
         self.log = Path(log)
         self.expected = expected_seconds
+        self.estimate = estimate
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty() if live is None else live
         self.interval = interval
@@ -67,8 +71,16 @@ class PageWatch:
         self._thread: threading.Thread | None = None
 
     # ---- papermill's callbacks -------------------------------------------------------------------------
+    def guide(self) -> str:
+        """The estimate and the last run's time, as the line shows them: ``(est. 12:34, last run 11:58)``."""
+        parts = [self.estimate] if self.estimate else []
+        parts += [f"last run {clock(self.expected)}"] if self.expected else []
+        return f"({', '.join(parts)})" if parts else ""
+
     def begin(self, notebook) -> None:
         self.code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
+        if not self.live and self.guide():
+            print(f"  {self.label}: {self.code_cells} code cells {self.guide()}", file=self.stream, flush=True)
         if self.live:
             self._thread = threading.Thread(target=self._redraw_loop, daemon=True)
             self._thread.start()
@@ -106,9 +118,10 @@ class PageWatch:
     def line(self) -> str:
         self._read_log()
         elapsed = time.time() - self.started
-        guide = f" (last run {clock(self.expected)})" if self.expected else ""
+        guide = self.guide()
         inner = last_progress_line(self.tail)
-        text = f"{self.label}: cell {self.position}/{self.code_cells}  {clock(elapsed)}{guide}"
+        text = f"{self.label}: cell {self.position}/{self.code_cells}  {clock(elapsed)}"
+        text += f" {guide}" if guide else ""
         return f"{text}  {inner}" if inner else text
 
     def _redraw_loop(self) -> None:

@@ -9,11 +9,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import artifacts, config, experiment
 from .errors import ConfigError, SelfAwareError
 from .paths import REPO_ROOT, notebooks_dir
+
+if TYPE_CHECKING:
+    from .estimate import Estimate
+
 
 class NotebookFailed(SelfAwareError):
     pass
@@ -102,18 +106,21 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
 
     name = name or artifacts.run_name(notebook, run)
     parameters = {"profile": profile, **run, **(extra or {}), "run_name": name}
-    config.resolve(config_class(notebook), notebook, profile, {k: v for k, v in parameters.items() if k != "profile"})
+    cfg = config.resolve(config_class(notebook), notebook, profile,
+                         {k: v for k, v in parameters.items() if k != "profile"})
     out_dir = artifacts.run_dir(profile, notebook, run, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / "executed.ipynb"
     previous = artifacts.load_run(out_dir)
     hardware.quiet_waits()  # the kernel inherits it: OpenMP threads sleep instead of spinning while idle
+    guess = page_estimate(notebook, cfg)  # before the page's clock starts: its seconds are the page's own
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / f"{notebook}.ipynb"
         jupytext.write(jupytext.read(notebook_source(notebook)), source)
         started = time.time()
         watch = progress.PageWatch(label or name, out_dir / "run.log",
-                                   expected_seconds=(previous or {}).get("seconds"), live=live)
+                                   expected_seconds=(previous or {}).get("seconds"), live=live,
+                                   estimate=guess.text())
         try:
             papermill.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name="python3",
                                        cwd=str(REPO_ROOT), progress_bar=False, engine_name=progress.ENGINE,
@@ -131,6 +138,18 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
         raise NotebookFailed(f"{notebook} finished without writing a complete run.json in {out_dir}")
     record["wall_seconds"] = round(time.time() - started, 1)
     return record
+
+
+def page_estimate(notebook: str, cfg) -> Estimate:
+    """How long the page will take on this machine, from its plan (``selfaware.estimate``). A plan that
+    fails gives no estimate: the page's own guard then reports the fault, in its cell."""
+    from . import estimate
+
+    try:
+        planned = experiment.section(notebook).plan(cfg).record()
+    except SelfAwareError as error:
+        return estimate.Estimate(None, f"the plan failed ({type(error).__name__})")
+    return estimate.page_estimate(planned, estimate.Machine.here(cfg.precision))
 
 
 def _shown_error(text: str | None) -> str:

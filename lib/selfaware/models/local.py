@@ -23,6 +23,9 @@ from . import ModelSpec
 from .base import ChatModel
 from .embedded import EMBEDDED, embedded_info, embedded_model_dir, is_embedded  # noqa: F401 (re-exported)
 
+# what a tuned model's label adds to its base model's name (run.json's seconds_by_activity names models so)
+ADAPTER_LABEL = " + adapter"
+
 if TYPE_CHECKING:  # only for annotations: torch is imported when a model loads
     import torch
 
@@ -287,7 +290,7 @@ class LocalChatModel(ChatModel):
 
     @property
     def label(self) -> str:
-        return self.parsed.name + (" + adapter" if self.parsed.adapter else "")
+        return self.parsed.name + (ADAPTER_LABEL if self.parsed.adapter else "")
 
     def _stop_ids(self, tokenizer) -> set[int]:
         stops = {tokenizer.eos_token_id}
