@@ -142,14 +142,15 @@ def execute(notebook: str, profile: str, run: dict[str, Any], extra: dict[str, A
 
 def page_estimate(notebook: str, cfg) -> Estimate:
     """How long the page will take on this machine, from its plan (``selfaware.estimate``). A plan that
-    fails gives no estimate: the page's own guard then reports the fault, in its cell."""
+    fails gives no estimate: the page's own guard then reports the fault, in its cell. An estimate never
+    stops a page, whatever goes wrong in it."""
     from . import estimate
 
     try:
         planned = experiment.section(notebook).plan(cfg).record()
-    except SelfAwareError as error:
+        return estimate.page_estimate(planned, estimate.Machine.here(cfg.precision))
+    except Exception as error:  # noqa: BLE001 - the page itself runs and reports it
         return estimate.Estimate(None, f"the plan failed ({type(error).__name__})")
-    return estimate.page_estimate(planned, estimate.Machine.here(cfg.precision))
 
 
 def _shown_error(text: str | None) -> str:
