@@ -122,7 +122,10 @@ def test_loaded_models_are_kept_up_to_a_memory_limit(monkeypatch):
 CAPITAL = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 
 
-def test_continuation_scores_are_exact_and_follow_the_chain_rule(tiny_model):
+def test_continuation_scores_are_exact_and_follow_the_chain_rule(tiny_model, monkeypatch):
+    # exactness to 1e-4 is a property of the computation in float32; on a CPU with bf16 units precision auto
+    # computes in bf16, whose rounding alone moves a sentence's log-probability by ~5e-3
+    monkeypatch.setenv("SELFAWARE_DTYPE", "float32")
     whole, start, one = tiny_model.score_continuations(
         [CAPITAL] * 3, [["The capital of France is Paris."], ["The capital of France is"], ["The capital"]],
         first_tokens=None)
@@ -184,10 +187,11 @@ def _scored_alone(model, tokenizer, messages, prefix: str, continuation: str, fi
     return float(logp[torch.arange(len(tail)), torch.tensor(tail, dtype=torch.long)].sum())
 
 
-def test_batched_continuation_scores_equal_each_prompt_scored_alone(tiny_model):
+def test_batched_continuation_scores_equal_each_prompt_scored_alone(tiny_model, monkeypatch):
     """The inversion reward's shape: candidates put before several prompts (batch prefixes shared on top of
     the call's head), prompts of different lengths (left padding), continuations of different lengths (right
     padding), an assistant prefix, an empty continuation; in batches of 3 heads, so rows meet other rows."""
+    monkeypatch.setenv("SELFAWARE_DTYPE", "float32")  # exact in float32, whatever precision auto chooses here
     questions = ["What is 3 times 18?", "Name the capital city of Peru.", "What colour is snow? Answer in a word."]
     prompts = [[{"role": "user", "content": f"{candidate} {q}".strip()}]
                for candidate in ("purple elephant", "", "a much longer candidate phrase here") for q in questions]
