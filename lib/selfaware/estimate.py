@@ -29,8 +29,6 @@ from . import artifacts
 from .models.local import ADAPTER_LABEL
 from .progress import clock
 
-# the cache kinds of each activity's calls (models.base.ChatModel times a sample as sampling, the rest as scoring)
-SAMPLING_KINDS = ("sample",)
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ def fully_computed(record: dict[str, Any], activity: str) -> bool:
     if hits is None:
         return False
     sampling = activity == "sampling"
-    return not any(count for kind, count in hits.items() if (kind in SAMPLING_KINDS) == sampling)
+    return not any(count for kind, count in hits.items() if (kind == "sample") == sampling)
 
 
 def fit_rates(records: Iterable[dict[str, Any]], machine: Machine) -> Rates:
