@@ -257,15 +257,16 @@ def test_library_notices_and_progress_bars_reach_the_runs_log(tmp_path, monkeypa
             raise NotImplementedError
 
     monkeypatch.setenv("SELFAWARE_PROGRESS", "1")
-    cfg = SectionConfig(profile="smoke", cache_mode="rw")
+    cfg = SectionConfig(profile="smoke", cache_mode="rw", run_name="00_context")  # as under the runner
     folder = run_dir("smoke", "00_context", {})
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text('{"status": "compl')  # damaged: the next run says it replaces it
-    context.current().divert_log(tmp_path / "run.log")
+    (folder / "run.json").write_text('{"status": "compl')  # damaged: the run says, in its own log, it replaces it
     Run("00_context", cfg)
     Echo("echo:one", {"name": "echo"}, cache.CallCache(tmp_path / "calls.sqlite", "rw")).sample(
         [[{"role": "user", "content": f"Say {i}."}] for i in range(ChatModel.PROGRESS_FROM)])
+    context.current().notice("a notice of the library")
     context.current().restore_log()
-    log = (tmp_path / "run.log").read_text()
+    log = (folder / "run.log").read_text()
     assert "run.json" in log and "replaced by this run" in log
     assert "echo:one sample" in log and f"/{ChatModel.PROGRESS_FROM}" in log
+    assert "a notice of the library" in log

@@ -107,10 +107,12 @@ class Run:
         self.dir = run_dir(config.profile, notebook, self.run, self.name)
         (self.dir / "tables").mkdir(parents=True, exist_ok=True)
         (self.dir / "figures").mkdir(parents=True, exist_ok=True)
+        if getattr(config, "run_name", None):  # under the runner: the page is published, its log kept apart
+            context.current().divert_log(self.dir / "run.log")  # first, so that the notices below go there too
         try:
             previous = load_run(self.dir)
         except DamagedRunRecord as damaged:  # this rerun replaces it
-            print(f"{damaged}: replaced by this run", file=context.current().log)
+            context.current().notice(f"{damaged}: replaced by this run")
             previous = None
         self.previously_computed = (previous or {}).get("computed")
         (self.dir / "run.json").unlink(missing_ok=True)
@@ -125,8 +127,6 @@ class Run:
         context.current().release()  # servers a previous run of this process left open (a page opened again)
         context.current().reset_counts()  # the run record counts from here
         hardware.set_precision(getattr(config, "precision", None))
-        if getattr(config, "run_name", None):  # under the runner: the page is published, its log kept apart
-            context.current().divert_log(self.dir / "run.log")
 
     def save_table(self, frame, name: str) -> None:
         frame.to_csv(self.dir / "tables" / f"{name}.csv", index=False)

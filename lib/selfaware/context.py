@@ -171,6 +171,11 @@ class RunContext:
         error as it is at this moment (the terminal, JupyterLab's, a test's capture)."""
         return self._log or sys.stderr
 
+    def notice(self, message: str) -> None:
+        """A line for the log, not the page: what the library did on the reader's behalf (a fallback taken, a
+        server started), which the published notebook should not carry."""
+        print(message, file=self.log, flush=True)
+
     def divert_log(self, path: Path) -> None:
         """Make ``path`` (appended to) the run's log, and point standard error and the logging stream
         handlers at it as well, so that what other libraries write (warnings, their own bars) lands there

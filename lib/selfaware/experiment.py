@@ -194,7 +194,7 @@ def served(cfg: SectionConfig, conditions: Sequence[Condition]) -> list[Conditio
                 continue
     missing = [spec for spec in local if spec not in mapping]
     if missing:
-        mapping.update(run.open_servers(serve(missing, url=cfg.vllm_url)))
+        mapping.update(run.open_servers(serve(missing, url=cfg.vllm_url, progress=run.notice)))
     return [replace(c, spec=mapping.get(c.spec, c.spec)) for c in conditions]
 
 

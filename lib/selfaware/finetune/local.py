@@ -316,11 +316,12 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
                                          tensors, autocast, needed=needed)
             ids, labels, mask = tensors(epochs[0][0])
             if not frozen.check(model, epochs[0][0], ids, mask, labels, autocast):
-                print(f"LoRA {name}: the frozen layers' stored activations do not reproduce the model's loss; "
-                      f"training through all layers instead")
+                context.current().notice(f"LoRA {name}: the frozen layers' stored activations do not reproduce "
+                                         f"the model's loss; training through all layers instead")
                 frozen = None
         except (AttributeError, TypeError, ValueError) as error:  # a decoder without a `layers` list, ...
-            print(f"LoRA {name}: cannot store the frozen layers' activations ({error}); training through all layers")
+            context.current().notice(f"LoRA {name}: cannot store the frozen layers' activations ({error}); "
+                                     f"training through all layers")
             frozen = None
     losses, tokens_seen, step = [], 0, 0
     bar = tqdm(total=total_steps, desc=f"LoRA {name or key[:8]}", disable=not progress, leave=False,
