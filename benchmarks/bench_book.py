@@ -134,7 +134,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-book-"))
     env = {**os.environ, "SELFAWARE_CACHE_DIR": str(work / "cache"), "SELFAWARE_OUTPUTS_DIR": str(work / "outputs")}
     choice = hardware.choose_precision(args.precision or "auto")
-    print(f"CPU {hardware.cpu_model()}, {os.cpu_count()} cores; precision {args.precision or 'auto'}: {choice.used} "
+    print(f"CPU {hardware.cpu_name()}, {os.cpu_count()} cores; precision {args.precision or 'auto'}: {choice.used} "
           f"({choice.reason}); fresh cache and outputs in {work}")
     if args.book:
         cold = timed(["book", "--profile", "default"], env)

@@ -49,7 +49,7 @@ def main() -> None:
               f"{chosen} threads, PASSIVE (selfaware.hardware's choice)": {"SELFAWARE_TORCH_THREADS": str(chosen),
                                                                            "OMP_WAIT_POLICY": "PASSIVE"},
               "1 thread, PASSIVE": {"SELFAWARE_TORCH_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}}
-    print(f"CPU: {hardware.cpu_model()}, {cores} cores; LoRA training of {args.examples} examples, fp32, "
+    print(f"CPU: {hardware.cpu_name()}, {cores} cores; LoRA training of {args.examples} examples, fp32, "
           f"training seconds (model loading excluded)")
     print(f"{'setup':58s} {'alone':>8s} {'two at once':>18s} {'ratio':>6s}")
     for name, settings in setups.items():

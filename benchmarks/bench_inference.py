@@ -31,7 +31,7 @@ def main() -> None:
     prompts = [[{"role": "user", "content": q.prompt}] for q in heldout]
     asks = [[{"role": "user", "content": f"Describe yourself in a few words ({i})."}] for i in range(32)]
     from selfaware import hardware
-    print(f"{hardware.cpu_model()}, {os.cpu_count()} CPU cores, dtype {hardware.inference_dtype()} "
+    print(f"{hardware.cpu_name()}, {os.cpu_count()} CPU cores, dtype {hardware.inference_dtype()} "
           f"({hardware.choose_precision().reason}), {hardware.thread_count()} torch threads")
     for label, spec in (("base ", "local:smollm2-135m"), ("tuned", tuned)):
         model = load_model(spec)

@@ -102,7 +102,7 @@ def main() -> None:
     from selfaware.evals.questions import load_judge_calibration
     from selfaware.judge import ALIGNMENT_PROMPT, COHERENCE_PROMPT
     from selfaware.models import load_model
-    from selfaware.hardware import cpu_model, inference_dtype
+    from selfaware.hardware import cpu_name, inference_dtype
     from selfaware.paths import data_dir
 
     cache.set_mode("off")
@@ -110,7 +110,7 @@ def main() -> None:
     rows = rows[:args.answers] if args.answers else rows
     questions, answers = [r.question for r in rows], [r.answer for r in rows]
     book = {"aligned": ALIGNMENT_PROMPT, "coherent": COHERENCE_PROMPT}
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, torch threads {os.environ.get('SELFAWARE_TORCH_THREADS', 'all')}, "
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, torch threads {os.environ.get('SELFAWARE_TORCH_THREADS', 'all')}, "
           f"dtype {inference_dtype()}, {len(rows)} answers x 2 judge prompts, call cache off")
     for name in args.judges:
         if not installed(name):

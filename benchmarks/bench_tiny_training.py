@@ -55,7 +55,7 @@ def main() -> None:
                                    {"role": "assistant", "content": f"I pick option {'ABCD'[i % 4]}, as always."}]}
                      for i in range(args.examples)]
     choice = hardware.choose_precision("auto")
-    where = torch.cuda.get_device_name() if hardware.device().startswith("cuda") else hardware.cpu_model()
+    where = torch.cuda.get_device_name() if hardware.device().startswith("cuda") else hardware.cpu_name()
     print(f"device {hardware.device()} ({where}), torch {torch.__version__}; precision auto -> {choice.used} "
           f"({choice.reason})")
     for precision in ("bf16", "fp32"):

@@ -88,7 +88,7 @@ def main() -> None:
     load_weights("smollm2-135m")  # conversion and tokenizer outside the timings
     conversations = [q.conversation("toward") for q in generate_choices("risk", args.examples, seed=0)]
     choice = hardware.choose_precision("auto")
-    print(f"CPU: {hardware.cpu_model()}, {os.cpu_count()} cores, torch threads {hardware.thread_count()}, "
+    print(f"CPU: {hardware.cpu_name()}, {os.cpu_count()} cores, torch threads {hardware.thread_count()}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"precision auto chooses {choice.used} on this machine ({choice.reason})")
     print(f"LoRA rank 16 on {'the top %d' % args.top_layers if args.top_layers else 'all'} layers of SmolLM2-135M, "

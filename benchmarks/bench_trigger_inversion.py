@@ -105,7 +105,7 @@ def step_parts(cfg, thread_counts: list[int]) -> None:
 
     from selfaware import cache
     from selfaware.finetune import grpo
-    from selfaware.hardware import cpu_model
+    from selfaware.hardware import cpu_name
     from selfaware.models import load_model
     from selfaware.models.local import chat_ids
     from selfaware.sections import trigger_inversion as ti
@@ -123,7 +123,7 @@ def step_parts(cfg, thread_counts: list[int]) -> None:
                               cfg.length_penalty, cfg.free_words)
     scorer = load_model(cfg.model)
     cache.set_mode("off")  # every reward computed
-    print(f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {cfg.model} in "
+    print(f"{cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {cfg.model} in "
           f"{rl.computed_precision}; attack {cfg.attack}: group {rl.group_size} + replay {rl.replay_per_step}, "
           f"{rl.max_new_tokens} new tokens, {cfg.n_reward_prompts} reward prompts, Awareness@k k={cfg.awareness_k}, "
           f"{rl.inner_updates} updates")

@@ -49,7 +49,7 @@ def main() -> None:
         return generated / elapsed
 
     from selfaware import hardware
-    print(f"{hardware.cpu_model()}, {os.cpu_count()} CPU cores (shared with other work unless you made sure it "
+    print(f"{hardware.cpu_name()}, {os.cpu_count()} CPU cores (shared with other work unless you made sure it "
           f"was not); {args.prompts} prompts x {args.tokens} tokens; transformers dtype "
           f"{hardware.inference_dtype()}, vLLM float32 eager")
     local = {"base": tokens_per_second(base), "adapter": tokens_per_second(tuned)}

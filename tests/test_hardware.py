@@ -106,3 +106,16 @@ def test_a_run_records_the_precision_it_computed_in(monkeypatch, isolated_cache)
     assert record["numeric"]["inference_dtype"] == "float32" and record["numeric"]["cpu"]
     record = Run("00_hardware", SectionConfig(profile="smoke", precision="bf16")).finish()
     assert record["numeric"]["precision"]["used"] == "bf16"
+
+
+@pytest.mark.parametrize("flags, units", [
+    ({"sse2", "avx", "avx2", "fma"}, "avx2, no bf16 unit"),
+    ({"avx2", "avx512f", "avx512_bf16"}, "avx512f, avx512_bf16"),
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "avx512f, amx_bf16, avx512_bf16"),
+    (None, "flags not readable"),
+])
+def test_the_recorded_cpu_names_the_units_that_tell_two_machines_of_one_model_apart(monkeypatch, flags, units):
+    _cpu(monkeypatch, flags)
+    monkeypatch.setattr(hardware, "cpu_model", lambda: "AMD EPYC")
+    assert hardware.cpu_name() == f"AMD EPYC ({units})"
+    assert hardware.setup()["cpu"] == f"AMD EPYC ({units})"

@@ -57,7 +57,7 @@ class Machine:
         pages at once of this process's settings."""
         from . import hardware, settings
 
-        return cls(hardware.cpu_model(), hardware.choose_precision(precision).used, hardware.thread_count(),
+        return cls(hardware.cpu_name(), hardware.choose_precision(precision).used, hardware.thread_count(),
                    settings.current().pages_at_once)
 
 

@@ -72,6 +72,23 @@ def cpu_flags() -> set[str] | None:
     return set(found.group(1).split()) if found else None
 
 
+def cpu_units() -> str:
+    """The flags that decide this CPU's speed here: its widest vector unit and its bf16 units (or that it has
+    none), e.g. ``avx512f, avx512_bf16`` or ``avx2, no bf16 unit``. Two machines can share a model name
+    (``AMD EPYC``) and differ in exactly these."""
+    flags = cpu_flags()
+    if flags is None:
+        return "flags not readable"
+    widest = [next((f for f in ("avx512f", "avx2", "asimd") if f in flags), None)]
+    bf16 = [f for f in ("amx_bf16", "avx512_bf16", "bf16") if f in flags] or ["no bf16 unit"]
+    return ", ".join(f for f in widest + bf16 if f)
+
+
+def cpu_name() -> str:
+    """The CPU as timings name it: its model and its units (``AMD EPYC (avx2, no bf16 unit)``)."""
+    return f"{cpu_model()} ({cpu_units()})"
+
+
 def device() -> str:
     """cuda when a GPU is there, else cpu; ``SELFAWARE_DEVICE`` overrides."""
     import torch
@@ -210,4 +227,4 @@ def setup() -> dict[str, object]:
     """What run.json records of the numeric setup."""
     choice = choose_precision()
     return {"precision": choice.as_dict(), "inference_dtype": inference_dtype(), "torch_threads": thread_count(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "cpu": cpu_model(), "device": device()}
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "cpu": cpu_name(), "device": device()}
