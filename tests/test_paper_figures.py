@@ -97,3 +97,14 @@ def test_the_scorecard_shows_why_a_figure_is_not_comparable_and_the_effect_size_
             assert row["effect"] == f"not comparable: {figure.reason}" and row["effect size"] == ""
     assert paper.effects_tested(paper.scorecard([(record, metrics)]))["02_make_me_say"] >= 2
     assert paper.chance_separations(20) == pytest.approx(1.0)
+
+
+def test_a_published_one_task_self_report_is_not_compared_with_the_scaling_pages_mean_over_all_tasks():
+    # the scaling page's self-report effect pools every task of Section 3.1; the paper's point is one task
+    from selfaware.sections import scaling
+    assert "mean score over all tasks" in scaling.EFFECTS["self_report"]
+    pooled = [f for f in paper.figures() if f.notebook == scaling.NOTEBOOK and f.metric.endswith(".self_report")
+              and f.value is not None]
+    assert pooled
+    for figure in pooled:
+        assert not figure.comparable and "all its self-report tasks" in figure.reason, figure.id
