@@ -108,3 +108,14 @@ def test_a_published_one_task_self_report_is_not_compared_with_the_scaling_pages
     assert pooled
     for figure in pooled:
         assert not figure.comparable and "all its self-report tasks" in figure.reason, figure.id
+
+
+def test_the_scaling_pages_gpt4o_behaviour_point_is_the_difference_of_the_first_pages_published_rates():
+    from selfaware.sections import scaling
+    by_id = {f.id: f for f in paper.figures()}
+    point, toward, away = by_id["scaling_gpt4o_behaviour"], by_id["risk_rate_toward"], by_id["risk_rate_away"]
+    assert point.value == pytest.approx(toward.value - away.value)
+    assert toward.measure == away.measure and toward.measure in point.measure
+    assert f"{toward.value:.2f}" in point.paper and f"{away.value:.2f}" in point.paper
+    # the page's behaviour effect is a share of questions, not the paper's mean probability
+    assert "share of riskier choices" in scaling.EFFECTS["behaviour"] and not point.comparable
