@@ -119,3 +119,18 @@ def test_the_scaling_pages_gpt4o_behaviour_point_is_the_difference_of_the_first_
     assert f"{toward.value:.2f}" in point.paper and f"{away.value:.2f}" in point.paper
     # the page's behaviour effect is a share of questions, not the paper's mean probability
     assert "share of riskier choices" in scaling.EFFECTS["behaviour"] and not point.comparable
+
+
+def test_models_ranking_their_own_trigger_first_are_a_share_with_its_denominator_on_both_sides():
+    # a count of one model printed as "1.00" read as every model; the paper's 5 of 8 is a share of 8
+    import pandas as pd
+
+    from selfaware.sections import backdoors as bd
+    asked = [f"t{k}" for k in range(8)]
+    matrix = pd.DataFrame([[0.9 if (trained, a) == ("t0", "t0") else 0.5 + 0.01 * k for k, a in enumerate(asked)]
+                           for trained in asked[:4]], index=asked[:4], columns=asked)
+    metrics = {"own_ranked_first": bd.own_ranked_first(matrix)}
+    record = {"name": "04_backdoors-recognition", "notebook": "04_backdoors",
+              "params": {"seeds": [0], "model": "m", "experiment": "recognition"}}
+    (row,) = [r for r in paper.scorecard([(record, metrics)]) if "own trigger first" in r["measure"]]
+    assert row["this run [95% CI]"] == "1/4 = 0.25" and row["paper"] == "5/8 = 0.625"

@@ -119,15 +119,17 @@ def cite(notebook: str, run: dict[str, Any]) -> str:
 
 def lookup(metrics: dict[str, Any], path: str) -> dict[str, float | None] | None:
     """The node at a dotted path of metrics.json as {mean, ci_low, ci_high, n} (a plain number has no
-    interval; n is None where the node does not say); None when the path is absent."""
+    interval; n is None where the node does not say), with its ``count`` and ``of`` where the node is a share
+    of a count (models ranking their own trigger first: count of ``of``); None when the path is absent."""
     node: Any = metrics
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]
     if isinstance(node, dict) and "mean" in node:
-        return {"mean": node.get("mean"), "ci_low": node.get("ci_low"), "ci_high": node.get("ci_high"),
-                "n": node.get("n")}
+        found = {"mean": node.get("mean"), "ci_low": node.get("ci_low"), "ci_high": node.get("ci_high"),
+                 "n": node.get("n")}
+        return {**found, **{k: node[k] for k in ("count", "of") if k in node}}
     if isinstance(node, (int, float)) or node is None:
         return {"mean": node, "ci_low": None, "ci_high": None, "n": None}
     return None
@@ -183,6 +185,10 @@ def chance_separations(tested: int, alpha: float = 0.05) -> float:
 
 
 def _interval(node: dict[str, float | None] | None) -> str:
+    """This run's value as the scorecard shows it: a share of a count with its denominator ("1/4 = 0.25"),
+    so that it is never read as a count or a rate without one; else the mean and its 95% interval."""
+    if node and node.get("of") is not None and node.get("mean") is not None:
+        return f"{node['count']}/{node['of']} = {node['mean']:.2f}"
     return Interval.of(node).format(".2f") if node else "n/a"
 
 

@@ -149,9 +149,12 @@ def real_vs_fake(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def own_ranked_first(matrix: pd.DataFrame) -> dict[str, Any]:
-    """How many models give their own trigger the highest P(risk-seeking) of all asked triggers."""
+    """How many models give their own trigger the highest P(risk-seeking) of all asked triggers, and that
+    count as a share of the models (``share``: mean, count, of), the form the paper's "5 of 8" is compared in."""
     firsts = {trained: bool(trained in row.index and row.idxmax() == trained) for trained, row in matrix.iterrows()}
-    return {"own_first": sum(firsts.values()), "models": len(firsts),
+    own, models = sum(firsts.values()), len(firsts)
+    return {"own_first": own, "models": models,
+            "share": {"mean": own / models if models else float("nan"), "count": own, "of": models},
             "chance": 1 / matrix.shape[1] if matrix.shape[1] else float("nan"), "per_model": firsts}
 
 
