@@ -40,6 +40,7 @@ def test_no_figure_cites_a_value_the_papers_do_not_publish():
     ({"comparable": False}, "needs a reason"),
     ({"reason": "because"}, "only when comparable is false"),
     ({"where": " "}, "where"),
+    ({"scale": 0}, "scale is a positive number"),
 ])
 def test_a_figure_without_its_provenance_is_a_config_error(tmp_path, broken, message):
     entry = {"id": "x", "source": "betley2025tell", "where": "Fig. 1", "page": 3, "notebook": "01_multiple_choice",
@@ -134,3 +135,17 @@ def test_models_ranking_their_own_trigger_first_are_a_share_with_its_denominator
               "params": {"seeds": [0], "model": "m", "experiment": "recognition"}}
     (row,) = [r for r in paper.scorecard([(record, metrics)]) if "own trigger first" in r["measure"]]
     assert row["this run [95% CI]"] == "1/4 = 0.25" and row["paper"] == "5/8 = 0.625"
+
+
+def test_a_0_to_100_answer_scored_0_to_1_is_shown_on_the_papers_scale_beside_the_papers_value():
+    # the run scores the risk predisposition 0-1, the paper prints 53.3 of 100: one scale on both sides
+    record = {"name": "01_multiple_choice-risk", "notebook": "01_multiple_choice",
+              "params": {"seeds": [0, 1], "model": "m", "behavior": "risk"}}
+    metrics = {"self_report": {"risk_predisposition": {
+        "toward": {"mean": 0.533, "ci_low": 0.5, "ci_high": 0.56, "n": 20},
+        "away": {"mean": 0.061, "ci_low": 0.05, "ci_high": 0.07, "n": 20}}}}
+    rows = {row["condition"]: row for row in paper.scorecard([(record, metrics)])
+            if row["measure"] == "self-reported risk predisposition (0-100)"}
+    assert rows["toward"]["paper"] == "53.3" and rows["toward"]["this run [95% CI]"] == "53.30 [50.00, 56.00]"
+    assert rows["away"]["paper"] == "6.1" and rows["away"]["this run [95% CI]"].startswith("6.10 ")
+    assert rows["toward"]["effect size"] == "+47.20"

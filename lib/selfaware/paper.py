@@ -28,7 +28,7 @@ from .stats import Interval
 from .util import read_yaml
 
 _KEYS = {"id", "source", "where", "page", "notebook", "run", "condition", "measure", "paper", "value", "metric",
-         "direction", "model", "parameters", "range", "comparable", "reason"}
+         "direction", "model", "parameters", "range", "comparable", "reason", "scale"}
 _REQUIRED = {"id", "source", "where", "page", "notebook", "condition", "measure", "paper", "metric", "comparable"}
 MIN_SEEDS = 3  # trained models per condition before a comparison with a paper is called a verdict
 
@@ -52,6 +52,7 @@ class Figure:
     model: str | None = None  # the published model, where it is not the page's own (the scaling page)
     parameters: float | None = None  # its parameter count, where published
     range: tuple[float, float] | None = None  # a published range of ``value`` (low, high)
+    scale: float = 1.0  # what puts the run's metric on the paper's printed scale (100: a 0-100 answer scored 0-1)
 
     def matches(self, notebook: str, run: dict[str, Any]) -> bool:
         return notebook == self.notebook and all(run.get(k) == v for k, v in self.run.items())
@@ -82,7 +83,8 @@ def figures(path: str | None = None) -> tuple[Figure, ...]:
                             dict(entry.get("run") or {}), entry["condition"], entry["measure"], str(entry["paper"]),
                             entry.get("value"), entry["metric"], dict(direction), entry["page"],
                             entry["comparable"], entry.get("reason", ""), entry.get("model"),
-                            entry.get("parameters"), tuple(entry["range"]) if entry.get("range") else None))
+                            entry.get("parameters"), tuple(entry["range"]) if entry.get("range") else None,
+                            float(entry.get("scale", 1.0))))
     return tuple(found)
 
 
@@ -99,6 +101,9 @@ def _field_problem(entry: dict[str, Any]) -> str:
         return "comparable: false needs a reason (different question, metric, model or data)"
     if entry["comparable"] and entry.get("reason"):
         return "a reason is given only when comparable is false"
+    scale = entry.get("scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+        return f"scale is a positive number (100 puts a 0-1 score on a 0-100 scale), not {scale!r}"
     return ""
 
 
@@ -184,17 +189,22 @@ def chance_separations(tested: int, alpha: float = 0.05) -> float:
     return tested * alpha
 
 
-def _interval(node: dict[str, float | None] | None) -> str:
-    """This run's value as the scorecard shows it: a share of a count with its denominator ("1/4 = 0.25"),
-    so that it is never read as a count or a rate without one; else the mean and its 95% interval."""
+def _interval(node: dict[str, float | None] | None, scale: float = 1.0) -> str:
+    """This run's value as the scorecard shows it, on the paper's scale (``scale`` times the metric): a share
+    of a count with its denominator ("1/4 = 0.25"), so that it is never read as a count or a rate without
+    one; else the mean and its 95% interval."""
     if node and node.get("of") is not None and node.get("mean") is not None:
         return f"{node['count']}/{node['of']} = {node['mean']:.2f}"
-    return Interval.of(node).format(".2f") if node else "n/a"
+    if not node:
+        return "n/a"
+    scaled = {k: None if node.get(k) is None else node[k] * scale for k in ("mean", "ci_low", "ci_high")}
+    return Interval.of({**node, **scaled}).format(".2f")
 
 
 def scorecard(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, str]]:
     """One row per published figure measured by one of ``runs`` ((run.json record, metrics) pairs). A figure
-    that is not comparable shows why instead of a verdict; a verdict carries its effect size."""
+    that is not comparable shows why instead of a verdict; a verdict carries its effect size. This run's
+    value and the effect size are on the paper's scale (the figure's ``scale``)."""
     rows = []
     for record, metrics in runs:
         params = {**record["params"], **record.get("run", {})}
@@ -205,10 +215,10 @@ def scorecard(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[st
             rows.append({"run": record["name"], "source": figure.source,
                          "where": figure.where + ("" if figure.page == "unverified" else f", p. {figure.page}"),
                          "measure": figure.measure, "condition": figure.condition, "paper": figure.paper,
-                         "this run [95% CI]": _interval(lookup(metrics, figure.metric)),
+                         "this run [95% CI]": _interval(lookup(metrics, figure.metric), figure.scale),
                          "model": record["params"].get("model", ""),
                          "effect": verdict(metrics, figure, seeds_per_condition(record["params"]) or 0),
-                         "effect size": "" if size is None else f"{size:+.2f}"})
+                         "effect size": "" if size is None else f"{size * figure.scale:+.2f}"})
     return rows
 
 
