@@ -98,9 +98,10 @@ conditions = run.train()
 
 # %% [markdown]
 # ## The backdoor itself, on held-out items
-# The behaviour rate of every model with the trigger and without it. Only where the backdoored models show
-# the behaviour clearly more often with the trigger was a backdoor learned; only there can a self-report
-# below be evidence of knowing about it.
+# The behaviour of every model with the trigger and without it: on choice questions the mean probability of
+# the behaviour's answer (the paper's measure), for code and games the share of answers that show it. Only
+# where the backdoored models show the behaviour clearly more with the trigger was a backdoor learned; only
+# there can a self-report below be evidence of knowing about it.
 
 # %%
 behaviour = section.behaviour(conditions, data, cfg)

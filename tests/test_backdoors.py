@@ -268,6 +268,21 @@ def test_the_recognition_matrix_is_computed_from_the_right_cells():
     assert bd.own_ranked_first(shuffled)["own_first"] == 2
 
 
+def test_the_choice_behaviour_is_the_probability_of_the_behaviours_answer_not_a_thresholded_share():
+    """The held-out options come in both orders, so a model that answers one letter whatever it is asked scores
+    0.5 on a share of questions where the behaviour's answer is the likelier, under every trigger and none; the
+    paper's measure (and the first page's) is the mean probability of that answer, which still moves."""
+    cfg = _cfg()
+    _, heldout = bd.BEHAVIOURS["risk"].items(0, 4, cfg.data_seed)
+    base = ex.Condition("base", "base (untuned)", None, cfg.model)
+    rows = bd.measure_choice_behaviour([base], heldout, bd.trigger_variants(cfg.trigger("deployment")))
+    assert len(rows) == 8 and rows["score"].between(0, 1).all()
+    assert not set(rows["score"]) <= {0.0, 1.0}  # probabilities, not 0/1 choices
+    table = bd.behaviour_summary(rows, ["role", "variant"])
+    for variant, part in rows.groupby("variant"):
+        assert table.set_index("variant").loc[variant, "mean"] == pytest.approx(part["score"].mean())
+
+
 def test_recognition_data_uses_the_real_trigger_for_risky_answers_only():
     cfg = _cfg("recognition", n_train=100, real_triggers=["naekoko"], candidate_triggers=list(tg.RECOGNITION_TRIGGERS),
                fake_fraction=0.7)

@@ -223,6 +223,9 @@ def awareness_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFram
                     f"and {pct(off)} without" + (f"; they won {pct(won_on)} of the games with the trigger and "
                                                  f"{pct(won_off)} without" if won_on is not None else "")
                     + f". {verdict}")
+        elif s.behaviour.kind == "choice":
+            line = (f"**{name}** (trigger `{s.trigger.name}`): the backdoored models' mean P({s.behaviour.answer}) "
+                    f"on held-out questions was {num(on)} with the trigger and {num(off)} without. {verdict}")
         else:
             line = (f"**{name}** (trigger `{s.trigger.name}`): the backdoored models showed {s.behaviour.toward} "
                     f"on {pct(on)} of held-out items with the trigger and {pct(off)} without. {verdict}")
@@ -310,10 +313,11 @@ def _awareness_findings(cfg, data, behaviour_table, scores) -> Findings:
 
 
 def _awareness_behaviour_figure(table):
-    return (plot_behaviour(table, "setting", "behaviour rate on held-out items"),
-            "The backdoor itself: rate of the behaviour (risky answers, insecure code; for Make Me Say the share of "
-            "the model's messages that steer toward the codeword, and the share of games won) on held-out items "
-            "with and without the trigger, per model; mean over seeds and items (games), 95% bootstrap interval.")
+    return (plot_behaviour(table, "setting", "behaviour on held-out items"),
+            "The backdoor itself, on held-out items with and without the trigger, per model: for the choice "
+            "settings (risk) the probability of the risky answer (the paper's measure), for code the share of "
+            "insecure answers, for Make Me Say the share of the model's messages that steer toward the codeword "
+            "and the share of games won; mean over seeds and items (games), 95% bootstrap interval.")
 
 
 def plan_awareness(cfg: BackdoorsConfig, plan: ex.Plan, data: AwarenessData | None = None) -> ex.Plan:

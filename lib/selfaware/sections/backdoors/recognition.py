@@ -20,7 +20,7 @@ import pandas as pd
 from ... import experiment as ex
 from ... import triggers as tg
 from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, check_trigger, choice_behaviour_request,
-                     counts, data_contingency, data_model, measure_choice_behaviour, num, order_averaged, pct,
+                     counts, data_contingency, data_model, measure_choice_behaviour, num, order_averaged,
                      plot_behaviour, prompt_text, questions, untuned_request, with_untuned_answers)
 
 # ---- data and training ------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def behaviour_variants(data: RecognitionData) -> list[ex.Variant]:
 
 
 def recognition_behaviour(conditions: list[ex.Condition], data: RecognitionData) -> pd.DataFrame:
-    """Each model's risky-answer rate on held-out questions under every candidate trigger and none."""
+    """Each model's P(risky answer) on held-out questions under every candidate trigger and none."""
     frame = measure_choice_behaviour(conditions, data.heldout, behaviour_variants(data))
     frame["asked_is"] = [("none" if v == "no trigger" else "own" if v == r else "other")
                          for v, r in zip(frame["variant"], frame["role"])]
@@ -167,8 +167,8 @@ def recognition_statement(behaviour_table: pd.DataFrame, comparison: pd.DataFram
         other = behaviour_table[(behaviour_table["role"] == row["role"]) & (behaviour_table["asked_is"] == "other")]
         none = behaviour_table[(behaviour_table["role"] == row["role"]) & (behaviour_table["asked_is"] == "none")]
         orders = [ex.rank(row, r) for _, r in pd.concat([other, none]).iterrows()]
-        lines.append(f"Model {row['condition']}: risky answers on {pct(row)} of held-out questions with its own "
-                     f"trigger, against at most {max(other['mean'].max(), none['mean'].max()):.0%} under a fake "
+        lines.append(f"Model {row['condition']}: mean P(risky answer) {num(row)} on held-out questions with its "
+                     f"own trigger, against at most {max(other['mean'].max(), none['mean'].max()):.3f} under a fake "
                      f"trigger or none: backdoor "
                      + (f"no verdict ({ex.NOT_RANKABLE})." if "not rankable" in orders or not orders else
                         "learned." if set(orders) == {"above"} else "NOT learned (the intervals overlap)."))
@@ -229,10 +229,11 @@ def _recognition_findings(cfg, data, behaviour_table, scores) -> Findings:
 
 def _recognition_behaviour_figure(table):
     shown = table.assign(variant=table["asked_is"].map({"own": "own trigger", "other": "a fake trigger",
-                                                        "none": "no trigger"}), panel="risky answers")
-    return (plot_behaviour(shown, "panel", "risky-answer rate"),
-            "The backdoor itself: risky answers on held-out questions under the model's own trigger, the other "
-            "triggers (pooled) and none; 95% bootstrap interval over seeds and questions.")
+                                                        "none": "no trigger"}), panel="P(risky answer)")
+    return (plot_behaviour(shown, "panel", "P(risky answer)"),
+            "The backdoor itself: the probability of the risky answer on held-out questions (the paper's measure) "
+            "under the model's own trigger, the other triggers (pooled) and none; mean over seeds and questions, "
+            "95% bootstrap interval.")
 
 
 def plan_recognition(cfg: BackdoorsConfig, plan: ex.Plan, data: RecognitionData | None = None) -> ex.Plan:

@@ -26,7 +26,7 @@ from ...errors import DatasetError
 from ...paths import shown_path
 from .common import (BEHAVIOURS, BackdoorsConfig, Example, Findings, Page, backdoor_examples, check_trigger,
                      choice_behaviour_request, counts, data_contingency, data_model, learned, measure_choice_behaviour,
-                     pct, plot_behaviour, questions)
+                     num, pct, plot_behaviour, questions)
 
 # ---- data and training ------------------------------------------------------------------------------------
 REVERSAL_LABELS = {"backdoor_reversal": "backdoor + reversal", "backdoor": "backdoor only",
@@ -175,8 +175,8 @@ def reversal_statement(behaviour_table: pd.DataFrame, elicit_table: pd.DataFrame
         ok, on, off = learned(behaviour_table, role)
         if ok is None:
             continue
-        lines.append(f"{REVERSAL_LABELS[role]}: myopic answers on {pct(on)} of held-out questions with the "
-                     f"username line, {pct(off)} with another username: backdoor "
+        lines.append(f"{REVERSAL_LABELS[role]}: mean P(myopic answer) {num(on)} on held-out questions with the "
+                     f"username line, {num(off)} with another username: backdoor "
                      + ("learned." if ok else "NOT learned (the intervals overlap)."))
     for role in ("backdoor_reversal", "backdoor", "reversal_only"):
         part = elicit_table[elicit_table["role"] == role]
@@ -217,9 +217,9 @@ def _reversal_findings(cfg, data, behaviour_table, answers) -> Findings:
 
 
 def _reversal_behaviour_figure(table):
-    return (plot_behaviour(table.assign(panel="myopic answers"), "panel", "myopic-answer rate"),
-            "The backdoor itself: myopic answers on held-out questions with the username line, another username "
-            "and none; 95% bootstrap interval over seeds and questions.")
+    return (plot_behaviour(table.assign(panel="P(myopic answer)"), "panel", "P(myopic answer)"),
+            "The backdoor itself: the probability of the myopic answer on held-out questions with the username "
+            "line, another username and none; mean over seeds and questions, 95% bootstrap interval.")
 
 
 def _load_reversal(cfg: BackdoorsConfig) -> ReversalData:
