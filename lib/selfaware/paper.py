@@ -206,10 +206,14 @@ def scorecard(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[st
     return rows
 
 
-def effects_tested(rows: list[dict[str, str]]) -> dict[str, int]:
-    """Per run, how many comparable effects its scorecard rows test (the multiple-comparison count)."""
+def effects_tested(rows: list[dict[str, str]], metrics: dict[str, dict[str, Any]] | None = None) -> dict[str, int]:
+    """Per run, how many effects it tests (the multiple-comparison count): the ``effects_tested`` its
+    metrics.json records where it does (``metrics``: run name -> metrics), since a page may test more effects
+    than the papers publish and its statement counts them all; else the comparable effects of its scorecard
+    rows."""
     counts: dict[str, int] = {}
     for row in rows:
         if row["effect"] and not row["effect"].startswith(("not comparable", "not measurable")):
             counts[row["run"]] = counts.get(row["run"], 0) + 1
-    return counts
+    recorded = {run: (metrics or {}).get(run, {}).get("effects_tested") for run in counts}
+    return {run: recorded[run] if isinstance(recorded[run], int) else count for run, count in counts.items()}
