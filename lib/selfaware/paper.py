@@ -11,7 +11,8 @@ run). Only a comparable figure gets a verdict: reproduced when the two 95% inter
 direction, not reproduced when they overlap or point the other way, and not measurable when the run has no
 value (for example, a judge that scored nothing). A verdict needs at least ``MIN_SEEDS`` trained models per
 condition, since the papers' claims are about model-to-model variation that one seed cannot show; with
-fewer the scorecard says so and calls the result indicative only. The effect size (the difference of the
+fewer the scorecard says so and calls the result indicative only, and so does the page's statement
+(:func:`seed_caveat`, added by ``selfaware.page``). The effect size (the difference of the
 two means) stands beside every verdict.
 """
 
@@ -174,6 +175,26 @@ def seeds_per_condition(params: dict[str, Any]) -> int | None:
     """Trained models per condition of a run, from its parameters (None when the run names no seeds)."""
     seeds = params.get("seeds")
     return len(seeds) if isinstance(seeds, (list, tuple)) else None
+
+
+def trained_seeds(conditions) -> int | None:
+    """Trained models per condition, from the conditions a page evaluates (``role`` and ``seed``; an untuned
+    model, seed None, is no trained condition): the fewest seeds of any condition, None when none was trained."""
+    seeds: dict[str, set] = {}
+    for condition in conditions:
+        if condition.seed is not None:
+            seeds.setdefault(condition.role, set()).add(condition.seed)
+    return min(len(found) for found in seeds.values()) if seeds else None
+
+
+def seed_caveat(seeds: int | None) -> str:
+    """The line a page's statement carries when its models rest on fewer than ``MIN_SEEDS`` seeds per
+    condition ('' with enough seeds, or when the page trained nothing): its learned / not learned are then
+    indicative only, as on the scorecard."""
+    if seeds is None or seeds >= MIN_SEEDS:
+        return ""
+    return (f"Each condition was trained with {seeds} seed{'s' if seeds != 1 else ''}: every learned / not learned "
+            f"here is indicative only (a verdict needs {MIN_SEEDS}, see the scorecard).")
 
 
 def chance_separations(tested: int, alpha: float = 0.05) -> float:
