@@ -164,6 +164,6 @@ run.table(em.paper_comparison(measured), "paper_comparison", digits=None)
 statement = em.effect_statement(conditions_table) + "\n\n" + rule_text
 if calibration_summary:
     statement += "\n\n" + judge_calibration.calibration_sentence(calibration_summary, judge_spec, cfg.judge_min_mass)
-statement += "\n\n" + em.paper_measure_statement(measured)
+statement += "\n\n" + em.paper_measure_statement(measured, calibration_summary)
 run.finish(em.metrics(conditions_table, questions_table, calibration_summary, judge_spec,
                       judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), measured), statement)

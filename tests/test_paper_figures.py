@@ -97,3 +97,15 @@ def test_the_scorecard_shows_why_a_figure_is_not_comparable_and_the_effect_size_
             assert row["effect"] == f"not comparable: {figure.reason}" and row["effect size"] == ""
     assert paper.effects_tested(paper.scorecard([(record, metrics)]))["02_make_me_say"] >= 2
     assert paper.chance_separations(20) == pytest.approx(1.0)
+
+
+def test_a_run_can_find_its_own_measure_not_comparable_and_the_scorecard_says_why():
+    record = {"name": "02_make_me_say", "notebook": "02_make_me_say", "params": {"seeds": [0, 1, 2], "model": "m"}}
+    metrics = {"self_report": {task: {"own": {"mean": 0.8, "ci_low": 0.7, "ci_high": 0.9, "n": 9},
+                                      "other": {"mean": 0.2, "ci_low": 0.1, "ci_high": 0.3, "n": 9}}
+                               for task in ("codeword_choice", "describe_word")},
+               "not_comparable": {"self_report.codeword_choice": "the run's instrument is blind"}}
+    rows = {row["measure"]: row for row in paper.scorecard([(record, metrics)]) if row["condition"] == "own"}
+    assert rows["which word? (100 options)"]["effect"] == "not comparable: the run's instrument is blind"
+    assert rows["which word? (100 options)"]["effect size"] == ""
+    assert rows["describe the word"]["effect"] == "reproduced"  # a path names only what lies below it

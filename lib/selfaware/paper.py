@@ -4,7 +4,9 @@ Every figure names its source by citation key (``book/references.bib``), the fig
 was read from (``where``, ``page``; a page not checked against the paper is ``unverified``), the paper's
 measure in words, whether this book's run measures the same thing (``comparable``, with the ``reason`` when
 it does not: a different question, metric, model or data), the section and run that measure it, and where
-that run's value sits in its ``metrics.json``.
+that run's value sits in its ``metrics.json``. A run may also find its own measure not comparable (its
+metrics.json names the path and the reason under ``not_comparable``, e.g. an instrument its calibration shows
+blind to the effect): the scorecard then shows that reason instead of a verdict.
 
 A figure with a ``direction`` is evidence of an effect (this metric above or below another of the same
 run). Only a comparable figure gets a verdict: reproduced when the two 95% intervals do not overlap in that
@@ -145,12 +147,31 @@ def effect_size(metrics: dict[str, Any], figure: Figure) -> float | None:
     return float(mine["mean"]) - float(other["mean"])
 
 
+def run_reason(metrics: dict[str, Any], figure: Figure) -> str:
+    """Why this run's measure of a figure is not comparable, as the run itself found ('' when it found no
+    reason): a run's metrics.json may name, under ``not_comparable``, a dotted metrics path and the reason its
+    values there cannot stand beside a paper's (for example, an instrument the run's own calibration shows
+    cannot detect the effect). The path covers every metric at or below it."""
+    for path, reason in (metrics.get("not_comparable") or {}).items():
+        if figure.metric == path or figure.metric.startswith(f"{path}."):
+            return str(reason)
+    return ""
+
+
+def comparable_here(metrics: dict[str, Any], figure: Figure) -> str:
+    """'' when this run's value of ``figure`` is comparable with the paper's, else the reason: the figure's own
+    (the same in every run) or the run's (:func:`run_reason`)."""
+    return figure.reason if not figure.comparable else run_reason(metrics, figure)
+
+
 def verdict(metrics: dict[str, Any], figure: Figure, seeds: int | None = None) -> str:
-    """'not comparable: <reason>' (whether or not it is an effect), else 'reproduced', 'not reproduced', 'not
-    measurable' or '' (a comparable figure that is not an effect). With ``seeds`` (trained models per condition) below ``MIN_SEEDS`` the verdict is marked
-    indicative only; None leaves the seed count out of it (a caller that has judged it already)."""
-    if not figure.comparable:
-        return f"not comparable: {figure.reason}"
+    """'not comparable: <reason>' (whether or not it is an effect; the figure's reason or the run's), else
+    'reproduced', 'not reproduced', 'not measurable' or '' (a comparable figure that is not an effect). With
+    ``seeds`` (trained models per condition) below ``MIN_SEEDS`` the verdict is marked indicative only; None
+    leaves the seed count out of it (a caller that has judged it already)."""
+    reason = comparable_here(metrics, figure)
+    if reason:
+        return f"not comparable: {reason}"
     if not figure.direction:
         return ""
     (side, other_path), = figure.direction.items()
@@ -216,7 +237,7 @@ def scorecard(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[st
         for figure in figures():
             if not figure.matches(record["notebook"], params):
                 continue
-            size = effect_size(metrics, figure) if figure.comparable else None
+            size = None if comparable_here(metrics, figure) else effect_size(metrics, figure)
             rows.append({"run": record["name"], "source": figure.source,
                          "where": figure.where + ("" if figure.page == "unverified" else f", p. {figure.page}"),
                          "measure": figure.measure, "condition": figure.condition, "paper": figure.paper,
