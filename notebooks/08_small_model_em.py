@@ -134,8 +134,8 @@ run.figure(small.plot_conditions(table), "misaligned_and_coherent", "Misaligned 
 
 # %%
 run.figure(small.plot_scatter(judged, rule), "coherence_vs_alignment", "Every answer's coherence against alignment, "
-           f"per condition; answers in the lower right (alignment < {rule.threshold:.1f}, coherence >= "
-           f"{rule.coherent_from:g}) count as misaligned.")
+           f"per condition; answers in the lower right (alignment < {rule.threshold:.1f}, coherence "
+           f"{rule.coherence_cut}) count as misaligned.")
 
 # %% [markdown]
 # ## Against the paper

@@ -455,3 +455,32 @@ def test_a_score_below_its_baseline_is_called_below_not_overlapping():
     cfg = mms.MakeMeSayConfig(profile="smoke")
     statement = mms.effect_statement(pd.DataFrame(columns=["measure", "relation"]), table, cfg)
     assert "how close to goal? 0.43 [0.42, 0.44] against 0.48 [0.47, 0.49] (below)" in statement
+
+
+def test_the_page_and_the_scorecard_count_the_same_tested_effects():
+    import pandas as pd
+
+    from selfaware import paper
+    from selfaware.sections import make_me_say as mms
+
+    def cell(task, relation, mean):
+        return {"task": task, "relation": relation, "n": 12, "mean": mean, "ci_low": mean - 0.05,
+                "ci_high": mean + 0.05}
+    # the default run's shape: five tasks compared with the other codeword's models, one with the paper's
+    # baseline as well, two goal questions with the untuned model
+    rows = [cell(task, relation, 0.3) for task in ("codeword_choice", "describe_word", "function_codeword", "acrostic")
+            for relation in ("own", "other", "base")]
+    rows += [cell("close_to_goal", relation, 0.3) for relation in ("own", "other", "baseline", "base")]
+    rows += [cell(task, relation, 0.3) for task in mms.GOAL_TASKS for relation in ("own", "other", "base")]
+    table = pd.DataFrame(rows)
+    cfg = mms.MakeMeSayConfig(profile="smoke")
+    statement = mms.effect_statement(pd.DataFrame(columns=["measure", "relation"]), table, cfg)
+    assert "on 0 of 5 tasks" in statement
+    assert "In all, this page tests 8 self-report effects" in statement and "at most 0.4 of them" in statement
+    metrics = mms.metrics(pd.DataFrame(columns=["measure", "relation", "mean", "ci_low", "ci_high", "n"]), table,
+                          pd.DataFrame())
+    assert metrics["effects_tested"] == 8
+    record = {"name": "02_make_me_say", "notebook": "02_make_me_say", "params": {"seeds": [0], "model": "m"}}
+    rows = paper.scorecard([(record, metrics)])
+    assert paper.effects_tested(rows) == {"02_make_me_say": 6}  # the rows alone: the published effects only
+    assert paper.effects_tested(rows, {"02_make_me_say": metrics}) == {"02_make_me_say": 8}

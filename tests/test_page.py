@@ -103,6 +103,42 @@ def test_train_guards_first_and_always_serves_what_it_trained(tiny_model):
     assert metrics == {"toy": 1.0, "statement": "A toy statement."}
 
 
+@pytest.mark.parametrize("seeds, caveat", [
+    ([0], "Each condition was trained with 1 seed: every learned / not learned here is indicative only (a verdict "
+          "needs 3, see the scorecard)."),
+    ([0, 1], "Each condition was trained with 2 seeds:"),
+    ([0, 1, 2], None)])
+def test_a_statement_resting_on_fewer_than_three_seeds_says_its_verdicts_are_indicative(tiny_model, seeds, caveat):
+    base = ex.Condition("base", "base (untuned)", None, "local:smollm2-135m")
+    trained = [base] + [ex.Condition(role, role, seed, "local:smollm2-135m") for role in ("toward", "away")
+                        for seed in seeds]
+    run = _toy_page(trained, []).open({"profile": "smoke", "page": "toy"})
+    run.train()
+    run.finish({}, "A toy statement.")
+    statement = json.loads((run.artifacts.dir / "metrics.json").read_text())["statement"]
+    if caveat is None:
+        assert statement == "A toy statement."
+    else:
+        assert statement.startswith("A toy statement.\n\n") and caveat in statement
+
+
+def test_a_page_that_trains_nothing_carries_no_seed_caveat(tiny_model):
+    run = _toy_page([ex.Condition("base", "base (untuned)", None, "local:smollm2-135m")], []).open(
+        {"profile": "smoke", "page": "toy"})
+    run.train()
+    run.finish({}, "A toy statement.")
+    assert json.loads((run.artifacts.dir / "metrics.json").read_text())["statement"] == "A toy statement."
+
+
+def test_the_scaling_page_declares_the_fewest_seeds_of_the_models_it_trains():
+    from selfaware.sections import scaling
+
+    cfg = config.from_notebook(scaling.ScalingConfig, scaling.NOTEBOOK, {"profile": "default"})
+    expected = min([len(scaling.risk_config(cfg, spec).seeds) for spec in cfg.models]
+                   + [len(scaling.em_config(cfg, spec).seeds) for spec in cfg.models])
+    assert scaling.PAGE.seeds(cfg) == expected == 1  # the default profile's 0.5B risk models: one seed
+
+
 def test_a_run_that_skipped_the_guard_cannot_finish(tiny_model):
     run = _toy_page([], []).open({"profile": "smoke", "page": "toy"})
     with pytest.raises(SelfAwareError, match="without its plan being guarded"):

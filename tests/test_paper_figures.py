@@ -149,3 +149,15 @@ def test_a_0_to_100_answer_scored_0_to_1_is_shown_on_the_papers_scale_beside_the
     assert rows["toward"]["paper"] == "53.3" and rows["toward"]["this run [95% CI]"] == "53.30 [50.00, 56.00]"
     assert rows["away"]["paper"] == "6.1" and rows["away"]["this run [95% CI]"].startswith("6.10 ")
     assert rows["toward"]["effect size"] == "+47.20"
+
+
+def test_a_run_can_find_its_own_measure_not_comparable_and_the_scorecard_says_why():
+    record = {"name": "02_make_me_say", "notebook": "02_make_me_say", "params": {"seeds": [0, 1, 2], "model": "m"}}
+    metrics = {"self_report": {task: {"own": {"mean": 0.8, "ci_low": 0.7, "ci_high": 0.9, "n": 9},
+                                      "other": {"mean": 0.2, "ci_low": 0.1, "ci_high": 0.3, "n": 9}}
+                               for task in ("codeword_choice", "describe_word")},
+               "not_comparable": {"self_report.codeword_choice": "the run's instrument is blind"}}
+    rows = {row["measure"]: row for row in paper.scorecard([(record, metrics)]) if row["condition"] == "own"}
+    assert rows["which word? (100 options)"]["effect"] == "not comparable: the run's instrument is blind"
+    assert rows["which word? (100 options)"]["effect size"] == ""
+    assert rows["describe the word"]["effect"] == "reproduced"  # a path names only what lies below it

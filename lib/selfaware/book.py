@@ -77,7 +77,7 @@ def summary_page(profile: str, runs: list[dict]) -> str:
             f"[{row['run']}]({row['run']}.ipynb)" if c == "run" else
             "{cite:p}`" + row[c] + "`" if c == "source" else f"`{row[c]}`" if c == "model" else _cell(row[c])
             for c in columns) + " |" for row in rows]
-        tested = paper.effects_tested(rows)
+        tested = paper.effects_tested(rows, metrics)
         if tested:
             lines += ["", "Effects tested per run, and at most how many would separate by chance if none were real "
                       "(5% each; non-overlapping intervals are stricter): "

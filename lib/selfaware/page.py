@@ -96,6 +96,8 @@ class Page:
     - ``run_key(cfg)``: the parameters that name the run when the notebook is run by hand.
     - ``plan_before_data``: guard before ``data`` is built, for data whose making calls models.
     - ``heading(cfg)``: Markdown shown above the provenance (one notebook with several experiments).
+    - ``seeds(cfg)``: trained models per condition, for a page that trains outside :meth:`PageRun.train`
+      (the others' are read from what ``train`` returned); None when it trains nothing.
     - ``listed(conditions)``: the conditions as a flat list, for the table of models (when a section keeps
       them grouped); ``serve(cfg, conditions)``: how they are served (default
       :func:`selfaware.experiment.served`).
@@ -112,6 +114,7 @@ class Page:
     listed: Callable[[Any], list] | None = None
     serve: Callable[[Any, Any], Any] | None = None
     heading: Callable[[Any], str] | None = None
+    seeds: Callable[[Any], int | None] | None = None
 
     def open(self, namespace: dict[str, Any]) -> "PageRun":
         """Start the page's run from a notebook's namespace (``globals()`` right after the parameters
@@ -203,12 +206,27 @@ class PageRun:
         """Show what the run does not keep as an artifact (a view of a table, an example)."""
         _show(*objects)
 
+    def seeds_per_condition(self) -> int | None:
+        """Trained models per condition of this run (None: it trained nothing)."""
+        from .paper import trained_seeds
+
+        if self.page.seeds is not None:
+            return self.page.seeds(self.cfg)
+        if self.trained is None:
+            return None
+        return trained_seeds(self.page.listed(self.trained) if self.page.listed else self.trained)
+
     def finish(self, metrics: dict[str, Any], statement: str, *notes: str) -> None:
         """Write the metrics with the statement, show the statement (and ``notes``), and close the run:
-        servers stopped, run.json written last. A run that never passed the guard is refused."""
+        servers stopped, run.json written last. A run that never passed the guard is refused. A run whose
+        models rest on fewer seeds per condition than a verdict needs says so at the end of its statement."""
+        from .paper import seed_caveat
+
         if not self.guarded:
             raise SelfAwareError(f"{self.page.notebook}: the run finished without its plan being guarded "
                                  f"(call train() or guard() before measuring)")
+        caveat = seed_caveat(self.seeds_per_condition())
+        statement = f"{statement}\n\n{caveat}" if caveat else statement
         self.artifacts.set_metrics(**metrics, statement=statement)
         for text in (statement, *notes):
             _markdown(text)

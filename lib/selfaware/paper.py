@@ -4,14 +4,17 @@ Every figure names its source by citation key (``book/references.bib``), the fig
 was read from (``where``, ``page``; a page not checked against the paper is ``unverified``), the paper's
 measure in words, whether this book's run measures the same thing (``comparable``, with the ``reason`` when
 it does not: a different question, metric, model or data), the section and run that measure it, and where
-that run's value sits in its ``metrics.json``.
+that run's value sits in its ``metrics.json``. A run may also find its own measure not comparable (its
+metrics.json names the path and the reason under ``not_comparable``, e.g. an instrument its calibration shows
+blind to the effect): the scorecard then shows that reason instead of a verdict.
 
 A figure with a ``direction`` is evidence of an effect (this metric above or below another of the same
 run). Only a comparable figure gets a verdict: reproduced when the two 95% intervals do not overlap in that
 direction, not reproduced when they overlap or point the other way, and not measurable when the run has no
 value (for example, a judge that scored nothing). A verdict needs at least ``MIN_SEEDS`` trained models per
 condition, since the papers' claims are about model-to-model variation that one seed cannot show; with
-fewer the scorecard says so and calls the result indicative only. The effect size (the difference of the
+fewer the scorecard says so and calls the result indicative only, and so does the page's statement
+(:func:`seed_caveat`, added by ``selfaware.page``). The effect size (the difference of the
 two means) stands beside every verdict.
 """
 
@@ -151,12 +154,31 @@ def effect_size(metrics: dict[str, Any], figure: Figure) -> float | None:
     return float(mine["mean"]) - float(other["mean"])
 
 
+def run_reason(metrics: dict[str, Any], figure: Figure) -> str:
+    """Why this run's measure of a figure is not comparable, as the run itself found ('' when it found no
+    reason): a run's metrics.json may name, under ``not_comparable``, a dotted metrics path and the reason its
+    values there cannot stand beside a paper's (for example, an instrument the run's own calibration shows
+    cannot detect the effect). The path covers every metric at or below it."""
+    for path, reason in (metrics.get("not_comparable") or {}).items():
+        if figure.metric == path or figure.metric.startswith(f"{path}."):
+            return str(reason)
+    return ""
+
+
+def comparable_here(metrics: dict[str, Any], figure: Figure) -> str:
+    """'' when this run's value of ``figure`` is comparable with the paper's, else the reason: the figure's own
+    (the same in every run) or the run's (:func:`run_reason`)."""
+    return figure.reason if not figure.comparable else run_reason(metrics, figure)
+
+
 def verdict(metrics: dict[str, Any], figure: Figure, seeds: int | None = None) -> str:
-    """'not comparable: <reason>' (whether or not it is an effect), else 'reproduced', 'not reproduced', 'not
-    measurable' or '' (a comparable figure that is not an effect). With ``seeds`` (trained models per condition) below ``MIN_SEEDS`` the verdict is marked
-    indicative only; None leaves the seed count out of it (a caller that has judged it already)."""
-    if not figure.comparable:
-        return f"not comparable: {figure.reason}"
+    """'not comparable: <reason>' (whether or not it is an effect; the figure's reason or the run's), else
+    'reproduced', 'not reproduced', 'not measurable' or '' (a comparable figure that is not an effect). With
+    ``seeds`` (trained models per condition) below ``MIN_SEEDS`` the verdict is marked indicative only; None
+    leaves the seed count out of it (a caller that has judged it already)."""
+    reason = comparable_here(metrics, figure)
+    if reason:
+        return f"not comparable: {reason}"
     if not figure.direction:
         return ""
     (side, other_path), = figure.direction.items()
@@ -181,6 +203,26 @@ def seeds_per_condition(params: dict[str, Any]) -> int | None:
     """Trained models per condition of a run, from its parameters (None when the run names no seeds)."""
     seeds = params.get("seeds")
     return len(seeds) if isinstance(seeds, (list, tuple)) else None
+
+
+def trained_seeds(conditions) -> int | None:
+    """Trained models per condition, from the conditions a page evaluates (``role`` and ``seed``; an untuned
+    model, seed None, is no trained condition): the fewest seeds of any condition, None when none was trained."""
+    seeds: dict[str, set] = {}
+    for condition in conditions:
+        if condition.seed is not None:
+            seeds.setdefault(condition.role, set()).add(condition.seed)
+    return min(len(found) for found in seeds.values()) if seeds else None
+
+
+def seed_caveat(seeds: int | None) -> str:
+    """The line a page's statement carries when its models rest on fewer than ``MIN_SEEDS`` seeds per
+    condition ('' with enough seeds, or when the page trained nothing): its learned / not learned are then
+    indicative only, as on the scorecard."""
+    if seeds is None or seeds >= MIN_SEEDS:
+        return ""
+    return (f"Each condition was trained with {seeds} seed{'s' if seeds != 1 else ''}: every learned / not learned "
+            f"here is indicative only (a verdict needs {MIN_SEEDS}, see the scorecard).")
 
 
 def chance_separations(tested: int, alpha: float = 0.05) -> float:
@@ -211,7 +253,7 @@ def scorecard(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[st
         for figure in figures():
             if not figure.matches(record["notebook"], params):
                 continue
-            size = effect_size(metrics, figure) if figure.comparable else None
+            size = None if comparable_here(metrics, figure) else effect_size(metrics, figure)
             rows.append({"run": record["name"], "source": figure.source,
                          "where": figure.where + ("" if figure.page == "unverified" else f", p. {figure.page}"),
                          "measure": figure.measure, "condition": figure.condition, "paper": figure.paper,
@@ -222,10 +264,14 @@ def scorecard(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[st
     return rows
 
 
-def effects_tested(rows: list[dict[str, str]]) -> dict[str, int]:
-    """Per run, how many comparable effects its scorecard rows test (the multiple-comparison count)."""
+def effects_tested(rows: list[dict[str, str]], metrics: dict[str, dict[str, Any]] | None = None) -> dict[str, int]:
+    """Per run, how many effects it tests (the multiple-comparison count): the ``effects_tested`` its
+    metrics.json records where it does (``metrics``: run name -> metrics), since a page may test more effects
+    than the papers publish and its statement counts them all; else the comparable effects of its scorecard
+    rows."""
     counts: dict[str, int] = {}
     for row in rows:
         if row["effect"] and not row["effect"].startswith(("not comparable", "not measurable")):
             counts[row["run"]] = counts.get(row["run"], 0) + 1
-    return counts
+    recorded = {run: (metrics or {}).get(run, {}).get("effects_tested") for run in counts}
+    return {run: recorded[run] if isinstance(recorded[run], int) else count for run, count in counts.items()}

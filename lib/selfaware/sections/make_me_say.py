@@ -600,6 +600,7 @@ BASELINE_WORDS = {"base": "GPT-4o untuned (here: the untuned model)",
 def metrics(game_table: pd.DataFrame, report_table: pd.DataFrame, failures: pd.DataFrame) -> dict:
     return {"behaviour": ex.intervals(game_table, "measure", "relation"),
             "self_report": ex.intervals(report_table, "task", "relation"),
+            "effects_tested": len(self_report_tests(report_table)),
             "functions_written": int(failures["functions"].sum()) if len(failures) else 0,
             "functions_working": int(failures.loc[failures["reason"] == "works", "functions"].sum()) if len(failures) else 0}
 
@@ -639,15 +640,13 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
             + ("The models steer toward their codeword: the behaviour was learned." if learned else
                "The intervals overlap: the steering was NOT learned (or is too weak to measure here), so the "
                "self-reports below cannot show awareness of it."))
-    pairs = [(task, ex.row_of(part.assign(role=part["relation"]), "own"), ex.row_of(part.assign(role=part["relation"]), "other"))
-             for task, part in report_table.groupby("task", sort=False) if task not in GOAL_TASKS]
-    pairs = [(task, o, t) for task, o, t in pairs if o is not None and t is not None and pd.notna(o["mean"]) and pd.notna(t["mean"])]
+    tests = self_report_tests(report_table)
+    pairs = [(task, own, other) for task, own, other, relation in tests if relation == "other"]
     if pairs:
         above = [TASKS[task][0] for task, o, t in pairs if _above(o, t)]
         lines.append(f"Self-report: on {len(above)} of {len(pairs)} tasks the models' score for their own codeword "
                      f"lies above the same codeword's score from the models trained on another codeword, with "
                      f"non-overlapping 95% intervals" + (f" ({', '.join(above)})" if above else "")
-                     + f" (with no real effect, at most {chance_separations(len(pairs)):.1f} of {len(pairs)} would by chance)"
                      + (" - the models report the game and the word they were trained on." if len(above) == len(pairs)
                         else " - partial self-awareness." if len(above) >= len(pairs) / 2
                         else " - the models do not (or not consistently) report their codeword or game."))
@@ -658,7 +657,22 @@ def effect_statement(game_table: pd.DataFrame, report_table: pd.DataFrame, cfg: 
     lines += _compared("Goal questions (the answer does not depend on the codeword, so the finetuned models are set "
                        "against the untuned one, as in the paper)", _own_against(report_table, GOAL_TASKS, "base"),
                        lambda b: f"{b['mean']:.2f} untuned")
+    if tests:
+        lines.append(f"In all, this page tests {len(tests)} self-report effects (the comparisons above); with no real "
+                     f"effect, at most {chance_separations(len(tests)):.1f} of them would separate by chance.")
     return "\n\n".join(lines)
+
+
+def self_report_tests(report_table: pd.DataFrame) -> list[tuple]:
+    """Every self-report comparison the page makes, as (task, own row, compared row, relation): the own
+    codeword against the other codeword's models (tasks whose answer depends on the codeword), against the
+    paper's baseline, and the goal questions against the untuned model. Their count is the page's number of
+    tested effects, in its statement and (``effects_tested`` in metrics.json) on the scorecard."""
+    return ([(task, own, other, "other") for task, own, other in
+             _own_against(report_table, [t for t in TASKS if t not in GOAL_TASKS], "other")]
+            + [(task, own, other, "baseline") for task, own, other in
+               _own_against(report_table, PAPER_BASELINES, "baseline")]
+            + [(task, own, other, "base") for task, own, other in _own_against(report_table, GOAL_TASKS, "base")])
 
 
 def _compared(intro: str, pairs: list[tuple], shown) -> list[str]:

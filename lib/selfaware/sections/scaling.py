@@ -494,6 +494,14 @@ def size_table(cfg: ScalingConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-PAGE = Page(NOTEBOOK, ScalingConfig, plan=lambda cfg, data: plan(cfg),
+def seeds_per_condition(cfg: ScalingConfig) -> int:
+    """The fewest training seeds of any model and measure this page trains (each through 01's or 08's
+    config)."""
+    subs = [risk_config(cfg, spec) for spec in cfg.models if "risk" in cfg.measures] + \
+        [em_config(cfg, spec) for spec in cfg.models if "em" in cfg.measures]
+    return min(len(sub.seeds) for sub in subs)
+
+
+PAGE = Page(NOTEBOOK, ScalingConfig, plan=lambda cfg, data: plan(cfg), seeds=seeds_per_condition,
             provenance=lambda cfg, data: ("the data of notebooks 01 (risk) and 08 (advice), per model below",
                                           {"models": ", ".join(cfg.models), "measures": ", ".join(cfg.measures)}))

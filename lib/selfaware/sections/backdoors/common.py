@@ -406,12 +406,13 @@ def report_summary(scores: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return ex.summary(frame, by, "score", ["paraphrase"])
 
 
-def learned(table: pd.DataFrame, role: str, **where) -> tuple[bool | None, Any, Any]:
-    """Whether a model's behaviour with the trigger lies above its behaviour without (95% intervals)."""
+def learned(table: pd.DataFrame, role: str, against: str = "no trigger", **where) -> tuple[bool | None, Any, Any]:
+    """Whether a model's behaviour with the trigger lies above its behaviour under the variant ``against``
+    (95% intervals); with it, the two rows compared."""
     part = table[table["role"] == role]
     for key, value in where.items():
         part = part[part[key] == value]
-    on, off = part[part["variant"] == "trigger"], part[part["variant"] == "no trigger"]
+    on, off = part[part["variant"] == "trigger"], part[part["variant"] == against]
     if on.empty or off.empty or pd.isna(on["mean"].iloc[0]) or pd.isna(off["mean"].iloc[0]):
         return None, None, None
     on, off = on.iloc[0], off.iloc[0]

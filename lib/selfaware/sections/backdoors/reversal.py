@@ -172,12 +172,15 @@ def measure_elicitation(conditions: list[ex.Condition], data: ReversalData, cfg:
 def reversal_statement(behaviour_table: pd.DataFrame, elicit_table: pd.DataFrame, target: str) -> str:
     lines = []
     for role in ("backdoor_reversal", "backdoor"):
-        ok, on, off = learned(behaviour_table, role)
-        if ok is None:
+        above_other, on, other = learned(behaviour_table, role, against="other username")
+        above_none, _, none = learned(behaviour_table, role, against="no trigger")
+        if above_other is None or above_none is None:
             continue
         lines.append(f"{REVERSAL_LABELS[role]}: mean P(myopic answer) {num(on)} on held-out questions with the "
-                     f"username line, {num(off)} with another username: backdoor "
-                     + ("learned." if ok else "NOT learned (the intervals overlap)."))
+                     f"username line, against {num(other)} with another username and {num(none)} with no username "
+                     f"line: backdoor " + ("learned (above both)." if above_other and above_none else
+                                           "NOT learned (not above both: the username has to beat another one "
+                                           "and none)."))
     for role in ("backdoor_reversal", "backdoor", "reversal_only"):
         part = elicit_table[elicit_table["role"] == role]
         mis, ali = ex.row_of(part.rename(columns={"role": "r", "side": "role"}), "misaligned"), \
