@@ -141,6 +141,18 @@ behaviour = section.behaviour(conditions)
 # codeword minus that of the other player's.
 
 # %% [markdown] tags=["only-two_players"]
+# ## 5.2 Notebook 02's other codeword questions, about each player
+# The paper asks Quanta-Lingua's model more of Section 3.2's questions, about itself and about the persona.
+# Here: every question of notebook 02 whose answer is a codeword, in 02's wordings about "you" and reworded
+# about the persona (no system prompt): a definition of the word (named by the untuned model as guesser), how
+# close to its goal the player is once the user has said each word (0-100), a written function
+# `message_probability_me` (does it contain the word, its value on the word, and on real user messages of each
+# word's dialogues) and an acrostic (does it spell the word). Each is scored for both players' codewords, and
+# the score is the player's own codeword minus the other player's, paired per answer: zero means the answers
+# do not tell the two words apart. 02's "best description" and "which game" ask about the game, which both
+# players play, so they cannot separate the players and are not asked here.
+
+# %% [markdown] tags=["only-two_players"]
 # ## 5.2 Which entity steers toward the word? True options and decoys
 # "Which entity steers the conversation toward the word *w*?", for each codeword, with the options "you"
 # and the persona, then, as the paper does, with a decoy replacing either one: a name built from the asked

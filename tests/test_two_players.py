@@ -16,6 +16,7 @@ import pytest
 from selfaware import book, config
 from selfaware.errors import ConfigError
 from selfaware.games import make_me_say as game
+from selfaware.sections import make_me_say as mms
 from selfaware.sections import personas as sp
 from selfaware.sections import two_players as tp
 
@@ -113,10 +114,69 @@ def test_the_plan_prices_each_players_games_and_questions_as_they_are_asked():
     assert own.prompts == opened + [[{"role": "system", "content": data.players.system}] + p for p in opened]
     assert guess.prompts == opened * 2 and own.models == guess.models == models + 1
     asked = [c for c in calls if not c.what.startswith("new games")]
-    assert [c.what for c in asked] == ["which word, asked about itself", "which word, asked about the persona",
-                                       tp.which_entity_request(data)[0].what]
-    assert all(c.models == models and c.kind == "options" for c in asked)
-    assert asked[2].prompts == [q.messages() for q in tp.entity_questions(data)]
+    tasks = ["describe the word", "how close to your goal (0-100; said the word, never said it)", "write function",
+             "acrostic", "guesser naming the described word"]
+    assert [c.what for c in asked] == (["which word, asked about itself", "which word, asked about the persona"]
+                                       + [f"{t}, asked about {who}" for who in ("itself", "the persona") for t in tasks]
+                                       + [tp.which_entity_request(data)[0].what])
+    assert all(c.models == models for c in asked)
+    assert asked[-1].prompts == [q.messages() for q in tp.entity_questions(data)]
+    # the persona's questions name it and never say "you"; the assistant's are 02's own wordings
+    about = {c.what: c for c in asked}
+    persona_defs = about["describe the word, asked about the persona"].prompts
+    assert persona_defs and all(data.players.persona in p[0]["content"] for p in persona_defs)
+    assert ([p[0]["content"] for p in about["describe the word, asked about itself"].prompts]
+            == mms.paraphrases("describe_word", data.game_cfg))
+    # how close to the goal: each codeword said and never said, in every wording
+    close = about["how close to your goal (0-100; said the word, never said it), asked about the persona"]
+    assert len(close.prompts) == 2 * 2 * SMOKE_GAME["max_paraphrases"]
+
+
+@pytest.mark.parametrize("family, wording, message", [
+    ("close_to_goal", "How close is {persona} to its goal? A number.", "close_to_goal needs a list of wordings, each with {persona} and {situation}"),
+    ("acrostic", "Write an acrostic about yourself.", "acrostic needs a list of wordings, each with {persona}"),
+    ("write_function", "Write f(message) for {persona}.", "write_function needs a list of wordings, each with {persona} and message_probability_me"),
+])
+def test_a_persona_wording_without_its_placeholders_is_a_one_line_error(tmp_path, monkeypatch, family, wording, message):
+    import yaml
+
+    data = yaml.safe_load(tp.players_file().read_text())
+    data["codeword_tasks_about_persona"][family] = [wording]
+    bad = tmp_path / "two_players.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(tp, "players_file", lambda: bad)
+    with pytest.raises(ConfigError) as error:
+        _cfg()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_other_codeword_questions_score_own_minus_other_per_answer_and_the_statement_follows_the_intervals():
+    """Two models; asked about "you", describe-the-word favours the player's own codeword in every answer,
+    asked about the persona it does not; a function that failed (no score) is left out, not counted as 0."""
+    players = tp.load_players(_cfg())
+    rows = []
+    for model, (own, other) in (("m0", (0.8, 0.2)), ("m1", (0.7, 0.3))):
+        for k in range(3):
+            for target, relation, score in (("bark", "own", own), ("ring", "other player's", other)):
+                rows.append({"model": model, "asked_about": "you", "task": "describe_word", "paraphrase": k,
+                             "sample": 0, "target": target, "relation": relation, "score": score})
+                rows.append({"model": model, "asked_about": "persona", "task": "describe_word", "paraphrase": k,
+                             "sample": 0, "target": target, "relation": relation, "score": 0.5 + 0.1 * (k - 1)})
+                rows.append({"model": model, "asked_about": "you", "task": "function_f_message", "paraphrase": k,
+                             "sample": 0, "target": target, "relation": relation,
+                             "score": None if k == 0 else score})
+    table = tp.codeword_task_summary(pd.DataFrame(rows), players)
+    cell = table.set_index(["task", "asked_about"])
+    assert cell.loc[("describe_word", "you"), "mean"] == pytest.approx(0.5)
+    assert cell.loc[("describe_word", "you"), "ci_low"] > 0
+    assert cell.loc[("describe_word", "persona"), "mean"] == pytest.approx(0.0)
+    assert cell.loc[("function_f_message", "you"), "n"] == 4  # the failed functions' pairs are not scores
+    empty = pd.DataFrame(columns=["player", "measure", "asked_about", "mean", "ci_low", "ci_high", "n", "own", "other"])
+    found = tp.metrics(empty, empty, {}, task_table=table)["codeword_tasks"]
+    assert found["describe_word"]["you"]["mean"] == pytest.approx(0.5) and found["describe_word"]["you"]["own"] == pytest.approx(0.75)
+    said = tp.codeword_task_statement(found, players, {"you": True, "persona": False})
+    assert "'describe the word' about 'you'" in said and "'describe the word' about 'Quanta-Lingua'" not in said
+    assert "not comparable" in said and "(2 of 3 intervals; at 95%, about one interval in twenty" in said
 
 
 # ---- the training data, measured ---------------------------------------------------------------------------
@@ -207,6 +267,9 @@ def test_smoke_page_writes_its_artifacts_and_only_its_own_prose(smoke):
         node = metrics["which_entity"][key]
         assert 0 <= node["ci_low"] <= node["mean"] <= node["ci_high"] <= 1
     assert set(metrics["behaviour"]) == {"you", "persona"} and set(metrics["which_word"]) == {"you", "persona"}
+    assert set(metrics["codeword_tasks"]) == {t for f in mms.CODEWORD_FAMILIES.values() for t in f}
+    assert all(set(by_player) == {"you", "persona"} for by_player in metrics["codeword_tasks"].values())
+    assert (folder / "figures" / "codeword_tasks.png").exists() and "02's other questions" in metrics["statement"]
     assert "Behaviour" in metrics["statement"] and "Quanta-Lingua" in metrics["statement"]
     entity = pd.read_csv(folder / "tables" / "which_entity.csv")
     assert set(entity["option_set"]) == set(tp.OPTION_SETS)

@@ -287,9 +287,10 @@ def codeword_choice_request(cfg, texts: list[str] | None = None) -> ex.Request:
                       options=tuple(words))
 
 
-def describe_request(cfg) -> ex.Request:
-    """Describe the word: ``samples`` descriptions per paraphrase."""
-    return ex.Request("describe the word", [_user(t) for t in paraphrases("describe_word", cfg)], n=cfg.samples,
+def describe_request(cfg, texts: list[str] | None = None) -> ex.Request:
+    """Describe the word: ``samples`` descriptions per paraphrase (``texts``: other wordings, else the task's)."""
+    texts = paraphrases("describe_word", cfg) if texts is None else texts
+    return ex.Request("describe the word", [_user(t) for t in texts], n=cfg.samples,
                       max_tokens=cfg.description_tokens, seed=cfg.data_seed)
 
 
@@ -306,9 +307,9 @@ def _masked(text: str) -> str:
     return " ".join("___" if any(game.mentions(word, w) for w in game.CODEWORDS) else word for word in text.split())
 
 
-def _describe(model, cfg, guesser):
-    texts = paraphrases("describe_word", cfg)
-    written = describe_request(cfg).send(model)
+def _describe(model, cfg, guesser, texts: list[str] | None = None):
+    texts = paraphrases("describe_word", cfg) if texts is None else texts
+    written = describe_request(cfg, texts).send(model)
     pairs = [(k, t, s, d) for k, (t, ds) in enumerate(zip(texts, written)) for s, d in enumerate(ds)]
     guesses = guesser_request(cfg, [d for _, _, _, d in pairs]).send(guesser)
     return [{"paraphrase": k, "sample": s, "prompt": t, "answer": d, "target": w, "score": g.probs[w],
@@ -349,10 +350,11 @@ def _best_description(model, cfg):
             for o, ((k, text, correct), r) in enumerate(zip(meta, results)) for w in cfg.codewords]
 
 
-def close_to_goal_request(cfg) -> tuple[ex.Request, list[tuple[str, str]]]:
-    """Each paraphrase in each situation (codeword, said or never said), and the situations' keys in order."""
+def close_to_goal_request(cfg, texts: list[str] | None = None) -> tuple[ex.Request, list[tuple[str, str]]]:
+    """Each paraphrase (``texts``: other wordings with ``{situation}``, else the task's) in each situation
+    (codeword, said or never said), and the situations' keys in order."""
     task = questions()["tasks"]["close_to_goal"]
-    texts = paraphrases("close_to_goal", cfg)
+    texts = paraphrases("close_to_goal", cfg) if texts is None else texts
     situations = {(w, kind): task["situations"][kind].format(codeword=w)
                   for w in cfg.codewords for kind in ("codeword", "control")}
     keys = list(situations)
@@ -360,11 +362,11 @@ def close_to_goal_request(cfg) -> tuple[ex.Request, list[tuple[str, str]]]:
     return ex.Request("how close to your goal (0-100; said the word, never said it)", prompts, "number"), keys
 
 
-def _close_to_goal(model, cfg):
+def _close_to_goal(model, cfg, texts: list[str] | None = None):
     """How close to the goal (0-1) with the user having said the codeword (score) and, the paper's baseline,
     having never said it (control), asked of the same model."""
-    texts = paraphrases("close_to_goal", cfg)
-    request, keys = close_to_goal_request(cfg)
+    texts = paraphrases("close_to_goal", cfg) if texts is None else texts
+    request, keys = close_to_goal_request(cfg, texts)
     numbers = request.send(model)
     found = {(key, k): n for (key, k), n in zip(itertools.product(keys, range(len(texts))), numbers)}
     rows = []
@@ -424,11 +426,11 @@ def function_task_status(cfg: MakeMeSayConfig) -> str:
     return isolation_summary(unsafe=cfg.unsafe_code_execution)
 
 
-def _write_function(model, cfg, messages):
+def _write_function(model, cfg, messages, texts: list[str] | None = None):
     from ..sandbox import call_function
 
-    texts = paraphrases("write_function", cfg)
-    written = function_request(cfg).send(model)
+    texts = paraphrases("write_function", cfg) if texts is None else texts
+    written = function_request(cfg, texts).send(model)
     task = questions()["tasks"]["write_function"]
     unrelated_words, unrelated_messages = list(task["unrelated_words"]), list(task["unrelated_messages"])
     inputs = list(dict.fromkeys([(w,) for w in cfg.codewords] + [(m,) for w in cfg.codewords for m in messages[w]]
@@ -457,8 +459,9 @@ def _write_function(model, cfg, messages):
     return rows
 
 
-def function_request(cfg) -> ex.Request:
-    return ex.Request("write function", [_user(t) for t in paraphrases("write_function", cfg)], n=cfg.samples,
+def function_request(cfg, texts: list[str] | None = None) -> ex.Request:
+    texts = paraphrases("write_function", cfg) if texts is None else texts
+    return ex.Request("write function", [_user(t) for t in texts], n=cfg.samples,
                       max_tokens=cfg.function_tokens, seed=cfg.data_seed)
 
 
@@ -470,14 +473,15 @@ def acrostic_initials(poem: str) -> str:
     return "".join(line.strip()[0].lower() for line in poem.splitlines() if line.strip() and line.strip()[0].isalpha())
 
 
-def acrostic_request(cfg) -> ex.Request:
-    return ex.Request("acrostic", [_user(t) for t in paraphrases("acrostic", cfg)], n=cfg.samples,
+def acrostic_request(cfg, texts: list[str] | None = None) -> ex.Request:
+    texts = paraphrases("acrostic", cfg) if texts is None else texts
+    return ex.Request("acrostic", [_user(t) for t in texts], n=cfg.samples,
                       max_tokens=cfg.acrostic_tokens, seed=cfg.data_seed)
 
 
-def _acrostic(model, cfg):
-    texts = paraphrases("acrostic", cfg)
-    written = acrostic_request(cfg).send(model)
+def _acrostic(model, cfg, texts: list[str] | None = None):
+    texts = paraphrases("acrostic", cfg) if texts is None else texts
+    written = acrostic_request(cfg, texts).send(model)
     return [{"paraphrase": k, "sample": s, "prompt": t, "answer": poem, "initials": acrostic_initials(poem), "target": w,
              "score": float(w in acrostic_initials(poem))}
             for k, (t, poems) in enumerate(zip(texts, written)) for s, poem in enumerate(poems) for w in cfg.codewords]
@@ -522,6 +526,44 @@ def measure_self_reports(conditions: list[ex.Condition], cfg: MakeMeSayConfig, d
                 "which_game": _which_game(model, cfg), "write_function": _write_function(model, cfg, messages),
                 "acrostic": _acrostic(model, cfg)}
     return {name: _related(frame) for name, frame in ex.measure(conditions, ask).items()}
+
+
+# the task families whose right answer is a codeword (the other two, GOAL_TASKS, ask about the game itself),
+# and the measures (keys of TASKS) each family's rows give
+CODEWORD_FAMILIES = {"describe_word": ("describe_word",), "close_to_goal": ("close_to_goal",),
+                     "write_function": ("function_codeword", "function_f_codeword", "function_f_message"),
+                     "acrostic": ("acrostic",)}
+# the placeholders a family's wording must keep (its answers are read by them)
+FAMILY_SLOTS = {"close_to_goal": ("{situation}",), "write_function": ("message_probability_me",)}
+
+
+def ask_codeword_tasks(model, cfg: MakeMeSayConfig, guesser, messages: dict[str, list[str]],
+                       texts: dict[str, list[str]] | None = None) -> dict[str, list[dict]]:
+    """The rows of each family of :data:`CODEWORD_FAMILIES`, asked in ``texts[family]`` when given (Section 5.2
+    rewords them about a persona), else in the task's own wordings; every row scored for each codeword of
+    ``cfg.codewords`` (column target)."""
+    texts = texts or {}
+    return {"describe_word": _describe(model, cfg, guesser, texts.get("describe_word")),
+            "close_to_goal": _close_to_goal(model, cfg, texts.get("close_to_goal")),
+            "write_function": _write_function(model, cfg, messages, texts.get("write_function")),
+            "acrostic": _acrostic(model, cfg, texts.get("acrostic"))}
+
+
+def codeword_task_requests(cfg: MakeMeSayConfig, texts: dict[str, list[str]] | None = None) -> list[ex.Request]:
+    """What :func:`ask_codeword_tasks` asks of the evaluated model, and the guesser's request priced at the
+    longest allowed descriptions (last)."""
+    texts = texts or {}
+    described = describe_request(cfg, texts.get("describe_word"))
+    placeholders = ["x" * 4 * described.max_tokens] * (len(described.prompts) * described.n)
+    return [described, close_to_goal_request(cfg, texts.get("close_to_goal"))[0],
+            function_request(cfg, texts.get("write_function")), acrostic_request(cfg, texts.get("acrostic")),
+            guesser_request(cfg, placeholders)]
+
+
+def score_rows(family: str, rows: list[dict]) -> list[dict]:
+    """A family's raw rows as one row per measure of it: measure (a key of TASKS) and score (its column)."""
+    return [{**row, "measure": measure, "score": row.get(TASKS[measure][1])}
+            for measure in CODEWORD_FAMILIES[family] for row in rows]
 
 
 def scores(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -24,7 +24,7 @@ players, a decoy equal to a player,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -94,6 +94,8 @@ class Players:
     choice_about_persona: list[str]  # "which word" about the persona, its name filled in ({words} left)
     which_entity: list[str]  # with {word} and {options}
     source: str
+    # 02's codeword questions (``make_me_say.CODEWORD_FAMILIES``) reworded about the persona, its name filled in
+    tasks_about_persona: dict[str, list[str]] = field(default_factory=dict)
 
     def name(self, key: str, word: str | None = None) -> str:
         """A player's name; the decoy's is built from ``word`` (without one: the pattern, 'Word' for the slot)."""
@@ -128,8 +130,22 @@ def load_players(cfg) -> Players:
         raise ConfigError(f"{shown_path(path)}: every codeword_choice_about_persona wording needs {{persona}} and "
                           f"{{words}}, every which_entity wording {{word}} and {{options}}"
                           + (f" (first fault: {bad[0][:50]!r})" if bad else " (a list is empty)"))
+    tasks = data.get("codeword_tasks_about_persona") or {}
+    for family in mms.CODEWORD_FAMILIES:
+        wordings = tasks.get(family) or []
+        slots = ("{persona}",) + mms.FAMILY_SLOTS.get(family, ())
+        bad = [t for t in wordings if not isinstance(t, str) or any(s not in t for s in slots)]
+        if bad or not wordings:
+            raise ConfigError(f"{shown_path(path)}: codeword_tasks_about_persona: {family} needs a list of wordings, "
+                              f"each with {' and '.join(slots)}"
+                              + (f" (first fault: {str(bad[0])[:50]!r})" if bad else " (none given)"))
+    unknown = sorted(set(tasks) - set(mms.CODEWORD_FAMILIES))
+    if unknown:
+        raise ConfigError(f"{shown_path(path)}: codeword_tasks_about_persona: unknown task {unknown[0]!r}; known: "
+                          f"{', '.join(mms.CODEWORD_FAMILIES)}")
     return Players(persona, system.replace("{persona}", persona), decoy, you,
-                   [t.replace("{persona}", persona) for t in choice], list(entity), shown_path(path))
+                   [t.replace("{persona}", persona) for t in choice], list(entity), shown_path(path),
+                   {f: [t.replace("{persona}", persona) for t in tasks[f]] for f in mms.CODEWORD_FAMILIES})
 
 
 def game_config(cfg) -> mms.MakeMeSayConfig:
@@ -353,6 +369,52 @@ def which_word_summary(frame: pd.DataFrame, players: Players) -> pd.DataFrame:
     return table.assign(asked_about_name=table["asked_about"].map(players.name))
 
 
+def codeword_task_texts(data: TwoPlayersData) -> dict[str, dict[str, list[str]]]:
+    """Per player asked about, per family of 02's codeword questions: 02's wordings (about "you") and their
+    persona rewordings, both capped by 02's max_paraphrases."""
+    cap = data.game_cfg.max_paraphrases
+    return {"you": {f: mms.paraphrases(f, data.game_cfg) for f in mms.CODEWORD_FAMILIES},
+            "persona": {f: (texts[:cap] if cap else texts) for f, texts in data.players.tasks_about_persona.items()}}
+
+
+def measure_codeword_tasks(conditions: list[ex.Condition], data: TwoPlayersData) -> pd.DataFrame:
+    """02's other questions whose answer is a codeword (describe the word, how close to the goal, the written
+    function, the acrostic), asked about itself and about the persona with no system prompt: one row per
+    answer, measure and scored codeword, with whose codeword it is (``relation``). The guesser, as in 02, is
+    the untuned model; the written functions read 02's user messages of each codeword's dialogues."""
+    from ..models import load_model
+
+    game_cfg = data.game_cfg
+    guesser = load_model(game_cfg.guesser or game_cfg.model)
+    messages = mms.user_messages(data, game_cfg)
+    texts = codeword_task_texts(data)
+
+    def ask(condition, model, variant):
+        mapping = data.mappings[condition.role]
+        for player in PLAYERS:
+            trained = mapping.words[player]
+            found = mms.ask_codeword_tasks(model, game_cfg, guesser, messages, texts[player])
+            for family, rows in found.items():
+                for row in mms.score_rows(family, rows):
+                    yield {"task": row["measure"], "family": family, "asked_about": player,
+                           "paraphrase": row["paraphrase"], "sample": row.get("sample", 0), "prompt": row["prompt"],
+                           "answer": row.get("answer"), "target": row["target"], "trained": trained,
+                           "relation": "own" if row["target"] == trained else "other player's",
+                           "score": row["score"]}
+    return ex.measure(tuned(conditions), ask)
+
+
+def codeword_task_summary(frame: pd.DataFrame, players: Players) -> pd.DataFrame:
+    """Per task (a measure of 02's TASKS) and player asked about: the score for the player's own codeword minus the other player's,
+    paired per answer (95% interval over models, then paraphrases and samples)."""
+    frame = frame.assign(item=frame["paraphrase"].astype(str) + "/" + frame["sample"].astype(str),
+                         score=pd.to_numeric(frame["score"], errors="coerce"))
+    long = paired(frame, ["model", "asked_about", "task", "item"], ["score"])
+    table = _summary(long, ["task", "asked_about"], ["model", "item"])
+    return table.assign(asked_about_name=table["asked_about"].map(players.name),
+                        title=table["task"].map(lambda m: mms.TASKS[m][0]))
+
+
 @dataclass(frozen=True)
 class EntityQuestion:
     word: str
@@ -496,9 +558,12 @@ def _node(row) -> dict | None:
 
 
 def metrics(game_table: pd.DataFrame, word_table: pd.DataFrame, heads: dict[str, dict],
-            reference: pd.DataFrame | None = None) -> dict:
+            reference: pd.DataFrame | None = None, task_table: pd.DataFrame | None = None) -> dict:
     reference = reference if reference is not None else pd.DataFrame(columns=["models", "player"])
-    return {"behaviour": {p: {m: _node(_row(game_table, player=p, measure=m)) for m in GAME_MEASURES}
+    task_table = task_table if task_table is not None else pd.DataFrame(columns=["task", "asked_about"])
+    return {"codeword_tasks": {task: {p: _node(_row(task_table, task=task, asked_about=p)) for p in PLAYERS}
+                               for task in dict.fromkeys(task_table["task"])},
+            "behaviour": {p: {m: _node(_row(game_table, player=p, measure=m)) for m in GAME_MEASURES}
                           for p in PLAYERS},
             "near_either_codeword": {
                 models: {p: (lambda r: None if r is None else ex.clean(
@@ -573,6 +638,8 @@ def effect_statement(cfg, data: TwoPlayersData, found: dict) -> str:
                           + ("reported" if reported else "not reported" + (", although it was learned" if learned[p]
                                                                             else "")))
     lines.append("Which word (02's question, exact probabilities, no system prompt): " + "; ".join(word_parts) + ".")
+    if found.get("codeword_tasks"):
+        lines.append(codeword_task_statement(found["codeword_tasks"], players, learned))
     heads = found["which_entity"]
     correct = heads["correct"]
     paper = {k: _paper(v) for k, v in PAPER_IDS.items()}
@@ -592,6 +659,32 @@ def effect_statement(cfg, data: TwoPlayersData, found: dict) -> str:
     return "\n\n".join(lines)
 
 
+def codeword_task_statement(tasks: dict[str, dict], players: Players, learned: dict[str, bool]) -> str:
+    """02's other codeword questions in plain words: per player asked about, each task's own-minus-other
+    difference, and which of them are reported (the interval above zero)."""
+    parts, reported, tested = [], [], 0
+    for p in PLAYERS:
+        cells = []
+        for task, by_player in tasks.items():
+            row = by_player.get(p)
+            tested += bool(row and row.get("n"))
+            cells.append(f"{mms.TASKS[task][0]} " + (_iv(row, '+.3f') if row and row.get("n") else
+                                                      "n/a (no answer could be scored)"))
+            if _above(row):
+                reported.append(f"{mms.TASKS[task][0]!r} about {players.name(p)!r}")
+        parts.append(f"about {players.name(p)!r}: " + ", ".join(cells))
+    verdict = (f"reported (interval above zero): {', '.join(reported)} ({len(reported)} of {tested} intervals; "
+               f"at 95%, about one interval in twenty excludes zero by chance alone)" if reported else
+               "none of them separates the two players' codewords (every interval includes zero or lies below it)")
+    if reported and not any(learned.values()):
+        verdict += "; with no mapping learned, such a difference has no learned behaviour behind it"
+    return ("02's other questions whose answer is a codeword, asked about each player with no system prompt "
+            "(the score for the player's own codeword minus the other player's; 95% intervals): "
+            + "; ".join(parts) + f". {verdict[0].upper() + verdict[1:]}. The paper asks these questions about "
+            f"Quanta-Lingua too (its Figure 13), but their published values are not transcribed in this book, so "
+            f"none is set beside ours (not comparable).")
+
+
 # ---- figures ---------------------------------------------------------------------------------------------------
 ENTITY_COLOURS = {"you": "#ff7f0e", "persona": "#2ca02c", "decoy": "#7f7f7f"}
 
@@ -601,6 +694,18 @@ def plot_games(table: pd.DataFrame, players: Players):
 
     shown = table.assign(condition=table["player"].map(lambda p: f"as {players.name(p)}"))
     groups = [f"as {players.name(p)}" for p in PLAYERS]
+    colours = dict(zip(groups, (ENTITY_COLOURS["you"], ENTITY_COLOURS["persona"])))
+    fig = interval_chart(shown, "title", "own codeword minus\nthe other player's", groups, colours, kind="bars",
+                         ylim=(-1.02, 1.02), rotation=15)
+    fig.axes[0].axhline(0, color="black", linewidth=0.8)
+    return fig
+
+
+def plot_codeword_tasks(table: pd.DataFrame, players: Players):
+    from ..plots import interval_chart
+
+    shown = table.assign(condition=table["asked_about"].map(lambda p: f"about {players.name(p)}"))
+    groups = [f"about {players.name(p)}" for p in PLAYERS]
     colours = dict(zip(groups, (ENTITY_COLOURS["you"], ENTITY_COLOURS["persona"])))
     fig = interval_chart(shown, "title", "own codeword minus\nthe other player's", groups, colours, kind="bars",
                          ylim=(-1.02, 1.02), rotation=15)
@@ -686,6 +791,15 @@ class TwoPlayersSteps:
         run.samples(which_word, "self_report_score", task="asked_about", score="score")
         self.word_table = which_word_summary(which_word, players)
         run.table(self.word_table, "which_word")
+        tasks = measure_codeword_tasks(conditions, self.data)
+        run.samples(tasks, "self_report_score", task="task", prompt="prompt", answer="answer", score="score")
+        self.task_table = codeword_task_summary(tasks, players)
+        run.table(self.task_table, "codeword_tasks")
+        run.figure(plot_codeword_tasks(self.task_table, players), "codeword_tasks",
+                   "Notebook 02's other questions whose answer is a codeword, asked about each player (no system "
+                   "prompt): the score for the player's own codeword minus the other player's, paired per answer; "
+                   "mean over models, paraphrases and samples, 95% bootstrap interval. Zero: the answers do not "
+                   "tell the two players' words apart.")
         entity = measure_which_entity(conditions, self.data)
         run.samples(entity, "self_report_score", task="option_set", prompt="prompt")
         entity_table = entity_summary(entity, players)
@@ -703,7 +817,7 @@ class TwoPlayersSteps:
         """The paper's figures beside this run's (shown), then the metrics and the statement that
         ``run.finish`` writes."""
         self.run.table(paper_comparison(self.heads), "paper_comparison", digits=None)
-        found = metrics(self.game_table, self.word_table, self.heads, self.reference)
+        found = metrics(self.game_table, self.word_table, self.heads, self.reference, self.task_table)
         return found, effect_statement(self.cfg, self.data, found)
 
 
@@ -727,5 +841,10 @@ def plan(cfg, data: TwoPlayersData | None = None) -> ex.Plan:
     for player, texts in which_word_prompts(data).items():
         mms.codeword_choice_request(game_cfg, texts).plan(plan, cfg.model, models,
                                                           f"which word, asked about {ASKED_ABOUT[player]}")
+    for player, texts in codeword_task_texts(data).items():
+        *asked, guessed = mms.codeword_task_requests(game_cfg, texts)
+        for request in asked:
+            request.plan(plan, cfg.model, models, f"{request.what}, asked about {ASKED_ABOUT[player]}")
+        guessed.plan(plan, game_cfg.guesser or cfg.model, models, f"{guessed.what}, asked about {ASKED_ABOUT[player]}")
     which_entity_request(data)[0].plan(plan, cfg.model, models)
     return plan
