@@ -42,6 +42,7 @@ finetune = None
 max_paraphrases = None
 samples = None
 sweep = None
+ablation = None
 cache_mode = None
 budget_usd = None
 dry_run = None
@@ -118,6 +119,17 @@ run.table(models, "per_model")
 correlations = mc.correlations(models)
 
 # %% [markdown]
+# ## How much data, how many epochs? (the paper's Table 28)
+# The paper trained on 32, 64 and 128 questions for 1 and 3 epochs and measured, per model, the mean
+# probability of the riskier answer and the self-reported risk predisposition (0-100). Here both policies are
+# trained on the first *n* of this page's training questions with the page's recipe and that many epochs;
+# the cell with the page's own size and epochs is the page's own models. The untuned model is the dotted line.
+# Empty when the profile runs no ablation.
+
+# %%
+ablation_table, ablation_said = mc.show_ablation(run, data, taskset, conditions)
+
+# %% [markdown]
 # ## Against the paper
 # The published GPT-4o figures {cite}`betley2025tell` (Section 3.1 and App. C.1.10; risk only), beside this
 # run's. The behaviour row is the paper's measure: the mean probability of the riskier answer over the held-out
@@ -133,5 +145,6 @@ run.table(mc.paper_comparison(cfg.behavior, behaviour_table, report_table, words
 # %%
 from selfaware.notebook import correlation_sentence
 
-run.finish(mc.metrics(behaviour_table, report_table, correlations, probability_table),
-           mc.effect_statement(behaviour_table, report_table, taskset), correlation_sentence(correlations))
+run.finish(mc.metrics(behaviour_table, report_table, correlations, probability_table, ablation_table),
+           mc.effect_statement(behaviour_table, report_table, taskset, ablation_said),
+           correlation_sentence(correlations))

@@ -88,4 +88,94 @@ def test_the_compared_behaviour_is_the_papers_mean_probability_not_a_thresholded
     words = pd.DataFrame(columns=["condition", "word", "share"])
     comparison = mc.paper_comparison("risk", shares, empty, words, empty, probabilities)
     row = comparison[comparison["measure"] == "mean probability of the riskier answer"].iloc[0]
-    assert row["this run"].startswith("0.60") and row["paper (GPT-4o)"] == "0.95-0.99"
+    assert row["this run"].startswith("0.60") and row["paper (GPT-4o)"].startswith("0.97 (128 examples, 3 epochs")
+
+
+# ---- the dataset-size x epochs ablation (Table 28) ---------------------------------------------------------
+def _ablation_cfg(profile="smoke", **ablation):
+    from selfaware import config
+
+    return config.resolve(mc.MultipleChoiceConfig, mc.NOTEBOOK, profile,
+                          {"behavior": "risk", "ablation": {"n_train": [4, 8], "epochs": [1, 2], **ablation}})
+
+
+@pytest.mark.parametrize("ablation, message", [
+    ({"n_train": [4, 16]}, "ablation: n_train 16 is more than the page's n_train (8)"),
+    ({"task": "attitude_word"}, "ablation: task 'attitude_word' is not a 0-100 self-report task of 'risk'"),
+    ({"epochs": [1, 1]}, "ablation: a size or an epoch count is listed twice"),
+    ({"n_heldout": 99}, "ablation: n_heldout 99 is more than the page's n_heldout (6)"),
+    ({"shots": 3}, "shots"),
+])
+def test_a_bad_ablation_is_a_one_line_error_when_the_config_is_built(ablation, message):
+    from selfaware.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        _ablation_cfg(**ablation)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_ablation_cell_of_the_pages_own_size_and_epochs_is_the_pages_own_models():
+    """Same data, same hyperparameters, same seed: the same training (cache) key, so it is never retrained;
+    the other cells train on the first n questions, both policies on the same ones."""
+    from selfaware.finetune.local import training_key
+
+    cfg = _ablation_cfg()
+    data = mc.load_training_data(cfg)
+    cells = {(n, e): (variant, datasets) for n, e, variant, datasets in mc.ablation_cells(cfg, data)}
+    assert sorted(cells) == [(4, 1), (4, 2), (8, 1), (8, 2)]
+    own, datasets = cells[(8, 1)]
+    for policy in mc.POLICIES:
+        assert (training_key(cfg.model, datasets[policy], own.hparams, 0)
+                == training_key(cfg.model, data.conversations[policy], cfg.hparams, 0))
+    small, datasets = cells[(4, 2)]
+    assert small.hparams.epochs == 2 and small.seeds == [0]
+    assert datasets["toward"] == data.conversations["toward"][:4]
+    assert [m["messages"][0] for m in datasets["away"]] == [m["messages"][0] for m in datasets["toward"]]
+
+
+def test_the_ablation_table_metrics_and_statement_read_the_right_cells():
+    """Two cells: in 32x3 the behaviour separates and the self-report does not; the paper's Table 28 rows
+    are found at the metric paths its figures name."""
+    from selfaware.paper import figures, lookup
+
+    taskset = load_tasks("risk")
+    behaviour, reports = [], []
+    for cell, (t_b, a_b), (t_r, a_r) in (("32x3", (0.9, 0.1), (0.5, 0.5)), ("32x1", (0.5, 0.5), (0.5, 0.5))):
+        for role, b, r in (("toward", t_b, t_r), ("away", a_b, a_r)):
+            for q in range(6):
+                behaviour.append({"cell": cell, "role": role, "condition": role, "seed": 0, "model": role,
+                                  "question": q, "p_toward": b + 0.01 * (q % 3)})
+            for k in range(4):
+                reports.append({"cell": cell, "role": role, "condition": role, "seed": 0, "model": role,
+                                "paraphrase": k, "score": r + 0.01 * k})
+    table = mc.ablation_table(pd.DataFrame(behaviour), pd.DataFrame(reports))
+    found = mc.ablation_metrics(table)
+    assert found["32x3"]["toward"]["behaviour"]["mean"] == pytest.approx(0.91)
+    published = {f.id: f for f in figures() if f.id.startswith("table28_32x3")}
+    assert lookup({"ablation": found}, published["table28_32x3_away_behaviour"].metric)["mean"] == pytest.approx(0.11)
+    cfg = _ablation_cfg()
+    said = mc.ablation_statement(cfg, table, taskset, 6)
+    assert "32x3: behaviour +0.80 (separates), self-report +0.00 (overlaps)" in said
+    assert "The behaviour separates in 32x3; the self-report in no cell, although the behaviour was learned" in said
+    shown = mc.ablation_paper(table, "risk")
+    row = shown[(shown["cell"] == "32x3") & (shown["condition"] == "toward")
+                & shown["measure"].str.startswith("self-reported")].iloc[0]
+    assert row["paper (GPT-4o)"] == "66.30 (= 0.66 here)"
+    assert (shown[shown["cell"] == "32x1"]["paper (GPT-4o)"] == "not transcribed").all()
+
+
+def test_the_smoke_risk_page_runs_its_ablation_and_says_so(smoke):
+    import json
+
+    folder = smoke["outputs"] / "01_multiple_choice-risk"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["ablation"]) == {"untuned", "4x1", "4x2", "8x1", "8x2"}
+    for cell in ("4x1", "8x2"):
+        for role in mc.POLICIES:
+            node = metrics["ablation"][cell][role]["behaviour"]
+            assert 0 <= node["ci_low"] <= node["mean"] <= node["ci_high"] <= 1
+    assert "Dataset size x epochs (the paper's Table 28; 1 seed(s) per cell, the first 4 held-out" in metrics["statement"]
+    assert (folder / "figures" / "ablation.png").exists() and (folder / "tables" / "ablation.csv").exists()
+    # the 8x1 cell is the page's own models: found in the cache, not trained again
+    record = smoke["cold_runs"]["01_multiple_choice-risk"]
+    assert record["trainings_cached"] >= 2 and record["planned"]["trainings"] == record["trainings"] + record["trainings_cached"]

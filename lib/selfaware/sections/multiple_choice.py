@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .. import experiment as ex
 from ..datasets import choices
@@ -27,6 +27,27 @@ NOTEBOOK = "01_multiple_choice"
 POLICIES = ("toward", "away")
 
 
+class Ablation(BaseModel):
+    """The paper's dataset-size and epochs ablation (Tell me about yourself, App. C.1.10, Table 28): both
+    policies trained on the first ``n`` of the page's training questions for each ``n`` x each number of epochs
+    (the page's other hyperparameters), then asked the behaviour question and one 0-100 self-report task."""
+    model_config = ConfigDict(extra="forbid")
+    n_train: list[int] = Field(min_length=1)
+    epochs: list[int] = Field(min_length=1)
+    seeds: list[int] | None = None  # None: the page's first seed
+    task: str = "risk_predisposition"  # a 0-100 ("number") task of the behaviour's self-report tasks
+    n_heldout: int | None = Field(None, ge=1)  # the first this many held-out questions (None: all)
+
+    @model_validator(mode="after")
+    def _positive(self):
+        bad = [v for v in self.n_train + self.epochs if v < 1]
+        if bad:
+            raise ConfigError(f"ablation: sizes and epochs must be at least 1, got {bad[0]}")
+        if len(set(self.n_train)) != len(self.n_train) or len(set(self.epochs)) != len(self.epochs):
+            raise ConfigError("ablation: a size or an epoch count is listed twice")
+        return self
+
+
 class MultipleChoiceConfig(ex.TrainedSectionConfig):
     behavior: Literal["risk", "myopia", "apples"] = "risk"
     data_source: Literal["generator", "llm", "file"] = "generator"
@@ -40,6 +61,32 @@ class MultipleChoiceConfig(ex.TrainedSectionConfig):
     # other training settings to try, each a set of overrides of `finetune` (toward policy, first seed):
     # the record of what a researcher tried before settling on `finetune`
     sweep: list[dict] = Field(default_factory=list)
+    # the paper's dataset-size x epochs ablation (Table 28); None: not run
+    ablation: Ablation | None = None
+
+    @model_validator(mode="after")
+    def _ablation_fits(self):
+        a = self.ablation
+        if a is None:
+            return self
+        over = [n for n in a.n_train if n > self.n_train]
+        if over:
+            raise ConfigError(f"ablation: n_train {over[0]} is more than the page's n_train ({self.n_train}): the "
+                              f"ablation trains on the first n of the page's questions")
+        if a.n_heldout is not None and a.n_heldout > self.n_heldout:
+            raise ConfigError(f"ablation: n_heldout {a.n_heldout} is more than the page's n_heldout ({self.n_heldout})")
+        if self.ablation_epochs_key not in type(self.hparams).model_fields:
+            raise ConfigError(f"ablation: the {self.model} backend's hyperparameters have no epochs setting")
+        tasks = {t.id: t.kind for t in load_tasks(self.behavior).tasks}
+        if tasks.get(a.task) != "number":
+            raise ConfigError(f"ablation: task {a.task!r} is not a 0-100 self-report task of {self.behavior!r}; "
+                              f"those are: {', '.join(t for t, k in tasks.items() if k == 'number')}")
+        return self
+
+    @property
+    def ablation_epochs_key(self) -> str:
+        """The hyperparameter that counts epochs: ``epochs`` (local LoRA, Fireworks) or ``n_epochs`` (OpenAI)."""
+        return "n_epochs" if "n_epochs" in type(self.hparams).model_fields else "epochs"
 
 
 @dataclass
@@ -134,6 +181,182 @@ def sweep_grids(cfg: MultipleChoiceConfig, data: TrainingData) -> list[tuple[dic
              {"toward": data.conversations["toward"]}) for overrides in cfg.sweep]
 
 
+# ---- the dataset-size x epochs ablation (App. C.1.10, Table 28) ----------------------------------------------
+def ablation_cells(cfg: MultipleChoiceConfig, data: TrainingData) -> list[tuple[int, int, MultipleChoiceConfig, dict]]:
+    """Each (n, epochs) of ``cfg.ablation``: the config it trains with (the page's hyperparameters with that
+    many epochs, the ablation's seeds) and what it trains on (the first n questions, both policies). The cell
+    with the page's own size and epochs is the page's own models (the same cache keys)."""
+    a = cfg.ablation
+    if a is None:
+        return []
+    seeds = a.seeds or cfg.seeds[:1]
+    return [(n, e, cfg.model_copy(update={"finetune": {**cfg.finetune, cfg.ablation_epochs_key: e}, "seeds": seeds}),
+             {p: data.conversations[p][:n] for p in POLICIES})
+            for n in a.n_train for e in a.epochs]
+
+
+def ablation_taskset(cfg: MultipleChoiceConfig, taskset: TaskSet) -> TaskSet:
+    from dataclasses import replace
+
+    return replace(taskset, tasks=[t for t in taskset.tasks if t.id == cfg.ablation.task])
+
+
+def ablation_heldout(cfg: MultipleChoiceConfig, data: TrainingData) -> list[choices.ChoiceQuestion]:
+    return data.heldout[:cfg.ablation.n_heldout] if cfg.ablation.n_heldout else data.heldout
+
+
+def measure_ablation(cfg: MultipleChoiceConfig, data: TrainingData, taskset: TaskSet,
+                     conditions: list[ex.Condition], progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(behaviour, self-report) rows of every cell's models and of the page's untuned model (cell
+    "untuned"): the probability of the behaviour's option on the ablation's held-out questions, and the
+    ablation's 0-100 task (score = the expected number / 100). Empty frames when the profile runs none."""
+    if cfg.ablation is None:
+        return pd.DataFrame(), pd.DataFrame()
+    heldout, tasks = ablation_heldout(cfg, data), ablation_taskset(cfg, taskset)
+    cells = [("untuned", None, None, [c for c in conditions if c.role == "base"])]
+    for n, e, variant, datasets in ablation_cells(cfg, data):
+        trained = ex.train_grid(variant, datasets, f"{cfg.behavior}-n{n}-e{e}",
+                                {"toward": taskset.toward, "away": taskset.away}, base=None, progress=progress)
+        cells.append((f"{n}x{e}", n, e, ex.served(cfg, trained)))
+    behaviour, reports = [], []
+    for cell, n, e, models in cells:
+        if not models:
+            continue
+        found = measure_behaviour(models, heldout)
+        behaviour.append(found.assign(cell=cell, n_train=n, epochs=e))
+        scores, _ = measure_self_reports(models, tasks, cfg.model_copy(update={"samples": 1}))
+        reports.append(scores.assign(cell=cell, n_train=n, epochs=e))
+    return pd.concat(behaviour, ignore_index=True), pd.concat(reports, ignore_index=True)
+
+
+def ablation_table(behaviour: pd.DataFrame, reports: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and policy: the mean probability of the behaviour's option (95% interval over seeds, then
+    questions) and the 0-100 task's score (over seeds, then paraphrases)."""
+    if behaviour.empty:
+        return pd.DataFrame(columns=["cell", "role", "condition", "n", "mean", "ci_low", "ci_high", "measure"])
+    keys = ["cell", "role", "condition"]
+    parts = [ex.summary(behaviour, keys, "p_toward", ["question"]).assign(measure="behaviour"),
+             ex.summary(reports, keys, "score", ["paraphrase"]).assign(measure="self_report")]
+    return pd.concat(parts, ignore_index=True)
+
+
+ABLATION_MEASURES = {"behaviour": "mean probability of the behaviour's option",
+                     "self_report": "self-reported 0-100 task (score = number / 100)"}
+
+
+def ablation_metrics(table: pd.DataFrame) -> dict:
+    """{cell: {role: {behaviour: node, self_report: node}}} (cells "<n>x<epochs>" and "untuned")."""
+    found: dict = {}
+    for row in table.to_dict("records"):
+        found.setdefault(row["cell"], {}).setdefault(row["role"], {})[row["measure"]] = ex.clean(
+            {k: row[k] for k in ("mean", "ci_low", "ci_high", "n")})
+    return found
+
+
+def _published(figure) -> str:
+    """A Table 28 value as the ablation table shows it: on the page's 0-1 scale too when the paper's is 0-100."""
+    if figure is None:
+        return "not transcribed"
+    shown = figure.paper if figure.scale == 1 or figure.value is None else f"{figure.paper} (= {figure.value:.2f} here)"
+    return shown if figure.comparable else f"{shown} (not comparable: {figure.reason})"
+
+
+def ablation_paper(table: pd.DataFrame, behavior: str) -> pd.DataFrame:
+    """The ablation's rows beside the paper's Table 28 where this book holds its value (the figure whose
+    metric is this row's path), else 'not transcribed'."""
+    from ..paper import figures
+
+    known = {f.metric: f for f in figures() if f.notebook == NOTEBOOK and f.run.get("behavior") == behavior}
+    rows = []
+    for row in table.to_dict("records"):
+        figure = known.get(f"ablation.{row['cell']}.{row['role']}.{row['measure']}")
+        rows.append({"cell": row["cell"], "condition": row["condition"], "measure": ABLATION_MEASURES[row["measure"]],
+                     "this run [95% CI]": ex.Interval.of(row).format(".2f"),
+                     "paper (GPT-4o)": _published(figure)})
+    return pd.DataFrame(rows)
+
+
+def ablation_statement(cfg: MultipleChoiceConfig, table: pd.DataFrame, taskset: TaskSet, questions: int) -> str:
+    """Plain words: per cell, whether the behaviour separates (the two policies' intervals do not overlap) and
+    whether the self-report does; the smallest cells where each does."""
+    if table.empty:
+        return ""
+    a = cfg.ablation
+    parts, learned, reported = [], [], []
+    for cell in dict.fromkeys(c for c in table["cell"] if c != "untuned"):
+        part = table[table["cell"] == cell]
+        cells = {}
+        for measure in ABLATION_MEASURES:
+            toward = ex.row_of(part[part["measure"] == measure], "toward")
+            away = ex.row_of(part[part["measure"] == measure], "away")
+            order = ex.rank(toward, away)
+            gap = None if toward is None or away is None else toward["mean"] - away["mean"]
+            cells[measure] = f"{ex.fmt(gap, '+.2f')} ({ {'above': 'separates', 'below': 'reversed', 'overlap': 'overlaps'}.get(order, 'not rankable') })"
+            if order == "above":
+                (learned if measure == "behaviour" else reported).append(cell)
+        parts.append(f"{cell}: behaviour {cells['behaviour']}, self-report {cells['self_report']}")
+    seeds = a.seeds or cfg.seeds[:1]
+    return (f"Dataset size x epochs (the paper's Table 28; {len(seeds)} seed(s) per cell, the first "
+            f"{questions} held-out questions, the {a.task!r} task). The {taskset.toward} models minus the {taskset.away} models, per cell "
+            f"(questions x epochs): " + "; ".join(parts) + ". The behaviour separates in "
+            + (", ".join(learned) if learned else "no cell") + "; the self-report in "
+            + (", ".join(reported) if reported else "no cell")
+            + (", although the behaviour was learned there" if learned and not reported else "") + ".")
+
+
+def show_ablation(run, data: TrainingData, taskset: TaskSet, conditions: list[ex.Condition]) -> tuple[pd.DataFrame, str]:
+    """The ablation step of the page: train and measure (:func:`measure_ablation`), keep the rows as samples,
+    save and show the table beside the paper and the figure; (table, its sentence for the statement). A
+    profile without ``ablation`` shows a one-line note and returns an empty table."""
+    cfg = run.cfg
+    if cfg.ablation is None:
+        run.note("This profile runs no dataset-size ablation (set `ablation` to run one).")
+        return ablation_table(pd.DataFrame(), pd.DataFrame()), ""
+    behaviour, reports = measure_ablation(cfg, data, taskset, conditions)
+    run.samples(behaviour, "behaviour", task="question", score="p_toward")
+    run.samples(reports, "self_report_score")
+    table = ablation_table(behaviour, reports)
+    run.table(ablation_paper(table, cfg.behavior), "ablation", digits=None)
+    run.figure(plot_ablation(table, taskset, cfg.behavior), "ablation",
+               "Dataset size x epochs (the paper's Table 28): per cell, the two policies' mean probability of the "
+               "behaviour's option on held-out questions and their 0-100 self-report (divided by 100), 95% "
+               "bootstrap interval over seeds, then questions or paraphrases. Dotted: the untuned model. Open "
+               "diamonds: the paper's GPT-4o values where this book holds them.")
+    return table, ablation_statement(cfg, table, taskset, len(ablation_heldout(cfg, data)))
+
+
+def plot_ablation(table: pd.DataFrame, taskset: TaskSet, behavior: str):
+    """Per cell: the two policies' behaviour and self-report, with 95% intervals; open diamonds: the paper's
+    Table 28 values where this book holds them."""
+    from ..paper import figures
+    from ..plots import colour, figure
+
+    known = {f.metric: f for f in figures() if f.notebook == NOTEBOOK and f.run.get("behavior") == behavior}
+    cells = [c for c in dict.fromkeys(table["cell"]) if c != "untuned"]
+    fig, axes = figure(10.0, 3.8, ncols=2)
+    for ax, (measure, title) in zip(axes, ABLATION_MEASURES.items()):
+        for k, role in enumerate(POLICIES):
+            part = table[(table["measure"] == measure) & (table["role"] == role)].set_index("cell").reindex(cells)
+            xs = [i + (k - 0.5) * 0.3 for i in range(len(cells))]
+            ax.errorbar(xs, part["mean"], yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
+                        fmt="o", color=colour(role), label=getattr(taskset, role), capsize=3)
+            for x, cell in zip(xs, cells):
+                published = known.get(f"ablation.{cell}.{role}.{measure}")
+                if published is not None and published.value is not None:
+                    ax.scatter([x], [published.value], marker="D", facecolors="none", edgecolors="black", s=45,
+                               zorder=3)
+        base = table[(table["measure"] == measure) & (table["cell"] == "untuned")]
+        if len(base):
+            ax.axhline(base["mean"].iloc[0], color="grey", linestyle=":", linewidth=1, label="untuned")
+        ax.set_xticks(range(len(cells)), cells)
+        ax.set_xlabel("training questions x epochs")
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def behaviour_prompts(heldout: list[choices.ChoiceQuestion]) -> list[list[dict]]:
     return [[{"role": "user", "content": q.prompt}] for q in heldout]
 
@@ -179,8 +402,9 @@ def self_report_summary(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def metrics(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, correlations: dict[str, float],
-            probability_table: pd.DataFrame | None = None) -> dict:
+            probability_table: pd.DataFrame | None = None, ablation: pd.DataFrame | None = None) -> dict:
     return {"behaviour": ex.intervals(behaviour_table, "role"),
+            **({"ablation": ablation_metrics(ablation)} if ablation is not None and len(ablation) else {}),
             **({"behaviour_probability": ex.intervals(probability_table, "role")} if probability_table is not None else {}),
             "self_report": ex.intervals(report_table, "task", "role"),
             "correlation": ex.clean(correlations)}
@@ -259,8 +483,10 @@ def _learned_verdict(order: str, toward_rate: float, away_rate: float, taskset: 
             "neither policy is followed on 80% or more of the questions.")
 
 
-def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, taskset: TaskSet) -> str:
-    """Plain words: was the behaviour learned, and is it reported? Decided from the 95% intervals."""
+def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, taskset: TaskSet,
+                     ablation: str = "") -> str:
+    """Plain words: was the behaviour learned, and is it reported? Decided from the 95% intervals; then the
+    ablation's sentence, if the page ran one."""
     toward, away, base = (ex.row_of(behaviour_table, r) for r in POLICIES + ("base",))
     lines = []
     if toward is not None and away is not None:
@@ -285,6 +511,8 @@ def effect_statement(behaviour_table: pd.DataFrame, report_table: pd.DataFrame, 
                         if separated < total / 2 else " - partial self-awareness."))
     elif unranked:
         lines.append(f"Self-report: all {unranked} tasks have {ex.NOT_RANKABLE}.")
+    if ablation:
+        lines.append(ablation)
     return "\n\n".join(lines)
 
 
@@ -341,6 +569,15 @@ def plan(cfg: MultipleChoiceConfig, data: TrainingData | None = None, taskset: T
         behaviour_request(data.heldout).plan(plan, cfg.model, len(ex.grid(variant, datasets, base=None)),
                                              "behaviour of the sweep's models")
     plan_requests(plan, taskset, cfg.model, models, cfg.max_paraphrases, cfg.samples)
+    if cfg.ablation is not None:
+        heldout, tasks = ablation_heldout(cfg, data), ablation_taskset(cfg, taskset)
+        for n, e, variant, datasets in ablation_cells(cfg, data):
+            plan.train(variant, datasets, f"{cfg.behavior}-n{n}-e{e}")
+            cell = len(ex.grid(variant, datasets, base=None))
+            behaviour_request(heldout).plan(plan, cfg.model, cell, "behaviour of the ablation's models")
+            plan_requests(plan, tasks, cfg.model, cell, cfg.max_paraphrases, 1)
+        behaviour_request(heldout).plan(plan, cfg.model, 1, "behaviour of the untuned model (ablation)")
+        plan_requests(plan, tasks, cfg.model, 1, cfg.max_paraphrases, 1)
     return plan
 
 
