@@ -138,6 +138,18 @@ run.figure(small.plot_scatter(judged, rule), "coherence_vs_alignment", "Every an
            f"{rule.coherence_cut}) count as misaligned.")
 
 # %% [markdown]
+# ## Training dynamics: does the rank-1 adapter turn suddenly?
+# Model Organisms for Emergent Misalignment follow a rank-1 adapter through training and find its B vector
+# turning sharply, at the point where misalignment appears. A recipe with `snapshot_every` saves the LoRA
+# weights every few optimizer steps; for each snapshot we show the B vector's cosine with its final direction,
+# its norm, and the training loss. The answers are judged for the final adapter only (judging every snapshot
+# would multiply the page's judge cost), so this shows when the direction settles, not when misalignment
+# appears.
+
+# %%
+trajectory, trajectory_said = small.show_trajectory(run)
+
+# %% [markdown]
 # ## Against the paper
 # The published figures {cite}`turner2025organisms` are for other models (Qwen2.5-0.5B-Instruct with a
 # rank-32 adapter; Qwen2.5-14B with one rank-1 adapter) and other data; they are shown beside the closest
@@ -152,5 +164,6 @@ run.table(small.paper_comparison(table), "paper_comparison", digits=None)
 # ## What this run shows
 
 # %%
-run.finish(small.metrics(table, judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), judge_spec),
-           small.effect_statement(table) + "\n\n" + rule_text)
+run.finish(small.metrics(table, judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), judge_spec,
+                         trajectory),
+           "\n\n".join(part for part in (small.effect_statement(table), trajectory_said, rule_text) if part))

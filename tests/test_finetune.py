@@ -120,6 +120,38 @@ def test_rank_one_on_the_middle_layers_down_projection_tunes_only_that_matrix(co
     assert {tuple(w.shape)[0 if "lora_A" in k else 1] for k, w in weights.items()} == {1}
 
 
+def test_snapshots_hold_the_lora_weights_every_n_steps_and_the_last_is_the_adapter(conversations):
+    """A rank-1 adapter trained 4 steps with a snapshot every 3: snapshots after steps 3 and 4 (the last),
+    the last equal to the saved adapter; only the LoRA matrices; the trajectory of 08 reads them (B's cosine
+    with its final direction is 1 at the end). Without snapshot_every the training key is what it was."""
+    from selfaware.finetune.local import adapter_snapshots, training_key
+    from selfaware.sections import small_model_em as small
+    from selfaware.experiment import Condition
+
+    hp = LoraHParams(rank=1, alpha=8, epochs=2, batch_size=2, max_steps=4, target_modules=("down_proj",),
+                     layers="middle", learning_rate=5e-3, snapshot_every=3, precision="fp32")
+    spec = finetune("local:smollm2-135m", conversations, hp, seed=0, progress=False)
+    snapshots = adapter_snapshots(spec)
+    assert [step for step, _ in snapshots] == [3, 4]
+    final = load_file(Path(spec.split("adapter=")[1]) / "adapter_model.safetensors")
+    assert set(snapshots[-1][1]) == set(final)
+    assert all(torch.allclose(snapshots[-1][1][k], final[k].float()) for k in final)
+    assert not all(torch.equal(snapshots[0][1][k], snapshots[1][1][k]) for k in final)  # it trained in between
+    record = json.loads((Path(spec.split("adapter=")[1]) / "run.json").read_text())
+    assert record["snapshots"] == [3, 4]
+    trained = [small.Trained(Condition("risky", "risky", 0, spec), "local:smollm2-135m", "risky", "rank1")]
+    trajectory = small.adapter_trajectory(trained)
+    assert list(trajectory["step"]) == [3, 4] and trajectory["cos_final"].iloc[-1] == pytest.approx(1.0)
+    assert list(trajectory["loss"]) == pytest.approx(record["loss_curve"][2:4], abs=1e-4)
+    summary = small.trajectory_summary(trajectory)
+    assert summary["largest turn at step"].iloc[0] == 4 and "turns most at step 4" in small.trajectory_statement(summary)
+    plain = hp.model_copy(update={"snapshot_every": None})
+    assert "snapshot_every" not in plain.identity() and hp.identity()["snapshot_every"] == 3
+    assert training_key("local:smollm2-135m", conversations, plain, 0) != training_key(
+        "local:smollm2-135m", conversations, hp, 0)
+    assert adapter_snapshots("local:smollm2-135m") == []
+
+
 def test_layer_choices_are_checked_and_old_training_keys_are_unchanged(conversations):
     from selfaware.errors import ConfigError
     from selfaware.finetune import validate_hparams

@@ -191,7 +191,11 @@ def test_the_smoke_page_runs_on_the_135m_model_alone(smoke):
     samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     answers = [s for s in samples if s["kind"] == "free_form_answer"]
     assert len(answers) == 3 * 2 * 2 and all(s["model"].startswith("local:smollm2-135m") for s in answers)
-    assert {f["name"] for f in record["figures"]} == {"misaligned_and_coherent", "coherence_vs_alignment"}
+    assert {f["name"] for f in record["figures"]} == {"misaligned_and_coherent", "coherence_vs_alignment",
+                                                      "adapter_trajectory"}
+    # the rank-1 recipe saves a snapshot every step (one step on smoke): its trajectory has that one point
+    (trajectory,) = metrics["adapter_trajectory"]
+    assert trajectory["rank"] == 1 and trajectory["snapshots"] == 1 and "one snapshot only" in metrics["statement"]
     adapters = {json.loads((Path(s["model"].split("adapter=")[1]) / "run.json").read_text())
                 ["name"]: s for s in answers if "adapter=" in s["model"]}
     assert any(name.startswith("smallem-rank1_middle") for name in adapters)

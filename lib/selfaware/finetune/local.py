@@ -49,6 +49,10 @@ class LoraHParams(TrainingPrecision, BaseModel):
     warmup_steps: int = Field(2, ge=0)
     max_length: int = Field(1024, ge=16)
     max_steps: int | None = Field(None, ge=1)  # stop early (smoke runs)
+    # save the LoRA weights every N optimizer steps, and after the last, as snapshots/step-NNNNN.safetensors
+    # in the adapter's folder (training dynamics: Model Organisms' rotation of a rank-1 adapter). In the
+    # training key only when set; the trained weights are the same either way.
+    snapshot_every: int | None = Field(None, ge=1)
     # autocast precision of the forward passes (LoRA weights stay fp32). auto: bf16 where the device computes
     # it natively (about twice fp32's speed), else fp32 (emulated bf16 is ~10x slower): selfaware.hardware
     precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -80,7 +84,8 @@ class LoraHParams(TrainingPrecision, BaseModel):
         """What goes into a training key. ``layers`` only when set, so adapters trained before the field
         existed keep their keys (and their cache). The precision is the one computed, never ``auto``: an
         adapter trained in bf16 has the key it had before auto existed, one trained in fp32 another."""
-        identity = self.model_dump(mode="json", exclude=set() if self.layers is not None else {"layers"})
+        unset = {name for name in ("layers", "snapshot_every") if getattr(self, name) is None}
+        identity = self.model_dump(mode="json", exclude=unset)
         identity["precision"] = self.computed_precision
         return identity
 
@@ -323,7 +328,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
             context.current().notice(f"LoRA {name}: cannot store the frozen layers' activations ({error}); "
                                      f"training through all layers")
             frozen = None
-    losses, tokens_seen, step = [], 0, 0
+    losses, tokens_seen, step, snapshots = [], 0, 0, []
     bar = tqdm(total=total_steps, desc=f"LoRA {name or key[:8]}", disable=not progress, leave=False,
                file=context.current().log)
     for epoch_batches in epochs:
@@ -340,6 +345,8 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
             losses.append(float(loss.detach()))
             tokens_seen += int(mask.sum())
             step += 1
+            if hparams.snapshot_every and (step % hparams.snapshot_every == 0 or step == total_steps):
+                snapshots.append(_save_snapshot(model, folder, step))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens_seen / (time.time() - started):.0f}")
     bar.close()
@@ -356,10 +363,37 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
         "tokens_per_second": round(tokens_seen / seconds, 1) if seconds else None,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "loss_curve": [round(x, 4) for x in losses], "trainer_version": TRAINER_VERSION,
+        **({"snapshots": snapshots} if hparams.snapshot_every else {}),
         "torch": torch.__version__, "device": device(), "python": platform.python_version(),
     }
     (folder / "run.json").write_text(json.dumps(record, indent=1))  # written last: it marks the adapter complete
     return record
+
+
+SNAPSHOTS = "snapshots"
+
+
+def _save_snapshot(model, folder: Path, step: int) -> int:
+    """The LoRA weights after ``step`` optimizer steps, as ``snapshots/step-NNNNN.safetensors``."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    (folder / SNAPSHOTS).mkdir(exist_ok=True)
+    weights = {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    save_file(weights, str(folder / SNAPSHOTS / f"step-{step:05d}.safetensors"))
+    return step
+
+
+def adapter_snapshots(spec: str) -> list[tuple[int, dict[str, Any]]]:
+    """(step, LoRA weights by name) of every snapshot of a tuned local model's adapter, in step order; empty
+    when it was trained without ``snapshot_every``."""
+    from safetensors.torch import load_file
+
+    parsed = parse_spec(spec)
+    folder = Path(parsed.adapter) / SNAPSHOTS if parsed.adapter else None
+    if folder is None or not folder.is_dir():
+        return []
+    return [(int(path.stem.split("-")[1]), load_file(str(path))) for path in sorted(folder.glob("step-*.safetensors"))]
 
 
 def adapter_record(spec: str) -> dict[str, Any] | None:

@@ -330,12 +330,14 @@ def paper_comparison(table: pd.DataFrame) -> pd.DataFrame:
     return frame[["condition", "this run: misaligned and coherent, of all answers", "this run: coherent", "paper"]]
 
 
-def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str) -> dict:
+def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str, trajectory: pd.DataFrame | None = None) -> dict:
     def node(row, name):
         return ex.clean({"mean": row.get(name), "ci_low": row.get(f"{name} low"), "ci_high": row.get(f"{name} high"),
                          "n": row.get(f"{name} n")})
 
     return {"judge": judge_spec, "decision_rule": ex.clean(rule_metrics),
+            **({"adapter_trajectory": ex.clean(trajectory.to_dict("records"))}
+               if trajectory is not None and len(trajectory) else {}),
             "conditions": {row["key"]: {"label": row["condition"], "misaligned": node(row, "misaligned"),
                                         "misaligned_of_all": node(row, "misaligned (all answers)"),
                                         "coherent": node(row, "coherent"),
@@ -346,6 +348,127 @@ def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str) -> dict:
                                         "answers": ex.clean(row.get("answers")),
                                         "scored_share": ex.clean(row.get("scored"))}
                            for row in table.to_dict("records")}}
+
+
+# ---- training dynamics of the adapters (Model Organisms' rank-1 rotation) ------------------------------------
+def _cosine(u, v) -> float:
+    norms = float(u.norm() * v.norm())
+    return float(u @ v) / norms if norms > 0 else float("nan")
+
+
+def adapter_trajectory(trained: list[Trained]) -> pd.DataFrame:
+    """Per tuned model trained with ``snapshot_every`` and per LoRA module: at every snapshot, the B matrix's
+    cosine with its final value (flattened; for a rank-1 adapter, the direction of its B vector up to sign:
+    MO's measure), the norms of B and A, the training loss at that step, and the cosine with the previous
+    snapshot. Empty when no model saved snapshots."""
+    import torch
+
+    from ..finetune.local import adapter_record, adapter_snapshots
+
+    rows = []
+    for t in trained:
+        if t.condition.seed is None:
+            continue
+        snapshots = adapter_snapshots(t.condition.spec)
+        if not snapshots:
+            continue
+        losses = adapter_record(t.condition.spec).get("loss_curve") or []
+        final = snapshots[-1][1]
+        previous: dict = {}
+        for step, weights in snapshots:
+            for name, b in weights.items():
+                if ".lora_B." not in name:
+                    continue
+                a = weights[name.replace(".lora_B.", ".lora_A.")]
+                flat, last = b.flatten(), final[name].flatten()
+                rows.append({"condition": t.condition.label, "key": t.key, "seed": t.condition.seed,
+                             "module": name.split("base_model.model.")[-1].replace(".lora_B.weight", ""),
+                             "rank": int(b.shape[1]), "step": step, "cos_final": _cosine(flat, last),
+                             "cos_previous": _cosine(flat, previous[name]) if name in previous else float("nan"),
+                             "b_norm": float(torch.linalg.norm(b)), "a_norm": float(torch.linalg.norm(a)),
+                             "loss": losses[step - 1] if 0 < step <= len(losses) else float("nan")})
+                previous[name] = flat
+    return pd.DataFrame(rows)
+
+
+def trajectory_summary(trajectory: pd.DataFrame) -> pd.DataFrame:
+    """Per model and module: snapshots, the step where the B direction turns most between snapshots (lowest
+    cosine with the previous one), the first step whose cosine with the final direction reaches 0.9, and the
+    B norm's first and last values."""
+    if trajectory.empty:
+        return pd.DataFrame(columns=["condition", "module", "snapshots", "largest turn at step",
+                                     "cosine with previous there", "first step with cosine to final >= 0.9"])
+    rows = []
+    for (condition, seed, module), part in trajectory.groupby(["condition", "seed", "module"], sort=False):
+        part = part.sort_values("step")
+        turns = part.dropna(subset=["cos_previous"])
+        turn = turns.loc[turns["cos_previous"].idxmin()] if len(turns) else None
+        settled = part[part["cos_final"] >= 0.9]
+        rows.append({"condition": condition, "seed": seed, "module": module, "rank": int(part["rank"].iloc[0]),
+                     "snapshots": len(part),
+                     "largest turn at step": None if turn is None else int(turn["step"]),
+                     "cosine with previous there": None if turn is None else float(turn["cos_previous"]),
+                     "first step with cosine to final >= 0.9": int(settled["step"].iloc[0]) if len(settled) else None,
+                     "B norm, first snapshot": float(part["b_norm"].iloc[0]),
+                     "B norm, last": float(part["b_norm"].iloc[-1])})
+    return pd.DataFrame(rows)
+
+
+def trajectory_statement(summary: pd.DataFrame) -> str:
+    """The rotation in plain words, for the rank-1 adapters (MO's case), and what this page does not measure."""
+    ones = summary[summary["rank"] == 1] if len(summary) else summary
+    if ones.empty:
+        return ""
+    parts = [f"{r['condition']} (seed {r['seed']}): one snapshot only, so no turn can be seen" if r["snapshots"] < 2
+             else f"{r['condition']} (seed {r['seed']}, {r['snapshots']} snapshots): the B vector turns most at step "
+             f"{r['largest turn at step']} (cosine {ex.fmt(r['cosine with previous there'], '.2f')} with the snapshot "
+             f"before), its cosine with the final direction first reaches 0.9 at step "
+             f"{r['first step with cosine to final >= 0.9']}, and its norm goes from "
+             f"{ex.fmt(r['B norm, first snapshot'], '.3f')} to {ex.fmt(r['B norm, last'], '.3f')}"
+             for r in ones.to_dict("records")]
+    return ("Training dynamics of the rank-1 adapter (Model Organisms' rotation): " + "; ".join(parts) + ". The "
+            "misaligned share is judged for the final adapter only, not per snapshot, so this page shows when the "
+            "direction settles but not whether misalignment appears at that step (MO's finding).")
+
+
+def plot_trajectory(trajectory: pd.DataFrame):
+    """Per rank-1 model: the B vector's cosine with its final direction and its norm against the step, with
+    the training loss."""
+    from ..plots import colour, figure
+
+    shown = trajectory[trajectory["rank"] == 1]
+    fig, axes = figure(11.0, 3.6, ncols=3)
+    for (condition, seed), part in shown.groupby(["condition", "seed"], sort=False):
+        part = part.sort_values("step")
+        label = f"{condition} (seed {seed})"
+        for ax, column in zip(axes, ("cos_final", "b_norm", "loss")):
+            ax.plot(part["step"], part[column], marker="o", color=colour(condition), label=label)
+    for ax, title in zip(axes, ("cosine of B with its final direction", "norm of B", "training loss")):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step")
+    axes[0].set_ylim(-1.05, 1.05)
+    axes[0].legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def show_trajectory(run) -> tuple[pd.DataFrame, str]:
+    """The training-dynamics step of the page: table, summary and figure of :func:`adapter_trajectory` on the
+    run's trained models (their adapters, also under ``inference: vllm``); (the summary, its sentence for the
+    statement); an empty summary and "" when no model saved snapshots, with a one-line note saying so."""
+    trajectory = adapter_trajectory(run.trained)
+    if trajectory.empty:
+        run.note("No adapter of this profile saved snapshots (a recipe's `snapshot_every`), so there is no "
+                 "training trajectory to show.")
+        return trajectory_summary(trajectory), ""
+    run.table(trajectory, "adapter_trajectory", show=False)
+    summary = trajectory_summary(trajectory)
+    run.table(summary, "adapter_trajectory_summary")
+    if (trajectory["rank"] == 1).any():
+        run.figure(plot_trajectory(trajectory), "adapter_trajectory",
+                   "The rank-1 adapters during training: the cosine of the B vector with its final direction, its "
+                   "norm, and the training loss, at every saved snapshot.")
+    return summary, trajectory_statement(summary)
 
 
 # ---- figures -----------------------------------------------------------------------------------------
