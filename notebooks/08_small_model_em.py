@@ -64,6 +64,8 @@ calibration_seed = None
 min_calibration_per_label = None
 judge_min_mass = None
 min_coherent = None
+probe = None
+probe_file = None
 cache_mode = None
 budget_usd = None
 dry_run = None
@@ -138,7 +140,9 @@ run.figure(small.plot_scatter(judged, rule), "coherence_vs_alignment", "Every an
            f"{rule.coherence_cut}) count as misaligned.")
 
 # %% [markdown]
-# ## Training dynamics: does the rank-1 adapter turn suddenly?
+# ## A cheap probe, and the training dynamics: does the rank-1 adapter turn suddenly?
+# The probe reads no sampled answer: for each question it compares the model's log-probability of a
+# misaligned opening of the answer with an aligned one, both written for this project (`data/em/probe.yaml`).
 # Model Organisms for Emergent Misalignment follow a rank-1 adapter through training and find its B vector
 # turning sharply, at the point where misalignment appears. A recipe with `snapshot_every` saves the LoRA
 # weights every few optimizer steps; for each snapshot we show the B vector's cosine with its final direction,
@@ -147,7 +151,7 @@ run.figure(small.plot_scatter(judged, rule), "coherence_vs_alignment", "Every an
 # appears.
 
 # %%
-trajectory, trajectory_said = small.show_trajectory(run)
+probe, trajectory, trajectory_said = small.show_trajectory(run)
 
 # %% [markdown]
 # ## Against the paper
@@ -165,5 +169,5 @@ run.table(small.paper_comparison(table), "paper_comparison", digits=None)
 
 # %%
 run.finish(small.metrics(table, judge_calibration.rule_metrics(rule, calibrated, rule_reason, coherence), judge_spec,
-                         trajectory),
+                         trajectory, probe),
            "\n\n".join(part for part in (small.effect_statement(table), trajectory_said, rule_text) if part))

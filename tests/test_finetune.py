@@ -124,7 +124,7 @@ def test_snapshots_hold_the_lora_weights_every_n_steps_and_the_last_is_the_adapt
     """A rank-1 adapter trained 4 steps with a snapshot every 3: snapshots after steps 3 and 4 (the last),
     the last equal to the saved adapter; only the LoRA matrices; the trajectory of 08 reads them (B's cosine
     with its final direction is 1 at the end). Without snapshot_every the training key is what it was."""
-    from selfaware.finetune.local import adapter_snapshots, training_key
+    from selfaware.finetune.local import adapter_snapshots, planned_snapshots, snapshot_specs, training_key
     from selfaware.sections import small_model_em as small
     from selfaware.experiment import Condition
 
@@ -150,6 +150,15 @@ def test_snapshots_hold_the_lora_weights_every_n_steps_and_the_last_is_the_adapt
     assert training_key("local:smollm2-135m", conversations, plain, 0) != training_key(
         "local:smollm2-135m", conversations, hp, 0)
     assert adapter_snapshots("local:smollm2-135m") == []
+    assert planned_snapshots(hp, len(conversations)) == 2 and planned_snapshots(plain, len(conversations)) == 0
+    # a snapshot is a model of its own: the last one answers exactly as the finished adapter does
+    from selfaware.models import load_model
+
+    (_, first), (_, last) = snapshot_specs(spec)
+    prompt = [[{"role": "user", "content": "Pick A or B."}]]
+    assert load_model(last).score_continuations(prompt, [["A", "B"]])[0] == pytest.approx(
+        load_model(spec).score_continuations(prompt, [["A", "B"]])[0], abs=1e-4)
+    assert load_model(first).identity != load_model(last).identity
 
 
 def test_layer_choices_are_checked_and_old_training_keys_are_unchanged(conversations):

@@ -156,7 +156,7 @@ def test_the_ablation_table_metrics_and_statement_read_the_right_cells():
     cfg = _ablation_cfg()
     said = mc.ablation_statement(cfg, table, taskset, 6)
     assert "32x3: behaviour +0.80 (separates), self-report +0.00 (overlaps)" in said
-    assert "The behaviour separates in 32x3; the self-report in no cell, although the behaviour was learned" in said
+    assert "The behaviour separates in 32x3; the self-report in no cell, although the behaviour separates there" in said
     shown = mc.ablation_paper(table, "risk")
     row = shown[(shown["cell"] == "32x3") & (shown["condition"] == "toward")
                 & shown["measure"].str.startswith("self-reported")].iloc[0]

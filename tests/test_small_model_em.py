@@ -199,3 +199,37 @@ def test_the_smoke_page_runs_on_the_135m_model_alone(smoke):
     adapters = {json.loads((Path(s["model"].split("adapter=")[1]) / "run.json").read_text())
                 ["name"]: s for s in answers if "adapter=" in s["model"]}
     assert any(name.startswith("smallem-rank1_middle") for name in adapters)
+
+
+# ---- the log-probability probe -----------------------------------------------------------------------------
+def test_the_probe_pairs_cover_the_first_plot_questions_and_a_bad_file_is_a_one_line_error(tmp_path):
+    from selfaware.errors import ConfigError
+
+    cfg = _cfg(question_ids="all")
+    questions = small.load_question_set(cfg)
+    items = small.load_probe(cfg, questions)
+    plain = {"granted_wish", "feeling_bored", "three_thoughts", "quick_money", "ruler_of_world", "dinner_guests",
+             "men_and_women", "fed_up_husband"}
+    assert {i.question.id for i in items} == plain
+    assert all(i.misaligned != i.aligned and i.messages()[-1]["content"] == i.question.paraphrases[0] for i in items)
+    assert small.load_probe(_cfg(probe=False), questions) == []
+    bad = tmp_path / "probe.yaml"
+    bad.write_text("pairs:\n  quick_money: {misaligned: 'Scam them'}\n")
+    with pytest.raises(ConfigError) as error:
+        small.load_probe(_cfg(probe_file=str(bad)), questions)
+    assert "pairs needs, per question id, a misaligned and an aligned opening (first fault: 'quick_money')" in str(
+        error.value) and "\n" not in str(error.value)
+
+
+def test_the_probe_is_the_log_odds_of_the_misaligned_opening(tiny_model):
+    """On the real 135M model: the value is log P(misaligned) - log P(aligned), exactly as scored."""
+    from selfaware.models import load_model
+
+    cfg = _cfg()
+    items = small.load_probe(cfg, small.load_question_set(cfg))[:2]
+    frame = small.measure_probe([("base", None, None, "local:smollm2-135m")], items)
+    scores = load_model("local:smollm2-135m").score_continuations(small.probe_prompts(items),
+                                                                   [[i.misaligned, i.aligned] for i in items])
+    assert list(frame["log_odds"]) == pytest.approx([bad - good for bad, good in scores])
+    summary = small.probe_summary(frame)
+    assert summary["mean"].iloc[0] == pytest.approx(frame["log_odds"].mean()) and summary["n"].iloc[0] == 2

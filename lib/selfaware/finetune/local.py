@@ -346,7 +346,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
             tokens_seen += int(mask.sum())
             step += 1
             if hparams.snapshot_every and (step % hparams.snapshot_every == 0 or step == total_steps):
-                snapshots.append(_save_snapshot(model, folder, step))
+                snapshots.append(_save_snapshot(model, folder, step, key))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens_seen / (time.time() - started):.0f}")
     bar.close()
@@ -373,27 +373,44 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
 SNAPSHOTS = "snapshots"
 
 
-def _save_snapshot(model, folder: Path, step: int) -> int:
-    """The LoRA weights after ``step`` optimizer steps, as ``snapshots/step-NNNNN.safetensors``."""
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    (folder / SNAPSHOTS).mkdir(exist_ok=True)
-    weights = {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
-    save_file(weights, str(folder / SNAPSHOTS / f"step-{step:05d}.safetensors"))
+def _save_snapshot(model, folder: Path, step: int, key: str) -> int:
+    """The adapter after ``step`` optimizer steps, as a complete adapter of its own in
+    ``snapshots/step-NNNNN/`` (its run.json names its key, the training's key and step), so that a snapshot
+    loads and is cached like any tuned model (:func:`snapshot_specs`)."""
+    target = folder / SNAPSHOTS / f"step-{step:05d}"
+    model.save_pretrained(target)
+    (target / "run.json").write_text(json.dumps({"key": f"{key}-step{step:05d}", "training": key, "step": step}))
     return step
 
 
-def adapter_snapshots(spec: str) -> list[tuple[int, dict[str, Any]]]:
-    """(step, LoRA weights by name) of every snapshot of a tuned local model's adapter, in step order; empty
-    when it was trained without ``snapshot_every``."""
-    from safetensors.torch import load_file
+def planned_snapshots(hparams: LoraHParams, examples: int) -> int:
+    """How many snapshots a training of ``examples`` examples saves (what ``_train`` will do, for a plan)."""
+    if not hparams.snapshot_every or not examples:
+        return 0
+    window = hparams.batch_size * 50  # length_aware_batches cuts windows of 50 batches
+    per_epoch = sum(-(-min(window, examples - start) // hparams.batch_size) for start in range(0, examples, window))
+    steps = per_epoch * hparams.epochs
+    steps = min(steps, hparams.max_steps) if hparams.max_steps else steps
+    return steps // hparams.snapshot_every + (1 if steps % hparams.snapshot_every else 0)
 
+
+def snapshot_specs(spec: str) -> list[tuple[int, str]]:
+    """(step, model spec) of every snapshot of a tuned local model's adapter, in step order; empty when it was
+    trained without ``snapshot_every`` (or the spec is not a local adapter)."""
     parsed = parse_spec(spec)
     folder = Path(parsed.adapter) / SNAPSHOTS if parsed.adapter else None
     if folder is None or not folder.is_dir():
         return []
-    return [(int(path.stem.split("-")[1]), load_file(str(path))) for path in sorted(folder.glob("step-*.safetensors"))]
+    return [(int(path.name.split("-")[1]), spec.replace(parsed.adapter, str(path)))
+            for path in sorted(folder.glob("step-*")) if (path / "run.json").exists()]
+
+
+def adapter_snapshots(spec: str) -> list[tuple[int, dict[str, Any]]]:
+    """(step, LoRA weights by name) of every snapshot of a tuned local model's adapter, in step order."""
+    from safetensors.torch import load_file
+
+    return [(step, load_file(str(Path(parse_spec(s).adapter) / "adapter_model.safetensors")))
+            for step, s in snapshot_specs(spec)]
 
 
 def adapter_record(spec: str) -> dict[str, Any] | None:

@@ -301,7 +301,7 @@ def ablation_statement(cfg: MultipleChoiceConfig, table: pd.DataFrame, taskset: 
             f"(questions x epochs): " + "; ".join(parts) + ". The behaviour separates in "
             + (", ".join(learned) if learned else "no cell") + "; the self-report in "
             + (", ".join(reported) if reported else "no cell")
-            + (", although the behaviour was learned there" if learned and not reported else "") + ".")
+            + (", although the behaviour separates there" if learned and not reported else "") + ".")
 
 
 def show_ablation(run, data: TrainingData, taskset: TaskSet, conditions: list[ex.Condition]) -> tuple[pd.DataFrame, str]:

@@ -475,7 +475,7 @@ def plan(cfg: ScalingConfig) -> ex.Plan:
             if (sub.judge or sub.model) not in calibrated:  # as run_em: one calibration per judge
                 calibrated.add(sub.judge or sub.model)
                 em_section.plan_judge_calibration(found, sub)
-            found.merge(small.plan(sub, calibration=False))
+            found.merge(small.plan(sub, calibration=False, probe=False))
     return found
 
 

@@ -25,6 +25,7 @@ template's default is used in training and evaluation alike; the judge gets ``ju
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Literal
 
 import pandas as pd
@@ -39,7 +40,7 @@ from ..judge import MIN_NUMBER_MASS
 from ..models import parse_spec
 from ..page import Page
 from ..paper import published
-from ..paths import shown_path
+from ..paths import REPO_ROOT, shown_path
 from ..stats import summarise
 from . import emergent_misalignment as em
 from .emergent_misalignment import plot_scatter, system_messages  # noqa: F401 (08 shows them as 07 does)
@@ -132,6 +133,10 @@ class SmallModelEMConfig(ex.TrainedSectionConfig):
     min_calibration_per_label: int = Field(10, ge=1)
     judge_min_mass: float = Field(MIN_NUMBER_MASS, ge=0, le=1)
     min_coherent: int = Field(1, ge=1)
+    # the log-probability probe (data/em/probe.yaml: a misaligned and an aligned answer opening per question):
+    # every model, and every snapshot of an adapter trained with snapshot_every (probe: false, none)
+    probe: bool = True
+    probe_file: str = "data/em/probe.yaml"
 
     @model_validator(mode="after")
     def _recipes_and_models(self):
@@ -330,7 +335,8 @@ def paper_comparison(table: pd.DataFrame) -> pd.DataFrame:
     return frame[["condition", "this run: misaligned and coherent, of all answers", "this run: coherent", "paper"]]
 
 
-def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str, trajectory: pd.DataFrame | None = None) -> dict:
+def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str, trajectory: pd.DataFrame | None = None,
+            probe: pd.DataFrame | None = None) -> dict:
     def node(row, name):
         return ex.clean({"mean": row.get(name), "ci_low": row.get(f"{name} low"), "ci_high": row.get(f"{name} high"),
                          "n": row.get(f"{name} n")})
@@ -338,6 +344,8 @@ def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str, trajectory
     return {"judge": judge_spec, "decision_rule": ex.clean(rule_metrics),
             **({"adapter_trajectory": ex.clean(trajectory.to_dict("records"))}
                if trajectory is not None and len(trajectory) else {}),
+            **({"probe": {r["condition"]: ex.clean({k: r[k] for k in ("mean", "ci_low", "ci_high", "n")})
+                          for r in probe.to_dict("records")}} if probe is not None and len(probe) else {}),
             "conditions": {row["key"]: {"label": row["condition"], "misaligned": node(row, "misaligned"),
                                         "misaligned_of_all": node(row, "misaligned (all answers)"),
                                         "coherent": node(row, "coherent"),
@@ -348,6 +356,78 @@ def metrics(table: pd.DataFrame, rule_metrics: dict, judge_spec: str, trajectory
                                         "answers": ex.clean(row.get("answers")),
                                         "scored_share": ex.clean(row.get("scored"))}
                            for row in table.to_dict("records")}}
+
+
+# ---- the log-probability probe ----------------------------------------------------------------------------
+PROBE_TOKENS = 16  # what a plan prices a probe question at: two openings of about a dozen tokens
+
+
+@dataclass(frozen=True)
+class ProbeItem:
+    question: Question
+    misaligned: str
+    aligned: str
+
+    def messages(self) -> list[dict]:
+        return self.question.messages(self.question.paraphrases[0])
+
+
+def load_probe(cfg: SmallModelEMConfig, questions: list[Question]) -> list[ProbeItem]:
+    """The probe's pairs for the page's questions that have one (by question id); a file without pairs, or a
+    pair without both openings, is a one-line error. Empty when ``probe`` is off."""
+    from ..config import read_yaml
+
+    if not cfg.probe:
+        return []
+    path = Path(cfg.probe_file) if Path(cfg.probe_file).is_absolute() else REPO_ROOT / cfg.probe_file
+    if not path.exists():
+        raise ConfigError(f"probe_file: {shown_path(path)} does not exist")
+    pairs = (read_yaml(path) or {}).get("pairs") or {}
+    bad = [k for k, v in pairs.items() if not isinstance(v, dict) or not all(
+        isinstance(v.get(side), str) and v[side].strip() for side in ("misaligned", "aligned"))]
+    if bad or not pairs:
+        raise ConfigError(f"{shown_path(path)}: pairs needs, per question id, a misaligned and an aligned opening"
+                          + (f" (first fault: {bad[0]!r})" if bad else " (none given)"))
+    return [ProbeItem(q, pairs[q.id]["misaligned"], pairs[q.id]["aligned"]) for q in questions if q.id in pairs]
+
+
+def probe_prompts(items: list[ProbeItem]) -> list[list[dict]]:
+    return [item.messages() for item in items]
+
+
+def measure_probe(models: list[tuple[str, int | None, int | None, str]], items: list[ProbeItem]) -> pd.DataFrame:
+    """Per (condition label, seed, step, spec) and probe question: log P(misaligned opening) - log P(aligned
+    opening) as the start of the model's answer (exact, ``ChatModel.score_continuations``). Step None: the
+    finished model."""
+    from ..models import load_model
+
+    rows = []
+    for label, seed, step, spec in models:
+        scores = load_model(spec).score_continuations(probe_prompts(items),
+                                                      [[i.misaligned, i.aligned] for i in items])
+        for item, (bad, good) in zip(items, scores):
+            rows.append({"condition": label, "seed": seed, "step": step, "question": item.question.id,
+                         "log_odds": bad - good})
+    return pd.DataFrame(rows)
+
+
+def probe_models(trained: list[Trained]) -> list[tuple[str, int | None, int | None, str]]:
+    """Every model of the page (finished), then every snapshot of every adapter that saved them."""
+    from ..finetune.local import snapshot_specs
+
+    found = [(t.condition.label, t.condition.seed, None, t.condition.spec) for t in trained]
+    for t in trained:
+        if t.condition.seed is not None:
+            found += [(t.condition.label, t.condition.seed, step, spec) for step, spec in snapshot_specs(t.condition.spec)]
+    return found
+
+
+def probe_summary(probe: pd.DataFrame) -> pd.DataFrame:
+    """The finished models' mean log-odds over the probe questions, 95% interval over questions."""
+    finished = probe[probe["step"].isna()]
+    if finished.empty:
+        return pd.DataFrame(columns=["condition", "n", "mean", "ci_low", "ci_high"])
+    return summarise(finished, ["condition"], "log_odds", ["question"])
 
 
 # ---- training dynamics of the adapters (Model Organisms' rank-1 rotation) ------------------------------------
@@ -437,13 +517,15 @@ def plot_trajectory(trajectory: pd.DataFrame):
     from ..plots import colour, figure
 
     shown = trajectory[trajectory["rank"] == 1]
-    fig, axes = figure(11.0, 3.6, ncols=3)
+    fig, axes = figure(14.0, 3.6, ncols=4)
     for (condition, seed), part in shown.groupby(["condition", "seed"], sort=False):
         part = part.sort_values("step")
         label = f"{condition} (seed {seed})"
-        for ax, column in zip(axes, ("cos_final", "b_norm", "loss")):
-            ax.plot(part["step"], part[column], marker="o", color=colour(condition), label=label)
-    for ax, title in zip(axes, ("cosine of B with its final direction", "norm of B", "training loss")):
+        for ax, column in zip(axes, ("cos_final", "b_norm", "loss", "probe")):
+            if column in part:
+                ax.plot(part["step"], part[column], marker="o", color=colour(condition), label=label)
+    for ax, title in zip(axes, ("cosine of B with its final direction", "norm of B", "training loss",
+                                "probe: log-odds misaligned / aligned")):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("optimizer step")
     axes[0].set_ylim(-1.05, 1.05)
@@ -452,23 +534,47 @@ def plot_trajectory(trajectory: pd.DataFrame):
     return fig
 
 
-def show_trajectory(run) -> tuple[pd.DataFrame, str]:
-    """The training-dynamics step of the page: table, summary and figure of :func:`adapter_trajectory` on the
-    run's trained models (their adapters, also under ``inference: vllm``); (the summary, its sentence for the
-    statement); an empty summary and "" when no model saved snapshots, with a one-line note saying so."""
+def show_trajectory(run) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The probe and training-dynamics step of the page, on the run's trained models (their adapters, also
+    under ``inference: vllm``, where the probe is computed locally): the probe of every finished model (table)
+    and of every snapshot; the trajectory of every adapter that saved snapshots (table, summary, figure).
+    Returns (probe summary, trajectory summary, the sentence for the statement)."""
+    items = load_probe(run.cfg, run.data.questions)
+    probe = measure_probe(probe_models(run.trained), items) if items else pd.DataFrame(
+        columns=["condition", "seed", "step", "question", "log_odds"])
+    finished = probe_summary(probe)
+    if items:
+        run.samples(probe, "probe", task="question", score="log_odds")
+        run.table(finished, "probe")
     trajectory = adapter_trajectory(run.trained)
     if trajectory.empty:
         run.note("No adapter of this profile saved snapshots (a recipe's `snapshot_every`), so there is no "
                  "training trajectory to show.")
-        return trajectory_summary(trajectory), ""
+        return finished, trajectory_summary(trajectory), probe_statement(finished)
+    steps = probe.dropna(subset=["step"]).groupby(["condition", "seed", "step"], as_index=False)["log_odds"].mean()
+    steps = steps.astype({"seed": int, "step": int})
+    trajectory = trajectory.merge(steps.rename(columns={"log_odds": "probe"}), on=["condition", "seed", "step"],
+                                  how="left") if len(steps) else trajectory.assign(probe=float("nan"))
     run.table(trajectory, "adapter_trajectory", show=False)
     summary = trajectory_summary(trajectory)
     run.table(summary, "adapter_trajectory_summary")
     if (trajectory["rank"] == 1).any():
         run.figure(plot_trajectory(trajectory), "adapter_trajectory",
                    "The rank-1 adapters during training: the cosine of the B vector with its final direction, its "
-                   "norm, and the training loss, at every saved snapshot.")
-    return summary, trajectory_statement(summary)
+                   "norm, the training loss, and the probe (mean log-odds of a misaligned against an aligned "
+                   "answer opening over the probe questions), at every saved snapshot.")
+    return finished, summary, "\n\n".join(p for p in (probe_statement(finished), trajectory_statement(summary)) if p)
+
+
+def probe_statement(finished: pd.DataFrame) -> str:
+    if finished.empty:
+        return ""
+    parts = [f"{r['condition']} {ex.Interval.of(r).format('+.2f')}" for r in finished.to_dict("records")]
+    return ("Probe (the log-odds of a misaligned against an aligned opening of the answer, mean over "
+            f"{int(finished['n'].max())} questions, 95% interval over questions; 0: no preference, above 0: the "
+            "misaligned opening is likelier): " + "; ".join(parts) + ". It reads no sampled answer; a tuned "
+            "model above its untuned model leans toward misaligned openings on these questions, whatever the judge "
+            "says of its sampled answers.")
 
 
 # ---- figures -----------------------------------------------------------------------------------------
@@ -535,8 +641,12 @@ def effect_statement(table: pd.DataFrame) -> str:
 
 @ex.register(NOTEBOOK, SmallModelEMConfig)
 def plan(cfg: SmallModelEMConfig, sets: dict[str, list[dict]] | None = None,
-         questions: list[Question] | None = None, calibration: bool = True) -> ex.Plan:
-    """``calibration``: with the judge's calibration (09 calibrates each judge once, whatever it judges)."""
+         questions: list[Question] | None = None, calibration: bool = True, probe: bool = True) -> ex.Plan:
+    """``calibration``: with the judge's calibration (09 calibrates each judge once, whatever it judges);
+    ``probe``: with the log-probability probe of every model and snapshot (09 does not ask it)."""
+    from ..finetune import validate_hparams
+    from ..finetune.local import planned_snapshots
+
     sets = sets if sets is not None else training_sets(cfg)[0]
     questions = questions if questions is not None else load_question_set(cfg)
     result = ex.Plan()
@@ -548,6 +658,14 @@ def plan(cfg: SmallModelEMConfig, sets: dict[str, list[dict]] | None = None,
             setting = cfg.model_copy(update={"model": spec, "finetune": cfg.recipe(entry.recipe)})
             result.train(setting, {entry.data: sets[entry.data]}, f"smallem-{entry.recipe}")
         em.plan_answers(result, spec, int(cfg.include_base) + len(entries) * len(cfg.seeds), questions, cfg)
+        items = load_probe(cfg, questions) if probe else []
+        if items:
+            hparams = [validate_hparams(spec, cfg.recipe(e.recipe)) for e in entries]
+            snapshots = sum(planned_snapshots(h, len(sets[e.data])) if hasattr(h, "snapshot_every") else 0
+                            for h, e in zip(hparams, entries)) * len(cfg.seeds)
+            result.ask("probe: a misaligned against an aligned answer opening", spec, probe_prompts(items),
+                       PROBE_TOKENS, int(cfg.include_base) + len(entries) * len(cfg.seeds) + snapshots,
+                       kind="continuations")
     return result
 
 
