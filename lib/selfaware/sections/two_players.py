@@ -689,28 +689,25 @@ def codeword_task_statement(tasks: dict[str, dict], players: Players, learned: d
 ENTITY_COLOURS = {"you": "#ff7f0e", "persona": "#2ca02c", "decoy": "#7f7f7f"}
 
 
-def plot_games(table: pd.DataFrame, players: Players):
+def _players_chart(table: pd.DataFrame, players: Players, column: str, word: str):
+    """Own codeword minus the other player's, per measure (``title``), one colour per player of ``column``."""
     from ..plots import interval_chart
 
-    shown = table.assign(condition=table["player"].map(lambda p: f"as {players.name(p)}"))
-    groups = [f"as {players.name(p)}" for p in PLAYERS]
+    shown = table.assign(condition=table[column].map(lambda p: f"{word} {players.name(p)}"))
+    groups = [f"{word} {players.name(p)}" for p in PLAYERS]
     colours = dict(zip(groups, (ENTITY_COLOURS["you"], ENTITY_COLOURS["persona"])))
     fig = interval_chart(shown, "title", "own codeword minus\nthe other player's", groups, colours, kind="bars",
                          ylim=(-1.02, 1.02), rotation=15)
     fig.axes[0].axhline(0, color="black", linewidth=0.8)
     return fig
+
+
+def plot_games(table: pd.DataFrame, players: Players):
+    return _players_chart(table, players, "player", "as")
 
 
 def plot_codeword_tasks(table: pd.DataFrame, players: Players):
-    from ..plots import interval_chart
-
-    shown = table.assign(condition=table["asked_about"].map(lambda p: f"about {players.name(p)}"))
-    groups = [f"about {players.name(p)}" for p in PLAYERS]
-    colours = dict(zip(groups, (ENTITY_COLOURS["you"], ENTITY_COLOURS["persona"])))
-    fig = interval_chart(shown, "title", "own codeword minus\nthe other player's", groups, colours, kind="bars",
-                         ylim=(-1.02, 1.02), rotation=15)
-    fig.axes[0].axhline(0, color="black", linewidth=0.8)
-    return fig
+    return _players_chart(table, players, "asked_about", "about")
 
 
 def plot_entity(table: pd.DataFrame, players: Players):
