@@ -139,12 +139,12 @@ def _build(config_class: type, notebook: str, merged: dict[str, Any], spec: str)
 
 def risk_config(cfg: ScalingConfig, spec: str) -> mc.MultipleChoiceConfig:
     """The config of 01's risk page for ``spec`` on this profile, with ``risk`` and ``per_model`` laid over
-    it; no sweep (its models are not part of the recipe)."""
+    it; no sweep and no dataset-size ablation (their models are not part of the recipe)."""
     merged = _profile_params(cfg.profile, RISK_NOTEBOOK, {"behavior": "risk"})
     merged.update(cfg.risk)
     merged.update(cfg.per_model.get(spec, {}).get("risk", {}))
     merged.update(cfg.call_settings())  # how models are called is the page's, not what is trained
-    merged.update(profile=cfg.profile, model=spec, behavior="risk", sweep=[])
+    merged.update(profile=cfg.profile, model=spec, behavior="risk", sweep=[], ablation=None)
     return _build(mc.MultipleChoiceConfig, RISK_NOTEBOOK, merged, spec)
 
 
