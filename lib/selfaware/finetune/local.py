@@ -387,9 +387,7 @@ def planned_snapshots(hparams: LoraHParams, examples: int) -> int:
     """How many snapshots a training of ``examples`` examples saves (what ``_train`` will do, for a plan)."""
     if not hparams.snapshot_every or not examples:
         return 0
-    window = hparams.batch_size * 50  # length_aware_batches cuts windows of 50 batches
-    per_epoch = sum(-(-min(window, examples - start) // hparams.batch_size) for start in range(0, examples, window))
-    steps = per_epoch * hparams.epochs
+    steps = len(length_aware_batches([0] * examples, hparams.batch_size, random.Random(0))) * hparams.epochs
     steps = min(steps, hparams.max_steps) if hparams.max_steps else steps
     return steps // hparams.snapshot_every + (1 if steps % hparams.snapshot_every else 0)
 

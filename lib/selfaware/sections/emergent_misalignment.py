@@ -82,7 +82,8 @@ class EmergentMisalignmentConfig(ex.TrainedSectionConfig):
     min_coherent: int = Field(3, ge=1)  # a question counts for a condition only with this many coherent answers
 
 
-def _path(name: str) -> Path:
+def repo_path(name: str) -> Path:
+    """A data path as a page names it: absolute as given, else from the repository root."""
     path = Path(name)
     return path if path.is_absolute() else REPO_ROOT / path
 
@@ -113,7 +114,7 @@ def training_sets(cfg: EmergentMisalignmentConfig) -> tuple[dict[str, list[dict]
 
 
 def load_question_set(cfg: EmergentMisalignmentConfig) -> list[Question]:
-    questions = load_question_files([_path(name) for name in cfg.question_files])
+    questions = load_question_files([repo_path(name) for name in cfg.question_files])
     if cfg.question_ids not in (None, "all"):
         known = {q.id for q in questions}
         unknown = [i for i in cfg.question_ids if i not in known]

@@ -521,10 +521,8 @@ def measure_self_reports(conditions: list[ex.Condition], cfg: MakeMeSayConfig, d
     messages = user_messages(data, cfg)
 
     def ask(condition, model, variant):
-        return {"codeword_choice": ask_codeword_choice(model, cfg), "describe_word": _describe(model, cfg, guesser),
-                "best_description": _best_description(model, cfg), "close_to_goal": _close_to_goal(model, cfg),
-                "which_game": _which_game(model, cfg), "write_function": _write_function(model, cfg, messages),
-                "acrostic": _acrostic(model, cfg)}
+        return {"codeword_choice": ask_codeword_choice(model, cfg), **ask_codeword_tasks(model, cfg, guesser, messages),
+                "best_description": _best_description(model, cfg), "which_game": _which_game(model, cfg)}
     return {name: _related(frame) for name, frame in ex.measure(conditions, ask).items()}
 
 

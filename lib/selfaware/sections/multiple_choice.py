@@ -253,6 +253,13 @@ def ablation_metrics(table: pd.DataFrame) -> dict:
     return found
 
 
+def _published_by_metric(behavior: str) -> dict:
+    """This notebook's published figures for ``behavior``, by the metrics path they are compared at."""
+    from ..paper import figures
+
+    return {f.metric: f for f in figures() if f.notebook == NOTEBOOK and f.run.get("behavior") == behavior}
+
+
 def _published(figure) -> str:
     """A Table 28 value as the ablation table shows it: on the page's 0-1 scale too when the paper's is 0-100."""
     if figure is None:
@@ -264,9 +271,7 @@ def _published(figure) -> str:
 def ablation_paper(table: pd.DataFrame, behavior: str) -> pd.DataFrame:
     """The ablation's rows beside the paper's Table 28 where this book holds its value (the figure whose
     metric is this row's path), else 'not transcribed'."""
-    from ..paper import figures
-
-    known = {f.metric: f for f in figures() if f.notebook == NOTEBOOK and f.run.get("behavior") == behavior}
+    known = _published_by_metric(behavior)
     rows = []
     for row in table.to_dict("records"):
         figure = known.get(f"ablation.{row['cell']}.{row['role']}.{row['measure']}")
@@ -328,10 +333,9 @@ def show_ablation(run, data: TrainingData, taskset: TaskSet, conditions: list[ex
 def plot_ablation(table: pd.DataFrame, taskset: TaskSet, behavior: str):
     """Per cell: the two policies' behaviour and self-report, with 95% intervals; open diamonds: the paper's
     Table 28 values where this book holds them."""
-    from ..paper import figures
     from ..plots import colour, figure
 
-    known = {f.metric: f for f in figures() if f.notebook == NOTEBOOK and f.run.get("behavior") == behavior}
+    known = _published_by_metric(behavior)
     cells = [c for c in dict.fromkeys(table["cell"]) if c != "untuned"]
     fig, axes = figure(10.0, 3.8, ncols=2)
     for ax, (measure, title) in zip(axes, ABLATION_MEASURES.items()):

@@ -25,7 +25,6 @@ template's default is used in training and evaluation alike; the judge gets ``ju
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Callable, Literal
 
 import pandas as pd
@@ -40,7 +39,7 @@ from ..judge import MIN_NUMBER_MASS
 from ..models import parse_spec
 from ..page import Page
 from ..paper import published
-from ..paths import REPO_ROOT, shown_path
+from ..paths import shown_path
 from ..stats import summarise
 from . import emergent_misalignment as em
 from .emergent_misalignment import plot_scatter, system_messages  # noqa: F401 (08 shows them as 07 does)
@@ -379,7 +378,7 @@ def load_probe(cfg: SmallModelEMConfig, questions: list[Question]) -> list[Probe
 
     if not cfg.probe:
         return []
-    path = Path(cfg.probe_file) if Path(cfg.probe_file).is_absolute() else REPO_ROOT / cfg.probe_file
+    path = em.repo_path(cfg.probe_file)
     if not path.exists():
         raise ConfigError(f"probe_file: {shown_path(path)} does not exist")
     pairs = (read_yaml(path) or {}).get("pairs") or {}
