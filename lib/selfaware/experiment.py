@@ -178,7 +178,8 @@ def served(cfg: SectionConfig, conditions: Sequence[Condition]) -> list[Conditio
 
     from .models import parse_spec
 
-    local = list(dict.fromkeys(c.spec for c in conditions if parse_spec(c.spec).is_local))
+    # a steered model (a vector added inside the forward pass) runs in this process: no server can add it
+    local = list(dict.fromkeys(c.spec for c in conditions if parse_spec(c.spec).is_local and not parse_spec(c.spec).steer))
     if cfg.inference == "hf" or not local:
         return list(conditions)
     from .vllm import EngineUnavailable, serve
@@ -275,7 +276,7 @@ def summary(frame: pd.DataFrame, by: list[str], value: str, within: list[str],
 
 
 # ---- plans ----------------------------------------------------------------------------------------------
-CALL_KINDS = ("sample", "options", "number", "continuations")  # the call cache's kinds (models.base.ChatModel)
+CALL_KINDS = ("sample", "options", "number", "continuations", "hidden_states")  # the call cache's kinds (models.base.ChatModel)
 # a cache kind that counts the same call under another name: the local backend keys its continuation scores
 # by token ids under the name they had before ``score_continuations`` existed (models.local)
 SAME_CALL = {"continuation_logprobs": "continuations"}

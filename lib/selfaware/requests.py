@@ -15,7 +15,7 @@ Messages = list[dict[str, str]]
 
 
 # completion tokens a scoring call is priced at (a sample is priced at its max_tokens)
-SCORED_TOKENS = {"options": 1, "number": 3}
+SCORED_TOKENS = {"options": 1, "number": 3, "hidden_states": 0}
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class Request:
 
     ``kind`` is the call: ``sample`` (``n`` answers of at most ``max_tokens`` each, at ``temperature``, from
     ``seed``), ``options`` (the probability of each of ``options``; ``whole_word`` as in
-    ``ChatModel.score_options``) or ``number`` (the expected 0-100 answer). Where a prompt holds what only the
+    ``ChatModel.score_options``), ``number`` (the expected 0-100 answer) or ``hidden_states`` (the residual
+    stream at the last prompt token after each of ``layers``; local models). Where a prompt holds what only the
     run knows (an answer to judge), the plan's request carries a placeholder of the same length."""
 
     what: str
@@ -38,10 +39,12 @@ class Request:
     temperature: float = 1.0
     seed: int = 0
     at_most: str = ""
+    layers: tuple[int, ...] | None = None  # hidden_states: the decoder layers read (None: all)
 
     def __post_init__(self):
-        if self.kind not in ("sample", "options", "number"):
-            raise ValueError(f"request {self.what!r}: kind {self.kind!r} is not one of sample, options, number")
+        if self.kind not in ("sample", "options", "number", "hidden_states"):
+            raise ValueError(f"request {self.what!r}: kind {self.kind!r} is not one of sample, options, number, "
+                             f"hidden_states")
         if self.kind == "options" and not self.options:
             raise ValueError(f"request {self.what!r}: an options request names its options")
 
@@ -55,12 +58,15 @@ class Request:
         return replace(self, prompts=[variant.apply(p) for variant in variants for p in self.prompts])
 
     def send(self, model):
-        """The call itself: ``model.sample``, ``model.score_options`` or ``model.expected_number``."""
+        """The call itself: ``model.sample``, ``model.score_options``, ``model.expected_number`` or
+        ``model.hidden_states``."""
         if self.kind == "sample":
             return model.sample(self.prompts, n=self.n, temperature=self.temperature, max_tokens=self.max_tokens,
                                 seed=self.seed)
         if self.kind == "options":
             return model.score_options(self.prompts, list(self.options), whole_word=self.whole_word)
+        if self.kind == "hidden_states":
+            return model.hidden_states(self.prompts, self.layers)
         return model.expected_number(self.prompts, 0, 100)
 
     def plan(self, plan, model: str, models: int = 1, what: str | None = None):

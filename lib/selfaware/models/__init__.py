@@ -5,6 +5,10 @@ A model is named by one spec string, parsed here and nowhere else:
     local:smollm2-135m                          the embedded default (SmolLM2-135M-Instruct)
     local:/models/Qwen2.5-7B-Instruct           any Hugging Face model directory on disk
     local:smollm2-135m?adapter=<dir>            the same with a LoRA adapter
+    local:smollm2-135m?steer=<v.npy>&layer=12&scale=4
+                                                the same with a steering vector (a 1-D .npy file) times
+                                                ``scale`` (default 1) added to the residual stream after
+                                                decoder layer ``layer`` (0-based) at every position
     openai:gpt-4o-2024-08-06                    OpenAI API (OPENAI_API_KEY)
     fireworks:accounts/fireworks/models/...     Fireworks API (FIREWORKS_API_KEY)
     openai-compatible:http://host:8000/v1|name  any server speaking the OpenAI chat API (vLLM, SGLang, TGI)
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qs
@@ -40,6 +45,7 @@ class Backend:
     is_free: bool = False  # costs nothing per call (a local model, or the user's own server)
     served_at_url: bool = False  # the spec names a server: 'name:http://host:port/v1|model'
     takes_adapter: bool = False  # '?adapter=<dir>' may follow the model's name
+    takes_steering: bool = False  # '?steer=<file.npy>&layer=L&scale=S' may follow the model's name
 
     def chat_model_class(self) -> type[ChatModel]:
         missing = [package for module, package in self.requires if importlib.util.find_spec(module) is None]
@@ -73,7 +79,7 @@ def backends() -> tuple[str, ...]:
 _OPENAI_SDK = (("openai", "openai"),)
 register_backend(Backend("local", f"{__name__}.local", "LocalChatModel",
                          (("torch", "torch"), ("transformers", "transformers")),
-                         is_local=True, is_free=True, takes_adapter=True))
+                         is_local=True, is_free=True, takes_adapter=True, takes_steering=True))
 register_backend(Backend("openai", f"{__name__}.api", "OpenAIChatModel", _OPENAI_SDK))
 register_backend(Backend("fireworks", f"{__name__}.api", "FireworksChatModel", (("fireworks", "fireworks-ai"),)))
 register_backend(Backend("openai-compatible", f"{__name__}.api", "OpenAICompatibleChatModel", _OPENAI_SDK,
@@ -88,6 +94,9 @@ class ModelSpec:
     adapter: str | None = None
     base_url: str | None = None
     identity: str | None = None  # openai-compatible only: the served model's content hash
+    steer: str | None = None  # a steering vector (.npy), added after decoder layer ``layer`` times ``scale``
+    layer: int | None = None
+    scale: float = 1.0
 
     # facts about the model, read from the spec and the embedded-model table, never from substrings
     @property
@@ -126,7 +135,9 @@ class ModelSpec:
     def __str__(self) -> str:
         if self.base_url:
             return f"{self.backend}:{self.base_url}|{self.name}" + (f"?identity={self.identity}" if self.identity else "")
-        return f"{self.backend}:{self.name}" + (f"?adapter={self.adapter}" if self.adapter else "")
+        options = ([f"adapter={self.adapter}"] if self.adapter else []) + \
+            ([f"steer={self.steer}", f"layer={self.layer}", f"scale={self.scale:g}"] if self.steer else [])
+        return f"{self.backend}:{self.name}" + ("?" + "&".join(options) if options else "")
 
 
 def parse_spec(spec: str) -> ModelSpec:
@@ -148,16 +159,29 @@ def parse_spec(spec: str) -> ModelSpec:
             raise ConfigError(f"model spec {spec!r}: '?identity=' needs a model name before it and a hash after it")
         return ModelSpec(found.name, model, base_url=base_url, identity=query or None)
     model, _, query = rest.partition("?")
-    adapter = None
-    if query:
-        params = parse_qs(query)
-        unknown = set(params) - {"adapter"}
-        if unknown:
-            raise ConfigError(f"model spec {spec!r}: unknown option(s) {', '.join(sorted(unknown))}")
-        adapter = params["adapter"][0]
-        if not found.takes_adapter:
-            raise ConfigError(f"model spec {spec!r}: adapters are for local models only")
-    return ModelSpec(found.name, model, adapter=adapter)
+    if not query:
+        return ModelSpec(found.name, model)
+    params = {key: values[0] for key, values in parse_qs(query).items()}
+    unknown = set(params) - {"adapter", "steer", "layer", "scale"}
+    if unknown:
+        raise ConfigError(f"model spec {spec!r}: unknown option(s) {', '.join(sorted(unknown))}")
+    if "adapter" in params and not found.takes_adapter:
+        raise ConfigError(f"model spec {spec!r}: adapters are for local models only")
+    steering = {key: params[key] for key in ("steer", "layer", "scale") if key in params}
+    if not steering:
+        return ModelSpec(found.name, model, adapter=params.get("adapter"))
+    if not found.takes_steering:
+        raise ConfigError(f"model spec {spec!r}: steering vectors are for local models only")
+    if "steer" not in steering or "layer" not in steering:
+        raise ConfigError(f"model spec {spec!r}: a steering vector needs both 'steer=<file.npy>' and 'layer=<index>'")
+    try:
+        layer, scale = int(steering["layer"]), float(steering.get("scale", 1.0))
+    except ValueError:
+        raise ConfigError(f"model spec {spec!r}: 'layer' must be an integer and 'scale' a number") from None
+    if layer < 0 or not math.isfinite(scale):
+        raise ConfigError(f"model spec {spec!r}: 'layer' must be 0 or more and 'scale' a finite number")
+    return ModelSpec(found.name, model, adapter=params.get("adapter"), steer=steering["steer"], layer=layer,
+                     scale=scale)
 
 
 def load_model(spec: str) -> ChatModel:

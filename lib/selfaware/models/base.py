@@ -1,7 +1,8 @@
 """The one interface every backend speaks.
 
 A backend implements four batch primitives on plain request dicts (so that they can be cached):
-``_sample``, ``_option_logprobs``, ``_number_distribution`` and ``_continuation_logprobs``. The public
+``_sample``, ``_option_logprobs``, ``_number_distribution`` and ``_continuation_logprobs`` (and a local
+model a fifth, ``_hidden_states``). The public
 methods build the requests, route them through the content-addressed cache and turn answers into friendly
 values. A backend that cannot compute a primitive exactly raises ``ModelNotAvailable`` saying why, rather
 than answering with an estimate under the same name.
@@ -9,16 +10,20 @@ than answering with an estimate under the same name.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import context, settings
 from ..cache import CallCache, content_hash, default_cache
 from ..errors import ModelNotAvailable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Messages = list[dict[str, str]]
 
@@ -171,6 +176,22 @@ class ChatModel(ABC):
                                              flush_every=max(self.flush_every, 256), computing=computing)
         return [[float(v) for v in answer] for answer in answers]
 
+    def hidden_states(self, prompts: Sequence[Messages], layers: Sequence[int] | None = None) -> list["np.ndarray"]:
+        """For each prompt (chat template and generation prompt included), the residual stream at its last
+        token after each decoder layer of ``layers`` (0-based; None: every layer), as a float32 array of
+        shape (layers, hidden size): what the model holds just before it writes its answer. Kept in the call
+        cache in float16, so a rerun reads them back and computes nothing. Local models only."""
+        import numpy as np
+
+        wanted = None if layers is None else [int(layer) for layer in layers]
+        requests = [{"model": self.identity, "messages": list(m), "layers": wanted, "position": "last"}
+                    for m in prompts]
+        with self._progress("activations") as computing:
+            answers = self.cache.cached_call("hidden_states", requests, self._hidden_states,
+                                             flush_every=self.flush_every, computing=computing)
+        return [np.frombuffer(base64.b64decode(a["data"]), dtype=a["dtype"]).reshape(a["shape"]).astype(np.float32)
+                for a in answers]
+
     def continuation_requests(self, prompts: Sequence[Messages], continuations: Sequence[Sequence[str]],
                               assistant_prefix: str | Sequence[str] | None = None,
                               first_tokens: int | None = None) -> tuple[str, list[dict]]:
@@ -210,6 +231,11 @@ class ChatModel(ABC):
     def _continuation_logprobs(self, requests: list[dict]) -> list[list[float]]:
         """Per request, the summed log-probability of each continuation (see ``score_continuations``)."""
         raise ModelNotAvailable(f"{self.spec}: the {self.backend} backend cannot score given continuations")
+
+    def _hidden_states(self, requests: list[dict]) -> list[dict]:
+        """Per request, its activations encoded for the cache (see ``hidden_states``)."""
+        raise ModelNotAvailable(f"{self.spec}: the {self.backend} backend does not expose its activations "
+                                f"(a local model does)")
 
 
 def number_score(distribution: dict, method: str) -> NumberScore:

@@ -7,6 +7,8 @@ continuations (``score_continuations``) are scored in one forward pass over prom
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
@@ -269,6 +271,60 @@ def after_head(rows: list[list[int]], shared: int, head_cache, dev):
     return ids, mask, positions, cache
 
 
+STEERING_LABEL = " + steering"
+
+
+def steering_identity(spec: ModelSpec) -> dict[str, Any]:
+    """What makes a steered model's answers its own: the vector's content, its layer and its scale."""
+    path = Path(spec.steer).expanduser()
+    if not path.is_file():
+        raise ModelNotAvailable(f"steering vector {spec.steer} does not exist")
+    return {"vector": content_hash({"npy": path.read_bytes().hex()}, 16), "layer": spec.layer, "scale": spec.scale}
+
+
+def decoder_layers(causal_lm):
+    """The decoder blocks of a causal language model, in order (Llama, Qwen, Mistral, Gemma: ``model.layers``)."""
+    layers = getattr(decoder_of(causal_lm), "layers", None)
+    if layers is None:
+        raise ModelNotAvailable(f"{type(causal_lm).__name__}: no decoder layers found (expected .model.layers)")
+    return layers
+
+
+def steering_vector(spec: ModelSpec, causal_lm) -> "torch.Tensor":
+    """The spec's vector times its scale, in the model's dtype and device; one line naming what is wrong when
+    the file is not one vector of the model's hidden size or the layer does not exist."""
+    import numpy as np
+    import torch
+
+    layers = len(decoder_layers(causal_lm))
+    if spec.layer >= layers:
+        raise ModelNotAvailable(f"steering layer {spec.layer}: {spec.name} has {layers} decoder layers (0-{layers - 1})")
+    values = np.load(Path(spec.steer).expanduser(), allow_pickle=False)
+    width = causal_lm.config.hidden_size
+    if values.shape != (width,):
+        raise ModelNotAvailable(f"steering vector {spec.steer}: shape {values.shape}, expected ({width},), the "
+                                f"hidden size of {spec.name}")
+    return (torch.from_numpy(values.astype(np.float32)) * spec.scale).to(device=causal_lm.device,
+                                                                         dtype=causal_lm.dtype)
+
+
+def add_to_residual(output, vector):
+    """A decoder layer's output with ``vector`` added at every position (the layer returns the hidden states,
+    or a tuple that starts with them)."""
+    if isinstance(output, tuple):
+        return (output[0] + vector, *output[1:])
+    return output + vector
+
+
+def _steered(method):
+    """A primitive that runs under the model's steering vector, if it has one."""
+    @functools.wraps(method)
+    def run(self, requests):
+        with self._steering():
+            return method(self, requests)
+    return run
+
+
 class LocalChatModel(ChatModel):
     backend = "local"
 
@@ -276,9 +332,12 @@ class LocalChatModel(ChatModel):
         identity = {**base_identity(spec.name), "dtype": inference_dtype()}
         if spec.adapter:
             identity = {**identity, "adapter": adapter_identity(spec.adapter)}
+        if spec.steer:
+            identity = {**identity, "steer": steering_identity(spec)}
         super().__init__(str(spec), identity)
         self.parsed = spec
         self._continuation: dict = {}
+        self._steering_depth = 0
 
     @property
     def weights(self):
@@ -290,7 +349,30 @@ class LocalChatModel(ChatModel):
 
     @property
     def label(self) -> str:
-        return self.parsed.name + (ADAPTER_LABEL if self.parsed.adapter else "")
+        return self.parsed.name + (ADAPTER_LABEL if self.parsed.adapter else "") + \
+            (STEERING_LABEL if self.parsed.steer else "")
+
+    @contextlib.contextmanager
+    def _steering(self):
+        """While a primitive of a steered model runs: its vector added after its decoder layer (a forward hook
+        on the shared loaded weights, removed after, so the unsteered model of the same weights is untouched)."""
+        if not self.parsed.steer or self._steering_depth:
+            self._steering_depth += 1
+            try:
+                yield
+            finally:
+                self._steering_depth -= 1
+            return
+        model, _ = self.weights
+        vector = steering_vector(self.parsed, model)
+        self._steering_depth += 1
+        handle = decoder_layers(model)[self.parsed.layer].register_forward_hook(
+            lambda module, args, output: add_to_residual(output, vector))
+        try:
+            yield
+        finally:
+            handle.remove()
+            self._steering_depth -= 1
 
     def _stop_ids(self, tokenizer) -> set[int]:
         stops = {tokenizer.eos_token_id}
@@ -301,6 +383,7 @@ class LocalChatModel(ChatModel):
         return {s for s in stops if s is not None}
 
     # ---- sampling ---------------------------------------------------------------------------------
+    @_steered
     def _sample(self, requests: list[dict]) -> list[str]:
         model, tokenizer = self.weights
         prompts = [chat_ids(tokenizer, r["messages"], True) for r in requests]
@@ -499,6 +582,7 @@ class LocalChatModel(ChatModel):
     def _sequence_logprob(table, seq: list[int]) -> float:
         return float(sum(table[tuple(seq[:k])][seq[k]] for k in range(len(seq))))
 
+    @_steered
     def _option_logprobs(self, requests: list[dict]) -> list[dict]:
         import torch
 
@@ -531,6 +615,7 @@ class LocalChatModel(ChatModel):
             self._continuation[kind] = torch.tensor(sorted(ids))
         return self._continuation[kind]
 
+    @_steered
     def _number_distribution(self, requests: list[dict]) -> list[dict]:
         """P(answer is exactly the number n): the number's tokens, then a token that does not continue it."""
         import torch
@@ -567,6 +652,7 @@ class LocalChatModel(ChatModel):
                           "continuations": tails})
         return "continuation_logprobs", found
 
+    @_steered
     def _continuation_logprobs(self, requests: list[dict]) -> list[list[float]]:
         """Each request's prompt and assistant prefix (its head) runs once, in left-padded batches of
         ``scoring_batch`` heads planned like the other scoring calls (``plan_batches``: the prefix common to
@@ -668,4 +754,55 @@ class LocalChatModel(ChatModel):
         for ts in tails:
             answers.append(values[start:start + len(ts)])
             start += len(ts)
+        return answers
+
+    # ---- activations --------------------------------------------------------------------------------
+    @_steered
+    def _hidden_states(self, requests: list[dict]) -> list[dict]:
+        """The residual stream at each prompt's last token after the requested decoder layers (forward hooks
+        on those layers), prompts in left-padded batches of ``scoring_batch``; float16 for the cache."""
+        import base64
+
+        import numpy as np
+        import torch
+
+        model, tokenizer = self.weights
+        layers = decoder_layers(model)
+        encoded = [chat_ids(tokenizer, r["messages"], True) for r in requests]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        dev = model.device
+        answers: list[dict] = [{}] * len(requests)
+        order = sorted(range(len(requests)), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), self.scoring_batch):
+            rows = order[start:start + self.scoring_batch]
+            wanted = sorted({tuple(requests[i]["layers"] or range(len(layers))) for i in rows})
+            indices = sorted({layer for group in wanted for layer in group})
+            bad = [layer for layer in indices if not 0 <= layer < len(layers)]
+            if bad:
+                raise ModelNotAvailable(f"{self.spec}: layer {bad[0]} asked for; it has {len(layers)} decoder "
+                                        f"layers (0-{len(layers) - 1})")
+            width = max(len(encoded[i]) for i in rows)
+            ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in rows], device=dev)
+            mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in rows], device=dev)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            caught: dict[int, torch.Tensor] = {}
+
+            def keep(index):
+                def hook(module, args, output):
+                    caught[index] = (output[0] if isinstance(output, tuple) else output)[:, -1].float().cpu()
+                return hook
+
+            handles = [layers[i].register_forward_hook(keep(i)) for i in indices]
+            try:
+                with torch.no_grad():
+                    decoder_of(model)(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            for b, i in enumerate(rows):
+                asked = list(requests[i]["layers"] or range(len(layers)))
+                values = np.stack([caught[layer][b].numpy() for layer in asked]).astype(np.float16)
+                answers[i] = {"shape": list(values.shape), "dtype": "float16",
+                              "data": base64.b64encode(values.tobytes()).decode("ascii")}
+            self._advance(len(rows))
         return answers
