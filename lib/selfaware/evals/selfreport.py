@@ -108,6 +108,12 @@ def plan_requests(plan, taskset: TaskSet, model: str, models: int, max_paraphras
                      kind="sample")
 
 
+def exact_taskset(taskset: TaskSet) -> TaskSet:
+    """The tasks scored exactly from the model's probabilities (not by sampling), as a task set."""
+    from dataclasses import replace
+    return replace(taskset, tasks=[task for task in taskset.tasks if KINDS[task.kind].score is not None])
+
+
 def score_tasks(model: ChatModel, taskset: TaskSet, max_paraphrases: int | None, samples: int,
                 seed: int = 0, variant=None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(scores, answers): one score row per task and paraphrase, one answer row per sampled answer.
