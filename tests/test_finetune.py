@@ -171,3 +171,41 @@ def test_layer_choices_are_checked_and_old_training_keys_are_unchanged(conversat
         finetune("local:smollm2-135m", conversations, LoraHParams(layers=(30,), max_steps=1), progress=False)
     assert "layers" not in LoraHParams().identity()  # adapters cached before the field existed keep their key
     assert LoraHParams(layers=(3, 4)).identity()["layers"] == [3, 4]
+
+
+def test_a_trained_steering_vector_is_one_vector_after_one_layer_and_moves_the_model(conversations):
+    """method "steering": the weights stay frozen, one vector after the middle layer trains (through the stored
+    activations of the layers below and the layer itself), and the tuned model is a steered spec whose answers
+    differ from the untuned model's; a second call trains nothing; LoRA's training keys are unchanged."""
+    import numpy as np
+
+    from selfaware.errors import ConfigError
+    from selfaware.finetune import validate_hparams
+    from selfaware.finetune.local import adapter_record
+    from selfaware.models import load_model, parse_spec
+    from selfaware.notebook import conditions_table
+    from selfaware.experiment import Condition
+
+    hp = LoraHParams(method="steering", layers="middle", learning_rate=0.05, epochs=2, batch_size=4, max_steps=3,
+                     precision="fp32")
+    spec = finetune("local:smollm2-135m", conversations, hp, seed=0, progress=False)
+    parsed = parse_spec(spec)
+    assert parsed.layer == 15 and parsed.scale == 1 and parsed.adapter is None
+    vector = np.load(parsed.steer)
+    assert vector.shape == (576,) and np.linalg.norm(vector) > 0
+    record = adapter_record(spec)
+    assert record["hparams"]["method"] == "steering" and record["steps"] == 3 and record["frozen_activations_stored"]
+    assert record["loss_last"] < record["loss_first"]
+    question = conversations[0]["messages"][:1]
+    untuned = load_model("local:smollm2-135m").score_options([question], ["A", "B"])[0].logprobs
+    steered = load_model(spec).score_options([question], ["A", "B"])[0].logprobs
+    assert steered != pytest.approx(untuned, abs=1e-3)
+    trained = context.current().counters.trainings
+    assert finetune("local:smollm2-135m", conversations, hp, seed=0, progress=False) == spec
+    assert context.current().counters.trainings == trained
+    assert conditions_table([Condition("toward", "toward", 0, spec)])["model"].iloc[0].startswith("steering vector")
+    assert "method" not in LoraHParams().identity() and hp.identity()["method"] == "steering"
+    with pytest.raises(ConfigError, match="one vector after one layer"):
+        validate_hparams("local:smollm2-135m", {"method": "steering", "top_layers": 2})
+    with pytest.raises(ConfigError, match="one vector after one layer"):
+        validate_hparams("local:smollm2-135m", {"method": "steering", "layers": [3, 4]})

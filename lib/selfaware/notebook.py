@@ -39,7 +39,8 @@ def conditions_table(conditions) -> pd.DataFrame:
     rows = []
     for c in conditions:
         record = adapter_record(c.spec) if parse_spec(c.spec).is_local else None
-        rows.append({"condition": c.label, "seed": c.seed, "model": c.spec if not record else f"LoRA {record['key'][:12]}",
+        kind = "steering vector" if record and record["hparams"].get("method") == "steering" else "LoRA"
+        rows.append({"condition": c.label, "seed": c.seed, "model": c.spec if not record else f"{kind} {record['key'][:12]}",
                      "examples": record and record["examples"], "steps": record and record["steps"],
                      "first loss": record and round(record["loss_first"], 3),
                      "last loss": record and round(record["loss_last"], 3),

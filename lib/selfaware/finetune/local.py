@@ -56,6 +56,11 @@ class LoraHParams(TrainingPrecision, BaseModel):
     # autocast precision of the forward passes (LoRA weights stay fp32). auto: bf16 where the device computes
     # it natively (about twice fp32's speed), else fp32 (emulated bf16 is ~10x slower): selfaware.hardware
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    # "steering": no LoRA; one trained vector added to the residual stream after the one decoder layer of
+    # ``layers`` (a steering vector trained on the data, as in Mechanisms of awareness); rank, alpha, dropout
+    # and target_modules do not apply. The tuned model is ``local:NAME?steer=<vector>&layer=L``. In the
+    # training key only when set.
+    method: Literal["lora", "steering"] = "lora"
 
     @model_validator(mode="after")
     def _one_layer_choice(self):
@@ -63,6 +68,11 @@ class LoraHParams(TrainingPrecision, BaseModel):
             raise ValueError("give layers or top_layers, not both")
         if isinstance(self.layers, tuple) and (not self.layers or min(self.layers) < 0):
             raise ValueError("layers must be 'middle' or non-empty 0-based layer indices")
+        if self.method == "steering":
+            if self.layers is None or (isinstance(self.layers, tuple) and len(self.layers) != 1):
+                raise ValueError("method 'steering' trains one vector after one layer: give layers: middle or [L]")
+            if self.snapshot_every:
+                raise ValueError("snapshot_every is for LoRA adapters, not for method 'steering'")
         return self
 
     def tuned_layers(self, n_layers: int) -> list[int] | None:
@@ -85,6 +95,8 @@ class LoraHParams(TrainingPrecision, BaseModel):
         existed keep their keys (and their cache). The precision is the one computed, never ``auto``: an
         adapter trained in bf16 has the key it had before auto existed, one trained in fp32 another."""
         unset = {name for name in ("layers", "snapshot_every") if getattr(self, name) is None}
+        if self.method == "lora":
+            unset.add("method")
         identity = self.model_dump(mode="json", exclude=unset)
         identity["precision"] = self.computed_precision
         return identity
@@ -124,17 +136,19 @@ def tokenize_conversation(tokenizer, messages: list[dict], max_length: int) -> t
     return ids[:max_length], labels[:max_length]
 
 
-def assistant_loss(peft_model, ids, mask, labels, frozen=None, indices=None):
+def assistant_loss(peft_model, ids, mask, labels, frozen=None, indices=None, offset=None):
     """Cross-entropy on the labelled (assistant) positions only. The vocabulary projection, a fifth of a
     small model's compute, runs on those few positions instead of on every token. With ``frozen`` (the
-    activations entering the first tuned layer, see ``FrozenLayers``) only the tuned layers run."""
+    activations entering the first tuned layer, see ``FrozenLayers``) only the tuned layers run, after
+    ``offset`` (a trained steering vector) is added to those activations."""
     import torch
 
-    causal_lm = peft_model.get_base_model()
+    causal_lm = peft_model.get_base_model() if hasattr(peft_model, "get_base_model") else peft_model
     if frozen is None:
         hidden = decoder_of(causal_lm)(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
     else:
-        hidden = frozen.run_top(causal_lm, frozen.batch(indices, ids.shape[1]).to(ids.device), mask)
+        entering = frozen.batch(indices, ids.shape[1]).to(ids.device)
+        hidden = frozen.run_top(causal_lm, entering if offset is None else entering + offset, mask)
     targets = labels[:, 1:]
     selected = targets != -100
     logits = causal_lm.lm_head(hidden[:, :-1][selected]).float()
@@ -251,6 +265,9 @@ def finetune_local(base_spec: str, conversations: Sequence[Conversation], hparam
         adapters_dir() / key[:24], f"adapter {key[:24]} ({name})",
         lambda folder: _train(parsed.name, conversations, hparams, seed, folder, key, name, progress),
         model=parsed.name)
+    if hparams.method == "steering":
+        layer = json.loads((target / "run.json").read_text())["layers"][0]
+        return f"local:{parsed.name}?steer={target / STEERING_FILE}&layer={layer}&scale=1"
     return f"local:{parsed.name}?adapter={target}"
 
 
@@ -273,10 +290,19 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
     torch.manual_seed(seed)
     n_layers = model.config.num_hidden_layers
     layers = hparams.tuned_layers(n_layers)
-    config = LoraConfig(r=hparams.rank, lora_alpha=hparams.alpha, lora_dropout=hparams.dropout,
-                        target_modules=list(hparams.target_modules), layers_to_transform=layers,
-                        task_type="CAUSAL_LM")
-    model = get_peft_model(model, config)
+    steering = hparams.method == "steering"
+    vector = hook = None
+    if steering:  # the weights frozen; one vector, added after the layer, is all that trains
+        model.requires_grad_(False)
+        vector = torch.zeros(model.config.hidden_size, device=device(), requires_grad=True)
+        hook = decoder_of(model).layers[layers[0]].register_forward_hook(
+            lambda module, args, output: (output[0] + vector, *output[1:]) if isinstance(output, tuple)
+            else output + vector)
+    else:
+        config = LoraConfig(r=hparams.rank, lora_alpha=hparams.alpha, lora_dropout=hparams.dropout,
+                            target_modules=list(hparams.target_modules), layers_to_transform=layers,
+                            task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
     model.train()
     examples = [tokenize_conversation(tokenizer, c["messages"], hparams.max_length) for c in conversations]
     lengths = [len(ids) for ids, _ in examples]
@@ -285,7 +311,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
     total_steps = sum(len(e) for e in epochs)
     if hparams.max_steps:
         total_steps = min(total_steps, hparams.max_steps)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [vector] if steering else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=hparams.learning_rate, weight_decay=0.0)
 
     def schedule(step: int) -> float:  # linear warm-up, then linear decay to zero
@@ -308,7 +334,9 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
 
     started = time.time()
     frozen = None
-    first_tuned = min(layers) if layers else 0
+    # a steering vector is added after its layer: that layer is frozen too, its output stored
+    first_tuned = (layers[0] + 1 if steering else min(layers)) if layers else 0
+    base_model = model if steering else model.get_base_model()
     # only the examples the steps will see (a smoke run with max_steps 1 uses one batch of a large file)
     used = sorted({i for batch in [b for e in epochs for b in e][:total_steps] for i in batch})
     needed = None if len(used) == len(examples) else used
@@ -317,7 +345,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
         try:
             store_key = {"base": base_identity(base_name), "examples": examples, "first": first_tuned,
                          "precision": precision} | ({"needed": needed} if needed else {})
-            frozen = FrozenLayers.shared(content_hash(store_key), model.get_base_model(), first_tuned, lengths,
+            frozen = FrozenLayers.shared(content_hash(store_key), base_model, first_tuned, lengths,
                                          tensors, autocast, needed=needed)
             ids, labels, mask = tensors(epochs[0][0])
             if not frozen.check(model, epochs[0][0], ids, mask, labels, autocast):
@@ -337,7 +365,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
                 break
             ids, labels, mask = tensors(batch)
             with autocast():
-                loss = assistant_loss(model, ids, mask, labels, frozen=frozen, indices=batch)
+                loss = assistant_loss(model, ids, mask, labels, frozen=frozen, indices=batch, offset=vector)
             loss.backward()
             optimizer.step()
             scheduler.step()
@@ -353,7 +381,12 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
     seconds = time.time() - started
     if not all(math.isfinite(x) for x in losses):
         raise RuntimeError(f"LoRA training {name!r} diverged (loss {losses[-5:]}); lower the learning rate")
-    model.save_pretrained(folder)
+    if steering:
+        hook.remove()
+        import numpy as np
+        np.save(folder / STEERING_FILE, vector.detach().float().cpu().numpy().astype(np.float32))
+    else:
+        model.save_pretrained(folder)
     record = {
         "key": key, "name": name, "base": base_identity(base_name), "hparams": hparams.record(),
         "seed": seed, "dataset_hash": dataset_hash(conversations), "examples": len(conversations),
@@ -371,6 +404,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
 
 
 SNAPSHOTS = "snapshots"
+STEERING_FILE = "steering.npy"  # a trained steering vector (method "steering"), in the artifact's folder
 
 
 def _save_snapshot(model, folder: Path, step: int, key: str) -> int:
@@ -412,10 +446,14 @@ def adapter_snapshots(spec: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def adapter_record(spec: str) -> dict[str, Any] | None:
+    """The training record of a tuned local model: its adapter's run.json, or the run.json beside a trained
+    steering vector (method "steering"); None for an untuned model or a vector made some other way."""
     parsed = parse_spec(spec)
-    if not parsed.adapter:
-        return None
-    return json.loads((Path(parsed.adapter) / "run.json").read_text())
+    if parsed.adapter:
+        return json.loads((Path(parsed.adapter) / "run.json").read_text())
+    if parsed.steer and Path(parsed.steer).name == STEERING_FILE and (Path(parsed.steer).parent / "run.json").exists():
+        return json.loads((Path(parsed.steer).parent / "run.json").read_text())
+    return None
 
 
 def validate_lora_hparams(base_spec: str, hparams: Any) -> LoraHParams:
