@@ -15,6 +15,7 @@ TEST_PROCESSES ?= 2
 # the larger embedded models a profile uses (the default profile's judge and small-model EM page); smoke and
 # test need none of them
 BOOK_MODELS_default := qwen-0.5b qwen-1.5b
+BOOK_MODELS_study := qwen-0.5b qwen-1.5b
 
 book: $(STAMP) sandbox $(BOOK_MODELS_$(PROFILE))  ## run every notebook of $(PROFILE) with papermill, then build the site
 	$(BIN)/python -m selfaware book --profile $(PROFILE) --jobs $(JOBS)
