@@ -46,7 +46,10 @@ def test_every_run_honours_the_artifact_contract(smoke):
         for figure in record["figures"]:
             assert (folder / "figures" / f"{figure['name']}.png").exists()
             assert (folder / "figures" / f"{figure['name']}.pdf").exists()
-        assert record["model_calls"] > 0 and record["trainings"] > 0  # the cold run really computed
+        # the cold run really computed: it asked models, and it trained its models or (a page that reuses another
+        # page's models, as 10 reuses 01's) found them trained
+        assert record["model_calls"] > 0
+        assert record["trainings"] > 0 or record["computed"]["trainings_cached"] > 0, record["name"]
         numeric = record["computed"]["numeric"]  # the book's cost page shows where and how it was computed
         assert numeric["precision"]["used"] in {"bf16", "fp32"} and numeric["precision"]["reason"]
         assert numeric["cpu"] and numeric["torch_threads"] >= 1

