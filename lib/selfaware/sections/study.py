@@ -93,7 +93,7 @@ def layer_count(spec: str) -> int:
     from ..models.local import resolve_model_dir
 
     parsed = parse_spec(spec)
-    if parsed.embedded is not None:
+    if parsed.embedded is not None and parsed.embedded.layers:
         return parsed.embedded.layers
     return int(json.loads((resolve_model_dir(parsed.name) / "config.json").read_text())["num_hidden_layers"])
 
@@ -339,7 +339,8 @@ def statement(table: pd.DataFrame, cfg: StudyConfig) -> str:
                       for spec, t in cfg.per_model.items())
     counts = sorted({len(c.cfg.seeds) for c in cells(cfg)})
     seeds = f"{counts[0]} seed{'s' if counts[0] > 1 else ''}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds"
-    design = (f"{found['cells']} cells (model x behaviour x recipe), each toward and away with {seeds}"
+    design = (f"{found['cells']} cell{'s' if found['cells'] != 1 else ''} (model x behaviour x recipe), each toward "
+              f"and away with {seeds}"
               + (f"; trimmed: {trims}" if trims else ""))
     power = (f"The smallest self-report effect each cell could detect (80% power, two-sided 5%) ranged from "
              f"{found['detectable_min']:.2f} to {found['detectable_max']:.2f} (median {found['detectable_median']:.2f}) "
