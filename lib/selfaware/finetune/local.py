@@ -21,7 +21,7 @@ from ..cache import content_hash
 from ..errors import ConfigError, config_error
 from ..hardware import TrainingPrecision, device, use_threads
 from ..models import parse_spec
-from ..models.local import base_identity, chat_ids, decoder_of, resolve_model_dir
+from ..models.local import add_to_residual, base_identity, chat_ids, decoder_of, resolve_model_dir
 from ..paths import cache_dir
 
 TRAINER_VERSION = 1  # bump when a change to this file changes what training produces
@@ -296,8 +296,7 @@ def _train(base_name: str, conversations, hparams: LoraHParams, seed: int, folde
         model.requires_grad_(False)
         vector = torch.zeros(model.config.hidden_size, device=device(), requires_grad=True)
         hook = decoder_of(model).layers[layers[0]].register_forward_hook(
-            lambda module, args, output: (output[0] + vector, *output[1:]) if isinstance(output, tuple)
-            else output + vector)
+            lambda module, args, output: add_to_residual(output, vector))
     else:
         config = LoraConfig(r=hparams.rank, lora_alpha=hparams.alpha, lora_dropout=hparams.dropout,
                             target_modules=list(hparams.target_modules), layers_to_transform=layers,
